@@ -1,0 +1,196 @@
+"""Typed configuration: dataclasses filled from TOML tables, with exact error messages.
+
+The app config (``collector.toml``) names the device nodes and the recording options; the CLI,
+the supervisor and (later) the GUI all read it through :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value that is missing, unknown or of the wrong type."""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of "
+                          f"{' | '.join(_type_name(o) for o in options)}")
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            choices = ", ".join(repr(c) for c in typing.get_args(tp))
+            raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        (item,) = typing.get_args(tp)[:1] or (Any,)
+        items = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {type(value).__name__}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, where)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is Path and isinstance(value, (str, Path)):
+        return Path(value)
+    if isinstance(tp, type) and not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_mapping(cls: type[T], data: Any, where: str | None = None) -> T:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types.
+
+    Errors name the place: ``"cam0.options.fps: expected float, got str '30'"``. A dataclass may
+    define ``validate(self)`` raising ``ConfigError`` for checks across fields.
+    """
+    where = where or cls.__name__
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown option{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(repr(u) for u in unknown)} (known: {', '.join(sorted(known))})")
+    values = {}
+    for name, f in known.items():
+        if name in data:
+            values[name] = _coerce(data[name], hints[name], f"{where}.{name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: missing required option '{name}'")
+    obj = cls(**values)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
+    return obj
+
+
+def to_mapping(obj: Any) -> dict[str, Any]:
+    """A dataclass as TOML-ready plain data (paths as strings, ``None`` left out)."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if v is not None}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+    return clean(dataclasses.asdict(obj))
+
+
+@dataclass
+class NodeConfig:
+    """One device node: ``driver`` names a module under ``devices`` (``sim_camera``, ...)."""
+
+    name: str
+    driver: str
+    endpoint: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not self.name or "/" in self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"node name {self.name!r} must be letters, digits, '-' or '_'")
+
+
+@dataclass
+class RecordingConfig:
+    output: Path = Path("recordings")
+    #: Fields: task, date (YYYY-MM-DD), time (HHMMSS), operator, station, uuid (8 hex digits).
+    path_pattern: str = "{task}/{date}/{task}_{date}_{time}_{uuid}.h5"
+    #: Lossless chunk compression of raw arrays through hdf5plugin.
+    compression: typing.Literal["none", "lz4", "zstd"] = "none"
+    #: How color frames are stored: raw pixels, or one JPEG per frame (decoded by every reader).
+    color_encoding: typing.Literal["raw", "jpeg"] = "raw"
+    jpeg_quality: int = 90
+    flush_interval_s: float = 0.5
+    #: Stream whose samples define the synchronized index ("" = the first color stream).
+    master_stream: str = ""
+    #: Refuse to start an episode with less free disk space than this.
+    min_free_gb: float = 1.0
+
+    def validate(self) -> None:
+        if not 0 < self.flush_interval_s <= 1.0:
+            raise ConfigError("recording.flush_interval_s must be in (0, 1] s: a killed recorder "
+                              f"may lose at most the last second, got {self.flush_interval_s}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"recording.jpeg_quality must be 1..100, got {self.jpeg_quality}")
+
+
+@dataclass
+class SessionInfo:
+    task: str = "demo"
+    operator: str = ""
+    station: str = ""
+    prompt: str = ""
+    goal_episodes: int = 50
+
+
+@dataclass
+class AppConfig:
+    nodes: list[NodeConfig] = field(default_factory=list)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
+    session: SessionInfo = field(default_factory=SessionInfo)
+
+    def validate(self) -> None:
+        names = [n.name for n in self.nodes]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigError(f"node names must be unique: {', '.join(duplicates)} repeated")
+
+
+def sim_config(seed: int = 0, cameras: int = 1, glove_rate_hz: float = 200.0) -> AppConfig:
+    """The built-in ``--sim`` setup: simulated camera(s) and a simulated glove sharing one world."""
+    nodes = [NodeConfig(name=f"cam{i}", driver="sim_camera", options={"seed": seed, "view": i})
+             for i in range(cameras)]
+    nodes.append(NodeConfig(name="glove", driver="sim_glove",
+                            options={"seed": seed, "rate_hz": glove_rate_hz}))
+    return AppConfig(nodes=nodes)
+
+
+def load_config(path: str | Path) -> AppConfig:
+    with open(path, "rb") as fh:
+        try:
+            data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return from_mapping(AppConfig, data, where=str(path))
+
+
+def save_config(config: AppConfig, path: str | Path) -> None:
+    import tomli_w
+
+    Path(path).write_text(tomli_w.dumps(to_mapping(config)))

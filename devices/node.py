@@ -1,0 +1,123 @@
+"""Runs one driver as a device node: reads it and publishes every sample on the bus.
+
+``python -m devices DRIVER --name cam0 --endpoint ipc:///tmp/x/cam0 --options '{"fps": 30}'``
+
+The node numbers samples per stream (or forwards the device's frame counter), announces its
+streams, reports connection changes and stalls as events, and reconnects a lost device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+
+from collector import protocol
+from collector.bus import NodePublisher
+from collector.protocol import Describe, Event, Sample
+
+from .base import Device, DeviceDisconnected, DeviceError
+from .registry import DRIVERS, driver_class
+
+log = logging.getLogger("devices.node")
+
+RECONNECT_INTERVAL_S = 1.0
+#: A stream is reported stalled after this many nominal periods without a sample (min 0.5 s).
+STALL_PERIODS = 10
+
+
+class Node:
+    """A device and its publisher; :meth:`run` loops until :meth:`stop`."""
+
+    def __init__(self, device: Device, endpoint: str) -> None:
+        self.device = device
+        self.specs = device.streams()
+        self.describe = Describe(node=device.name, streams=[s.to_dict() for s in self.specs],
+                                 info=device.info())
+        rate = sum(s.rate_hz for s in self.specs)
+        self.publisher = NodePublisher(endpoint, self.describe, messages_per_second=rate)
+        self._next_seq = {s.name: 0 for s in self.specs}
+        self._stall_after_s = max(0.5, STALL_PERIODS / min(s.rate_hz for s in self.specs))
+        self._stop = threading.Event()
+        self.published = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _event(self, kind: str, **detail) -> None:
+        log.info("%s: %s %s", self.device.name, kind, detail or "")
+        self.publisher.send(Event(node=self.device.name, kind=kind, t_host_ns=protocol.now_ns(),
+                                  detail=detail))
+
+    def run(self) -> None:
+        connected = False
+        stalled = False
+        last_sample = time.monotonic()
+        while not self._stop.is_set():
+            if not connected:
+                try:
+                    self.device.connect()
+                except DeviceError as exc:
+                    self._event("error", message=str(exc))
+                    self._stop.wait(RECONNECT_INTERVAL_S)
+                    continue
+                connected, stalled, last_sample = True, False, time.monotonic()
+                self._event("connected")
+                self.publisher.send(self.describe)
+            try:
+                readings = self.device.read(timeout_s=0.2)
+            except DeviceDisconnected as exc:
+                connected = False
+                self.device.close()
+                self._event("disconnected", message=str(exc))
+                continue
+            now = time.monotonic()
+            if not readings:
+                if not stalled and now - last_sample > self._stall_after_s:
+                    stalled = True
+                    self._event("stalled", seconds=round(now - last_sample, 3))
+                continue
+            if stalled:
+                stalled = False
+                self._event("resumed", seconds=round(now - last_sample, 3))
+            last_sample = now
+            for r in readings:
+                seq = self._next_seq[r.stream] if r.seq is None else r.seq
+                self._next_seq[r.stream] = seq + 1
+                self.publisher.send(Sample(node=self.device.name, stream=r.stream, seq=seq,
+                                           t_device_ns=r.t_device_ns, t_host_ns=r.t_host_ns,
+                                           fields=r.fields, encodings=r.encodings))
+                self.published += 1
+
+    def close(self) -> None:
+        self.device.close()
+        self.publisher.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devices", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("driver", choices=sorted(DRIVERS))
+    parser.add_argument("--name", required=True, help="node name, the prefix of its streams")
+    parser.add_argument("--endpoint", required=True, help="base endpoint, ipc://PATH or tcp://HOST:PORT")
+    parser.add_argument("--options", default="{}", help="driver options as a JSON object")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
+    try:
+        device = driver_class(args.driver)(args.name, json.loads(args.options))
+        node = Node(device, args.endpoint)
+    except (ValueError, DeviceError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: node.stop())
+    try:
+        node.run()
+    finally:
+        node.close()
+    return 0
