@@ -7,6 +7,7 @@ the supervisor and (later) the GUI all read it through :func:`load_config`.
 from __future__ import annotations
 
 import dataclasses
+import time
 import tomllib
 import types
 import typing
@@ -172,12 +173,19 @@ class AppConfig:
             raise ConfigError(f"node names must be unique: {', '.join(duplicates)} repeated")
 
 
-def sim_config(seed: int = 0, cameras: int = 1, glove_rate_hz: float = 200.0) -> AppConfig:
-    """The built-in ``--sim`` setup: simulated camera(s) and a simulated glove sharing one world."""
-    nodes = [NodeConfig(name=f"cam{i}", driver="sim_camera", options={"seed": seed, "view": i})
+def sim_config(seed: int = 0, cameras: int = 1, glove_rate_hz: float = 200.0,
+               epoch_ns: int | None = None) -> AppConfig:
+    """The built-in ``--sim`` setup: simulated camera(s) and a simulated glove sharing one world.
+
+    The simulated world is a function of time since ``epoch_ns`` (default: now), which every
+    simulated node is given so that the camera renders exactly what the glove reports.
+    """
+    epoch_ns = time.time_ns() if epoch_ns is None else epoch_ns
+    nodes = [NodeConfig(name=f"cam{i}", driver="sim_camera",
+                        options={"seed": seed, "view": i, "epoch_ns": epoch_ns})
              for i in range(cameras)]
     nodes.append(NodeConfig(name="glove", driver="sim_glove",
-                            options={"seed": seed, "rate_hz": glove_rate_hz}))
+                            options={"seed": seed, "rate_hz": glove_rate_hz, "epoch_ns": epoch_ns}))
     return AppConfig(nodes=nodes)
 
 

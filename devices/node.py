@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -57,7 +58,11 @@ class Node:
         connected = False
         stalled = False
         last_sample = time.monotonic()
+        parent = os.getppid()
         while not self._stop.is_set():
+            if os.getppid() != parent:  # orphaned: the app that started this node is gone
+                log.warning("%s: parent process exited; stopping", self.device.name)
+                break
             if not connected:
                 try:
                     self.device.connect()

@@ -1,0 +1,223 @@
+"""The ``collector`` command: everything the GUI does, headless.
+
+    collector record --sim --duration 10 --task pick-cube     record one simulated episode
+    collector record --config station.toml                    record from the devices in a config
+    collector info FILE                                       streams, counts, rates, gaps, skew
+    collector validate FILE                                   check against the schema (exit 1 if not)
+    collector recover FILE|DIR                                complete interrupted episodes
+    collector config PATH                                     write a starting config file
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import __version__
+from .config import AppConfig, ConfigError, load_config, save_config, sim_config
+
+log = logging.getLogger("collector")
+
+
+def _app_config(args: argparse.Namespace) -> AppConfig:
+    if args.config:
+        config = load_config(args.config)
+    else:
+        config = sim_config(seed=args.seed, cameras=args.cameras, glove_rate_hz=args.glove_rate)
+    rec, info = config.recording, config.session
+    if args.output:
+        rec.output = Path(args.output)
+    for key in ("compression", "color_encoding"):
+        if getattr(args, key):
+            setattr(rec, key, getattr(args, key))
+    for key in ("task", "operator", "station", "prompt"):
+        if getattr(args, key) is not None:
+            setattr(info, key, getattr(args, key))
+    return config
+
+
+def _status_line(status: dict) -> str:
+    parts = []
+    for name, s in status["streams"].items():
+        nominal = f"/{s['nominal_hz']:g}" if s["nominal_hz"] else ""
+        gaps = f" gaps {s['gaps']}" if s["gaps"] else ""
+        parts.append(f"{name} {s['rate_hz']:.0f}{nominal} Hz{gaps}")
+    episode = status.get("episode")
+    elapsed = f"{episode['elapsed_s']:5.1f} s  " if episode else ""
+    return elapsed + "  ".join(parts)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from .episode_reader import format_info, open_episode
+    from .session import Session, SessionError
+    from .supervisor import StartupError
+
+    config = _app_config(args)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    session = Session(config)
+    try:
+        session.open()
+    except StartupError as exc:
+        print(f"error: could not start the devices: {exc}", file=sys.stderr)
+        return 2
+    try:
+        for _ in range(args.episodes):
+            if stop.is_set():
+                break
+            started = session.start_episode(notes=args.notes)
+            print(f"recording {started['path']}" + (f" for {args.duration:g} s" if args.duration else
+                                                      " (Ctrl-C to stop)"), file=sys.stderr)
+            deadline = time.monotonic() + args.duration if args.duration else float("inf")
+            while not stop.is_set() and time.monotonic() < deadline:
+                stop.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+                if not args.quiet:
+                    print("  " + _status_line(session.status()), file=sys.stderr)
+            result = session.stop_episode()
+            if args.outcome:
+                session.tag_episode(args.outcome)
+            print(result["path"])
+            if result.get("error"):
+                print(f"error during recording: {result['error']}", file=sys.stderr)
+            if not args.quiet:
+                with open_episode(result["path"]) as episode:
+                    print(format_info(episode.summary()), file=sys.stderr)
+    except SessionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        session.close()
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .episode_reader import EpisodeError, format_info, open_episode
+
+    try:
+        with open_episode(args.file) as episode:
+            print(format_info(episode.summary()))
+    except EpisodeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .episode_reader import validate_episode
+
+    problems = validate_episode(args.file)
+    if problems:
+        print(f"{args.file}: INVALID", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(f"{args.file}: valid")
+    return 0
+
+
+def cmd_recover(args: argparse.Namespace) -> int:
+    from .episode_reader import EpisodeError, open_episode, recover_episode
+
+    root = Path(args.path)
+    files = sorted(root.rglob("*.h5")) if root.is_dir() else [root]
+    failed = 0
+    for path in files:
+        if ".trash" in path.parts:
+            continue
+        try:
+            with open_episode(path) as episode:
+                needs = episode.interrupted or episode.attrs.get("status") == "recording"
+        except EpisodeError as exc:
+            print(f"{path}: cannot open: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if needs:
+            try:
+                print(f"{path}: recovered -> {recover_episode(path)}")
+            except Exception as exc:
+                print(f"{path}: recovery failed: {exc}", file=sys.stderr)
+                failed += 1
+    return 1 if failed else 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        print(f"error: {path} exists (use --force to overwrite)", file=sys.stderr)
+        return 1
+    save_config(sim_config(seed=0, cameras=args.cameras, epoch_ns=0), path)
+    print(f"wrote {path}: edit [[nodes]] to name your devices")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="collector", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"collector {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command")
+
+    rec = sub.add_parser("record", help="record episodes headless")
+    source = rec.add_mutually_exclusive_group()
+    source.add_argument("--sim", action="store_true", help="simulated camera and glove (default)")
+    source.add_argument("--config", help="TOML config naming the device nodes")
+    rec.add_argument("--duration", type=float, default=0, help="seconds per episode (0: until Ctrl-C)")
+    rec.add_argument("--episodes", type=int, default=1, help="number of episodes to record")
+    rec.add_argument("--task")
+    rec.add_argument("--operator")
+    rec.add_argument("--station")
+    rec.add_argument("--prompt")
+    rec.add_argument("--notes")
+    rec.add_argument("--outcome", choices=["success", "failure", "unknown"])
+    rec.add_argument("--output", help="recordings folder (default: recordings/)")
+    rec.add_argument("--seed", type=int, default=0, help="simulated operator and scene seed")
+    rec.add_argument("--cameras", type=int, default=1, help="simulated cameras")
+    rec.add_argument("--glove-rate", type=float, default=200.0, help="simulated glove rate (Hz)")
+    rec.add_argument("--compression", choices=["none", "lz4", "zstd"])
+    rec.add_argument("--color-encoding", choices=["raw", "jpeg"])
+    rec.add_argument("-q", "--quiet", action="store_true")
+    rec.set_defaults(func=cmd_record)
+
+    info = sub.add_parser("info", help="describe an episode file")
+    info.add_argument("file")
+    info.set_defaults(func=cmd_info)
+
+    val = sub.add_parser("validate", help="check an episode file against the schema")
+    val.add_argument("file")
+    val.set_defaults(func=cmd_validate)
+
+    recover = sub.add_parser("recover", help="complete interrupted episodes")
+    recover.add_argument("path")
+    recover.set_defaults(func=cmd_recover)
+
+    cfg = sub.add_parser("config", help="write a starting config file")
+    cfg.add_argument("path")
+    cfg.add_argument("--cameras", type=int, default=1)
+    cfg.add_argument("--force", action="store_true")
+    cfg.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""The Qt-free model of a collection session: what the CLI drives now and the GUI drives later.
+
+Every action an operator can take is a method here (start, stop, discard, tag); observers get
+events (``episode_started``, ``episode_stopped``, ``episode_discarded``, ``episode_tagged``,
+``error``) through :meth:`Session.subscribe`. It talks to the recorder process over its control
+socket, so it never blocks on disk I/O longer than a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .config import AppConfig
+from .supervisor import Supervisor
+
+log = logging.getLogger("collector.session")
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+class SessionError(RuntimeError):
+    """An action the session refused; the message is meant for the operator."""
+
+
+@dataclass
+class StreamStatus:
+    """Health of one stream, as shown in a status line or the GUI's health strip."""
+
+    name: str
+    rate_hz: float
+    nominal_hz: float | None
+    received: int
+    gaps: int
+    missing: int
+    latency_ms: float
+    age_s: float | None
+
+    @property
+    def level(self) -> str:
+        """``ok``, ``warn`` or ``bad``, with :attr:`problem` saying why."""
+        return "ok" if not self.problem else ("bad" if self._bad else "warn")
+
+    @property
+    def _bad(self) -> bool:
+        return self.age_s is None or self.age_s > 1.0
+
+    @property
+    def problem(self) -> str:
+        if self.age_s is None:
+            return "no data received"
+        if self.age_s > 1.0:
+            return f"no data for {self.age_s:.1f} s"
+        if self.nominal_hz and self.rate_hz < 0.9 * self.nominal_hz:
+            return f"{self.rate_hz:.1f} Hz, expected {self.nominal_hz:g} Hz"
+        if self.missing:
+            return f"{self.missing} samples lost in {self.gaps} gaps"
+        return ""
+
+
+@dataclass
+class Session:
+    """One operator session over a running set of nodes and a recorder."""
+
+    config: AppConfig
+    supervisor: Supervisor | None = None
+    episodes_recorded: int = 0
+    last_episode: dict[str, Any] | None = None
+    _listeners: list[Listener] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def open(self) -> None:
+        """Start the device nodes and the recorder."""
+        if self.supervisor is None:
+            self.supervisor = Supervisor(self.config)
+        self.supervisor.start()
+
+    def close(self) -> None:
+        """Finish a running episode and stop every process."""
+        if self.supervisor is not None:
+            if self.recording:
+                self.stop_episode()
+            self.supervisor.stop()
+
+    def __enter__(self) -> "Session":
+        try:
+            self.open()
+        except BaseException:
+            if self.supervisor is not None:
+                self.supervisor.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- observers ---------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener(event, data)`` on every session event; returns an unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def _emit(self, event: str, data: dict[str, Any]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event, data)
+            except Exception:
+                log.exception("session listener failed on %s", event)
+
+    # ---- actions -----------------------------------------------------------------------------
+    def _request(self, cmd: str, **params: Any) -> dict[str, Any]:
+        if self.supervisor is None:
+            raise SessionError("the session is not open")
+        with self._lock:
+            reply = self.supervisor.recorder_request(cmd, **params)
+        if not reply.get("ok"):
+            self._emit("error", {"action": cmd, "error": reply.get("error")})
+            raise SessionError(reply.get("error") or f"{cmd} failed")
+        return reply
+
+    def episode_meta(self, **overrides: Any) -> dict[str, Any]:
+        info = self.config.session
+        meta = {"task": info.task, "operator": info.operator, "station": info.station,
+                "prompt": info.prompt}
+        meta.update({k: v for k, v in overrides.items() if v is not None})
+        return meta
+
+    def start_episode(self, **meta: Any) -> dict[str, Any]:
+        """Start recording an episode; ``meta`` overrides the session's task, operator, notes..."""
+        reply = self._request("start", meta=self.episode_meta(**meta))
+        self._emit("episode_started", reply)
+        return reply
+
+    def stop_episode(self) -> dict[str, Any]:
+        """Finish the running episode; its outcome stays ``unknown`` until tagged."""
+        reply = self._request("stop")
+        self.episodes_recorded += 1
+        self.last_episode = reply
+        self._emit("episode_stopped", reply)
+        return reply
+
+    def discard_episode(self) -> dict[str, Any]:
+        """Throw away the running or the last episode (moved to the trash folder, recoverable)."""
+        was_recording = self.recording
+        reply = self._request("discard")
+        if not was_recording and self.episodes_recorded:
+            self.episodes_recorded -= 1
+        self.last_episode = None
+        self._emit("episode_discarded", reply)
+        return reply
+
+    def tag_episode(self, outcome: str | None = None, *, notes: str | None = None,
+                    tags: list[str] | None = None) -> dict[str, Any]:
+        """Mark the last episode success/failure/unknown and set its notes and tags."""
+        params = {k: v for k, v in {"outcome": outcome, "notes": notes, "tags": tags}.items()
+                  if v is not None}
+        reply = self._request("tag", **params)
+        self._emit("episode_tagged", {**reply, **params})
+        return reply
+
+    # ---- state -------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """The recorder's status plus the processes' states."""
+        reply = self._request("status")
+        reply["processes"] = self.supervisor.check()
+        return reply
+
+    @property
+    def recording(self) -> bool:
+        try:
+            return bool(self._request("status").get("recording"))
+        except (SessionError, TimeoutError):
+            return False
+
+    def health(self) -> list[StreamStatus]:
+        """Per-stream health (measured rate against nominal, gaps, latency, data age)."""
+        streams = self.status()["streams"]
+        return [StreamStatus(name=name, rate_hz=s["rate_hz"], nominal_hz=s["nominal_hz"],
+                             received=s["received"], gaps=s["gaps"], missing=s["missing"],
+                             latency_ms=s["latency_ms"], age_s=s["age_s"])
+                for name, s in streams.items()]

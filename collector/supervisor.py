@@ -1,0 +1,173 @@
+"""Starts the device nodes and the recorder as processes, watches them, and stops them cleanly.
+
+Nodes are started by driver name (``python -m devices DRIVER``), so the core never imports a
+driver. A node that dies is restarted (the recorder sees the restart from ``seq`` and marks it in
+the episode); the recorder is asked to finish its episode before anything is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .bus import default_endpoint, new_runtime_dir, node_endpoints, request
+from .config import AppConfig, NodeConfig, to_mapping
+
+log = logging.getLogger("collector.supervisor")
+
+
+class StartupError(RuntimeError):
+    """A process did not come up; the message carries the end of its log."""
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    ctl: str
+    log_path: Path
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+
+    def start(self, env: dict[str, str]) -> None:
+        log_file = open(self.log_path, "ab")
+        self.process = subprocess.Popen(self.argv, stdout=log_file, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, env=env,
+                                        # A terminal's Ctrl-C goes to the app alone, which then
+                                        # stops the children in order (recorder first).
+                                        start_new_session=True)
+        log_file.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Supervisor:
+    """Owns the processes of one session; use as a context manager."""
+
+    def __init__(self, config: AppConfig, *, runtime_dir: str | None = None,
+                 restart_nodes: bool = True) -> None:
+        self.config = config
+        self._own_runtime_dir = runtime_dir is None
+        self.runtime_dir = runtime_dir or new_runtime_dir()
+        self.restart_nodes = restart_nodes
+        self.node_bases: dict[str, str] = {}
+        self.nodes: dict[str, Child] = {}
+        self.recorder: Child | None = None
+        self.recorder_ctl = f"ipc://{os.path.join(self.runtime_dir, 'recorder.ctl')}"
+        self._env = dict(os.environ)
+        # Children must import this checkout's packages however the app was started.
+        root = str(Path(__file__).resolve().parent.parent)
+        self._env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, self._env.get("PYTHONPATH")]))
+
+    def _node_child(self, node: NodeConfig) -> Child:
+        base = node.endpoint or default_endpoint(self.runtime_dir, node.name)
+        self.node_bases[node.name] = base
+        argv = [sys.executable, "-m", "devices", node.driver, "--name", node.name,
+                "--endpoint", base, "--options", json.dumps(node.options)]
+        return Child(node.name, argv, node_endpoints(base).ctl,
+                     Path(self.runtime_dir) / f"{node.name}.log")
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Start every node, wait until each answers, then start the recorder."""
+        if not self.config.nodes:
+            raise StartupError("the config names no device nodes")
+        for node in self.config.nodes:
+            child = self.nodes[node.name] = self._node_child(node)
+            child.start(self._env)
+        for child in self.nodes.values():
+            self._wait_ready(child, timeout_s)
+        argv = [sys.executable, "-m", "collector.recorder", "--ctl", self.recorder_ctl,
+                "--nodes", json.dumps(self.node_bases),
+                "--recording", json.dumps(to_mapping(self.config.recording))]
+        self.recorder = Child("recorder", argv, self.recorder_ctl,
+                              Path(self.runtime_dir) / "recorder.log")
+        self.recorder.start(self._env)
+        self._wait_ready(self.recorder, timeout_s)
+
+    def _wait_ready(self, child: Child, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not child.alive:
+                raise StartupError(f"{child.name} exited with code {child.process.returncode}:\n"
+                                   f"{child.log_tail()}")
+            try:
+                if request(child.ctl, "ping", timeout_s=0.5).get("ok"):
+                    return
+            except TimeoutError:
+                continue
+        raise StartupError(f"{child.name} did not answer within {timeout_s} s:\n{child.log_tail()}")
+
+    def recorder_request(self, cmd: str, timeout_s: float = 30.0, **params: Any) -> dict[str, Any]:
+        return request(self.recorder_ctl, cmd, timeout_s=timeout_s, **params)
+
+    def check(self) -> dict[str, str]:
+        """Process states (``running``, ``restarted``, ``exited N``); restarts dead nodes."""
+        states = {}
+        for name, child in self.nodes.items():
+            if child.alive:
+                states[name] = "running"
+            elif self.restart_nodes:
+                log.warning("node %s exited with %s; restarting:\n%s", name,
+                            child.process.returncode, child.log_tail(5))
+                child.restarts += 1
+                child.start(self._env)
+                states[name] = "restarted"
+            else:
+                states[name] = f"exited {child.process.returncode}"
+        if self.recorder is not None:
+            states["recorder"] = "running" if self.recorder.alive else f"exited {self.recorder.process.returncode}"
+        return states
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Let the recorder finish its episode and exit, then stop the nodes."""
+        if self.recorder is not None and self.recorder.alive:
+            try:
+                self.recorder_request("shutdown", timeout_s=5)
+            except TimeoutError:
+                self.recorder.process.send_signal(signal.SIGTERM)
+            _wait_or_kill(self.recorder.process, timeout_s)
+        for child in self.nodes.values():
+            if child.alive:
+                child.process.send_signal(signal.SIGTERM)
+        for child in self.nodes.values():
+            if child.process is not None:
+                _wait_or_kill(child.process, 5)
+        if self._own_runtime_dir:
+            shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+    def __enter__(self) -> "Supervisor":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _wait_or_kill(process: subprocess.Popen, timeout_s: float) -> None:
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        log.error("pid %d did not stop within %s s; killing it", process.pid, timeout_s)
+        process.kill()
+        process.wait()
