@@ -85,11 +85,16 @@ class NodePublisher:
         self.data = self.context.socket(zmq.PUB)
         self.data.setsockopt(zmq.SNDHWM, reliable_hwm(messages_per_second))
         self.data.setsockopt(zmq.LINGER, 2000)
-        self.data.bind(self.endpoints.data)
         self.live = self.context.socket(zmq.PUB)
         self.live.setsockopt(zmq.SNDHWM, LIVE_HWM)
         self.live.setsockopt(zmq.LINGER, 0)
-        self.live.bind(self.endpoints.live)
+        try:
+            self.data.bind(self.endpoints.data)
+            self.live.bind(self.endpoints.live)
+        except zmq.ZMQError:
+            self.data.close(linger=0)
+            self.live.close(linger=0)
+            raise
         self._stop = threading.Event()
         self._ctl_ready = threading.Event()
         self._ctl_error: Exception | None = None
@@ -97,6 +102,9 @@ class NodePublisher:
         self._ctl_thread.start()
         self._ctl_ready.wait(5)
         if self._ctl_error:
+            # Release the data and live endpoints too, so that a retry can bind them again.
+            self.data.close(linger=0)
+            self.live.close(linger=0)
             raise self._ctl_error
 
     def _describe_reply(self) -> dict:
@@ -263,6 +271,7 @@ class LatestSubscriber:
         self._latest: dict[str, Sample] = {}
         self._events: list[Event] = []
         self.describes: dict[str, Describe] = {}
+        #: Per-stream counters, filled by the background thread (the same dict throughout).
         self.counters: dict[str, StreamCounters] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="latest-subscriber", daemon=True)
@@ -270,7 +279,7 @@ class LatestSubscriber:
 
     def _run(self) -> None:
         sub = Subscriber(self._endpoints, hwm=LIVE_HWM, context=self._context)
-        self.counters = sub.tracker.streams
+        sub.tracker.streams = self.counters
         try:
             while not self._stop.is_set():
                 message = sub.receive(50)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -47,6 +48,13 @@ MESSAGE_TYPES = (SAMPLE, DESCRIBE, EVENT)
 RAW = "raw"
 JPEG = "jpeg"
 ENCODINGS = (RAW, JPEG)
+
+#: Most dimensions a field may have (numpy 1.x supports 32, numpy 2 supports 64).
+MAX_NDIM = 32
+
+#: A numpy array-protocol typestr such as ``|u1``, ``<u2``, ``<f4``, ``<M8[ns]``: byte order,
+#: kind, item size, optional unit. Structured, sub-array and comma forms are not wire dtypes.
+_TYPESTR = re.compile(r"[<>|=]?[a-zA-Z?][0-9]*(\[[0-9a-zA-Z]+\])?")
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +112,15 @@ def encode_sample(sample: Sample) -> list:
     buffers: list = []
     for name, array in sample.fields.items():
         array = np.ascontiguousarray(array)
+        if array.dtype.hasobject:
+            raise ProtocolError(f"field '{name}': object dtypes cannot be sent")
         # An encoded field (e.g. JPEG) travels as its 1-D uint8 byte string.
         fields.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape),
                        "encoding": sample.encodings.get(name, RAW)})
-        buffers.append(array.data.cast("B") if array.ndim and array.nbytes else array.tobytes())
+        # A flat uint8 view, not ``array.data.cast("B")``: that fails for dtypes the buffer
+        # protocol cannot describe (datetime64) or cannot cast (non-native byte order, complex).
+        buffers.append(memoryview(array.reshape(-1).view(np.uint8))
+                       if array.ndim and array.nbytes else array.tobytes())
     header = {
         "v": PROTOCOL_VERSION, "type": SAMPLE, "node": sample.node, "stream": sample.stream,
         "seq": int(sample.seq), "t_device_ns": int(sample.t_device_ns),
@@ -164,11 +177,14 @@ def decode(frames: Sequence) -> Message:
         raise ProtocolError(f"expected at least 2 frames (topic, header), got {len(frames)}")
     try:
         topic = bytes(_frame_bytes(frames[0])).decode()
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"topic is not UTF-8: {exc}") from None
+    try:
         header = json.loads(bytes(_frame_bytes(frames[1])))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"header is not UTF-8 JSON: {exc}") from None
     if not isinstance(header, dict):
-        raise ProtocolError("header must be a JSON object")
+        raise ProtocolError(f"header must be a JSON object, got {type(header).__name__}")
     version = _require(header, "v", int)
     if version != PROTOCOL_VERSION:
         raise ProtocolError(f"unknown protocol version {version} (this reader speaks "
@@ -180,16 +196,33 @@ def decode(frames: Sequence) -> Message:
     if not topic.startswith(f"{kind}/"):
         raise ProtocolError(f"topic '{topic}' does not match message type '{kind}'")
     if kind == DESCRIBE:
+        _expect_topic(topic, f"{DESCRIBE}/{node}")
         _expect_frames(frames, 2)
         streams = _require(header, "streams", list)
-        return Describe(node=node, streams=streams, info=header.get("info") or {})
+        if not all(isinstance(s, dict) for s in streams):
+            raise ProtocolError("header 'streams' must be a list of objects")
+        return Describe(node=node, streams=streams, info=_optional(header, "info", dict) or {})
     if kind == EVENT:
+        _expect_topic(topic, f"{EVENT}/{node}")
         _expect_frames(frames, 2)
-        stream = header.get("stream")
         return Event(node=node, kind=_require(header, "kind", str),
-                     t_host_ns=_require(header, "t_host_ns", int), stream=stream,
-                     detail=header.get("detail") or {})
-    return _decode_sample(header, node, frames)
+                     t_host_ns=_require(header, "t_host_ns", int),
+                     stream=_optional(header, "stream", str),
+                     detail=_optional(header, "detail", dict) or {})
+    return _decode_sample(header, node, topic, frames)
+
+
+def _optional(header: dict, key: str, kind: type) -> Any:
+    """``header[key]`` if present and not null, checked like :func:`_require`; else ``None``."""
+    if header.get(key) is None:
+        return None
+    return _require(header, key, kind)
+
+
+def _expect_topic(topic: str, expected: str) -> None:
+    # Subscribers filter on the topic prefix, so it must say exactly what the header says.
+    if topic != expected:
+        raise ProtocolError(f"topic '{topic}' does not match the header (expected '{expected}')")
 
 
 def _expect_frames(frames: Sequence, count: int) -> None:
@@ -197,8 +230,9 @@ def _expect_frames(frames: Sequence, count: int) -> None:
         raise ProtocolError(f"expected {count} frames, got {len(frames)}")
 
 
-def _decode_sample(header: dict, node: str, frames: Sequence) -> Sample:
+def _decode_sample(header: dict, node: str, topic: str, frames: Sequence) -> Sample:
     stream = _require(header, "stream", str)
+    _expect_topic(topic, f"{SAMPLE}/{stream}")
     seq = _require(header, "seq", int)
     t_device = _require(header, "t_device_ns", int)
     t_host = _require(header, "t_host_ns", int)
@@ -210,24 +244,38 @@ def _decode_sample(header: dict, node: str, frames: Sequence) -> Sample:
         if not isinstance(spec, dict):
             raise ProtocolError("each field must be an object")
         name = _require(spec, "name", str)
+        if name in arrays:
+            raise ProtocolError(f"field '{name}' appears twice")
         encoding = spec.get("encoding", RAW)
-        if encoding not in ENCODINGS:
-            raise ProtocolError(f"field '{name}': unknown encoding '{encoding}'")
+        if not isinstance(encoding, str) or encoding not in ENCODINGS:
+            raise ProtocolError(f"field '{name}': unknown encoding {encoding!r}")
+        typestr = _require(spec, "dtype", str)
+        if not _TYPESTR.fullmatch(typestr):
+            raise ProtocolError(f"field '{name}': bad dtype '{typestr}': not an array-protocol "
+                                f"typestr such as '|u1', '<u2' or '<f4'")
         try:
-            dtype = np.dtype(_require(spec, "dtype", str))
-        except TypeError as exc:
-            raise ProtocolError(f"field '{name}': bad dtype: {exc}") from None
+            dtype = np.dtype(typestr)
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"field '{name}': bad dtype '{typestr}': {exc}") from None
         if dtype.hasobject:
             raise ProtocolError(f"field '{name}': object dtypes are not allowed")
+        if dtype.itemsize == 0:
+            raise ProtocolError(f"field '{name}': dtype '{typestr}' has no item size")
         shape = _require(spec, "shape", list)
-        if not all(isinstance(n, int) and n >= 0 for n in shape):
-            raise ProtocolError(f"field '{name}': shape must be non-negative integers")
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise ProtocolError(f"field '{name}': shape must be non-negative integers, "
+                                f"got {shape}")
+        if len(shape) > MAX_NDIM:
+            raise ProtocolError(f"field '{name}': {len(shape)} dimensions, at most {MAX_NDIM}")
         buffer = _frame_bytes(frame)
         expected = math.prod(shape) * dtype.itemsize
         if buffer.nbytes != expected:
             raise ProtocolError(f"field '{name}': buffer has {buffer.nbytes} bytes, "
                                 f"dtype {dtype.str} and shape {tuple(shape)} need {expected}")
-        arrays[name] = np.frombuffer(buffer, dtype=dtype).reshape(shape)
+        try:
+            arrays[name] = np.frombuffer(buffer, dtype=dtype).reshape(shape)
+        except ValueError as exc:  # e.g. an empty array with a dimension numpy cannot index
+            raise ProtocolError(f"field '{name}': shape {tuple(shape)}: {exc}") from None
         encodings[name] = encoding
     return Sample(node=node, stream=stream, seq=seq, t_device_ns=t_device, t_host_ns=t_host,
                   fields=arrays, encodings=encodings)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 import zmq
 
 from . import __version__, protocol
@@ -128,6 +129,8 @@ class Recorder:
         self._episode_overflow: dict[str, int] = {}
         self._last_path: Path | None = None
         self.error: str | None = None
+        self._unflushed_t_host: list[int] = []
+        self.disk_latency_ms: deque = deque(maxlen=200_000)
         self._stop = threading.Event()
         self._subscriber = Subscriber([ep.data for ep in self.endpoints.values()], context=self.context)
         self._receiver = threading.Thread(target=self._receive_loop, name="receiver", daemon=True)
@@ -228,6 +231,7 @@ class Recorder:
             if self._writer is not None and time.monotonic() - last_flush >= self.recording.flush_interval_s:
                 try:
                     self._writer.flush()
+                    self._note_flushed()
                 except Exception as exc:
                     self._fail(exc)
                 last_flush = time.monotonic()
@@ -238,6 +242,7 @@ class Recorder:
             if self._writer is not None:
                 try:
                     self._writer.append(item[1], item[2])
+                    self._unflushed_t_host.append(item[1].t_host_ns)
                 except ValueError as exc:  # a sample that does not match its declared spec
                     self._writer.add_event(item[1].t_host_ns, "rejected", item[1].stream, {"reason": str(exc)})
         elif kind == "event":
@@ -249,6 +254,12 @@ class Recorder:
                 future.set_result(getattr(self, f"_writer_{action}")(**args))
             except Exception as exc:
                 future.set_exception(exc)
+
+    def _note_flushed(self) -> None:
+        # Capture-to-disk latency: a sample is on disk once the flush after its append returns.
+        now = protocol.now_ns()
+        self.disk_latency_ms.extend((now - t) / 1e6 for t in self._unflushed_t_host)
+        self._unflushed_t_host.clear()
 
     def _fail(self, exc: Exception) -> None:
         self.error = f"{type(exc).__name__}: {exc}"
@@ -281,6 +292,7 @@ class Recorder:
             writer.abort()
             return {"counts": writer.counts}
         end = datetime.now(timezone.utc)
+        self._unflushed_t_host.clear()
         path = writer.close(status="complete", master_stream=episode.get("master"), end_attrs={
             "end_time": end.isoformat(), "end_time_ns": time.time_ns(),
             "duration_s": (time.time_ns() - episode["start_ns"]) / 1e9})
@@ -385,6 +397,7 @@ class Recorder:
                 "nodes": dict(self.node_state), "malformed": self.malformed,
                 "unknown_streams": dict(self.unknown_streams), "overflow": self.overflow,
                 "queued_mb": self._queued_bytes / 2**20, "error": self.error,
+                "disk_latency_ms": _percentiles(self.disk_latency_ms),
                 "last_path": str(self._last_path) if self._last_path else None}
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -412,6 +425,13 @@ class Recorder:
         self._writer_thread.join(30)
         self._stop.set()
         self._receiver.join(5)
+
+
+def _percentiles(values) -> dict[str, float] | None:
+    if not values:
+        return None
+    p50, p99, top = np.percentile(np.fromiter(values, float), [50, 99, 100])
+    return {"p50": round(float(p50), 2), "p99": round(float(p99), 2), "max": round(float(top), 2)}
 
 
 def _existing_parent(path: Path) -> Path:
