@@ -96,7 +96,10 @@ def from_mapping(cls: type[T], data: Any, where: str | None = None) -> T:
     obj = cls(**values)
     validate = getattr(obj, "validate", None)
     if callable(validate):
-        validate()
+        try:
+            validate()
+        except (ConfigError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     return obj
 
 
@@ -124,7 +127,7 @@ class NodeConfig:
 
     def validate(self) -> None:
         if not self.name or "/" in self.name or not self.name.replace("_", "").replace("-", "").isalnum():
-            raise ConfigError(f"node name {self.name!r} must be letters, digits, '-' or '_'")
+            raise ConfigError(f"name {self.name!r} must be letters, digits, '-' or '_'")
 
 
 @dataclass
@@ -145,10 +148,10 @@ class RecordingConfig:
 
     def validate(self) -> None:
         if not 0 < self.flush_interval_s <= 1.0:
-            raise ConfigError("recording.flush_interval_s must be in (0, 1] s: a killed recorder "
+            raise ConfigError("flush_interval_s must be in (0, 1] s: a killed recorder "
                               f"may lose at most the last second, got {self.flush_interval_s}")
         if not 1 <= self.jpeg_quality <= 100:
-            raise ConfigError(f"recording.jpeg_quality must be 1..100, got {self.jpeg_quality}")
+            raise ConfigError(f"jpeg_quality must be 1..100, got {self.jpeg_quality}")
 
 
 @dataclass

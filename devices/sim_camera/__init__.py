@@ -1,0 +1,1 @@
+"""Simulated RGB-D camera (``sim_camera`` driver): renders the shared scripted world."""

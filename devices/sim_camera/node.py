@@ -1,0 +1,130 @@
+"""A simulated RealSense-like RGB-D camera looking at the scripted world.
+
+Publishes ``<name>/color`` (RGB uint8) and ``<name>/depth`` (uint16 mm, aligned to colour: same
+intrinsics, identity extrinsics) at ``fps``. Each frame is rendered from the world state at the
+frame's true capture time, which is what a glove node with the same seed and epoch reports at
+that time, so the pictures are caused by the glove's motion.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from collector.config import ConfigError
+from collector.streams import FieldSpec, StreamSpec
+
+from ..base import Device, DeviceError, Reading
+from ..sim_clock import SimTicker, SimTimingOptions
+from ..sim_world import World
+from .render import Renderer, camera_for_view
+
+log = logging.getLogger(__name__)
+
+#: Separates this camera's random streams (drops, latency, noise) from other devices'.
+_TAG_BASE = 1000
+LATE_LOG_INTERVAL_S = 5.0
+
+
+@dataclass
+class SimCameraConfig(SimTimingOptions):
+    """Options of ``sim_camera`` (plus the clock, fault and pacing options it inherits)."""
+
+    seed: int = 0
+    #: Viewpoint: 0 front, 1 right, 2 left, 3 overhead, 4+ around the table.
+    view: int = 0
+    width: int = 640
+    height: int = 480
+    fps: float = 30.0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.fps <= 0:
+            raise ConfigError(f"fps must be > 0, got {self.fps}")
+        if not (16 <= self.width <= 4096 and 16 <= self.height <= 4096):
+            raise ConfigError(f"width and height must be 16..4096, got {self.width}x{self.height}")
+        if self.view < 0:
+            raise ConfigError(f"view must be >= 0, got {self.view}")
+
+
+class SimCamera(Device):
+    """Simulated aligned RGB-D camera; see the module docstring."""
+
+    Config = SimCameraConfig
+
+    def __init__(self, name: str, config=None) -> None:
+        super().__init__(name, config)
+        c: SimCameraConfig = self.config
+        self.serial = f"SIM-{c.seed}-{c.view}"
+        self.camera = camera_for_view(c.view, c.width, c.height, c.seed)
+        self.world = World(c.seed, c.epoch_ns)
+        self.ticker = SimTicker(c.fps, c, c.seed, _TAG_BASE + 10 * c.view)
+        self._renderer: Renderer | None = None  # built on connect: ~0.2 s of precomputation
+        self._pending: tuple[int, object, object] | None = None  # (tick index, rgb, depth)
+        self._last_late_log = 0.0
+        self.late_frames = 0
+
+    def streams(self) -> list[StreamSpec]:
+        c: SimCameraConfig = self.config
+        common = {"intrinsics": self.camera.intrinsics(), "depth_scale": 0.001,
+                  "serial": self.serial, "clock": self.ticker.clock.meta(),
+                  "latency_ms": [c.latency_min_ms, c.latency_max_ms],
+                  "camera_pose_in_table": self.camera.pose(), "view": c.view}
+        depth_meta = dict(common, depth_to_color={"rotation": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0,
+                                                               0.0, 0.0, 1.0],
+                                                  "translation": [0.0, 0.0, 0.0]})
+        return [
+            StreamSpec(f"{self.name}/color", "color", c.fps,
+                       [FieldSpec("rgb", "uint8", (c.height, c.width, 3))], meta=dict(common)),
+            StreamSpec(f"{self.name}/depth", "depth", c.fps,
+                       [FieldSpec("depth", "uint16", (c.height, c.width), unit="mm")],
+                       meta=depth_meta),
+        ]
+
+    def info(self) -> dict:
+        return {**super().info(), "model": "SimCamera", "serial": self.serial,
+                "view": self.config.view}
+
+    def connect(self) -> None:
+        if self._renderer is None:
+            self._renderer = Renderer(self.world, self.camera, self.config.seed,
+                                      _TAG_BASE + 10 * self.config.view)
+        self.ticker.connect()
+
+    def read(self, timeout_s: float) -> list[Reading]:
+        if self._renderer is None:
+            raise DeviceError("read() before connect()")
+        tick = self.ticker.peek()
+        if self._pending is None or self._pending[0] != tick.index:
+            # Render ahead of the frame's due time: the world is a function of time, so the
+            # picture of a future instant is already known and the frame goes out on time.
+            state = self.world.state_at_ns(tick.true_ns)
+            self._pending = (tick.index, *self._renderer.render(state, tick.frame))
+        if not self.ticker.wait(tick, timeout_s):
+            return []
+        self.ticker.advance(tick)
+        _, rgb, depth = self._pending
+        self._pending = None
+        self._check_late(tick.host_ns)
+        return [Reading(f"{self.name}/color", tick.device_ns, tick.host_ns, {"rgb": rgb},
+                        seq=tick.frame),
+                Reading(f"{self.name}/depth", tick.device_ns, tick.host_ns, {"depth": depth},
+                        seq=tick.frame)]
+
+    def _check_late(self, host_ns: int) -> None:
+        if not self.config.realtime:
+            return
+        late_s = (time.time_ns() - host_ns) / 1e9
+        if late_s > self.ticker.period_ns / 1e9:
+            # Too slow to keep up: frames go out late rather than being skipped.
+            self.late_frames += 1
+            now = time.monotonic()
+            if now - self._last_late_log > LATE_LOG_INTERVAL_S:
+                self._last_late_log = now
+                log.warning("%s: frame delivered %.1f ms late (%d late frames so far)",
+                            self.name, late_s * 1e3, self.late_frames)
+
+    def close(self) -> None:
+        self.ticker.close()
+        self._pending = None
