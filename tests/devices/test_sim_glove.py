@@ -172,7 +172,7 @@ def test_config_errors_are_exact():
         SimGlove("glove", {"num_joints": 12})
     with pytest.raises(ConfigError, match=r"^glove\.options\.hand: 'up' is not one of 'right', 'left'$"):
         SimGlove("glove", {"hand": "up"})
-    with pytest.raises(ConfigError, match=r"^drop_fraction must be in \[0, 1\), got 1\.0$"):
+    with pytest.raises(ConfigError, match=r"^glove\.options: drop_fraction must be in \[0, 1\), got 1\.0$"):
         SimGlove("glove", {"drop_fraction": 1.0})
 
 
