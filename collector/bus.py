@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 import threading
+import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -237,6 +238,7 @@ class Subscriber:
 
     def receive(self, timeout_ms: int = 100) -> Message | None:
         """The next valid message, or ``None`` after ``timeout_ms`` without one."""
+        deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms and timeout_ms > 0 else None
         while self.socket.poll(timeout_ms):
             frames = self.socket.recv_multipart(copy=False)
             try:
@@ -245,7 +247,9 @@ class Subscriber:
                 self.malformed[str(exc)] += 1
                 if sum(self.malformed.values()) <= 20 or self.malformed[str(exc)] == 1:
                     log.warning("dropped malformed message: %s", exc)
-                timeout_ms = 0
+                # a malformed message does not shorten the wait for a valid one
+                if deadline is not None:
+                    timeout_ms = max(0, round((deadline - time.monotonic()) * 1000))
                 continue
             if isinstance(message, Sample):
                 self.tracker.update(message)

@@ -77,8 +77,9 @@ def cmd_record(args: argparse.Namespace) -> int:
             deadline = time.monotonic() + args.duration if args.duration else float("inf")
             while not stop.is_set() and time.monotonic() < deadline:
                 stop.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+                status = session.status()  # also lets the supervisor restart a crashed node
                 if not args.quiet:
-                    print("  " + _status_line(session.status()), file=sys.stderr)
+                    print("  " + _status_line(status), file=sys.stderr)
             result = session.stop_episode()
             if args.outcome:
                 session.tag_episode(args.outcome)

@@ -52,8 +52,12 @@ def jpeg_shape(data: np.ndarray | bytes) -> tuple[int, int, int]:
     Lets the writer check an already-encoded frame against its stream's spec at the cost of a few
     header bytes instead of a full decode.
     """
-    raw = bytes(memoryview(np.ascontiguousarray(data)).cast("B")) \
-        if isinstance(data, np.ndarray) else bytes(data)
+    if isinstance(data, np.ndarray):
+        if data.dtype != np.uint8 or data.ndim != 1:
+            raise CodecError(f"a JPEG must be 1-D uint8 bytes, got {data.dtype.str} {data.shape}")
+        raw = data.tobytes()
+    else:
+        raw = bytes(data)
     if not raw.startswith(JPEG_SOI):
         raise CodecError("not a JPEG (no start-of-image marker)")
     i = 2

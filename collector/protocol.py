@@ -111,7 +111,8 @@ def encode_sample(sample: Sample) -> list:
     fields = []
     buffers: list = []
     for name, array in sample.fields.items():
-        array = np.ascontiguousarray(array)
+        # Not np.ascontiguousarray: it turns a zero-d array into shape (1,).
+        array = np.asarray(array, order="C")
         if array.dtype.hasobject:
             raise ProtocolError(f"field '{name}': object dtypes cannot be sent")
         # An encoded field (e.g. JPEG) travels as its 1-D uint8 byte string.
@@ -232,6 +233,9 @@ def _expect_frames(frames: Sequence, count: int) -> None:
 
 def _decode_sample(header: dict, node: str, topic: str, frames: Sequence) -> Sample:
     stream = _require(header, "stream", str)
+    if not stream.startswith(f"{node}/"):
+        # Stream names are "<node>/<name>": two nodes can never mix their seq counters.
+        raise ProtocolError(f"stream '{stream}' does not belong to node '{node}'")
     _expect_topic(topic, f"{SAMPLE}/{stream}")
     seq = _require(header, "seq", int)
     t_device = _require(header, "t_device_ns", int)

@@ -7,7 +7,11 @@ then sees "no sample" instead of a stale one silently repeated across a dropout.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+SYNC_METHOD = "nearest"
 
 #: Added to half the larger nominal period: host timestamps jitter by a few ms (USB, scheduling).
 SKEW_MARGIN_NS = 5_000_000
@@ -78,3 +82,54 @@ def skew_stats_ms(skew_ns: np.ndarray, index: np.ndarray) -> dict[str, float | i
     p50, p99 = np.percentile(matched, [50, 99])
     return {"p50_ms": float(p50) / 1e6, "p99_ms": float(p99) / 1e6,
             "max_ms": float(matched.max()) / 1e6, "unmatched": unmatched}
+
+
+def write_sync_group(f: Any, master: str, streams: dict[str, tuple[float, np.ndarray]]) -> dict:
+    """Replace ``f["sync"]`` with the index of every other stream against ``master``.
+
+    ``streams`` maps each stream name (the master included) to ``(nominal rate_hz, t_host_ns)``.
+    An unknown master gives an empty ``t_ns`` and no per-stream groups. Returns what
+    :func:`read_sync_group` would read back.
+    """
+    if "sync" in f:
+        del f["sync"]
+    group = f.create_group("sync")
+    t_ns = np.asarray(streams[master][1], np.int64) if master in streams else np.zeros(0, np.int64)
+    result: dict[str, Any] = {"master": master, "method": SYNC_METHOD, "t_ns": t_ns, "streams": {}}
+    for name, (rate_hz, other_t) in streams.items():
+        if name == master or master not in streams:
+            continue
+        bound = default_max_skew_ns(streams[master][0], rate_hz)
+        index, skew = build_sync_index(t_ns, other_t, bound)
+        sub = group.create_group(name)
+        sub.create_dataset("index", data=index)
+        sub.create_dataset("skew_ns", data=skew)
+        sub.attrs["max_skew_ns"] = bound
+        result["streams"][name] = {"index": index, "skew_ns": skew, "max_skew_ns": bound}
+    group.create_dataset("t_ns", data=t_ns)
+    result["max_skew_ns"] = max((s["max_skew_ns"] for s in result["streams"].values()), default=0)
+    group.attrs.update(master=master, method=SYNC_METHOD, max_skew_ns=result["max_skew_ns"])
+    return result
+
+
+def read_sync_group(f: Any) -> dict | None:
+    """An episode's ``/sync`` as ``{"master", "method", "max_skew_ns", "t_ns", "streams":
+    {name: {"index", "skew_ns", "max_skew_ns"}}}``, or ``None`` if the file has none.
+
+    ``t_ns`` holds the master's host timestamps (M,); each stream's ``index`` and ``skew_ns``
+    (M,) give its nearest sample per master sample (-1: none within ``max_skew_ns``). The master
+    itself is not listed: its index is ``arange(M)``.
+    """
+    if "sync" not in f or "t_ns" not in f["sync"]:
+        return None
+    group = f["sync"]
+    result: dict[str, Any] = {"master": str(group.attrs.get("master", "")),
+                              "method": str(group.attrs.get("method", SYNC_METHOD)),
+                              "max_skew_ns": int(group.attrs.get("max_skew_ns", 0)),
+                              "t_ns": group["t_ns"][:], "streams": {}}
+    for node in group.values():
+        for sub in node.values() if hasattr(node, "values") else ():
+            result["streams"][sub.name.split("/sync/", 1)[1]] = {
+                "index": sub["index"][:], "skew_ns": sub["skew_ns"][:],
+                "max_skew_ns": int(sub.attrs.get("max_skew_ns", 0))}
+    return result
