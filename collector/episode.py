@@ -24,7 +24,7 @@ from collector import __version__
 from collector.codecs import CodecError, decode_jpeg, encode_jpeg, is_color_image, jpeg_shape
 from collector.protocol import JPEG, RAW, Sample
 from collector.streams import StreamSpec
-from collector.sync import SYNC_METHOD, write_sync_group
+from collector.sync import SYNC_METHOD, fit_device_clock, sync_time_ns, write_sync_group
 
 log = logging.getLogger(__name__)
 
@@ -429,7 +429,10 @@ def finalize_episode(f: h5py.File, *, status: str, end_attrs: dict[str, Any] | N
         values = {"late": 0, "overflow": 0, **seq_counters(group["seq"][:count]),
                   **(counters or {}).get(name, {})}
         group.attrs.update(count=count, **values)
-        times[name] = (spec.rate_hz, group["t_host_ns"][:count])
+        t_device, t_host = group["t_device_ns"][:count], group["t_host_ns"][:count]
+        fit = fit_device_clock(t_device, t_host)
+        group.attrs["clock_fit"] = json.dumps(fit)
+        times[name] = (spec.rate_hz, sync_time_ns(t_device, t_host, fit))
     end_ns = int(end.get("end_time_ns") or time.time_ns())
     end.setdefault("end_time", iso_utc(end_ns))
     end.setdefault("duration_s", (end_ns - int(f.attrs["start_time_ns"])) / 1e9)

@@ -1,8 +1,13 @@
 """The synchronized index: for every sample of a master stream, the nearest sample of each other.
 
-Matching uses host capture time (``t_host_ns``), the one clock every stream shares. A master
-sample whose nearest partner is further away than ``max_skew_ns`` gets index ``-1``: a consumer
-then sees "no sample" instead of a stale one silently repeated across a dropout.
+Matching happens on the host clock, the one clock every stream shares. Host capture timestamps
+carry transport jitter (USB, scheduling: milliseconds), while a device's own clock ticks evenly
+but has its own offset and drift. So each stream's device clock is fitted to host time
+(:func:`fit_device_clock`, least squares over the episode); where the fit explains host time
+within ``CLOCK_FIT_MAX_RESIDUAL_NS`` the mapped device time is used, which removes the jitter,
+otherwise the raw host timestamp (a device without a usable clock). A master sample whose nearest
+partner is further away than ``max_skew_ns`` gets index ``-1``: a consumer then sees "no sample"
+instead of a stale one silently repeated across a dropout.
 """
 
 from __future__ import annotations
@@ -15,6 +20,46 @@ SYNC_METHOD = "nearest"
 
 #: Added to half the larger nominal period: host timestamps jitter by a few ms (USB, scheduling).
 SKEW_MARGIN_NS = 5_000_000
+
+
+#: A device clock whose linear map to host time leaves larger residuals (p99) is not used.
+CLOCK_FIT_MAX_RESIDUAL_NS = 5_000_000
+#: A fitted drift beyond this is not a clock but a bug (wrong units, resets).
+CLOCK_FIT_MAX_DRIFT_PPM = 1000.0
+
+
+def fit_device_clock(t_device_ns: np.ndarray, t_host_ns: np.ndarray) -> dict[str, float] | None:
+    """Fit ``host = host0 + slope * (device - device0)`` over a stream's samples.
+
+    Returns ``{"device0", "host0", "slope", "drift_ppm", "residual_p99_ns"}`` or ``None`` when
+    there are fewer than 10 samples, the device clock does not increase strictly (none, reset),
+    or the fit does not explain host time within :data:`CLOCK_FIT_MAX_RESIDUAL_NS`.
+    """
+    device = np.asarray(t_device_ns, dtype=np.int64)
+    host = np.asarray(t_host_ns, dtype=np.int64)
+    if device.size < 10 or np.any(np.diff(device) <= 0):
+        return None
+    # Relative to the first sample: absolute ns (~1.7e18) are beyond float64's exact integers.
+    x = (device - device[0]).astype(np.float64)
+    y = (host - host[0]).astype(np.float64)
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = np.abs(y - (slope * x + intercept))
+    p99 = float(np.percentile(residual, 99))
+    drift_ppm = (1.0 / slope - 1.0) * 1e6  # how much faster the device clock runs than the host
+    if p99 > CLOCK_FIT_MAX_RESIDUAL_NS or abs(drift_ppm) > CLOCK_FIT_MAX_DRIFT_PPM:
+        return None
+    return {"device0": int(device[0]), "host0": int(host[0]) + float(intercept), "slope": float(slope),
+            "drift_ppm": float(drift_ppm), "residual_p99_ns": p99}
+
+
+def sync_time_ns(t_device_ns: np.ndarray, t_host_ns: np.ndarray,
+                 fit: dict[str, float] | None) -> np.ndarray:
+    """The time a stream is synchronized on: mapped device time with a fit, else host time."""
+    if fit is None:
+        return np.asarray(t_host_ns, dtype=np.int64)
+    offset = np.asarray(t_device_ns, dtype=np.int64) - fit["device0"]
+    return (int(round(fit["host0"])) + np.rint(offset * fit["slope"] + (fit["host0"] % 1))
+            ).astype(np.int64)
 
 
 def default_max_skew_ns(master_rate_hz: float, other_rate_hz: float,
@@ -87,7 +132,8 @@ def skew_stats_ms(skew_ns: np.ndarray, index: np.ndarray) -> dict[str, float | i
 def write_sync_group(f: Any, master: str, streams: dict[str, tuple[float, np.ndarray]]) -> dict:
     """Replace ``f["sync"]`` with the index of every other stream against ``master``.
 
-    ``streams`` maps each stream name (the master included) to ``(nominal rate_hz, t_host_ns)``.
+    ``streams`` maps each stream name (the master included) to ``(nominal rate_hz, t_ns)``, the
+    times to synchronize on (see :func:`sync_time_ns`).
     An unknown master gives an empty ``t_ns`` and no per-stream groups. Returns what
     :func:`read_sync_group` would read back.
     """

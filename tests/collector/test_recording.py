@@ -1,5 +1,6 @@
 """End to end: simulated nodes and the recorder as real processes over real sockets, real files."""
 
+import json
 import os
 import signal
 import time
@@ -11,6 +12,8 @@ import pytest
 from collector.config import sim_config
 from collector.episode_reader import open_episode, recover_episode, validate_episode
 from collector.session import Session, SessionError
+from collector.sync import sync_time_ns
+from devices.sim_clock import DeviceClock
 
 SECONDS = 5.0
 
@@ -20,6 +23,9 @@ def recorded(tmp_path_factory):
     """One >= 5 s episode from one simulated camera and a 200 Hz glove."""
     out = tmp_path_factory.mktemp("rec")
     config = sim_config(seed=7, cameras=1, glove_rate_hz=200.0)
+    # Device clocks far from the host's and drifting apart: sync must work on host time.
+    config.nodes[0].options.update(clock_offset_ns=5_000_000_000, clock_drift_ppm=80.0)
+    config.nodes[1].options.update(clock_offset_ns=-3_000_000_000, clock_drift_ppm=-50.0)
     config.recording.output = out
     config.session.task = "pick-cube"
     with Session(config) as session:
@@ -58,20 +64,49 @@ def test_health_reports_rates_near_nominal(recorded):
     assert abs(health["cam0/color"].rate_hz - 30) < 4
 
 
-def test_sync_index_pairs_each_frame_with_the_glove_sample_nearest_in_host_time(recorded):
+def test_sync_index_pairs_each_frame_with_the_nearest_glove_sample_on_the_fitted_clock(recorded):
     _, stopped, _ = recorded
     with open_episode(stopped["path"]) as ep:
         sync = ep.sync
-        master_t = ep.timestamps("cam0/color")["t_host_ns"]
-        glove_t = ep.timestamps("glove/hand")["t_host_ns"]
+        times = {}
+        for stream in ("cam0/color", "glove/hand"):
+            fit = json.loads(ep.h5[f"streams/{stream}"].attrs["clock_fit"])
+            # The device clocks were set to drift by +80 and -50 ppm against the host.
+            assert fit is not None and fit["residual_p99_ns"] < 2e6
+            ts = ep.timestamps(stream)
+            times[stream] = sync_time_ns(ts["t_device_ns"], ts["t_host_ns"], fit)
+        glove_fit = json.loads(ep.h5["streams/glove/hand"].attrs["clock_fit"])
+        assert abs(glove_fit["drift_ppm"] + 50) < 40  # 5 s of 1 ms host jitter bounds the estimate
         index = sync["streams"]["glove/hand"]["index"]
-        assert len(index) == len(master_t)
-        valid = index >= 0
-        assert valid.mean() > 0.95
-        brute = np.abs(glove_t[None, :] - master_t[valid][:, None]).argmin(axis=1)
-        assert np.array_equal(index[valid], brute)
-        skew = sync["streams"]["glove/hand"]["skew_ns"][valid]
-        assert np.abs(skew).max() <= 2.5e6 + 2e6  # half a 200 Hz period plus jitter
+    master_t, glove_t = times["cam0/color"], times["glove/hand"]
+    assert np.array_equal(sync["t_ns"], master_t)
+    assert (index >= 0).all()
+    brute = np.abs(glove_t[None, :] - master_t[:, None]).argmin(axis=1)
+    assert np.array_equal(index, brute)
+    skew = sync["streams"]["glove/hand"]["skew_ns"]
+    assert np.abs(skew).max() <= 2.5e6 + 1e5  # at most half a 200 Hz period
+
+
+def test_sync_index_matches_the_simulators_ground_truth_clock(recorded):
+    """Map each sample's device timestamp back to its true capture time through the simulator's
+    clock model; each frame's synchronized glove sample is the one truly nearest in time."""
+    _, stopped, _ = recorded
+    with open_episode(stopped["path"]) as ep:
+        true = {}
+        for stream in ("cam0/color", "glove/hand"):
+            clock = DeviceClock.from_meta(ep.streams[stream].meta["clock"])
+            true[stream] = np.array([clock.true_time_ns(int(t))
+                                     for t in ep.timestamps(stream)["t_device_ns"]])
+        index = ep.sync["streams"]["glove/hand"]["index"]
+    frames, glove = true["cam0/color"], true["glove/hand"]
+    truly_nearest = np.abs(glove[None, :] - frames[:, None]).argmin(axis=1)
+    valid = index >= 0
+    assert valid.all()
+    # Camera frames and glove samples lie on one world grid: at 30 fps against 200 Hz every
+    # third frame coincides with a glove sample exactly, the others fall 1.67 ms from one.
+    true_skew = np.abs(glove[index] - frames)
+    assert true_skew.max() <= 2.5e6 + 2e6  # half a glove period plus the latency jitter
+    assert (index == truly_nearest).mean() >= 0.99
 
 
 def test_discard_moves_the_episode_to_trash_and_start_refuses_twice(tmp_path):

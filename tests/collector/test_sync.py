@@ -4,7 +4,7 @@ import h5py
 import numpy as np
 import pytest
 
-from collector.sync import (SKEW_MARGIN_NS, build_sync_index, default_max_skew_ns,
+from collector.sync import (SKEW_MARGIN_NS, build_sync_index, default_max_skew_ns, fit_device_clock, sync_time_ns,
                             read_sync_group, skew_stats_ms, write_sync_group)
 
 T0 = 1_700_000_000_000_000_000  # realistic epoch ns: beyond float64's exact integers
@@ -123,3 +123,26 @@ def test_sync_group_with_an_unknown_master_is_empty(master):
         write_sync_group(f, master, {"a/b": (10.0, np.arange(3))})
         read = read_sync_group(f)
         assert read["t_ns"].size == 0 and read["streams"] == {}
+
+
+def test_device_clock_fit_recovers_offset_and_drift_through_host_jitter():
+    rng = np.random.default_rng(0)
+    true = 1_700_000_000_000_000_000 + np.arange(3000, dtype=np.int64) * 5_000_000
+    device = 42_000_000_000 + np.rint((true - true[0]) * (1 + 120e-6)).astype(np.int64)
+    host = true + rng.integers(200_000, 2_000_000, true.size)  # latency jitter 0.2..2 ms
+    fit = fit_device_clock(device, host)
+    assert fit is not None and abs(fit["drift_ppm"] - 120) < 2
+    mapped = sync_time_ns(device, host, fit)
+    error = mapped - true
+    # The mapped clock is the true capture time plus the mean latency, with the jitter removed.
+    assert abs(np.median(error) - 1_100_000) < 100_000 and np.ptp(error) < 50_000
+
+
+def test_device_clock_fit_refuses_clocks_that_do_not_explain_host_time():
+    host = 1_700_000_000_000_000_000 + np.arange(100, dtype=np.int64) * 33_000_000
+    assert fit_device_clock(np.zeros(100, np.int64), host) is None  # no device clock
+    reset = np.concatenate([np.arange(50), np.arange(50)]).astype(np.int64) * 33_000_000
+    assert fit_device_clock(reset, host) is None
+    wrong_units = np.arange(100, dtype=np.int64) * 33_000  # microseconds taken for ns
+    assert fit_device_clock(wrong_units, host) is None
+    assert np.array_equal(sync_time_ns(wrong_units, host, None), host)
