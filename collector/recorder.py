@@ -73,7 +73,11 @@ class StreamHealth:
         horizon = now_ns - int(RATE_WINDOW_S * 1e9)
         while self.recent and self.recent[0] < horizon:
             self.recent.popleft()
-        return len(self.recent) / RATE_WINDOW_S
+        if len(self.recent) < 2:
+            return 0.0
+        # Over the samples' own span: a stream that began 0.5 s ago is not at a quarter rate.
+        span_s = max((now_ns - self.recent[0]) / 1e9, (len(self.recent) - 1) / 1e4)
+        return (len(self.recent) - 1) / span_s if span_s < RATE_WINDOW_S * 0.9 else len(self.recent) / RATE_WINDOW_S
 
 
 def episode_path(rec: RecordingConfig, meta: dict[str, Any], uuid: str, when: datetime) -> Path:

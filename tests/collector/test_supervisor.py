@@ -42,3 +42,35 @@ def test_a_node_that_cannot_start_is_reported_with_its_log(tmp_path):
     with pytest.raises(StartupError, match="fsp"):
         with Supervisor(config):
             pass
+
+
+def _free_port_triple() -> int:
+    import socket
+
+    for base in range(42000, 43000, 3):
+        try:
+            socks = []
+            for port in range(base, base + 3):
+                s = socket.socket()
+                s.bind(("127.0.0.1", port))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+def test_a_node_on_tcp_records_like_one_on_ipc(tmp_path):
+    config = sim_config(seed=5, glove_rate_hz=500.0)
+    config.nodes[1].endpoint = f"tcp://127.0.0.1:{_free_port_triple()}"
+    config.recording.output = tmp_path
+    with Session(config) as session:
+        session.start_episode()
+        time.sleep(1.5)
+        result = session.stop_episode()
+    with open_episode(result["path"]) as ep:
+        assert ep.count("glove/hand") >= 500
+        assert ep.h5["streams/glove/hand"].attrs["gaps"] == 0
