@@ -30,19 +30,18 @@ import time
 import uuid as uuidlib
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import h5py
-import numpy as np
 import zmq
 
 from . import __version__, protocol
 from .bus import Subscriber, fetch_describe, node_endpoints
 from .config import RecordingConfig, from_mapping, to_mapping
 from .episode import EpisodeWriter
+from .health import StreamHealth, percentiles
+from .library import episode_path, move_to_trash, update_episode_attrs
 from .protocol import Describe, Event, Sample
 from .streams import StreamSpec
 
@@ -50,60 +49,6 @@ log = logging.getLogger("collector.recorder")
 
 #: The writer queue holds at most this many bytes of samples before it counts overflows.
 QUEUE_LIMIT_BYTES = 2 * 1024**3
-#: Window over which per-stream rates are measured for health.
-RATE_WINDOW_S = 2.0
-#: Attributes an operator or reviewer may change on a finished episode.
-EDITABLE_ATTRS = ("outcome", "notes", "tags")
-OUTCOMES = ("success", "failure", "unknown")
-
-
-@dataclass
-class StreamHealth:
-    received: int = 0
-    gaps: int = 0
-    missing: int = 0
-    restarts: int = 0
-    last_seq: int = -1
-    last_t_host_ns: int = 0
-    last_t_recv_ns: int = 0
-    latency_ms: float = 0.0
-    recent: deque = field(default_factory=lambda: deque(maxlen=4096))
-
-    def rate_hz(self, now_ns: int) -> float:
-        horizon = now_ns - int(RATE_WINDOW_S * 1e9)
-        while self.recent and self.recent[0] < horizon:
-            self.recent.popleft()
-        if len(self.recent) < 2:
-            return 0.0
-        # Over the samples' own span: a stream that began 0.5 s ago is not at a quarter rate.
-        span_s = max((now_ns - self.recent[0]) / 1e9, (len(self.recent) - 1) / 1e4)
-        return (len(self.recent) - 1) / span_s if span_s < RATE_WINDOW_S * 0.9 else len(self.recent) / RATE_WINDOW_S
-
-
-def episode_path(rec: RecordingConfig, meta: dict[str, Any], uuid: str, when: datetime) -> Path:
-    """Where an episode goes: ``rec.output / rec.path_pattern`` filled in (safe file names)."""
-    def safe(value: Any) -> str:
-        text = str(value or "unknown").strip()
-        return "".join(c if c.isalnum() or c in "-_." else "-" for c in text) or "unknown"
-    local = when.astimezone()
-    relative = rec.path_pattern.format(
-        task=safe(meta.get("task")), operator=safe(meta.get("operator")),
-        station=safe(meta.get("station")), date=local.strftime("%Y-%m-%d"),
-        time=local.strftime("%H%M%S"), uuid=uuid[:8])
-    return Path(rec.output) / relative
-
-
-def update_episode_attrs(path: str | Path, **attrs: Any) -> None:
-    """Set operator-editable attributes (outcome, notes, tags) on a finished episode, leaving
-    every dataset untouched."""
-    unknown = set(attrs) - set(EDITABLE_ATTRS)
-    if unknown:
-        raise ValueError(f"cannot edit {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE_ATTRS)}")
-    if "outcome" in attrs and attrs["outcome"] not in OUTCOMES:
-        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {attrs['outcome']!r}")
-    with h5py.File(path, "r+") as f:
-        for key, value in attrs.items():
-            f.attrs[key] = json.dumps(list(value)) if key == "tags" else str(value)
 
 
 class Recorder:
@@ -358,7 +303,7 @@ class Recorder:
         result = self._command("close", discard=discard)
         episode, self._episode = self._episode, None
         if discard:
-            _move_to_trash(Path(episode["path"]), Path(self.recording.output))
+            move_to_trash(Path(episode["path"]), Path(self.recording.output))
             self._last_path = None
         else:
             self._last_path = Path(result["path"])
@@ -371,7 +316,7 @@ class Recorder:
             return self.stop(discard=True)
         if self._last_path is None or not self._last_path.exists():
             return {"ok": False, "error": "no episode to discard"}
-        target = _move_to_trash(self._last_path, Path(self.recording.output))
+        target = move_to_trash(self._last_path, Path(self.recording.output))
         self._last_path = None
         return {"ok": True, "discarded": True, "trash": str(target)}
 
@@ -401,7 +346,7 @@ class Recorder:
                 "nodes": dict(self.node_state), "malformed": self.malformed,
                 "unknown_streams": dict(self.unknown_streams), "overflow": self.overflow,
                 "queued_mb": self._queued_bytes / 2**20, "error": self.error,
-                "disk_latency_ms": _percentiles(self.disk_latency_ms),
+                "disk_latency_ms": percentiles(self.disk_latency_ms),
                 "last_path": str(self._last_path) if self._last_path else None}
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -431,27 +376,10 @@ class Recorder:
         self._receiver.join(5)
 
 
-def _percentiles(values) -> dict[str, float] | None:
-    if not values:
-        return None
-    p50, p99, top = np.percentile(np.fromiter(values, float), [50, 99, 100])
-    return {"p50": round(float(p50), 2), "p99": round(float(p99), 2), "max": round(float(top), 2)}
-
-
 def _existing_parent(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
-
-
-def _move_to_trash(path: Path, root: Path) -> Path:
-    """Discarded episodes are moved, never deleted: a mistaken key press is recoverable."""
-    trash = root / ".trash"
-    trash.mkdir(parents=True, exist_ok=True)
-    target = trash / path.name
-    if path.exists():
-        os.replace(path, target)
-    return target
 
 
 def serve(recorder: Recorder, ctl_endpoint: str, stop: threading.Event) -> None:

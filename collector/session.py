@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .config import AppConfig
+from .health import StreamStatus
 from .supervisor import Supervisor
 
 log = logging.getLogger("collector.session")
@@ -23,41 +24,6 @@ Listener = Callable[[str, dict[str, Any]], None]
 
 class SessionError(RuntimeError):
     """An action the session refused; the message is meant for the operator."""
-
-
-@dataclass
-class StreamStatus:
-    """Health of one stream, as shown in a status line or the GUI's health strip."""
-
-    name: str
-    rate_hz: float
-    nominal_hz: float | None
-    received: int
-    gaps: int
-    missing: int
-    latency_ms: float
-    age_s: float | None
-
-    @property
-    def level(self) -> str:
-        """``ok``, ``warn`` or ``bad``, with :attr:`problem` saying why."""
-        return "ok" if not self.problem else ("bad" if self._bad else "warn")
-
-    @property
-    def _bad(self) -> bool:
-        return self.age_s is None or self.age_s > 1.0
-
-    @property
-    def problem(self) -> str:
-        if self.age_s is None:
-            return "no data received"
-        if self.age_s > 1.0:
-            return f"no data for {self.age_s:.1f} s"
-        if self.nominal_hz and self.rate_hz < 0.9 * self.nominal_hz:
-            return f"{self.rate_hz:.1f} Hz, expected {self.nominal_hz:g} Hz"
-        if self.missing:
-            return f"{self.missing} samples lost in {self.gaps} gaps"
-        return ""
 
 
 @dataclass

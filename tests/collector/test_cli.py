@@ -6,7 +6,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from collector.cli import main
 from collector.episode_reader import open_episode

@@ -366,7 +366,7 @@ def test_buffer_size_mismatch(sample_frames):
 
 @pytest.mark.parametrize("dtype", ["uint8x", "xx", "<u3", "(2,)u1", "i4,i4", "", "<<u2", "u1 "])
 def test_bad_dtype_string(sample_frames, dtype):
-    _raises(_frames_with_field(sample_frames, dtype=dtype), f"field 'color': bad dtype")
+    _raises(_frames_with_field(sample_frames, dtype=dtype), "field 'color': bad dtype")
 
 
 @pytest.mark.parametrize("dtype", ["|S0", "|V0", "<U0"])
