@@ -78,6 +78,11 @@ def cmd_record(args: argparse.Namespace) -> int:
             while not stop.is_set() and time.monotonic() < deadline:
                 stop.wait(min(1.0, max(0.0, deadline - time.monotonic())))
                 status = session.status()  # also lets the supervisor restart a crashed node
+                if not status["recording"]:
+                    print(f"error: recording stopped: {status['error']}", file=sys.stderr)
+                    if status.get("last_path"):
+                        print(status["last_path"])
+                    return 1
                 if not args.quiet:
                     print("  " + _status_line(status), file=sys.stderr)
             result = session.stop_episode()

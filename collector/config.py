@@ -145,6 +145,8 @@ class RecordingConfig:
     master_stream: str = ""
     #: Refuse to start an episode with less free disk space than this.
     min_free_gb: float = 1.0
+    #: Stop a running episode (closing it cleanly) when free space falls below this.
+    reserve_mb: float = 256.0
 
     def validate(self) -> None:
         if not 0 < self.flush_interval_s <= 1.0:

@@ -289,6 +289,11 @@ class EpisodeWriter:
         return {name: buf.written for name, buf in self._buffers.items()}
 
     @property
+    def buffered_bytes(self) -> int:
+        """Bytes appended but not yet written: what the next :meth:`flush` puts on disk."""
+        return sum(buf.nbytes for buf in self._buffers.values())
+
+    @property
     def buffered(self) -> dict[str, int]:
         """Samples per stream waiting for the next flush."""
         return {name: buf.n for name, buf in self._buffers.items()}

@@ -51,6 +51,10 @@ log = logging.getLogger("collector.recorder")
 QUEUE_LIMIT_BYTES = 2 * 1024**3
 
 
+class DiskFullError(OSError):
+    """Free space fell below ``recording.reserve_mb``."""
+
+
 class Recorder:
     """Receives from nodes and records episodes; drive it with :meth:`handle` (JSON commands)."""
 
@@ -179,8 +183,10 @@ class Recorder:
                     self._fail(exc)
             if self._writer is not None and time.monotonic() - last_flush >= self.recording.flush_interval_s:
                 try:
-                    self._writer.flush()
-                    self._note_flushed()
+                    self._check_disk()
+                    if self._writer is not None:
+                        self._writer.flush()
+                        self._note_flushed()
                 except Exception as exc:
                     self._fail(exc)
                 last_flush = time.monotonic()
@@ -211,22 +217,39 @@ class Recorder:
         self._unflushed_t_host.clear()
 
     def _fail(self, exc: Exception) -> None:
+        """Stop the episode after a write error, closing it as far as the disk allows."""
+        if self._writer is not None:
+            self._last_path = self._writer.path
         self.error = f"{type(exc).__name__}: {exc}"
-        log.error("recording failed: %s", self.error)
+        log.error("recording stopped: %s", self.error)
         self._recording = False
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            try:
-                writer.close(status="complete", end_attrs={"end_reason": self.error[:500]})
-            except Exception:
-                writer.abort()
+        if self._writer is None:
+            return
+        try:
+            self._writer_close(discard=False, end_reason=self.error)
+        except Exception as close_exc:  # e.g. no space even for the closing attributes
+            self.error += (f"; closing failed ({close_exc}): the file holds everything up to the "
+                           "last flush, run 'collector recover' once there is space")
+        self._episode = None
+
+    def _check_disk(self) -> None:
+        if self._writer is None:
+            return
+        # What the coming flush writes counts as used: the reserve must survive it.
+        pending_mb = self._writer.buffered_bytes / 2**20
+        free_mb = shutil.disk_usage(self._writer.path.parent).free / 2**20 - pending_mb
+        if free_mb < self.recording.reserve_mb:
+            self._fail(DiskFullError(
+                f"only {free_mb:.0f} MB left on {self._writer.path.parent}; recording stopped "
+                f"to keep {self.recording.reserve_mb:g} MB for closing the episode "
+                "(recording.reserve_mb)"))
 
     def _writer_open(self, path: Path, specs: list[StreamSpec], attrs: dict) -> None:
         rec = self.recording
         self._writer = EpisodeWriter(path, specs, attrs, compression=rec.compression,
                                      color_encoding=rec.color_encoding, jpeg_quality=rec.jpeg_quality)
 
-    def _writer_close(self, discard: bool) -> dict[str, Any]:
+    def _writer_close(self, discard: bool, end_reason: str = "") -> dict[str, Any]:
         writer, self._writer = self._writer, None
         if writer is None:
             return {}
@@ -242,9 +265,13 @@ class Recorder:
             return {"counts": writer.counts}
         end = datetime.now(timezone.utc)
         self._unflushed_t_host.clear()
-        path = writer.close(status="complete", master_stream=episode.get("master"), end_attrs={
-            "end_time": end.isoformat(), "end_time_ns": time.time_ns(),
-            "duration_s": (time.time_ns() - episode["start_ns"]) / 1e9})
+        try:
+            path = writer.close(status="complete", master_stream=episode.get("master"), end_attrs={
+                "end_time": end.isoformat(), "end_time_ns": time.time_ns(), "end_reason": end_reason,
+                "duration_s": (time.time_ns() - episode["start_ns"]) / 1e9})
+        except Exception:
+            writer.abort()
+            raise
         return {"counts": writer.counts, "path": str(path)}
 
     def _command(self, action: str, timeout_s: float = 60.0, **args) -> Any:

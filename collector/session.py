@@ -21,6 +21,9 @@ log = logging.getLogger("collector.session")
 
 Listener = Callable[[str, dict[str, Any]], None]
 
+#: Seconds to wait for the recorder: closing an episode writes its synchronized index.
+REQUEST_TIMEOUT_S = {"status": 5.0, "start": 30.0, "stop": 120.0, "discard": 120.0, "tag": 30.0}
+
 
 class SessionError(RuntimeError):
     """An action the session refused; the message is meant for the operator."""
@@ -79,8 +82,21 @@ class Session:
     def _request(self, cmd: str, **params: Any) -> dict[str, Any]:
         if self.supervisor is None:
             raise SessionError("the session is not open")
+        recorder = self.supervisor.recorder
         with self._lock:
-            reply = self.supervisor.recorder_request(cmd, **params)
+            try:
+                if recorder is None or not recorder.alive:
+                    raise TimeoutError
+                reply = self.supervisor.recorder_request(cmd, timeout_s=REQUEST_TIMEOUT_S[cmd], **params)
+            except TimeoutError:
+                if recorder is not None and not recorder.alive:
+                    error = (f"the recorder process exited with code {recorder.process.returncode}; "
+                             "the episode file keeps everything up to its last flush "
+                             f"(run 'collector recover'). Its log ends:\n{recorder.log_tail(5)}")
+                else:
+                    error = f"the recorder did not answer '{cmd}'"
+                self._emit("error", {"action": cmd, "error": error})
+                raise SessionError(error) from None
         if not reply.get("ok"):
             self._emit("error", {"action": cmd, "error": reply.get("error")})
             raise SessionError(reply.get("error") or f"{cmd} failed")

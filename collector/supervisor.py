@@ -135,7 +135,7 @@ class Supervisor:
             states["recorder"] = "running" if self.recorder.alive else f"exited {self.recorder.process.returncode}"
         return states
 
-    def stop(self, timeout_s: float = 20.0) -> None:
+    def stop(self, timeout_s: float = 60.0) -> None:
         """Let the recorder finish its episode and exit, then stop the nodes."""
         if self.recorder is not None and self.recorder.alive:
             try:
