@@ -228,9 +228,11 @@ class EpisodeWriter:
         values = {fs.name: self._prepare(name, fs, sample, buf.encodings[fs.name])
                   for fs in buf.spec.fields}
         for field_name, value in values.items():
-            # A copy: the sample may share memory with a receive buffer or a reused frame.
-            buf.columns[field_name].append(value if value is not sample.fields[field_name]
-                                           else value.copy())
+            # A writable array may be a producer's reused frame buffer: copy it. A read-only one
+            # (a received ZeroMQ frame, which nobody writes to again) is kept as it is.
+            original = sample.fields[field_name]
+            keep = value is not original or not original.flags.writeable
+            buf.columns[field_name].append(value if keep else value.copy())
             buf.nbytes += value.nbytes + 32
         for key, value in (("seq", sample.seq), ("t_device_ns", sample.t_device_ns),
                            ("t_host_ns", sample.t_host_ns), ("t_recv_ns", t_recv_ns)):

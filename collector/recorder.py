@@ -84,6 +84,7 @@ class Recorder:
         self.error: str | None = None
         self._unflushed_t_host: list[int] = []
         self.disk_latency_ms: deque = deque(maxlen=200_000)
+        self.flush_ms: deque = deque(maxlen=10_000)
         self._stop = threading.Event()
         self._subscriber = Subscriber([ep.data for ep in self.endpoints.values()], context=self.context)
         self._receiver = threading.Thread(target=self._receive_loop, name="receiver", daemon=True)
@@ -185,7 +186,9 @@ class Recorder:
                 try:
                     self._check_disk()
                     if self._writer is not None:
+                        started = time.perf_counter()
                         self._writer.flush()
+                        self.flush_ms.append((time.perf_counter() - started) * 1e3)
                         self._note_flushed()
                 except Exception as exc:
                     self._fail(exc)
@@ -374,6 +377,7 @@ class Recorder:
                 "unknown_streams": dict(self.unknown_streams), "overflow": self.overflow,
                 "queued_mb": self._queued_bytes / 2**20, "error": self.error,
                 "disk_latency_ms": percentiles(self.disk_latency_ms),
+                "flush_ms": percentiles(self.flush_ms),
                 "last_path": str(self._last_path) if self._last_path else None}
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -60,6 +60,9 @@ class SimTimingOptions:
     disconnect_s: float = 0.0
     #: False: no sleeping, simulated time advances one period per sample (tests, benchmarks).
     realtime: bool = True
+    #: Deliver samples in batches at most this often (0: each as soon as it is due), as a USB
+    #: device does: a 1 kHz glove then wakes its reader 250 times a second instead of 1000.
+    batch_interval_ms: float = 0.0
 
     def validate(self) -> None:
         if abs(self.clock_drift_ppm) > 1000:
@@ -145,6 +148,7 @@ class SimTicker:
         self._last_host_ns = -1
         self._peeked: Tick | None = None
         self._sim_now_ns = 0
+        self._last_delivery_ns = 0
         self.connected = False
 
     # -- time -----------------------------------------------------------------------------------
@@ -250,9 +254,14 @@ class SimTicker:
 
     def due(self, timeout_s: float, limit: int = 1000) -> list[Tick]:
         """Wait for the next tick, then take it and every later one already due (realtime)."""
+        if self.options.realtime and self.options.batch_interval_ms > 0 and self._last_delivery_ns:
+            not_before = self._last_delivery_ns + round(self.options.batch_interval_ms * 1e6)
+            if not sleep_until(not_before, time.time_ns() + round(timeout_s * 1e9)):
+                return []
         tick = self.peek()
         if not self.wait(tick, timeout_s):
             return []
+        self._last_delivery_ns = time.time_ns()
         self.advance(tick)
         ticks = [tick]
         if self.options.realtime:

@@ -37,6 +37,8 @@ class SimGloveConfig(SimTimingOptions):
     hand: Literal["right", "left"] = "right"
     #: The first ``num_joints`` of the 20 modelled joints (15 flexions, then 5 abductions).
     num_joints: int = 15
+    #: Like a USB glove, hand samples to the host in small batches (their timestamps unchanged).
+    batch_interval_ms: float = 4.0
 
     def validate(self) -> None:
         super().validate()
