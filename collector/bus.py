@@ -195,13 +195,16 @@ class StreamCounters:
 class SeqTracker:
     """Detects gaps and restarts from ``seq``, per stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, counters: type[StreamCounters] = StreamCounters) -> None:
+        self._counters = counters
         self.streams: dict[str, StreamCounters] = {}
 
     def update(self, sample: Sample) -> tuple[str, int] | None:
         """Count ``sample``; return ``("gap", n_missing)`` or ``("restart", seq)`` if it is not the
         successor of the previous sample of its stream, else ``None``."""
-        c = self.streams.setdefault(sample.stream, StreamCounters())
+        c = self.streams.get(sample.stream)
+        if c is None:
+            c = self.streams[sample.stream] = self._counters()
         c.received += 1
         c.last_t_host_ns = sample.t_host_ns
         previous, c.last_seq = c.last_seq, sample.seq
@@ -221,7 +224,8 @@ class Subscriber:
     side (no HWM), malformed messages are counted and logged, gaps are tracked."""
 
     def __init__(self, endpoints: Iterable[str] = (), *, topics: Iterable[bytes] = (b"",),
-                 hwm: int = 0, context: zmq.Context | None = None) -> None:
+                 hwm: int = 0, context: zmq.Context | None = None,
+                 counters: type[StreamCounters] = StreamCounters) -> None:
         self.context = context or zmq.Context.instance()
         self.socket = self.context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.RCVHWM, hwm)
@@ -230,7 +234,9 @@ class Subscriber:
             self.socket.setsockopt(zmq.SUBSCRIBE, topic)
         for endpoint in endpoints:
             self.connect(endpoint)
-        self.tracker = SeqTracker()
+        self.tracker = SeqTracker(counters)
+        #: What :meth:`SeqTracker.update` said of the last sample received (None: in sequence).
+        self.last_anomaly: tuple[str, int] | None = None
         self.malformed: Counter[str] = Counter()
 
     def connect(self, endpoint: str) -> None:
@@ -252,7 +258,7 @@ class Subscriber:
                     timeout_ms = max(0, round((deadline - time.monotonic()) * 1000))
                 continue
             if isinstance(message, Sample):
-                self.tracker.update(message)
+                self.last_anomaly = self.tracker.update(message)
             return message
         return None
 

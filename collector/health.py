@@ -12,18 +12,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .bus import StreamCounters
+
 #: Window over which per-stream rates are measured.
 RATE_WINDOW_S = 2.0
 
 
 @dataclass
-class StreamHealth:
-    received: int = 0
-    gaps: int = 0
-    missing: int = 0
-    restarts: int = 0
-    last_seq: int = -1
-    last_t_host_ns: int = 0
+class StreamHealth(StreamCounters):
+    """The seq counters a :class:`~collector.bus.SeqTracker` keeps, plus receive timing."""
+
     last_t_recv_ns: int = 0
     latency_ms: float = 0.0
     recent: deque = field(default_factory=lambda: deque(maxlen=4096))

@@ -68,7 +68,6 @@ class Recorder:
         self.node_state: dict[str, str] = {}
         for name, ep in self.endpoints.items():
             self._learn(fetch_describe(ep.ctl, timeout_s=describe_timeout_s))
-        self.health: dict[str, StreamHealth] = {}
         self.malformed = 0
         self.unknown_streams: dict[str, int] = {}
         self.overflow = 0
@@ -86,7 +85,9 @@ class Recorder:
         self.disk_latency_ms: deque = deque(maxlen=200_000)
         self.flush_ms: deque = deque(maxlen=10_000)
         self._stop = threading.Event()
-        self._subscriber = Subscriber([ep.data for ep in self.endpoints.values()], context=self.context)
+        self._subscriber = Subscriber([ep.data for ep in self.endpoints.values()], context=self.context,
+                                      counters=StreamHealth)
+        self.health: dict[str, StreamHealth] = self._subscriber.tracker.streams
         self._receiver = threading.Thread(target=self._receive_loop, name="receiver", daemon=True)
         self._writer_thread = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         self._receiver.start()
@@ -108,7 +109,7 @@ class Recorder:
                 continue
             t_recv = protocol.now_ns()
             if isinstance(message, Sample):
-                self._on_sample(message, t_recv)
+                self._on_sample(message, t_recv, sub.last_anomaly)
             elif isinstance(message, Event):
                 self.node_state[message.node] = message.kind if message.kind in (
                     "connected", "disconnected", "stalled", "error") else "connected"
@@ -123,31 +124,20 @@ class Recorder:
                                 message.node)
         sub.close()
 
-    def _on_sample(self, sample: Sample, t_recv: int) -> None:
-        h = self.health.get(sample.stream)
-        if h is None:
-            h = self.health[sample.stream] = StreamHealth()
-        h.received += 1
+    def _on_sample(self, sample: Sample, t_recv: int, anomaly: tuple[str, int] | None) -> None:
+        h = self.health[sample.stream]  # created and seq-counted by the subscriber's tracker
         h.recent.append(t_recv)
         h.latency_ms = (t_recv - sample.t_host_ns) / 1e6
-        previous, h.last_seq = h.last_seq, sample.seq
-        h.last_t_host_ns, h.last_t_recv_ns = sample.t_host_ns, t_recv
-        anomaly = None
-        if previous >= 0 and sample.seq != previous + 1:
-            if sample.seq <= previous:
-                h.restarts += 1
-                anomaly = ("restart", {"seq": sample.seq, "previous_seq": previous})
-            else:
-                h.gaps += 1
-                h.missing += sample.seq - previous - 1
-                anomaly = ("gap", {"missing": sample.seq - previous - 1, "after_seq": previous})
+        h.last_t_recv_ns = t_recv
         if not self._recording:
             return
         if sample.stream not in self._episode_streams:
             self.unknown_streams[sample.stream] = self.unknown_streams.get(sample.stream, 0) + 1
             return
         if anomaly:
-            self._put(("event", sample.t_host_ns, anomaly[0], sample.stream, anomaly[1]), 0)
+            kind, value = anomaly
+            detail = {"missing": value} if kind == "gap" else {"seq": value}
+            self._put(("event", sample.t_host_ns, kind, sample.stream, detail), 0)
         size = sample.nbytes()
         if self._queued_bytes + size > QUEUE_LIMIT_BYTES:
             self.overflow += 1
