@@ -67,3 +67,16 @@ def test_config_typo_is_named_exactly(tmp_path, capsys):
     config.write_text(config.read_text().replace("[recording]", "[recording]\ncompresion = 'lz4'"))
     assert main(["record", "--config", str(config), "--duration", "1"]) == 2
     assert "recording: unknown option 'compresion'" in capsys.readouterr().err
+
+
+def test_record_with_jpeg_color_and_lz4(tmp_path):
+    result = run_cli("record", "--sim", "--duration", "1.5", "-q", "--output", str(tmp_path),
+                     "--color-encoding", "jpeg", "--compression", "lz4")
+    assert result.returncode == 0, result.stderr
+    path = result.stdout.strip().splitlines()[-1]
+    assert run_cli("validate", path).returncode == 0
+    with open_episode(path) as ep:
+        assert ep.encodings("cam0/color") == {"rgb": "jpeg"}
+        frame = ep.frames("cam0/color", "rgb", [3])
+        assert frame.shape == (1, 480, 640, 3) and frame.dtype == "uint8" and frame.std() > 10
+        assert ep.attrs["compression"] == "lz4"
