@@ -32,9 +32,11 @@ class StreamHealth(StreamCounters):
             self.recent.popleft()
         if len(self.recent) < 2:
             return 0.0
-        # Over the samples' own span: a stream that began 0.5 s ago is not at a quarter rate.
-        span_s = max((now_ns - self.recent[0]) / 1e9, (len(self.recent) - 1) / 1e4)
-        return (len(self.recent) - 1) / span_s if span_s < RATE_WINDOW_S * 0.9 else len(self.recent) / RATE_WINDOW_S
+        span_s = (now_ns - self.recent[0]) / 1e9
+        if span_s >= 0.9 * RATE_WINDOW_S:
+            return len(self.recent) / RATE_WINDOW_S
+        # A stream that began 0.5 s ago is measured over its own span, not at a quarter rate.
+        return (len(self.recent) - 1) / max(span_s, 1e-3)
 
 
 @dataclass

@@ -68,7 +68,6 @@ class Recorder:
         self.node_state: dict[str, str] = {}
         for name, ep in self.endpoints.items():
             self._learn(fetch_describe(ep.ctl, timeout_s=describe_timeout_s))
-        self.malformed = 0
         self.unknown_streams: dict[str, int] = {}
         self.overflow = 0
         self._queue: queue.Queue = queue.Queue()
@@ -104,7 +103,6 @@ class Recorder:
         sub = self._subscriber
         while not self._stop.is_set():
             message = sub.receive(100)
-            self.malformed = sub.malformed_count
             if message is None:
                 continue
             t_recv = protocol.now_ns()
@@ -363,7 +361,7 @@ class Recorder:
             episode = {k: self._episode[k] for k in ("uuid", "path", "master", "start_ns")}
             episode["elapsed_s"] = (now - self._episode["start_ns"]) / 1e9
         return {"ok": True, "recording": self._recording, "episode": episode, "streams": streams,
-                "nodes": dict(self.node_state), "malformed": self.malformed,
+                "nodes": dict(self.node_state), "malformed": self._subscriber.malformed_count,
                 "unknown_streams": dict(self.unknown_streams), "overflow": self.overflow,
                 "queued_mb": self._queued_bytes / 2**20, "error": self.error,
                 "disk_latency_ms": percentiles(self.disk_latency_ms),

@@ -44,7 +44,6 @@ class Node:
         self._next_seq = {s.name: 0 for s in self.specs}
         self._stall_after_s = max(0.5, STALL_PERIODS / min(s.rate_hz for s in self.specs))
         self._stop = threading.Event()
-        self.published = 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -96,7 +95,6 @@ class Node:
                 self.publisher.send(Sample(node=self.device.name, stream=r.stream, seq=seq,
                                            t_device_ns=r.t_device_ns, t_host_ns=r.t_host_ns,
                                            fields=r.fields, encodings=r.encodings))
-                self.published += 1
 
     def close(self) -> None:
         self.device.close()
