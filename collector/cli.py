@@ -6,6 +6,7 @@
     collector validate FILE                                   check against the schema (exit 1 if not)
     collector recover FILE|DIR                                complete interrupted episodes
     collector config PATH                                     write a starting config file
+    collector devices                                         list attached cameras and gloves
 """
 
 from __future__ import annotations
@@ -162,6 +163,35 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    import json
+    import subprocess
+
+    # The core may not import hardware SDKs: the drivers' finders run in a child process.
+    proc = subprocess.run([sys.executable, "-m", "devices.discover", *args.family],
+                          capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        print(f"error: device discovery failed:\n{proc.stderr.strip()}", file=sys.stderr)
+        return 1
+    found = json.loads(proc.stdout)
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return 0
+    if not found:
+        print("no device finders are installed")
+    for family, result in found.items():
+        if "error" in result:
+            print(f"{family}: cannot search ({result['error']})")
+        elif not result["devices"]:
+            print(f"{family}: none found")
+        else:
+            print(f"{family}:")
+            for device in result["devices"]:
+                extra = "  ".join(f"{k}={v}" for k, v in device.items() if k not in ("kind", "name", "id"))
+                print(f"  {device.get('name', '?')}  [{device.get('id', '?')}]  {extra}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="collector", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -207,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_argument("--cameras", type=int, default=1)
     cfg.add_argument("--force", action="store_true")
     cfg.set_defaults(func=cmd_config)
+
+    devices = sub.add_parser("devices", help="list attached cameras and gloves")
+    devices.add_argument("family", nargs="*", help="only these families (e.g. serial realsense)")
+    devices.add_argument("--json", action="store_true", help="print the raw JSON")
+    devices.set_defaults(func=cmd_devices)
     return parser
 
 
