@@ -163,6 +163,24 @@ class SessionInfo:
     station: str = ""
     prompt: str = ""
     goal_episodes: int = 50
+    #: Seconds to reset the scene after an episode (0: wait for the operator).
+    reset_countdown_s: float = 5.0
+    #: Start the next episode when the reset countdown ends (until the goal is reached).
+    auto_start_after_reset: bool = False
+    #: The glove's record button starts and stops episodes, like Space.
+    glove_record_button: bool = True
+    #: Audible cues at start and stop.
+    sounds: bool = True
+    #: Names offered in the session panel's lists.
+    known_tasks: list[str] = field(default_factory=list)
+    known_operators: list[str] = field(default_factory=list)
+    known_stations: list[str] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if self.goal_episodes < 0:
+            raise ConfigError(f"goal_episodes must be >= 0, got {self.goal_episodes}")
+        if self.reset_countdown_s < 0:
+            raise ConfigError(f"reset_countdown_s must be >= 0, got {self.reset_countdown_s}")
 
 
 @dataclass
@@ -191,7 +209,9 @@ def sim_config(seed: int = 0, cameras: int = 1, glove_rate_hz: float = 200.0,
              for i in range(cameras)]
     nodes.append(NodeConfig(name="glove", driver="sim_glove",
                             options={"seed": seed, "rate_hz": glove_rate_hz, "epoch_ns": epoch_ns}))
-    return AppConfig(nodes=nodes)
+    # The scripted operator presses the glove's record button around every demonstration;
+    # opening the app on the simulator should not start recording by itself.
+    return AppConfig(nodes=nodes, session=SessionInfo(glove_record_button=False))
 
 
 def load_config(path: str | Path) -> AppConfig:

@@ -79,3 +79,89 @@ def percentiles(values) -> dict[str, float] | None:
         return None
     p50, p99, top = np.percentile(np.fromiter(values, float), [50, 99, 100])
     return {"p50": round(float(p50), 2), "p99": round(float(p99), 2), "max": round(float(top), 2)}
+
+
+#: Levels in increasing order of trouble.
+LEVELS = ("ok", "warn", "bad")
+#: Node states (from node events and process checks) and the level each one means.
+STATE_LEVELS = {"connected": "ok", "running": "ok", "stalled": "warn", "restarted": "warn",
+                "starting": "warn", "disconnected": "bad", "error": "bad", "exited": "bad"}
+DISPLAY_LATENCY_WARN_MS = 100.0
+DISPLAY_LATENCY_BAD_MS = 500.0
+SKEW_BAD_MS = 250.0
+
+
+def worst(levels) -> str:
+    return max(levels, key=LEVELS.index, default="ok")
+
+
+@dataclass
+class StreamView:
+    """One stream as the health strip shows it: recorder counters plus display-side timing."""
+
+    status: StreamStatus
+    kind: str = ""
+    display_latency_ms: float | None = None
+    #: Capture-time distance to the master camera's nearest frame (None for the master itself).
+    skew_ms: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.status.name
+
+    @property
+    def period_ms(self) -> float:
+        return 1000.0 / self.status.nominal_hz if self.status.nominal_hz else 0.0
+
+    def problems(self) -> list[tuple[str, str]]:
+        """``(level, text)`` for everything wrong with this stream, worst first."""
+        s, found = self.status, []
+        if s.problem:
+            found.append(("bad" if s._bad else "warn", s.problem))
+        elif s.nominal_hz and s.rate_hz < 0.5 * s.nominal_hz:
+            found.append(("bad", f"{s.rate_hz:.1f} Hz, expected {s.nominal_hz:g} Hz"))
+        if s.missing and not any("lost" in text for _, text in found):
+            found.append(("warn", f"{s.missing} samples lost in {s.gaps} gaps"))
+        if self.display_latency_ms is not None and self.display_latency_ms > DISPLAY_LATENCY_WARN_MS:
+            level = "bad" if self.display_latency_ms > DISPLAY_LATENCY_BAD_MS else "warn"
+            found.append((level, f"display {self.display_latency_ms:.0f} ms behind capture"))
+        if self.skew_ms is not None:
+            # Free-running devices are up to half a frame apart; more means a clock or a queue.
+            allowed = 0.5 * self.period_ms + 25.0
+            if self.skew_ms > allowed:
+                level = "bad" if self.skew_ms > SKEW_BAD_MS else "warn"
+                found.append((level, f"{self.skew_ms:.0f} ms from the master camera "
+                              f"(allowed {allowed:.0f} ms)"))
+        return sorted(found, key=lambda p: -LEVELS.index(p[0]))
+
+    @property
+    def level(self) -> str:
+        return worst(level for level, _ in self.problems())
+
+
+@dataclass
+class DeviceHealth:
+    """A device node's health: its connection state and its streams."""
+
+    node: str
+    state: str
+    streams: list[StreamView] = field(default_factory=list)
+
+    def problems(self) -> list[tuple[str, str]]:
+        found = []
+        state_level = STATE_LEVELS.get(self.state.split()[0], "warn")
+        if state_level != "ok":
+            found.append((state_level, f"{self.node} {self.state}"))
+        for stream in self.streams:
+            found += [(level, f"{stream.name}: {text}") for level, text in stream.problems()]
+        return sorted(found, key=lambda p: -LEVELS.index(p[0]))
+
+    @property
+    def level(self) -> str:
+        return worst(level for level, _ in self.problems())
+
+    @property
+    def summary(self) -> str:
+        """One line: what is wrong, or that all is well."""
+        problems = self.problems()
+        return "; ".join(text for _, text in problems) if problems else f"{self.node}: all streams healthy"

@@ -1,0 +1,158 @@
+"""What displays see of the bus: the newest frame of each stream and a short history of the others.
+
+:class:`LiveFeed` reads the nodes' ``live`` endpoints on its own thread, so a display never waits
+on a socket: it takes the newest image sample of each stream (older ones are simply replaced,
+which is what a 30 fps view of a 30 fps camera wants) and keeps a ring buffer of every sample of
+the low-dimensional streams (glove, commands) for scrolling plots. It also keeps the capture times
+of the last samples of every stream, from which :meth:`LiveFeed.skew_ms` measures how far apart
+two streams' captures are, and the node events (connected, disconnected, stalled, ...).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import deque
+from typing import Iterable
+
+import numpy as np
+import zmq
+
+from .bus import LIVE_HWM, StreamCounters, Subscriber
+from .protocol import Describe, Event, Sample
+
+#: Streams whose samples are at most this many bytes get a history (images do not).
+HISTORY_MAX_SAMPLE_BYTES = 4096
+#: Capture times kept per stream for skew measurements.
+CAPTURE_TIMES_KEPT = 256
+
+
+class RingHistory:
+    """The last ``capacity`` samples of one stream, one numpy ring per field."""
+
+    def __init__(self, sample: Sample, capacity: int) -> None:
+        self.capacity = capacity
+        self.t_host_ns = np.zeros(capacity, np.int64)
+        self.fields = {name: np.zeros((capacity, *np.shape(a)), np.asarray(a).dtype)
+                       for name, a in sample.fields.items()}
+        self.count = 0  # total appended; the ring holds the last min(count, capacity)
+
+    def append(self, sample: Sample) -> None:
+        i = self.count % self.capacity
+        self.t_host_ns[i] = sample.t_host_ns
+        for name, ring in self.fields.items():
+            value = sample.fields.get(name)
+            if value is not None and np.shape(value) == ring.shape[1:]:
+                ring[i] = value
+        self.count += 1
+
+    def snapshot(self, since_count: int = 0) -> tuple[int, np.ndarray, dict[str, np.ndarray]]:
+        """``(count, t_host_ns, fields)`` in time order: the samples appended after
+        ``since_count`` that are still in the ring (all of them with the default)."""
+        n = min(self.count - since_count, self.count, self.capacity)
+        if n <= 0:
+            return self.count, self.t_host_ns[:0].copy(), {k: v[:0].copy() for k, v in self.fields.items()}
+        idx = np.arange(self.count - n, self.count) % self.capacity
+        return self.count, self.t_host_ns[idx], {k: v[idx] for k, v in self.fields.items()}
+
+
+class LiveFeed:
+    """A background reader of the live endpoints; every public method is thread-safe and quick."""
+
+    def __init__(self, endpoints: Iterable[str], *, history_s: float = 10.0,
+                 rates_hz: dict[str, float] | None = None, context: zmq.Context | None = None) -> None:
+        self._endpoints = list(endpoints)
+        self._context = context or zmq.Context.instance()
+        self._history_s = history_s
+        self._rates = dict(rates_hz or {})
+        self._lock = threading.Lock()
+        self._latest: dict[str, Sample] = {}
+        self._history: dict[str, RingHistory] = {}
+        self._captures: dict[str, deque[int]] = {}
+        self._events: list[Event] = []
+        self.describes: dict[str, Describe] = {}
+        #: Per-stream seq counters of what reached the display (the live path may skip samples).
+        self.counters: dict[str, StreamCounters] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="live-feed", daemon=True)
+        self._thread.start()
+
+    def set_rate(self, stream: str, rate_hz: float) -> None:
+        """Size the history of ``stream`` for ``rate_hz`` (before its first sample arrives)."""
+        with self._lock:
+            self._rates[stream] = rate_hz
+
+    def _run(self) -> None:
+        # The receive queue is small on purpose: a display wants the newest sample, not a backlog.
+        sub = Subscriber(self._endpoints, hwm=LIVE_HWM * 4, context=self._context)
+        sub.tracker.streams = self.counters
+        try:
+            while not self._stop.is_set():
+                message = sub.receive(50)
+                if message is None:
+                    continue
+                with self._lock:
+                    if isinstance(message, Sample):
+                        self._on_sample(message)
+                    elif isinstance(message, Event):
+                        self._events.append(message)
+                        del self._events[:-256]
+                    elif isinstance(message, Describe):
+                        self.describes[message.node] = message
+        finally:
+            sub.close()
+
+    def _on_sample(self, sample: Sample) -> None:
+        self._latest[sample.stream] = sample
+        captures = self._captures.get(sample.stream)
+        if captures is None:
+            captures = self._captures[sample.stream] = deque(maxlen=CAPTURE_TIMES_KEPT)
+        captures.append(sample.t_host_ns)
+        if sample.nbytes() <= HISTORY_MAX_SAMPLE_BYTES:
+            history = self._history.get(sample.stream)
+            if history is None:
+                rate = self._rates.get(sample.stream, 1000.0)
+                capacity = max(64, int(rate * self._history_s * 1.2))
+                history = self._history[sample.stream] = RingHistory(sample, capacity)
+            history.append(sample)
+
+    # ---- what displays read ----------------------------------------------------------------
+    def latest(self) -> dict[str, Sample]:
+        """The newest sample of every stream seen so far."""
+        with self._lock:
+            return dict(self._latest)
+
+    def history(self, stream: str, since_count: int = 0):
+        """``(count, t_host_ns, fields)`` of a low-rate stream's recent samples, or ``None``."""
+        with self._lock:
+            ring = self._history.get(stream)
+            return None if ring is None else ring.snapshot(since_count)
+
+    def history_streams(self) -> list[str]:
+        with self._lock:
+            return sorted(self._history)
+
+    def take_events(self) -> list[Event]:
+        """Node events received since the last call."""
+        with self._lock:
+            events, self._events = self._events, []
+            return events
+
+    def skew_ms(self, stream: str, reference: str) -> float | None:
+        """How far the capture of ``stream`` nearest to ``reference``'s newest capture is from it."""
+        with self._lock:
+            ref, times = self._captures.get(reference), self._captures.get(stream)
+            if not ref or not times:
+                return None
+            ordered, references = list(times), list(ref)
+        # Compare with the newest reference capture that ``stream`` has had time to follow, so
+        # that a sample still in transit does not count as skew.
+        k = bisect.bisect_right(references, ordered[-1]) - 1
+        target = references[max(k, 0)]
+        i = bisect.bisect_left(ordered, target)
+        nearest = min((abs(ordered[j] - target) for j in (i - 1, i) if 0 <= j < len(ordered)))
+        return nearest / 1e6
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
