@@ -15,7 +15,9 @@ import sys
 from typing import Any
 
 #: Device family -> finder, ``"module:function"`` returning ``list[dict]``.
-FINDERS: dict[str, str] = {}
+FINDERS: dict[str, str] = {
+    "realsense": "devices.realsense.discover:find_cameras",
+}
 
 
 def discover(families: list[str] | None = None) -> dict[str, dict[str, Any]]:

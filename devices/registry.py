@@ -9,6 +9,7 @@ from .base import Device
 DRIVERS: dict[str, str] = {
     "sim_camera": "devices.sim_camera.node:SimCamera",
     "sim_glove": "devices.sim_glove.node:SimGlove",
+    "realsense": "devices.realsense.node:RealSenseCamera",
 }
 
 
