@@ -17,6 +17,7 @@ from typing import Any
 #: Device family -> finder, ``"module:function"`` returning ``list[dict]``.
 FINDERS: dict[str, str] = {
     "realsense": "devices.realsense.discover:find_cameras",
+    "serial": "devices.glove.discover:find_gloves",
 }
 
 

@@ -9,6 +9,8 @@ from .base import Device
 DRIVERS: dict[str, str] = {
     "sim_camera": "devices.sim_camera.node:SimCamera",
     "sim_glove": "devices.sim_glove.node:SimGlove",
+    "glove": "devices.glove.node:Glove",
+    "glove_sim_tty": "devices.glove.sim_tty:GloveSimTty",
     "realsense": "devices.realsense.node:RealSenseCamera",
 }
 
