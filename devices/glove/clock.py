@@ -1,0 +1,85 @@
+"""Online mapping of the glove's microsecond clock to host time, with offset and drift.
+
+A sample's host receive time is its capture time plus a transport delay that is never
+negative and often large (USB polling, the OS, our reader thread). The *smallest* delays are
+nearly constant, so the lower envelope of ``t_rx - t_device`` is the clock offset plus the
+fixed minimum delay. We keep the minimum of ``t_rx - t_device`` per :data:`BIN_S` bin over the
+last :data:`WINDOW_S` seconds and fit a line through those minima (least squares): its slope is
+the drift, its value the offset. Mapped times then have the device's even spacing instead of
+the transport's jitter, and stay within a few hundred microseconds of the true capture time
+plus the minimum delay (subtract a known delay with the driver's ``transport_latency_us``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+BIN_S = 0.25
+WINDOW_S = 20.0
+#: Bins needed before the drift is estimated (before that: offset only).
+MIN_BINS_FOR_DRIFT = 8
+
+
+class OnlineClockMap:
+    """Maps device ns to host ns; feed every sample with :meth:`map`."""
+
+    def __init__(self, latency_ns: int = 0) -> None:
+        self.latency_ns = int(latency_ns)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (after a reconnect: the glove may have rebooted)."""
+        self._bins: deque[tuple[int, int]] = deque()  # (device_ns of bin start, min(rx - dev))
+        self._bin_start: int | None = None
+        self._bin_min = 0
+        self._ref_dev = 0
+        self.offset_ns = 0        # host = device + offset_ns + drift * (device - ref)
+        self.drift = 0.0          # host seconds per device second - 1
+        self._fitted = False
+
+    @property
+    def drift_ppm(self) -> float:
+        return self.drift * 1e6
+
+    def map(self, device_ns: int, rx_ns: int) -> int:
+        """Host time of the sample taken at ``device_ns`` and received at ``rx_ns``."""
+        diff = rx_ns - device_ns
+        if self._bin_start is None:
+            self._bin_start, self._bin_min, self._ref_dev = device_ns, diff, device_ns
+            self.offset_ns = diff
+        elif device_ns - self._bin_start >= BIN_S * 1e9:
+            self._close_bin()
+            self._bin_start, self._bin_min = device_ns, diff
+        else:
+            self._bin_min = min(self._bin_min, diff)
+        if not self._fitted and diff < self.offset_ns:
+            self.offset_ns = diff  # until the first fit: the running minimum
+        mapped = device_ns + self.offset_ns + round(self.drift * (device_ns - self._ref_dev))
+        # Never later than the bytes arrived: a sample cannot be captured after it was read.
+        return min(mapped, rx_ns) - self.latency_ns
+
+    def _close_bin(self) -> None:
+        self._bins.append((self._bin_start, self._bin_min))
+        while self._bins and self._bin_start - self._bins[0][0] > WINDOW_S * 1e9:
+            self._bins.popleft()
+        if len(self._bins) < 2:
+            return
+        dev = np.array([b[0] for b in self._bins], dtype=np.float64)
+        low = np.array([b[1] for b in self._bins], dtype=np.float64)
+        ref = self._bins[-1][0]
+        x = (dev - ref) / 1e9
+        if len(self._bins) >= MIN_BINS_FOR_DRIFT:
+            slope, intercept = np.polyfit(x, low, 1)
+        else:
+            slope, intercept = 0.0, float(low.min())
+        self._ref_dev = ref
+        self.offset_ns = int(round(intercept))
+        self.drift = float(slope) / 1e9
+        self._fitted = True
+
+    def meta(self) -> dict:
+        """Current estimate, as stored with the stream."""
+        return {"offset_ns": self.offset_ns, "drift_ppm": self.drift_ppm,
+                "ref_device_ns": self._ref_dev}
