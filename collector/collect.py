@@ -194,6 +194,32 @@ class CollectModel:
         self.config_path = target
         return target
 
+    def apply_config(self, config: AppConfig, save_to: str | Path | None = None) -> Future:
+        """Use ``config`` from now on (and save it); changed devices or recording options restart
+        the nodes and the recorder, which is refused while an episode records."""
+        return self._actions.submit(self._guard, "settings", lambda: self._apply_now(config, save_to))
+
+    def _apply_now(self, config: AppConfig, save_to: str | Path | None) -> None:
+        restart = config.nodes != self.config.nodes or config.recording != self.config.recording
+        if restart and self.state in (RECORDING, STARTING, STOPPING):
+            raise SessionError("stop recording before changing devices or recording options")
+        self.config = config
+        self.session.config = config
+        if save_to is not None or self.config_path is not None:
+            self.save_config(save_to)
+        self._emit("session_info", dict(vars(config.session)))
+        if restart and self.opened:
+            self._stop.set()
+            if self._poller is not None:
+                self._poller.join(5)
+            if self.live is not None:
+                self.live.close()
+            recorded = self.session.episodes_recorded
+            self.session.close()
+            self.session = Session(config, episodes_recorded=recorded)
+            self.specs, self.health, self.opened = {}, [], False
+            self.open()
+
     # ---- action bodies (on the action thread) -----------------------------------------------
     def _toggle_now(self) -> Any:
         if self.state in (RECORDING,):

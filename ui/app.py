@@ -1,0 +1,65 @@
+"""The desktop app: ``collector`` with no arguments opens the collect window on simulated devices.
+
+    collector                          # simulated camera and glove
+    collector --config station.toml    # the devices of a config file
+    collector gui --cameras 2          # two simulated cameras
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from collector.config import ConfigError, load_config, sim_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="collector gui", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="TOML config naming the devices (default: simulated)")
+    parser.add_argument("--cameras", type=int, default=1, help="simulated cameras (without --config)")
+    parser.add_argument("--seed", type=int, default=0, help="simulated scene seed")
+    parser.add_argument("--output", help="recordings folder")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config) if args.config else sim_config(seed=args.seed, cameras=args.cameras)
+    except (ConfigError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        config.recording.output = Path(args.output)
+
+    from PySide6 import QtCore, QtWidgets
+
+    from collector.collect import CollectModel
+
+    from . import theme
+    from .collect.window import QtCollectWindow
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("collector")
+    theme.apply(app)
+    model = CollectModel(config, config_path=args.config)
+    window = QtCollectWindow(model)
+    window.show()
+    # Ctrl-C in the terminal closes the window, which finishes a running episode.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    signal.signal(signal.SIGTERM, lambda *_: window.close())
+    keepalive = QtCore.QTimer()
+    keepalive.start(200)  # lets Python run its signal handlers while Qt's loop runs
+    keepalive.timeout.connect(lambda: None)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""Live camera panes: colour and colour-mapped depth per camera, in a grid that fits the count."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from .. import theme
+
+#: Depth shown from 0 to this many millimetres (a tabletop scene; farther is clipped).
+DEPTH_RANGE_MM = 2000
+#: Size of the depth inset relative to the colour image.
+DEPTH_INSET = 0.3
+
+
+def depth_lut() -> np.ndarray:
+    return pg.colormap.get("turbo").getLookupTable(0.0, 1.0, 256)
+
+
+class QtCameraPane(pg.GraphicsLayoutWidget):
+    """One camera: its colour image with depth in a colormap as an inset (0 = no depth, black)."""
+
+    def __init__(self, camera: str, has_depth: bool, parent=None) -> None:
+        super().__init__(parent)
+        self.camera = camera
+        self.setMinimumSize(260, 120)
+        self.ci.setContentsMargins(2, 2, 2, 2)
+        self.ci.setSpacing(4)
+        self.color_item = pg.ImageItem()
+        self.depth_item = pg.ImageItem() if has_depth else None
+        view = self.addViewBox(lockAspect=True, invertY=True, enableMouse=False)
+        view.setMenuEnabled(False)
+        view.addItem(self.color_item)
+        self.views = [view]
+        if self.depth_item is not None:
+            # Depth as a picture-in-picture inset: colour gets the space, depth shows it works.
+            self.depth_item.setZValue(5)
+            self.depth_item.setBorder(pg.mkPen(theme.BORDER, width=1))
+            view.addItem(self.depth_item)
+            lut = depth_lut()
+            lut[0] = (0, 0, 0)  # no depth reading
+            self.depth_item.setLookupTable(lut)
+        self.label = pg.TextItem(anchor=(0, 0), color=theme.TEXT, fill=pg.mkBrush(0, 0, 0, 150))
+        self.label.setZValue(10)
+        self.views[0].addItem(self.label, ignoreBounds=True)
+        self.rec_label = pg.TextItem("● REC", anchor=(1, 0), color=theme.RECORD_RED,
+                                     fill=pg.mkBrush(0, 0, 0, 150))
+        self.rec_label.setZValue(10)
+        self.rec_label.setVisible(False)
+        self.views[0].addItem(self.rec_label, ignoreBounds=True)
+        self.shown_seq: dict[str, int] = {}
+        self._frame_times: list[float] = []
+        self.display_fps = 0.0
+        self._size = None
+
+    def show_color(self, sample) -> None:
+        rgb = sample.fields.get("rgb")
+        if rgb is None:
+            rgb = next(iter(sample.fields.values()))
+        self.color_item.setImage(rgb, autoLevels=False, levels=(0, 255))
+        height, width = rgb.shape[:2]
+        if self._size != (width, height):
+            self._size = (width, height)
+            for view in self.views:
+                view.setRange(QtCore.QRectF(0, 0, width, height), padding=0)
+            if self.depth_item is not None:
+                self.depth_item.setTransform(QtGui.QTransform.fromScale(DEPTH_INSET, DEPTH_INSET))
+                self.depth_item.setPos(width * (1 - DEPTH_INSET) - 4, height * (1 - DEPTH_INSET) - 4)
+            self.label.setPos(4, 4)
+            self.rec_label.setPos(width - 4, 4)
+        self.shown_seq["color"] = sample.seq
+        now = time.monotonic()
+        self._frame_times = [t for t in self._frame_times if now - t < 1.0] + [now]
+        self.display_fps = len(self._frame_times) / 1.0
+
+    def show_depth(self, sample) -> None:
+        if self.depth_item is None:
+            return
+        depth = sample.fields.get("depth")
+        if depth is None:
+            depth = next(iter(sample.fields.values()))
+        self.depth_item.setImage(depth, autoLevels=False, levels=(0, DEPTH_RANGE_MM))
+        self.shown_seq["depth"] = sample.seq
+
+    def set_caption(self, text: str, recording: bool) -> None:
+        self.label.setText(text)
+        self.rec_label.setVisible(recording)
+
+
+class QtCameraGrid(QtWidgets.QWidget):
+    """All cameras of the session; :meth:`refresh` draws the newest frames (called on a timer)."""
+
+    def __init__(self, model, parent=None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.panes: dict[str, QtCameraPane] = {}
+        self.layout_ = QtWidgets.QGridLayout(self)
+        self.layout_.setContentsMargins(0, 0, 0, 0)
+        self.layout_.setSpacing(6)
+        self.placeholder = QtWidgets.QLabel("Starting devices…")
+        self.placeholder.setAlignment(QtCore.Qt.AlignCenter)
+        self.placeholder.setObjectName("dim")
+        self.layout_.addWidget(self.placeholder, 0, 0)
+        #: (stream, capture ns, shown ns) of the frames drawn, for latency measurements.
+        self.shown: list[tuple[str, int, int]] = []
+
+    def build(self) -> None:
+        """Create one pane per camera node from the model's stream declarations."""
+        cameras: dict[str, bool] = {}
+        for name, spec in sorted(self.model.specs.items()):
+            node = name.split("/", 1)[0]
+            if spec.kind == "color":
+                cameras.setdefault(node, False)
+            elif spec.kind == "depth":
+                cameras[node] = True
+        for pane in self.panes.values():
+            pane.setParent(None)
+        self.panes.clear()
+        self.placeholder.setVisible(not cameras)
+        if not cameras:
+            self.placeholder.setText("No cameras in this configuration")
+        columns = max(1, math.ceil(math.sqrt(len(cameras))))
+        for i, (node, has_depth) in enumerate(cameras.items()):
+            pane = self.panes[node] = QtCameraPane(node, has_depth)
+            self.layout_.addWidget(pane, i // columns, i % columns)
+
+    def refresh(self) -> None:
+        live = self.model.live
+        if live is None or not self.panes:
+            return
+        latest = live.latest()
+        recording = self.model.state == "recording"
+        health = {s.name: s for d in self.model.health for s in d.streams}
+        for node, pane in self.panes.items():
+            color, depth = latest.get(f"{node}/color"), latest.get(f"{node}/depth")
+            if color is not None and pane.shown_seq.get("color") != color.seq:
+                pane.show_color(color)
+                self.shown.append((color.stream, color.t_host_ns, time.time_ns()))
+                del self.shown[:-1000]
+            if depth is not None and pane.shown_seq.get("depth") != depth.seq:
+                pane.show_depth(depth)
+            stream = health.get(f"{node}/color")
+            rate = f"{stream.status.rate_hz:.0f}/{stream.status.nominal_hz:g} fps" if stream else ""
+            pane.set_caption(f" {node}  {rate} ", recording)

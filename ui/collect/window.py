@@ -1,0 +1,236 @@
+"""The collect window: live cameras, glove plots, health strip, session panel and record controls.
+
+A thin view over :class:`collector.collect.CollectModel`: every button and hotkey calls a model
+method (which returns at once), model events arrive through :class:`ui.bridge.ModelEvents` on the
+GUI thread, and a timer at display rate draws the newest frames and plot data.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from .. import theme
+from ..bridge import ModelEvents
+from ..sounds import Cues
+from .camera_grid import QtCameraGrid
+from .controls import QtRecordControls
+from .glove_plots import QtGlovePlots, QtHandView
+from .health_strip import QtHealthStrip
+from .session_panel import QtSessionPanel
+
+log = logging.getLogger("ui.collect")
+
+DISPLAY_FPS = 30
+BANNER_S = 8.0
+STATE_LABELS = {"idle": ("READY", theme.LEVEL_COLORS["ok"]), "starting": ("STARTING", theme.TEXT_DIM),
+                "recording": ("● REC", theme.RECORD_RED), "stopping": ("SAVING", theme.TEXT_DIM),
+                "reset": ("RESET", theme.LEVEL_COLORS["warn"])}
+
+
+class QtCollectWindow(QtWidgets.QMainWindow):
+    """The operator's main window over ``model`` (opened by the window unless already open)."""
+
+    def __init__(self, model, *, open_model: bool = True, parent=None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.setWindowTitle("collector — collect")
+        self.resize(1500, 940)
+        self.cues = Cues(enabled=model.config.session.sounds)
+        self.events = ModelEvents(model, self)
+        self.events.event.connect(self._on_event)
+        self._build()
+        self._shortcuts()
+        self.timer = QtCore.QTimer(self)
+        self.timer.setTimerType(QtCore.Qt.PreciseTimer)
+        self.timer.timeout.connect(self._redraw)
+        self.timer.start(int(1000 / DISPLAY_FPS))
+        self._banner_timer = QtCore.QTimer(self, singleShot=True)
+        self._banner_timer.timeout.connect(lambda: self.banner.setVisible(False))
+        self._closed = False
+        if model.opened:
+            self._on_opened()
+        elif open_model:
+            model.open_async()
+
+    # ---- layout ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        central = QtWidgets.QWidget()
+        root = QtWidgets.QVBoxLayout(central)
+        root.setContentsMargins(10, 8, 10, 6)
+        root.setSpacing(8)
+
+        top = QtWidgets.QHBoxLayout()
+        self.prompt = QtWidgets.QLabel()
+        self.prompt.setObjectName("prompt")
+        self.prompt.setWordWrap(True)
+        self.state_pill = QtWidgets.QLabel()
+        self.state_pill.setAlignment(QtCore.Qt.AlignCenter)
+        self.state_pill.setMinimumWidth(130)
+        self.settings_button = QtWidgets.QPushButton("⚙ Settings")
+        self.settings_button.clicked.connect(self.open_settings)
+        top.addWidget(self.prompt, 1)
+        top.addWidget(self.state_pill)
+        top.addWidget(self.settings_button)
+        root.addLayout(top)
+
+        self.banner = QtWidgets.QLabel()
+        self.banner.setObjectName("banner")
+        self.banner.setWordWrap(True)
+        self.banner.setVisible(False)
+        root.addWidget(self.banner)
+
+        body = QtWidgets.QHBoxLayout()
+        left = QtWidgets.QVBoxLayout()
+        self.cameras = QtCameraGrid(self.model)
+        left.addWidget(self.cameras, 3)
+        lower = QtWidgets.QHBoxLayout()
+        self.plots = QtGlovePlots(self.model)
+        self.hand = QtHandView(self.model)
+        self.hand.setMinimumWidth(260)
+        lower.addWidget(self.plots, 3)
+        lower.addWidget(self.hand, 1)
+        left.addLayout(lower, 2)
+        body.addLayout(left, 1)
+        right = QtWidgets.QVBoxLayout()
+        self.controls = QtRecordControls(self.model)
+        self.session_panel = QtSessionPanel(self.model)
+        right.addWidget(self.controls)
+        right.addWidget(self.session_panel, 1)
+        side = QtWidgets.QWidget()
+        side.setLayout(right)
+        side.setFixedWidth(340)
+        body.addWidget(side)
+        root.addLayout(body, 1)
+
+        self.health_strip = QtHealthStrip()
+        root.addWidget(self.health_strip)
+        self.setCentralWidget(central)
+        self.statusBar().showMessage("Starting devices…  Space record/stop · Backspace discard · "
+                                     "S success · F failure · Esc skip reset · Ctrl+, settings")
+        self._show_prompt()
+        self._on_state("starting-devices")
+
+    def _shortcuts(self) -> None:
+        bindings = {
+            QtCore.Qt.Key_Space: self.model.toggle_recording,
+            QtCore.Qt.Key_Backspace: self.model.discard_episode,
+            QtCore.Qt.Key_S: lambda: self._mark("success"),
+            QtCore.Qt.Key_F: lambda: self._mark("failure"),
+            QtCore.Qt.Key_Escape: self.model.skip_reset,
+        }
+        self._shortcut_objects = []
+        for key, action in bindings.items():
+            shortcut = QtGui.QShortcut(QtGui.QKeySequence(key), self)
+            shortcut.activated.connect(lambda action=action: self._if_ready(action))
+            self._shortcut_objects.append(shortcut)
+        settings = QtGui.QShortcut(QtGui.QKeySequence("Ctrl+,"), self)
+        settings.activated.connect(self.open_settings)
+        self._shortcut_objects.append(settings)
+
+    def _if_ready(self, action) -> None:
+        if self.model.opened:
+            action()
+
+    def _mark(self, outcome: str) -> None:
+        if self.model.last_episode is not None and self.model.state != "recording":
+            self.model.mark(outcome)
+
+    # ---- model events ------------------------------------------------------------------------
+    def _on_event(self, name: str, data: dict) -> None:
+        if name == "opened":
+            self._on_opened()
+        elif name == "state":
+            self._on_state(data["state"])
+        elif name == "health":
+            self.health_strip.update_health(data.get("devices", []))
+            if data.get("error"):
+                self.show_banner(data["error"], "bad")
+        elif name in ("episode_stopped", "episode_tagged", "episode_discarded"):
+            self.session_panel.show_last(self.model.last_episode)
+            self._on_state(self.model.state)
+            if name == "episode_stopped":
+                self.show_banner("Episode saved. Mark it: S success, F failure "
+                                 "(or leave it unknown); Backspace discards it.", "ok")
+            elif name == "episode_discarded":
+                self.show_banner("Episode discarded (moved to the trash folder). "
+                                 "Space records it again.", "warn")
+        elif name == "cue":
+            self.cues.play(data["kind"])
+        elif name == "warning":
+            self.show_banner(data["message"], "warn")
+        elif name == "error":
+            self.cues.play("error")
+            self.show_banner(data["message"], "bad")
+        elif name == "device_event" and data["kind"] in ("disconnected", "stalled", "error"):
+            detail = data.get("detail") or {}
+            reason = detail.get("message") or (f"{detail['seconds']} s without data"
+                                               if "seconds" in detail else "")
+            gap = " The recording continues; the gap is marked in the episode." \
+                if self.model.state == "recording" else ""
+            self.show_banner(f"{data['node']} {data['kind']}{': ' + reason if reason else ''}.{gap}", "bad")
+        elif name == "device_event" and data["kind"] in ("connected", "resumed"):
+            if self.banner.isVisible() and data["node"] in self.banner.text():
+                self.show_banner(f"{data['node']} {data['kind']}.", "ok")
+        elif name == "session_info":
+            self._show_prompt()
+
+    def _on_opened(self) -> None:
+        self.cameras.build()
+        self.plots.build()
+        self.hand.build()
+        self._on_state(self.model.state)
+        self.statusBar().showMessage("Space record/stop · Backspace discard & re-record · S success · "
+                                     "F failure · Esc skip reset · Ctrl+, settings")
+
+    def _on_state(self, state: str) -> None:
+        label, color = STATE_LABELS.get(state, ("STARTING DEVICES", theme.TEXT_DIM))
+        self.state_pill.setText(label)
+        self.state_pill.setStyleSheet(f"border: 2px solid {color}; color: {color}; border-radius: 6px;"
+                                      "padding: 6px 10px; font-weight: 700; font-size: 15px;")
+        self.controls.set_state(state)
+        self.session_panel.set_editable(state not in ("recording", "starting", "stopping"))
+
+    def _show_prompt(self) -> None:
+        info = self.model.config.session
+        text = info.prompt or f"Task: {info.task}"
+        self.prompt.setText(html.escape(text))
+
+    def show_banner(self, text: str, level: str) -> None:
+        color = theme.LEVEL_COLORS[level]
+        self.banner.setStyleSheet(f"background: {color}22; border: 1px solid {color}; color: {theme.TEXT};")
+        self.banner.setText(text)
+        self.banner.setVisible(True)
+        self._banner_timer.start(int(BANNER_S * 1000 * (2 if level == "bad" else 1)))
+
+    # ---- drawing -----------------------------------------------------------------------------
+    def _redraw(self) -> None:
+        try:
+            self.cameras.refresh()
+            self.plots.refresh()
+            self.hand.refresh()
+            self.session_panel.refresh()
+            self.controls.refresh()
+        except Exception:
+            log.exception("redraw failed")
+
+    # ---- settings and closing ------------------------------------------------------------------
+    def open_settings(self) -> None:
+        from ..settings_dialog import QtSettingsDialog
+
+        dialog = QtSettingsDialog(self.model, self)
+        dialog.exec()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        if not self._closed:
+            self._closed = True
+            self.timer.stop()
+            if self.model.state == "recording":
+                self.statusBar().showMessage("Finishing the episode…")
+                QtWidgets.QApplication.processEvents()
+            self.events.detach()
+            self.model.close()
+            self.cues.close()
+        super().closeEvent(event)

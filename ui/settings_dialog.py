@@ -1,0 +1,181 @@
+"""Settings: devices, recording options and session defaults, saved to the TOML config the CLI reads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6 import QtCore, QtWidgets
+
+from collector.config import AppConfig, ConfigError, from_mapping, to_mapping
+
+DEFAULT_CONFIG_NAME = "collector.toml"
+
+
+class QtSettingsDialog(QtWidgets.QDialog):
+    """Edits a copy of the model's config; OK validates it (exact messages), applies and saves it."""
+
+    def __init__(self, model, parent=None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.setWindowTitle("Settings")
+        self.resize(760, 520)
+        data = to_mapping(model.config)
+        tabs = QtWidgets.QTabWidget()
+        tabs.addTab(self._devices_tab(data.get("nodes", [])), "Devices")
+        tabs.addTab(self._recording_tab(data["recording"]), "Recording")
+        tabs.addTab(self._session_tab(data["session"]), "Session")
+        self.error = QtWidgets.QLabel()
+        self.error.setStyleSheet("color: #f85149;")
+        self.error.setWordWrap(True)
+        self.path = QtWidgets.QLineEdit(str(model.config_path or Path.cwd() / DEFAULT_CONFIG_NAME))
+        path_row = QtWidgets.QHBoxLayout()
+        path_row.addWidget(QtWidgets.QLabel("Save to"))
+        path_row.addWidget(self.path, 1)
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.Save | QtWidgets.QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(tabs, 1)
+        layout.addLayout(path_row)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+
+    # ---- tabs ----------------------------------------------------------------------------------
+    def _devices_tab(self, nodes: list[dict]) -> QtWidgets.QWidget:
+        widget = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(widget)
+        note = QtWidgets.QLabel("One row per device node. Driver: sim_camera, sim_glove, realsense, "
+                                "glove… Options: a JSON object of the driver's options. "
+                                "Device changes restart the devices (not while recording).")
+        note.setWordWrap(True)
+        note.setObjectName("dim")
+        layout.addWidget(note)
+        self.nodes = QtWidgets.QTableWidget(len(nodes), 4)
+        self.nodes.setHorizontalHeaderLabels(["name", "driver", "endpoint", "options (JSON)"])
+        self.nodes.horizontalHeader().setStretchLastSection(True)
+        for row, node in enumerate(nodes):
+            for col, key in enumerate(("name", "driver", "endpoint")):
+                self.nodes.setItem(row, col, QtWidgets.QTableWidgetItem(str(node.get(key, "") or "")))
+            self.nodes.setItem(row, 3, QtWidgets.QTableWidgetItem(json.dumps(node.get("options", {}))))
+        layout.addWidget(self.nodes, 1)
+        row = QtWidgets.QHBoxLayout()
+        add = QtWidgets.QPushButton("Add device")
+        remove = QtWidgets.QPushButton("Remove selected")
+        add.clicked.connect(lambda: self.nodes.insertRow(self.nodes.rowCount()))
+        remove.clicked.connect(lambda: self.nodes.removeRow(self.nodes.currentRow()))
+        row.addWidget(add)
+        row.addWidget(remove)
+        row.addStretch(1)
+        layout.addLayout(row)
+        return widget
+
+    def _recording_tab(self, rec: dict) -> QtWidgets.QWidget:
+        widget = QtWidgets.QWidget()
+        form = QtWidgets.QFormLayout(widget)
+        self.output = QtWidgets.QLineEdit(str(rec["output"]))
+        self.pattern = QtWidgets.QLineEdit(rec["path_pattern"])
+        self.compression = QtWidgets.QComboBox()
+        self.compression.addItems(["none", "lz4", "zstd"])
+        self.compression.setCurrentText(rec["compression"])
+        self.color_encoding = QtWidgets.QComboBox()
+        self.color_encoding.addItems(["raw", "jpeg"])
+        self.color_encoding.setCurrentText(rec["color_encoding"])
+        self.jpeg_quality = self._spin(1, 100, rec["jpeg_quality"])
+        self.flush = self._dspin(0.05, 1.0, rec["flush_interval_s"], 0.05)
+        self.min_free = self._dspin(0.0, 10000.0, rec["min_free_gb"], 1.0)
+        self.reserve = self._dspin(0.0, 100000.0, rec["reserve_mb"], 64.0)
+        self.master = QtWidgets.QLineEdit(rec.get("master_stream", ""))
+        self.master.setPlaceholderText("first colour stream")
+        for label, field in (("Output folder", self.output), ("File pattern", self.pattern),
+                             ("Compression", self.compression), ("Colour storage", self.color_encoding),
+                             ("JPEG quality", self.jpeg_quality), ("Flush every (s)", self.flush),
+                             ("Refuse to start below (GB free)", self.min_free),
+                             ("Stop below (MB free)", self.reserve), ("Master stream", self.master)):
+            form.addRow(label, field)
+        return widget
+
+    def _session_tab(self, info: dict) -> QtWidgets.QWidget:
+        widget = QtWidgets.QWidget()
+        form = QtWidgets.QFormLayout(widget)
+        self.reset = self._dspin(0.0, 600.0, info["reset_countdown_s"], 1.0)
+        self.auto_start = QtWidgets.QCheckBox("start the next episode when the countdown ends")
+        self.auto_start.setChecked(info["auto_start_after_reset"])
+        self.glove_button = QtWidgets.QCheckBox("the glove's record button starts and stops episodes")
+        self.glove_button.setChecked(info["glove_record_button"])
+        self.sounds = QtWidgets.QCheckBox("play a sound at start and stop")
+        self.sounds.setChecked(info["sounds"])
+        self.known = {}
+        for key in ("known_tasks", "known_operators", "known_stations"):
+            self.known[key] = QtWidgets.QLineEdit(", ".join(info.get(key, [])))
+        form.addRow("Reset countdown (s)", self.reset)
+        form.addRow("", self.auto_start)
+        form.addRow("", self.glove_button)
+        form.addRow("", self.sounds)
+        form.addRow("Tasks offered", self.known["known_tasks"])
+        form.addRow("Operators offered", self.known["known_operators"])
+        form.addRow("Stations offered", self.known["known_stations"])
+        return widget
+
+    @staticmethod
+    def _spin(low: int, high: int, value: int) -> QtWidgets.QSpinBox:
+        box = QtWidgets.QSpinBox()
+        box.setRange(low, high)
+        box.setValue(value)
+        return box
+
+    @staticmethod
+    def _dspin(low: float, high: float, value: float, step: float) -> QtWidgets.QDoubleSpinBox:
+        box = QtWidgets.QDoubleSpinBox()
+        box.setRange(low, high)
+        box.setDecimals(2)
+        box.setSingleStep(step)
+        box.setValue(value)
+        return box
+
+    # ---- result --------------------------------------------------------------------------------
+    def config_data(self) -> dict:
+        """The edited config as plain data (raises ConfigError on unreadable options)."""
+        nodes = []
+        for row in range(self.nodes.rowCount()):
+            cells = [(self.nodes.item(row, col).text().strip() if self.nodes.item(row, col) else "")
+                     for col in range(4)]
+            if not any(cells):
+                continue
+            try:
+                options = json.loads(cells[3] or "{}")
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"device row {row + 1} ({cells[0] or 'unnamed'}): options are not "
+                                  f"valid JSON: {exc}") from None
+            node = {"name": cells[0], "driver": cells[1], "options": options}
+            if cells[2]:
+                node["endpoint"] = cells[2]
+            nodes.append(node)
+        session = {**to_mapping(self.model.config)["session"],
+                   "reset_countdown_s": self.reset.value(),
+                   "auto_start_after_reset": self.auto_start.isChecked(),
+                   "glove_record_button": self.glove_button.isChecked(),
+                   "sounds": self.sounds.isChecked()}
+        for key, edit in self.known.items():
+            session[key] = [v.strip() for v in edit.text().split(",") if v.strip()]
+        recording = {"output": self.output.text(), "path_pattern": self.pattern.text(),
+                     "compression": self.compression.currentText(),
+                     "color_encoding": self.color_encoding.currentText(),
+                     "jpeg_quality": self.jpeg_quality.value(), "flush_interval_s": self.flush.value(),
+                     "min_free_gb": self.min_free.value(), "reserve_mb": self.reserve.value(),
+                     "master_stream": self.master.text().strip()}
+        return {"nodes": nodes, "recording": recording, "session": session}
+
+    def accept(self) -> None:
+        try:
+            config = from_mapping(AppConfig, self.config_data(), where="settings")
+        except ConfigError as exc:
+            self.error.setText(str(exc))
+            return
+        path = Path(self.path.text()).expanduser()
+        future = self.model.apply_config(config, save_to=path)
+        future.add_done_callback(lambda f: None)
+        parent = self.parent()
+        if hasattr(parent, "cues"):
+            parent.cues.enabled = config.session.sounds
+        super().accept()
