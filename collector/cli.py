@@ -242,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_argument("family", nargs="*", help="only these families (e.g. serial realsense)")
     devices.add_argument("--json", action="store_true", help="print the raw JSON")
     devices.set_defaults(func=cmd_devices)
+
+    from .review.cli import add_commands as add_review_commands
+    add_review_commands(sub)  # ls, report, curate, trash, review
     return parser
 
 
