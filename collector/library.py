@@ -18,7 +18,9 @@ from .config import RecordingConfig
 from .episode import OUTCOMES
 
 #: Attributes an operator or reviewer may change on a finished episode.
-EDITABLE_ATTRS = ("outcome", "notes", "tags")
+EDITABLE_ATTRS = ("outcome", "notes", "tags", "trim")
+#: Folder (under the recordings root) that discarded episodes move to.
+TRASH_DIR = ".trash"
 
 
 def episode_path(rec: RecordingConfig, meta: dict[str, Any], uuid: str, when: datetime) -> Path:
@@ -35,23 +37,133 @@ def episode_path(rec: RecordingConfig, meta: dict[str, Any], uuid: str, when: da
 
 
 def update_episode_attrs(path: str | Path, **attrs: Any) -> None:
-    """Set operator-editable attributes (outcome, notes, tags) on a finished episode, leaving
-    every dataset untouched."""
+    """Set operator-editable attributes (outcome, notes, tags, trim) on a finished episode,
+    leaving every dataset untouched.
+
+    Every value is checked before the file is opened, so a bad value changes nothing. ``trim``
+    is ``[start_s, end_s]`` (see :func:`parse_trim`) or ``None`` to remove it. An interrupted
+    file (still flagged open by its writer) is refused: run ``collector recover`` first.
+    """
     unknown = set(attrs) - set(EDITABLE_ATTRS)
     if unknown:
         raise ValueError(f"cannot edit {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE_ATTRS)}")
     if "outcome" in attrs and attrs["outcome"] not in OUTCOMES:
         raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {attrs['outcome']!r}")
-    with h5py.File(path, "r+") as f:
-        for key, value in attrs.items():
-            f.attrs[key] = json.dumps(list(value)) if key == "tags" else str(value)
+    values: dict[str, str | None] = {}
+    for key, value in attrs.items():
+        if key == "tags":
+            if isinstance(value, str) or not all(isinstance(t, str) for t in value):
+                raise ValueError(f"tags must be a list of strings, got {value!r}")
+            values[key] = json.dumps([t.strip() for t in value if t.strip()])
+        elif key == "trim":
+            values[key] = None if value is None else json.dumps(list(parse_trim(value)))
+        else:
+            values[key] = str(value)
+    try:
+        f = h5py.File(path, "r+")
+    except OSError as exc:
+        raise OSError(f"{path}: cannot open for editing ({exc}); an interrupted recording must "
+                      "be completed with `collector recover` first") from None
+    with f:
+        if f.attrs.get("status") == "recording":
+            raise ValueError(f"{path}: the recording is not finished (status 'recording')")
+        for key, value in values.items():
+            if value is None:
+                f.attrs.pop(key, None)
+            else:
+                f.attrs[key] = value
+
+
+def parse_trim(value: Any) -> tuple[float, float] | None:
+    """A ``trim`` attribute as ``(start_s, end_s)``, or ``None`` for no trim.
+
+    ``value`` is the attribute's JSON text (``"[1.5, 12.0]"``), a pair, or empty/``None``.
+    Seconds count from the episode's ``start_time_ns`` on the host clock (the clock of
+    ``t_host_ns`` and ``/sync/t_ns``). Raises ``ValueError`` for anything but
+    ``0 <= start_s < end_s``.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(f"trim {value!r} is not JSON [start_s, end_s]") from None
+    try:
+        start, end = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"trim must be [start_s, end_s], got {value!r}") from None
+    if not (0 <= start < end) or end == float("inf"):
+        raise ValueError(f"trim must satisfy 0 <= start_s < end_s, got [{start:g}, {end:g}]")
+    return start, end
+
+
+def trim_mask(t_ns: Any, start_time_ns: int, trim: Any) -> Any:
+    """Which of the timestamps ``t_ns`` (host clock, ns) lie inside the trim range (a boolean
+    array; all true without a trim). Exports keep exactly these samples."""
+    import numpy as np
+
+    t = np.asarray(t_ns, dtype=np.int64)
+    bounds = parse_trim(trim)
+    if bounds is None:
+        return np.ones(t.shape, bool)
+    lo, hi = (int(start_time_ns) + int(round(b * 1e9)) for b in bounds)
+    return (t >= lo) & (t <= hi)
 
 
 def move_to_trash(path: Path, root: Path) -> Path:
-    """Discarded episodes are moved, never deleted: a mistaken key press is recoverable."""
-    trash = root / ".trash"
-    trash.mkdir(parents=True, exist_ok=True)
-    target = trash / path.name
+    """Discarded episodes are moved, never deleted: a mistaken key press is recoverable.
+
+    The file goes to ``root/.trash/<its name>`` (a numbered name if one is there already: it
+    never replaces a trashed file), and ``<that name>.origin`` records where it came from for
+    :func:`restore_from_trash`. Returns where it went.
+    """
+    path, root = Path(path), Path(root)
+    target = _free_name(root / TRASH_DIR / path.name)
     if path.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(path, target)
+        try:
+            origin = str(path.resolve().relative_to(root.resolve()))
+        except ValueError:
+            origin = str(path.resolve())
+        target.with_name(target.name + ".origin").write_text(origin + "\n")
     return target
+
+
+def restore_from_trash(trashed: Path, root: Path) -> Path:
+    """Move a trashed episode back to where it came from (a numbered name if that place is
+    taken again; the root itself if its origin is unknown). Returns its new path."""
+    trashed, root = Path(trashed), Path(root)
+    origin_file = trashed.with_name(trashed.name + ".origin")
+    origin = origin_file.read_text().strip() if origin_file.exists() else trashed.name
+    target = _free_name(root / origin)  # an absolute origin stays absolute
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(trashed, target)
+    origin_file.unlink(missing_ok=True)
+    return target
+
+
+def _free_name(target: Path) -> Path:
+    candidate, n = target, 1
+    while candidate.exists():
+        candidate = target.with_name(f"{target.stem}.{n}{target.suffix}")
+        n += 1
+    return candidate
+
+
+def sample_checksum(path: str | Path) -> str:
+    """SHA-256 over every dataset's name, shape, dtype and bytes (not the attributes): equal
+    before and after an edit proves the edit left the recorded samples untouched."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha256()
+    with h5py.File(path, "r") as f:
+        def visit(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Dataset):
+                digest.update(f"{name}{obj.shape}{obj.dtype}".encode())
+                digest.update(np.ascontiguousarray(obj[()]).tobytes())
+        f.visititems(visit)
+    return digest.hexdigest()
