@@ -1,7 +1,6 @@
 """Review core without Qt: summaries and their cache, quality reports, curation, trash, dashboard."""
 
 import json
-import os
 
 import h5py
 import numpy as np
