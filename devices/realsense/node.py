@@ -258,7 +258,9 @@ class RealSenseCamera(Device):
         if self._align is not None and depth:
             # Aligning needs the colour frame of the same instant; a lone depth frame is
             # skipped, which shows as a gap in its frame numbers.
-            depth = self._align.process(frames).get_depth_frame() if color else None
+            # (The aligned frameset is kept in a variable: its depth frame lives only as long.)
+            aligned = self._align.process(frames) if color else None
+            depth = aligned.get_depth_frame() if aligned else None
         readings = []
         for kind, frame in (("color", color), ("depth", depth)):
             if frame and kind in self._plans:
