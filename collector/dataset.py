@@ -1,0 +1,191 @@
+"""A PyTorch dataset of observation windows and action chunks over episode files.
+
+    from torch.utils.data import DataLoader
+    from collector.dataset import EpisodeDataset
+    from collector.export.selection import EpisodeFilter, SignalMapping
+
+    train = EpisodeDataset(["recordings/"], horizon=16, split="train", val_fraction=0.1,
+                           mapping=SignalMapping(cameras=["cam0/color"], image_size=(224, 224)),
+                           episode_filter=EpisodeFilter(tasks=["pick-cube"], outcomes=["success"]),
+                           normalize=True)
+    val = EpisodeDataset(["recordings/"], horizon=16, split="val", val_fraction=0.1,
+                         mapping=train.mapping, stats=train.stats, normalize=True)
+    for batch in DataLoader(train, batch_size=32, shuffle=True, num_workers=2):
+        batch["observation.images.cam0"]   # (32, n_obs, 3, 224, 224) float32 in [0, 1]
+        batch["observation.state"]         # (32, n_obs, D) float32
+        batch["action"]                    # (32, 16, A) float32
+        batch["action_is_pad"]             # (32, 16) bool: steps past the episode's end
+
+One sample per step of every selected episode (steps, observations and actions as defined in
+:mod:`collector.export.selection`). The observation window holds the ``n_obs_steps`` steps up to
+and including the sample's step (repeating the first step near the start); the action chunk the
+``horizon`` steps from it (repeating the last action past the end, flagged in ``action_is_pad``,
+as ACT and Diffusion Policy train). Files are opened lazily in each process, so the dataset works
+with ``DataLoader(num_workers > 0)``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from collector.episode_reader import Episode, open_episode
+from collector.export.selection import (EpisodeFilter, EpisodeSteps, SignalMapping, camera_key,
+                                        load_steps, read_images, select_episodes, split_by_episode)
+
+#: Normalization never divides by less than this (constant channels, e.g. a fixed quaternion).
+MIN_STD = 1e-6
+
+
+def compute_stats(arrays: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
+    """``mean``, ``std``, ``min``, ``max`` (per channel, float32) and ``count`` over the rows of
+    every array, computed in float64."""
+    rows = [np.asarray(a, np.float64) for a in arrays if len(a)]
+    if not rows:
+        raise ValueError("no samples to compute statistics from")
+    data = np.concatenate(rows)
+    return {"mean": data.mean(0).astype(np.float32), "std": data.std(0).astype(np.float32),
+            "min": data.min(0).astype(np.float32), "max": data.max(0).astype(np.float32),
+            "count": np.array([data.shape[0]], np.int64)}
+
+
+class EpisodeDataset(Dataset):
+    """Windows of observations and chunks of actions from episode files (see the module doc).
+
+    Args:
+        paths: episode files and/or folders (searched recursively).
+        mapping: cameras, state, action, step rate and image size; default :class:`SignalMapping`.
+        horizon: actions per sample (the chunk length H).
+        n_obs_steps: observation steps per sample.
+        episode_filter: which episodes to use (task, outcome, tags, quality).
+        split: ``"train"``, ``"val"`` or ``None`` (every selected episode). The split is by
+            episode, stable per episode uuid and ``seed``.
+        val_fraction: share of episodes for validation.
+        seed: seeds the split.
+        normalize: return ``(x - mean) / std`` for state and action.
+        stats: statistics to normalize with (e.g. the training set's); default: this dataset's.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], *, mapping: SignalMapping | None = None,
+                 horizon: int = 1, n_obs_steps: int = 1, episode_filter: EpisodeFilter | None = None,
+                 split: str | None = None, val_fraction: float = 0.1, seed: int = 0,
+                 normalize: bool = False, stats: dict[str, dict[str, np.ndarray]] | None = None) -> None:
+        if horizon < 1 or n_obs_steps < 1:
+            raise ValueError(f"horizon and n_obs_steps must be >= 1, got {horizon}, {n_obs_steps}")
+        if split not in (None, "train", "val"):
+            raise ValueError(f"split must be 'train', 'val' or None, got {split!r}")
+        self.mapping = mapping or SignalMapping()
+        self.horizon, self.n_obs_steps = int(horizon), int(n_obs_steps)
+        files, self.skipped = select_episodes(paths, episode_filter)
+        episodes = [load_steps(path, self.mapping) for path in files]
+        for steps in episodes:
+            if not len(steps):
+                self.skipped[steps.path] = "no usable steps"
+        episodes = [e for e in episodes if len(e)]
+        self._check_consistent(episodes)
+        if split is not None:
+            val = split_by_episode([e.uuid for e in episodes], val_fraction, seed)
+            episodes = [e for e in episodes if (e.uuid in val) == (split == "val")]
+        self.episodes: list[EpisodeSteps] = episodes
+        self._ends = np.cumsum([len(e) for e in episodes]).astype(np.int64)
+        self.normalize = normalize
+        self.stats = stats if stats is not None else (self._compute_stats() if episodes else {})
+        self._handles: dict[Path, Episode] = {}
+        self._pid = os.getpid()
+
+    @staticmethod
+    def _check_consistent(episodes: list[EpisodeSteps]) -> None:
+        if not episodes:
+            return
+        first = episodes[0]
+        for e in episodes[1:]:
+            for what in ("state_names", "action_names"):
+                if getattr(e, what) != getattr(first, what):
+                    raise ValueError(f"{e.path}: {what} differ from {first.path}'s; choose the "
+                                     "signals explicitly (SignalMapping.state / .action)")
+            if list(e.frames) != list(first.frames):
+                raise ValueError(f"{e.path}: cameras {list(e.frames)} differ from {first.path}'s "
+                                 f"{list(first.frames)}; choose them with SignalMapping.cameras")
+
+    def _compute_stats(self) -> dict[str, dict[str, np.ndarray]]:
+        return {"observation.state": compute_stats(e.state for e in self.episodes),
+                "action": compute_stats(e.action for e in self.episodes)}
+
+    # -- pickling for DataLoader workers: every process opens its own files --------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_handles"] = {}
+        return state
+
+    def _episode_file(self, path: Path) -> Episode:
+        if self._pid != os.getpid():  # a forked worker: never share the parent's HDF5 handles
+            self._handles, self._pid = {}, os.getpid()
+        if path not in self._handles:
+            self._handles[path] = open_episode(path)
+        return self._handles[path]
+
+    def close(self) -> None:
+        """Close the files this process opened (they reopen on the next access)."""
+        for episode in self._handles.values():
+            episode.close()
+        self._handles = {}
+
+    # -- access ---------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if self._ends.size else 0
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """``(episode number, step)`` of sample ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        e = int(np.searchsorted(self._ends, index, side="right"))
+        return e, int(index - (self._ends[e - 1] if e else 0))
+
+    @property
+    def cameras(self) -> list[str]:
+        return list(self.episodes[0].frames) if self.episodes else []
+
+    def _normalized(self, key: str, x: np.ndarray) -> np.ndarray:
+        if not self.normalize:
+            return x
+        s = self.stats[key]
+        return (x - s["mean"]) / np.maximum(s["std"], MIN_STD)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        e, k = self.locate(int(index))
+        steps = self.episodes[e]
+        n = len(steps)
+        obs_rows = np.clip(np.arange(k - self.n_obs_steps + 1, k + 1), 0, n - 1)
+        act_rows = np.arange(k, k + self.horizon)
+        is_pad = act_rows >= n
+        act_rows = np.minimum(act_rows, n - 1)
+        item: dict[str, torch.Tensor] = {}
+        if steps.frames:
+            ep = self._episode_file(steps.path)
+            for cam in steps.frames:
+                images = read_images(ep, steps, cam, obs_rows, self.mapping.image_size)
+                item[f"observation.images.{camera_key(cam)}"] = \
+                    torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+        item["observation.state"] = torch.from_numpy(
+            self._normalized("observation.state", steps.state[obs_rows]).astype(np.float32))
+        item["action"] = torch.from_numpy(
+            self._normalized("action", steps.action[act_rows]).astype(np.float32))
+        item["action_is_pad"] = torch.from_numpy(is_pad)
+        item["timestamp"] = torch.tensor(steps.t_s[k], dtype=torch.float64)
+        item["episode_index"] = torch.tensor(e)
+        item["frame_index"] = torch.tensor(k)
+        return item
+
+    def __repr__(self) -> str:
+        first = self.episodes[0] if self.episodes else None
+        return (f"EpisodeDataset({len(self.episodes)} episodes, {len(self)} samples, cameras "
+                f"{self.cameras}, state {len(first.state_names) if first else 0}, action "
+                f"{len(first.action_names) if first else 0} from {first.action_source if first else '-'}"
+                f", horizon {self.horizon}, {len(self.skipped)} episodes skipped)")

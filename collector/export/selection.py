@@ -1,0 +1,381 @@
+"""Which episodes, and which signals become observations and actions: shared by every export
+and by :class:`collector.dataset.EpisodeDataset`.
+
+An episode becomes a table of *steps* on one timeline: by default the frames of the first chosen
+camera, paired with the other streams through the episode's synchronized index (``/sync``); at
+another ``rate_hz`` a uniform grid, paired the same way (nearest sample on the fitted device
+clocks, none beyond the stream pair's ``max_skew_ns``). Per step:
+
+* ``frames[camera]``: the index of that camera's frame (images are read lazily),
+* ``state``: chosen fields of state streams, concatenated (default: every floating-point field
+  of every ``state`` stream),
+* ``action``: ``auto`` (default) = the teleop command when the episode has a ``command`` stream,
+  else the *next* step's glove state (its position-like fields: unit ``m``, ``rad`` or none).
+
+Steps where a chosen stream has no sample within the skew bound (a dropout) are left out and
+counted; so is the last step when the action is the next state. An episode attribute ``trim`` =
+``[start_s, end_s]`` (seconds from ``start_time_ns``, written by review tools) keeps only steps
+inside it; the file itself is never changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from collector.episode_reader import Episode, EpisodeError, open_episode
+from collector.sync import build_sync_index, default_max_skew_ns, sync_time_ns
+
+#: Units of fields that describe where things are (what a robot can be commanded to), as opposed
+#: to forces, rates and raw sensor readings; ``next``-state actions default to these.
+POSITION_UNITS = ("m", "rad", "")
+
+
+class SelectionError(ValueError):
+    """A mapping that does not fit an episode (unknown stream or field, no camera...)."""
+
+
+@dataclass(frozen=True)
+class FieldRef:
+    """One field of one stream, e.g. ``FieldRef("glove/hand", "wrist_pos")``."""
+
+    stream: str
+    field: str
+
+    def __str__(self) -> str:
+        return f"{self.stream}:{self.field}"
+
+
+def parse_signals(specs: Iterable[str]) -> list[tuple[str, list[str] | None]]:
+    """``["glove/hand:wrist_pos,grip", "teleop/command"]`` -> ``[(stream, fields or None)]``."""
+    parsed = []
+    for spec in specs:
+        stream, _, fields = spec.partition(":")
+        if stream.count("/") != 1:
+            raise SelectionError(f"signal '{spec}' must be '<node>/<stream>[:field,field...]'")
+        parsed.append((stream, [f for f in fields.split(",") if f] or None))
+    return parsed
+
+
+@dataclass
+class SignalMapping:
+    """Which streams become observations and actions (see the module docstring).
+
+    Attributes:
+        cameras: color streams to keep as images, in order; ``None``: every color stream.
+        state: ``"<node>/<stream>[:field,...]"`` signals concatenated into the state vector;
+            ``None``: every floating-point field of every ``state`` stream.
+        action: ``"auto"``, ``"next"`` (next step's state, position-like fields),
+            ``"next:<node>/<stream>[:fields]"`` (next step of those fields) or
+            ``"<node>/<stream>[:fields]"`` (that stream at the same step, e.g. a command).
+        rate_hz: step rate; ``None``: the first camera's own frames.
+        image_size: ``(width, height)`` to resize images to; ``None``: as recorded.
+    """
+
+    cameras: list[str] | None = None
+    state: list[str] | None = None
+    action: str = "auto"
+    rate_hz: float | None = None
+    image_size: tuple[int, int] | None = None
+
+    def to_dict(self) -> dict:
+        return {"cameras": self.cameras, "state": self.state, "action": self.action,
+                "rate_hz": self.rate_hz, "image_size": list(self.image_size) if self.image_size else None}
+
+
+@dataclass
+class EpisodeFilter:
+    """Which episodes to use; every given condition must hold.
+
+    Attributes:
+        tasks: keep episodes whose ``task`` is one of these.
+        outcomes: keep episodes whose ``outcome`` is one of these (``success``, ``failure``...).
+        tags: keep episodes carrying every one of these tags.
+        exclude_tags: drop episodes carrying any of these tags.
+        allow_recovered: keep episodes finished by ``collector recover`` (their end may be lost).
+        allow_gaps: keep episodes whose streams lost samples (``missing`` or ``overflow`` > 0).
+    """
+
+    tasks: Sequence[str] | None = None
+    outcomes: Sequence[str] | None = None
+    tags: Sequence[str] = ()
+    exclude_tags: Sequence[str] = ()
+    allow_recovered: bool = True
+    allow_gaps: bool = True
+
+    def rejects(self, ep: Episode) -> str | None:
+        """Why ``ep`` is left out, or ``None`` when it is kept."""
+        a = ep.attrs
+        if ep.interrupted or a.get("status") == "recording":
+            return "interrupted recording (run collector recover first)"
+        if a.get("status") == "recovered" and not self.allow_recovered:
+            return "recovered episode"
+        if self.tasks is not None and a.get("task") not in self.tasks:
+            return f"task {a.get('task')!r}"
+        if self.outcomes is not None and a.get("outcome") not in self.outcomes:
+            return f"outcome {a.get('outcome')!r}"
+        tags = episode_tags(ep)
+        if missing := [t for t in self.tags if t not in tags]:
+            return f"missing tag(s) {', '.join(missing)}"
+        if banned := [t for t in self.exclude_tags if t in tags]:
+            return f"tagged {', '.join(banned)}"
+        if not self.allow_gaps:
+            for name in ep.streams:
+                g = ep.h5[f"streams/{name}"].attrs
+                if int(g.get("missing", 0)) or int(g.get("overflow", 0)):
+                    return f"stream {name} lost samples"
+        return None
+
+
+def episode_tags(ep: Episode) -> list[str]:
+    try:
+        tags = json.loads(ep.attrs.get("tags") or "[]")
+    except ValueError:
+        return []
+    return [str(t) for t in tags] if isinstance(tags, list) else []
+
+
+def find_episode_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Episode files named by ``paths`` (files, or folders searched recursively; ``.trash``
+    skipped), sorted, without duplicates."""
+    found: set[Path] = set()
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.update(f for f in p.rglob("*.h5") if ".trash" not in f.parts
+                         and not f.name.startswith("."))
+        elif p.exists():
+            found.add(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    return sorted(found)
+
+
+def select_episodes(paths: Iterable[str | Path], episode_filter: EpisodeFilter | None = None
+                    ) -> tuple[list[Path], dict[Path, str]]:
+    """Split episode files into ``(kept, {path: why skipped})``; unreadable files are skipped."""
+    episode_filter = episode_filter or EpisodeFilter()
+    kept, skipped = [], {}
+    for path in find_episode_files(paths):
+        try:
+            with open_episode(path) as ep:
+                reason = episode_filter.rejects(ep)
+        except EpisodeError as exc:
+            reason = str(exc)
+        if reason:
+            skipped[path] = reason
+        else:
+            kept.append(path)
+    return kept, skipped
+
+
+def split_by_episode(uuids: Sequence[str], val_fraction: float, seed: int = 0) -> set[str]:
+    """The uuids that go to validation: a stable, seeded choice of ``ceil(fraction * n)``
+    episodes (at least one when ``val_fraction > 0`` and there are two or more episodes).
+
+    Each episode's side depends only on its uuid and the seed ranks, so adding recordings
+    moves few episodes across."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n_val = math.ceil(val_fraction * len(uuids)) if len(uuids) > 1 else 0
+    ranked = sorted(uuids, key=lambda u: hashlib.sha256(f"{seed}:{u}".encode()).hexdigest())
+    return set(ranked[:n_val])
+
+
+@dataclass
+class EpisodeSteps:
+    """One episode as steps: see the module docstring."""
+
+    path: Path
+    uuid: str
+    task: str
+    outcome: str
+    t_s: np.ndarray                          # (T,) seconds since the episode's start_time_ns
+    frames: dict[str, np.ndarray]            # camera -> (T,) frame index in that stream
+    image_fields: dict[str, str]             # camera -> its RGB field
+    image_shapes: dict[str, tuple[int, int, int]]  # camera -> (H, W, 3) as recorded
+    state: np.ndarray                        # (T, D) float32
+    action: np.ndarray                       # (T, A) float32
+    state_names: list[str]
+    action_names: list[str]
+    action_source: str
+    dropped: int = 0                         # steps left out: dropouts and the last step
+    rate_hz: float = 0.0                     # nominal step rate
+    attrs: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.t_s.size)
+
+
+def _float_fields(ep: Episode, stream: str, wanted: list[str] | None) -> list[FieldRef]:
+    if stream not in ep.streams:
+        raise SelectionError(f"{ep.path}: no stream '{stream}' (streams: {', '.join(ep.streams)})")
+    spec = ep.streams[stream]
+    if wanted is not None:
+        for name in wanted:
+            spec.field(name)  # KeyError names the field
+        return [FieldRef(stream, name) for name in wanted]
+    return [FieldRef(stream, f.name) for f in spec.fields if np.dtype(f.dtype).kind == "f"]
+
+
+def _resolve(ep: Episode, mapping: SignalMapping):
+    cameras = mapping.cameras if mapping.cameras is not None else [
+        name for name, spec in ep.streams.items() if spec.kind == "color"]
+    image_fields = {}
+    for cam in cameras:
+        if cam not in ep.streams or ep.streams[cam].kind != "color":
+            raise SelectionError(f"{ep.path}: '{cam}' is not a color stream of this episode")
+        rgb = [f for f in ep.streams[cam].fields if f.dtype == "|u1" and len(f.shape) == 3]
+        if not rgb:
+            raise SelectionError(f"{ep.path}: color stream '{cam}' has no uint8 (H, W, 3) field")
+        image_fields[cam] = rgb[0].name
+    if mapping.state is None:
+        state = [ref for name, spec in ep.streams.items() if spec.kind == "state"
+                 for ref in _float_fields(ep, name, None)]
+    else:
+        state = [ref for stream, fields in parse_signals(mapping.state)
+                 for ref in _float_fields(ep, stream, fields)]
+    action, next_step = mapping.action, False
+    if action == "auto":
+        commands = [n for n, s in ep.streams.items() if s.kind == "command"]
+        action = commands[0] if commands else "next"
+    if action == "next" or action.startswith("next:"):
+        next_step = True
+        if action == "next":
+            refs = [r for r in (state or [ref for name, spec in ep.streams.items()
+                                          if spec.kind == "state"
+                                          for ref in _float_fields(ep, name, None)])
+                    if ep.streams[r.stream].field(r.field).unit in POSITION_UNITS]
+        else:
+            (stream, fields), = parse_signals([action[len("next:"):]])
+            refs = _float_fields(ep, stream, fields)
+    else:
+        (stream, fields), = parse_signals([action])
+        refs = _float_fields(ep, stream, fields)
+    if not refs:
+        raise SelectionError(f"{ep.path}: action '{mapping.action}' selects no fields")
+    return cameras, image_fields, state, refs, next_step, action
+
+
+def _names(ep: Episode, refs: list[FieldRef]) -> list[str]:
+    names = []
+    for ref in refs:
+        fs = ep.streams[ref.stream].field(ref.field)
+        size = int(np.prod(fs.shape, dtype=np.int64))
+        channels = fs.channel_names if len(fs.channel_names) == size else [str(i) for i in range(size)]
+        names += [f"{ref.stream}/{ref.field}.{c}" for c in channels]
+    return names
+
+
+def _sync_times(ep: Episode, stream: str) -> np.ndarray:
+    t = ep.timestamps(stream)
+    fit = json.loads(ep.h5[f"streams/{stream}"].attrs.get("clock_fit", "null") or "null")
+    return sync_time_ns(t["t_device_ns"], t["t_host_ns"], fit)
+
+
+def _timeline(ep: Episode, master: str, streams: set[str], rate_hz: float | None
+              ) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
+    """Step times (ns) and, per stream, the sample index of each step (-1: none)."""
+    sync = ep.sync
+    if rate_hz is None and sync is not None and sync["master"] == master and all(
+            s == master or s in sync["streams"] for s in streams):
+        t = sync["t_ns"]
+        index = {s: (np.arange(t.size) if s == master else sync["streams"][s]["index"])
+                 for s in streams}
+        return t, index, ep.streams[master].rate_hz
+    t_master = _sync_times(ep, master)
+    if rate_hz is None:
+        t, rate = t_master, ep.streams[master].rate_hz
+    else:
+        step = 1e9 / rate_hz
+        count = int((t_master[-1] - t_master[0]) // step) + 1 if t_master.size else 0
+        t, rate = t_master[0] + np.round(np.arange(count) * step).astype(np.int64), rate_hz
+    index = {}
+    for s in streams:
+        bound = default_max_skew_ns(rate, ep.streams[s].rate_hz)
+        index[s] = build_sync_index(t, _sync_times(ep, s), bound)[0]
+    return t, index, rate
+
+
+def _gather(ep: Episode, refs: list[FieldRef], index: dict[str, np.ndarray], steps: int
+            ) -> np.ndarray:
+    columns, cache = [], {}
+    for ref in refs:
+        if ref not in cache:
+            cache[ref] = ep.frames(ref.stream, ref.field).reshape(ep.count(ref.stream), -1)
+        values, rows = cache[ref], index[ref.stream]
+        columns.append(values[np.clip(rows, 0, None)].astype(np.float32))
+    return np.concatenate(columns, axis=1) if columns else np.zeros((steps, 0), np.float32)
+
+
+def episode_steps(ep: Episode, mapping: SignalMapping | None = None) -> EpisodeSteps:
+    """The steps of an open episode under ``mapping`` (see the module docstring)."""
+    mapping = mapping or SignalMapping()
+    cameras, image_fields, state_refs, action_refs, next_step, action_source = _resolve(ep, mapping)
+    master = cameras[0] if cameras else str(ep.attrs.get("master_stream") or next(iter(ep.streams)))
+    streams = {master, *cameras, *(r.stream for r in state_refs + action_refs)}
+    t, index, rate = _timeline(ep, master, streams, mapping.rate_hz)
+    n = t.size
+    valid = np.ones(n, bool)
+    for s in streams:
+        valid &= index[s] >= 0
+    state = _gather(ep, state_refs, index, n)
+    action = _gather(ep, action_refs, index, n)
+    if next_step:
+        action = np.concatenate([action[1:], action[-1:]]) if n else action
+        valid &= np.concatenate([valid[1:], [False]]) if n else valid
+    start_ns = int(ep.attrs.get("start_time_ns") or (t[0] if n else 0))
+    t_s = (t - start_ns) / 1e9
+    trim = ep.attrs.get("trim")
+    if trim not in (None, ""):
+        lo, hi = json.loads(trim) if isinstance(trim, str) else trim
+        valid &= (t_s >= float(lo)) & (t_s <= float(hi))
+    rows = np.flatnonzero(valid)
+    return EpisodeSteps(
+        path=ep.path, uuid=str(ep.attrs.get("uuid", "")), task=str(ep.attrs.get("task", "")),
+        outcome=str(ep.attrs.get("outcome", "unknown")), t_s=t_s[rows],
+        frames={c: index[c][rows] for c in cameras}, image_fields=image_fields,
+        image_shapes={c: ep.streams[c].field(image_fields[c]).shape for c in cameras},
+        state=state[rows], action=action[rows], state_names=_names(ep, state_refs),
+        action_names=_names(ep, action_refs),
+        action_source=("next:" if next_step else "") + ",".join(map(str, action_refs)),
+        dropped=int(n - rows.size), rate_hz=float(rate), attrs=dict(ep.attrs))
+
+
+def load_steps(path: str | Path, mapping: SignalMapping | None = None) -> EpisodeSteps:
+    """:func:`episode_steps` of the episode file at ``path``."""
+    with open_episode(path) as ep:
+        return episode_steps(ep, mapping)
+
+
+def resize_images(images: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 resized to ``size = (width, height)`` (area filter when shrinking)."""
+    import cv2
+
+    if size is None or (images.shape[2], images.shape[1]) == tuple(size):
+        return images
+    w, h = size
+    shrink = w < images.shape[2]
+    out = np.empty((images.shape[0], h, w, 3), np.uint8)
+    for i, img in enumerate(images):
+        out[i] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return out
+
+
+def read_images(ep: Episode, steps: EpisodeSteps, camera: str, rows: slice | np.ndarray,
+                size: tuple[int, int] | None = None) -> np.ndarray:
+    """Images of ``camera`` at the given steps, ``(N, H, W, 3)`` uint8 RGB, resized."""
+    frames = steps.frames[camera][rows]
+    return resize_images(ep.frames(camera, steps.image_fields[camera], frames), size)
+
+
+def camera_key(stream: str) -> str:
+    """A camera's short name in exports: the node (``"cam0/color"`` -> ``"cam0"``); a color
+    stream not named ``color`` keeps it (``"cam0/infra"`` -> ``"cam0_infra"``)."""
+    node, name = stream.split("/")
+    return node if name == "color" else f"{node}_{name}"
