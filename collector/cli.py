@@ -245,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .review.cli import add_commands as add_review_commands
     add_review_commands(sub)  # ls, report, curate, trash, review
+    from .wam.cli import add_commands as add_wam_commands
+    add_wam_commands(sub)  # wam train, wam eval, wam info
     return parser
 
 

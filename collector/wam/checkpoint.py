@@ -1,0 +1,118 @@
+"""Checkpoint files and the numpy-in, numpy-out :class:`Predictor` the node and eval use.
+
+A checkpoint is a ``torch.save`` dictionary of plain data and tensors (loaded with
+``weights_only=True``: no pickled code runs): the model config, float16 weights, the action
+normalizer, the action fields and camera it was trained on, and the training report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import DEFAULT_ACTION_FIELDS, Normalizer
+from .model import WamConfig, WorldActionModel
+
+FORMAT = "collector-wam"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable WAM checkpoint; the message says why."""
+
+
+@dataclass
+class Checkpoint:
+    config: WamConfig
+    state_dict: dict[str, torch.Tensor]
+    normalizer: Normalizer
+    action_fields: tuple[str, ...] = DEFAULT_ACTION_FIELDS
+    camera: str | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.config.to_dict(),
+                # float16 halves the file; the model runs in float32 after loading.
+                "state_dict": {k: v.detach().to("cpu", torch.float16) if v.is_floating_point()
+                               else v.detach().cpu() for k, v in self.state_dict.items()},
+                "normalizer": self.normalizer.to_dict(), "action_fields": list(self.action_fields),
+                "camera": self.camera, "report": self.report}
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(data, tmp)
+        tmp.replace(path)  # never leave a half-written checkpoint under the real name
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Checkpoint":
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise CheckpointError(f"{path}: no such file") from None
+        except Exception as exc:  # torch raises many types for a damaged or foreign file
+            raise CheckpointError(f"{path}: not a readable checkpoint: {exc}") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: not a collector WAM checkpoint")
+        if data.get("version") != FORMAT_VERSION:
+            raise CheckpointError(f"{path}: checkpoint version {data.get('version')} "
+                                  f"(this collector reads {FORMAT_VERSION})")
+        return cls(WamConfig.from_dict(data["config"]), data["state_dict"],
+                   Normalizer.from_dict(data["normalizer"]), tuple(data["action_fields"]),
+                   data.get("camera"), data.get("report") or {})
+
+    def build_model(self) -> WorldActionModel:
+        model = WorldActionModel(self.config)
+        try:
+            model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                   for k, v in self.state_dict.items()})
+        except RuntimeError as exc:
+            raise CheckpointError(f"weights do not fit the stored config: {exc}") from None
+        return model.eval()
+
+
+class Predictor:
+    """Runs a checkpoint on numpy inputs in raw units; no gradients, float32, one window a call."""
+
+    def __init__(self, checkpoint: Checkpoint, device: str = "cpu") -> None:
+        self.checkpoint = checkpoint
+        self.config = checkpoint.config
+        self.normalizer = checkpoint.normalizer
+        self.device = torch.device(device)
+        self.model = checkpoint.build_model().to(self.device)
+
+    @classmethod
+    def from_file(cls, path: str | Path, device: str = "cpu") -> "Predictor":
+        return cls(Checkpoint.load(path), device)
+
+    @torch.inference_mode()
+    def predict(self, frames: np.ndarray, actions: np.ndarray,
+                future_actions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Predict the future.
+
+        Args:
+            frames: (C, S, S, 3) uint8, oldest first, the last is "now".
+            actions: (C, A) float, raw units, at the frames' times.
+            future_actions: (K, A) raw units to condition on, or ``None`` to let the model
+                predict them (the live preview).
+
+        Returns:
+            ``(frames (K, S, S, 3) uint8, actions (K, A) float32 raw units)``.
+        """
+        c = self.config
+        if frames.shape != (c.context, c.image_size, c.image_size, 3):
+            raise ValueError(f"frames must be {(c.context, c.image_size, c.image_size, 3)}, "
+                             f"got {frames.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(255).unsqueeze(0)
+        a = torch.from_numpy(self.normalizer(np.asarray(actions, np.float32))).unsqueeze(0).to(self.device)
+        fa = None
+        if future_actions is not None:
+            fa = torch.from_numpy(self.normalizer(np.asarray(future_actions, np.float32)))
+            fa = fa.unsqueeze(0).to(self.device)
+        images, pred_actions, _ = self.model(x, a, fa)
+        out = (images[0].permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+        return out.cpu().numpy(), self.normalizer.inverse(pred_actions[0].cpu().numpy())

@@ -1,0 +1,140 @@
+"""``collector wam``: train, evaluate and inspect World Action Model checkpoints.
+
+    collector wam train recordings/ --out wam.pt --minutes 20      train on recorded episodes
+    collector wam eval wam.pt recordings/                          table on held-out episodes
+    collector wam info wam.pt                                      config and training report
+
+``eval`` skips the episodes the checkpoint was trained on (matched by file name) unless
+``--include-training`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data import DatasetError
+    from .model import WamConfig
+    from .train import TrainOptions, train
+
+    torch.set_num_threads(args.threads)
+    config = WamConfig(image_size=args.image_size, context=args.context, horizon=args.horizon,
+                       dt_s=args.dt, latent=args.latent, layers=args.layers)
+    options = TrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                           val_fraction=args.val_fraction, val_every=args.val_every,
+                           max_minutes=args.minutes, seed=args.seed, device=args.device,
+                           camera=args.camera, action_fields=tuple(args.action_fields.split(",")))
+    try:
+        checkpoint = train(args.data, args.out, config, options, say=_say)
+    except (DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(args.out)
+    _say(f"trained {checkpoint.report.get('steps')} steps; held-out validation: "
+         f"{json.dumps(checkpoint.report.get('validation'))}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import Checkpoint, CheckpointError
+    from .data import find_episodes
+    from .evaluate import evaluate, format_report
+
+    torch.set_num_threads(args.threads)
+    try:
+        trained_on = {Path(p).name for p in Checkpoint.load(args.checkpoint).report.get("train_episodes", [])}
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    paths = find_episodes(args.data)
+    if not args.include_training:
+        kept = [p for p in paths if p.name not in trained_on]
+        if len(kept) < len(paths):
+            _say(f"skipping {len(paths) - len(kept)} episodes the checkpoint was trained on")
+        paths = kept
+    if not paths:
+        print(f"error: no held-out episodes under {args.data}", file=sys.stderr)
+        return 1
+    try:
+        report = evaluate(args.checkpoint, paths, max_windows=args.max_windows, device=args.device)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .checkpoint import Checkpoint, CheckpointError
+    from .model import parameter_count
+
+    try:
+        checkpoint = Checkpoint.load(args.checkpoint)
+        model = checkpoint.build_model()
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    report = {k: v for k, v in checkpoint.report.items() if not k.endswith("_episodes")}
+    print(json.dumps({"config": checkpoint.config.to_dict(), "parameters": parameter_count(model),
+                      "action_fields": list(checkpoint.action_fields), "camera": checkpoint.camera,
+                      "train_episodes": len(checkpoint.report.get("train_episodes", [])),
+                      "val_episodes": len(checkpoint.report.get("val_episodes", [])),
+                      "report": report}, indent=1))
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``collector wam ...`` to the main parser's subcommands."""
+    wam = subparsers.add_parser("wam", help="World Action Model: train, eval, info",
+                                description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = wam.add_subparsers(dest="wam_command", required=True)
+
+    train = sub.add_parser("train", help="train a checkpoint on recorded episodes")
+    train.add_argument("data", help="folder of episodes (searched recursively)")
+    train.add_argument("--out", required=True, help="checkpoint file to write")
+    train.add_argument("--steps", type=int, default=3000)
+    train.add_argument("--minutes", type=float, default=0, help="stop after this long (0: no limit)")
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--val-fraction", type=float, default=0.2, help="share of episodes held out")
+    train.add_argument("--val-every", type=int, default=250, help="validate and save every N steps")
+    train.add_argument("--image-size", type=int, default=64)
+    train.add_argument("--context", type=int, default=4, help="past frames")
+    train.add_argument("--horizon", type=int, default=16, help="future steps")
+    train.add_argument("--dt", type=float, default=0.125, help="seconds between steps")
+    train.add_argument("--latent", type=int, default=256)
+    train.add_argument("--layers", type=int, default=4, help="transformer layers")
+    train.add_argument("--camera", help="color stream (default: the first)")
+    train.add_argument("--action-fields", default="wrist_pos,wrist_quat,grip",
+                       help="glove fields that make the action vector")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    train.add_argument("--threads", type=int, default=2, help="CPU threads")
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("eval", help="score a checkpoint on held-out episodes")
+    ev.add_argument("checkpoint")
+    ev.add_argument("data", help="folder of episodes or one episode file")
+    ev.add_argument("--include-training", action="store_true",
+                    help="also score episodes the checkpoint was trained on")
+    ev.add_argument("--max-windows", type=int, default=2000)
+    ev.add_argument("--json", action="store_true", help="print the full report as JSON")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--threads", type=int, default=2)
+    ev.set_defaults(func=cmd_eval)
+
+    info = sub.add_parser("info", help="print a checkpoint's config and training report")
+    info.add_argument("checkpoint")
+    info.set_defaults(func=cmd_info)

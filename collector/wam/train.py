@@ -1,0 +1,158 @@
+"""Training loop: random windows of the training episodes, validation on held-out episodes.
+
+The loop saves the checkpoint at every validation and at the end, so a run stopped by its time
+limit (or by Ctrl-C) still leaves a usable model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpoint
+from .data import DEFAULT_ACTION_FIELDS, Normalizer, WindowSet, find_episodes, load_clips, split_by_episode
+from .metrics import psnr
+from .model import WamConfig, WorldActionModel, action_loss, frame_loss, parameter_count
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOptions:
+    steps: int = 3000
+    batch_size: int = 16
+    #: Future steps decoded into frames per batch (a random subset; all steps are trained over time).
+    decoded_steps: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    val_fraction: float = 0.2
+    val_every: int = 250
+    #: Validation windows (a fixed, evenly spaced subset of the held-out episodes').
+    val_windows: int = 256
+    #: Stop after this many minutes (0: no limit), saving what was learned.
+    max_minutes: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    camera: str | None = None
+    action_fields: tuple[str, ...] = DEFAULT_ACTION_FIELDS
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def to_tensors(frames: np.ndarray, actions: np.ndarray, context: int, device: torch.device):
+    """A numpy batch -> (past frames, past actions, future frames, future actions) tensors."""
+    x = torch.from_numpy(frames).to(device).permute(0, 1, 4, 2, 3).float().div_(255)
+    a = torch.from_numpy(actions).to(device)
+    return x[:, :context], a[:, :context], x[:, context:], a[:, context:]
+
+
+def train(data_dir: str | Path, out: str | Path, config: WamConfig | None = None,
+          options: TrainOptions | None = None,
+          say: Callable[[str], None] = print) -> Checkpoint:
+    """Train on the episodes under ``data_dir`` and write the checkpoint to ``out``."""
+    options = options or TrainOptions()
+    config = config or WamConfig()
+    torch.manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    device = pick_device(options.device)
+    paths = find_episodes(data_dir)
+    train_paths, val_paths = split_by_episode(paths, options.val_fraction, options.seed)
+    say(f"{len(paths)} episodes: {len(train_paths)} for training, {len(val_paths)} held out")
+    started = time.monotonic()
+    clips = load_clips(paths, config.image_size, camera=options.camera,
+                       action_fields=options.action_fields)
+    by_path = {c.path: c for c in clips}
+    train_clips = [by_path[str(p)] for p in train_paths if str(p) in by_path]
+    val_clips = [by_path[str(p)] for p in val_paths if str(p) in by_path]
+    if not train_clips or not val_clips:
+        raise ValueError(f"need readable training and held-out episodes under {data_dir}")
+    config.action_dim = train_clips[0].actions.shape[1]
+    normalizer = Normalizer.fit(train_clips)
+    train_set = WindowSet(train_clips, config.context, config.horizon, config.dt_s, normalizer)
+    val_set = WindowSet(val_clips, config.context, config.horizon, config.dt_s, normalizer)
+    if not len(train_set) or not len(val_set):
+        raise ValueError(f"episodes too short for {config.context} past and {config.horizon} "
+                         f"future steps of {config.dt_s} s")
+    say(f"loaded in {time.monotonic() - started:.0f} s: {len(train_set)} training windows, "
+        f"{len(val_set)} held-out windows")
+    val_items = np.linspace(0, len(val_set) - 1, min(options.val_windows, len(val_set))).astype(int)
+
+    model = WorldActionModel(config).to(device)
+    say(f"model: {parameter_count(model) / 1e6:.2f} M parameters on {device}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr,
+                                  weight_decay=options.weight_decay)
+    warmup = min(200, options.steps // 10 + 1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
+        0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, options.steps))))))
+    checkpoint = Checkpoint(config, model.state_dict(), normalizer, tuple(options.action_fields),
+                            options.camera, {"train_episodes": [str(p) for p in train_paths],
+                                             "val_episodes": [str(p) for p in val_paths]})
+    loop_started = time.monotonic()
+    recent: list[float] = []
+    step = 0
+    try:
+        for step in range(1, options.steps + 1):
+            model.train()
+            items = rng.integers(0, len(train_set), options.batch_size)
+            past, past_a, future, future_a = to_tensors(*train_set.batch(items), config.context, device)
+            known = torch.rand(options.batch_size, device=device) >= config.action_mask_p
+            steps = torch.randperm(config.horizon, device=device)[:options.decoded_steps]
+            pred, pred_a, _ = model(past, past_a, future_a, known, steps)
+            loss = frame_loss(pred, future[:, steps], past[:, -1]) + 0.1 * action_loss(pred_a, future_a)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            recent.append(loss.item())
+            elapsed = time.monotonic() - loop_started
+            over_time = options.max_minutes and elapsed > options.max_minutes * 60
+            if step % options.val_every == 0 or step == options.steps or over_time:
+                report = validate(model, val_set, val_items, config, device)
+                say(f"step {step}/{options.steps}  loss {np.mean(recent):.4f}  "
+                    f"{elapsed / step:.2f} s/step  held-out PSNR +1 s: model {report['psnr_1s']:.2f} dB "
+                    f"(copy-last {report['psnr_1s_copy_last']:.2f} dB)")
+                recent.clear()
+                checkpoint.report.update(steps=step, minutes=round(elapsed / 60, 1), validation=report)
+                checkpoint.state_dict = model.state_dict()
+                checkpoint.save(out)
+            if over_time:
+                say(f"stopping at the {options.max_minutes:g} min limit")
+                break
+    except KeyboardInterrupt:
+        say(f"interrupted at step {step}; saving")
+        checkpoint.report.update(steps=step, interrupted=True)
+        checkpoint.state_dict = model.state_dict()
+        checkpoint.save(out)
+    return checkpoint
+
+
+@torch.no_grad()
+def validate(model: WorldActionModel, windows: WindowSet, items: Sequence[int], config: WamConfig,
+             device: torch.device, batch_size: int = 32) -> dict[str, float]:
+    """PSNR at +1 s of the preview mode (future actions unknown) against copy-last."""
+    model.eval()
+    k1 = min(config.horizon, max(1, round(1.0 / config.dt_s))) - 1
+    model_psnr, copy_psnr = [], []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        past, past_a, future, _ = to_tensors(*windows.batch(chunk), config.context, device)
+        pred, _, _ = model(past, past_a)
+        model_psnr.append(psnr(pred[:, k1], future[:, k1]))
+        copy_psnr.append(psnr(past[:, -1], future[:, k1]))
+    return {"psnr_1s": float(torch.cat(model_psnr).mean()),
+            "psnr_1s_copy_last": float(torch.cat(copy_psnr).mean())}
