@@ -11,6 +11,7 @@ DRIVERS: dict[str, str] = {
     "sim_glove": "devices.sim_glove.node:SimGlove",
     "glove": "devices.glove.node:Glove",
     "glove_sim_tty": "devices.glove.sim_tty:GloveSimTty",
+    "teleop": "devices.teleop.node:TeleopNode",
     "realsense": "devices.realsense.node:RealSenseCamera",
 }
 
