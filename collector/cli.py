@@ -247,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_review_commands(sub)  # ls, report, curate, trash, review
     from .wam.cli import add_commands as add_wam_commands
     add_wam_commands(sub)  # wam train, wam eval, wam info
+    from .export.cli import add_commands as add_export_commands
+    add_export_commands(sub)  # export robomimic|aloha|lerobot
     return parser
 
 
