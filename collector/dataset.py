@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import Dataset
 
 from collector.episode_reader import Episode, open_episode
+from collector.export.common import check_consistent
 from collector.export.selection import (EpisodeFilter, EpisodeSteps, SignalMapping, camera_key,
                                         load_steps, read_images, select_episodes, split_by_episode)
 
@@ -87,7 +88,7 @@ class EpisodeDataset(Dataset):
             if not len(steps):
                 self.skipped[steps.path] = "no usable steps"
         episodes = [e for e in episodes if len(e)]
-        self._check_consistent(episodes)
+        check_consistent(episodes)
         if split is not None:
             val = split_by_episode([e.uuid for e in episodes], val_fraction, seed)
             episodes = [e for e in episodes if (e.uuid in val) == (split == "val")]
@@ -97,20 +98,6 @@ class EpisodeDataset(Dataset):
         self.stats = stats if stats is not None else (self._compute_stats() if episodes else {})
         self._handles: dict[Path, Episode] = {}
         self._pid = os.getpid()
-
-    @staticmethod
-    def _check_consistent(episodes: list[EpisodeSteps]) -> None:
-        if not episodes:
-            return
-        first = episodes[0]
-        for e in episodes[1:]:
-            for what in ("state_names", "action_names"):
-                if getattr(e, what) != getattr(first, what):
-                    raise ValueError(f"{e.path}: {what} differ from {first.path}'s; choose the "
-                                     "signals explicitly (SignalMapping.state / .action)")
-            if list(e.frames) != list(first.frames):
-                raise ValueError(f"{e.path}: cameras {list(e.frames)} differ from {first.path}'s "
-                                 f"{list(first.frames)}; choose them with SignalMapping.cameras")
 
     def _compute_stats(self) -> dict[str, dict[str, np.ndarray]]:
         return {"observation.state": compute_stats(e.state for e in self.episodes),

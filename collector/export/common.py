@@ -1,0 +1,163 @@
+"""What every export shares: choosing and loading episodes, atomic output, progress, figures.
+
+Exports read episodes read-only (:func:`collector.episode_reader.open_episode`) and write into a
+hidden sibling of the target that is renamed into place only when complete, so an interrupted
+export leaves neither a half-written dataset nor any change to the recordings.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from collector.export.selection import (EpisodeFilter, EpisodeSteps, SignalMapping, load_steps,
+                                        select_episodes)
+
+#: Frames read (and resized) per HDF5 request while exporting.
+IMAGE_BATCH = 64
+
+
+class ExportError(Exception):
+    """An export that cannot be done; the text says why."""
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote: ``path``, episodes and steps, bytes, seconds, skipped files."""
+
+    path: Path
+    episodes: int
+    steps: int
+    bytes_written: int
+    seconds: float
+    skipped: dict[Path, str] = field(default_factory=dict)
+    dropped_steps: int = 0
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes_written / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        text = (f"{self.path}: {self.episodes} episodes, {self.steps} steps, "
+                f"{self.bytes_written / 1e6:.1f} MB in {self.seconds:.1f} s ({self.mb_per_s:.1f} MB/s)")
+        if self.dropped_steps:
+            text += f"; {self.dropped_steps} steps without every signal left out"
+        for path, why in self.skipped.items():
+            text += f"\n  skipped {path}: {why}"
+        return text
+
+
+def check_consistent(episodes: Sequence[EpisodeSteps]) -> None:
+    """Raise ``ValueError`` unless every episode has the same cameras, state and action names."""
+    if not episodes:
+        return
+    first = episodes[0]
+    for e in episodes[1:]:
+        for what in ("state_names", "action_names"):
+            if getattr(e, what) != getattr(first, what):
+                raise ValueError(f"{e.path}: {what} differ from {first.path}'s; choose the "
+                                 "signals explicitly (--state / --action)")
+        if list(e.frames) != list(first.frames):
+            raise ValueError(f"{e.path}: cameras {list(e.frames)} differ from {first.path}'s "
+                             f"{list(first.frames)}; choose them with --camera")
+
+
+def load_episodes(paths: Sequence[str | Path], mapping: SignalMapping,
+                  episode_filter: EpisodeFilter | None) -> tuple[list[EpisodeSteps], dict[Path, str]]:
+    """The selected episodes as steps (empty ones skipped), checked to be alike."""
+    files, skipped = select_episodes(paths, episode_filter)
+    episodes = []
+    for path in files:
+        steps = load_steps(path, mapping)
+        if len(steps) < 2:
+            skipped[path] = f"{len(steps)} usable steps"
+        else:
+            episodes.append(steps)
+    if not episodes:
+        reasons = "".join(f"\n  {p}: {why}" for p, why in skipped.items())
+        raise ExportError(f"no episodes to export{reasons or ' (no .h5 files found)'}")
+    try:
+        check_consistent(episodes)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    return episodes, skipped
+
+
+@contextmanager
+def atomic_output(target: Path, *, force: bool, directory: bool) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target``.
+
+    Refuses an existing ``target`` unless ``force``. On failure the temporary is removed.
+    """
+    target = Path(target)
+    if target.exists() and not force:
+        raise ExportError(f"{target} exists (use --force to replace it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    _remove(tmp)
+    if directory:
+        tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    _remove(target)
+    os.replace(tmp, target)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def tree_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def progress(total: int, desc: str, enabled: bool = True) -> tqdm:
+    """A progress bar over ``total`` frames (steps x cameras) on stderr (hidden when ``enabled`` is false)."""
+    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True, leave=True)
+
+
+def batches(n: int, size: int = IMAGE_BATCH) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def field_groups(names: Sequence[str]) -> dict[str, slice]:
+    """``["glove/hand/wrist_pos.x", ...]`` -> ``{"glove/hand/wrist_pos": slice(0, 3), ...}``."""
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(name.rsplit(".", 1)[0], []).append(i)
+    return {key: slice(idx[0], idx[-1] + 1) for key, idx in groups.items()}
+
+
+def velocity(state: np.ndarray, t_s: np.ndarray) -> np.ndarray:
+    """Time derivative of each state channel (per second), float32."""
+    if state.shape[0] < 2:
+        return np.zeros_like(state, np.float32)
+    return np.gradient(state.astype(np.float64), t_s, axis=0).astype(np.float32)
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start

@@ -1,0 +1,286 @@
+"""LeRobot export: a dataset folder in the LeRobot dataset format v3.0.
+
+    collector export lerobot recordings/ -o pick_cube_lerobot --task pick-cube --image-size 320x240
+
+Layout (what ``lerobot.datasets.LeRobotDataset(repo_id, root=...)`` loads)::
+
+    meta/info.json                       codebase_version "v3.0", fps, totals, paths, features
+    meta/stats.json                      per feature min/max/mean/std/count (images per channel, 0..1)
+    meta/tasks.parquet                   pandas table: index "task" (the text), column task_index
+    meta/episodes/chunk-000/file-000.parquet
+                                         per episode: episode_index, tasks, length, data and video
+                                         file indices, dataset_from/to_index, from/to_timestamp,
+                                         meta/episodes indices, stats/<feature>/<stat>
+    data/chunk-000/file-000.parquet      one row per step: observation.state and action
+                                         (fixed-size float32 lists), timestamp, frame_index,
+                                         episode_index, index, task_index
+    videos/observation.images.<cam>/chunk-000/file-000.mp4
+                                         each camera's frames, episodes one after another
+
+Timestamps are ``frame_index / fps`` (LeRobot's convention; ``fps`` is the step rate rounded to
+an integer), so an episode's frame ``k`` sits at ``from_timestamp + k / fps`` in its video. Data
+files roll over past ``data_file_mb``, videos past ``video_file_mb``, 1000 files per chunk, as
+LeRobot writes them. The task text is the episode's ``prompt``, else its ``task``.
+Video: ``libsvtav1`` (AV1, LeRobot's default) or ``h264``, yuv420p, GOP 2, encoded with PyAV.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from collector.episode_reader import open_episode
+from collector.export.common import (ExportError, ExportResult, Stopwatch, atomic_output, batches,
+                                     load_episodes, progress, tree_bytes)
+from collector.export.selection import EpisodeFilter, SignalMapping, camera_key, read_images
+
+CODEBASE_VERSION = "v3.0"
+CHUNKS_SIZE = 1000
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+DEFAULT_FEATURES = {
+    "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+    "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+    "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+    "index": {"dtype": "int64", "shape": [1], "names": None},
+    "task_index": {"dtype": "int64", "shape": [1], "names": None},
+}
+#: codec option -> (encoder, name in info.json, encoder options), as LeRobot encodes.
+VIDEO_CODECS = {"libsvtav1": ("libsvtav1", "av1", {"g": "2", "crf": "30", "preset": "12"}),
+                "h264": ("libx264", "h264", {"g": "2", "crf": "23"})}
+
+
+def _next_file(chunk: int, file: int) -> tuple[int, int]:
+    return (chunk + 1, 0) if file == CHUNKS_SIZE - 1 else (chunk, file + 1)
+
+
+class _VideoFiles:
+    """One camera's mp4 files: frames of successive episodes appended, rolled over by size."""
+
+    def __init__(self, root: Path, key: str, fps: int, width: int, height: int, codec: str,
+                 max_bytes: int) -> None:
+        self.root, self.key, self.fps, self.size = root, key, fps, (width, height)
+        self.encoder, _, self.options = VIDEO_CODECS[codec]
+        self.max_bytes, self.chunk, self.file = max_bytes, 0, 0
+        self.container = None
+        self.frames = self.bytes = 0
+
+    def start_episode(self) -> tuple[int, int, float]:
+        """Open (or roll over to) the file for the next episode: ``(chunk, file, from_s)``."""
+        import av
+
+        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner unless told: errors only
+        if self.container is not None and self.bytes >= self.max_bytes:
+            self.close()
+            self.chunk, self.file = _next_file(self.chunk, self.file)
+        if self.container is None:
+            path = self.root / VIDEO_PATH.format(video_key=self.key, chunk_index=self.chunk,
+                                                 file_index=self.file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.container = av.open(str(path), "w")
+            self.stream = self.container.add_stream(self.encoder, rate=self.fps)
+            self.stream.width, self.stream.height = self.size
+            self.stream.pix_fmt = "yuv420p"
+            self.stream.options = dict(self.options)
+            self.frames = self.bytes = 0
+        return self.chunk, self.file, self.frames / self.fps
+
+    def write(self, images: np.ndarray) -> None:
+        import av
+
+        for image in images:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts, frame.time_base = self.frames, Fraction(1, self.fps)
+            self._mux(self.stream.encode(frame))
+            self.frames += 1
+
+    def _mux(self, packets) -> None:
+        for packet in packets:
+            self.bytes += packet.size
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        if self.container is not None:
+            self._mux(self.stream.encode())
+            self.container.close()
+            self.container = None
+
+
+class _ChannelStats:
+    """Running per-channel min/max/sum/sum of squares of images scaled to 0..1."""
+
+    def __init__(self) -> None:
+        self.n, self.sum, self.sq = 0, np.zeros(3), np.zeros(3)
+        self.min, self.max = np.full(3, np.inf), np.full(3, -np.inf)
+
+    def add(self, images: np.ndarray) -> None:
+        x = images.reshape(-1, 3).astype(np.float64) / 255.0
+        self.n += x.shape[0]
+        self.sum += x.sum(0)
+        self.sq += (x * x).sum(0)
+        self.min, self.max = np.minimum(self.min, x.min(0)), np.maximum(self.max, x.max(0))
+
+    def result(self, frames: int) -> dict[str, list]:
+        mean = self.sum / self.n
+        std = np.sqrt(np.maximum(self.sq / self.n - mean ** 2, 0))
+        as3 = lambda v: [[[float(c)]] for c in v]  # noqa: E731  (shape (3, 1, 1), channel first)
+        return {"min": as3(self.min), "max": as3(self.max), "mean": as3(mean), "std": as3(std),
+                "count": [int(frames)]}
+
+
+def _vector_stats(x: np.ndarray) -> dict[str, list]:
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    return {"min": x.min(0).tolist(), "max": x.max(0).tolist(), "mean": x.mean(0).tolist(),
+            "std": x.std(0).tolist(), "count": [int(len(x))]}
+
+
+def _merge_stats(parts: list[dict[str, list]]) -> dict[str, list]:
+    """Combine per-episode stats exactly (count-weighted means and variances)."""
+    counts = np.array([p["count"][0] for p in parts], np.float64)
+    shape = np.asarray(parts[0]["mean"]).shape
+    means = np.stack([np.asarray(p["mean"]) for p in parts])
+    var = np.stack([np.asarray(p["std"]) ** 2 for p in parts])
+    w = (counts / counts.sum()).reshape(-1, *[1] * len(shape))
+    mean = (w * means).sum(0)
+    total_var = (w * (var + (means - mean) ** 2)).sum(0)
+    return {"min": np.min([p["min"] for p in parts], axis=0).tolist(),
+            "max": np.max([p["max"] for p in parts], axis=0).tolist(), "mean": mean.tolist(),
+            "std": np.sqrt(total_var).tolist(), "count": [int(counts.sum())]}
+
+
+def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
+                   mapping: SignalMapping | None = None, episode_filter: EpisodeFilter | None = None,
+                   vcodec: str = "libsvtav1", robot_type: str | None = None, force: bool = False,
+                   show_progress: bool = True, data_file_mb: float = 100,
+                   video_file_mb: float = 500) -> ExportResult:
+    """Write the selected episodes as a LeRobot v3.0 dataset folder ``out`` (module docstring)."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if vcodec not in VIDEO_CODECS:
+        raise ExportError(f"video codec must be one of {', '.join(VIDEO_CODECS)}, got {vcodec!r}")
+    mapping = mapping or SignalMapping()
+    clock = Stopwatch()
+    episodes, skipped = load_episodes(paths, mapping, episode_filter)
+    first = episodes[0]
+    fps = int(round(first.rate_hz))
+    if fps < 1:
+        raise ExportError(f"step rate {first.rate_hz} Hz is below 1 fps; choose --rate")
+    cams = {cam: f"observation.images.{camera_key(cam)}" for cam in first.frames}
+    sizes = {}
+    for cam in cams:
+        h, w = (mapping.image_size[1], mapping.image_size[0]) if mapping.image_size \
+            else first.image_shapes[cam][:2]
+        if h % 2 or w % 2:
+            raise ExportError(f"{cam}: {w}x{h} images cannot be stored as yuv420p video; "
+                              "choose an even --image-size")
+        sizes[cam] = (w, h)
+    features: dict[str, Any] = {
+        "observation.state": {"dtype": "float32", "shape": [len(first.state_names)],
+                              "names": first.state_names},
+        "action": {"dtype": "float32", "shape": [len(first.action_names)], "names": first.action_names}}
+    for cam, key in cams.items():
+        w, h = sizes[cam]
+        features[key] = {"dtype": "video", "shape": [h, w, 3], "names": ["height", "width", "channels"],
+                         "info": {"video.height": h, "video.width": w,
+                                  "video.codec": VIDEO_CODECS[vcodec][1], "video.pix_fmt": "yuv420p",
+                                  "video.is_depth_map": False, "video.fps": fps,
+                                  "video.channels": 3, "has_audio": False}}
+    features.update(DEFAULT_FEATURES)
+    texts = [str(e.attrs.get("prompt") or e.task or "demonstration") for e in episodes]
+    tasks = list(dict.fromkeys(texts))
+    state_dim, action_dim = len(first.state_names), len(first.action_names)
+    schema = pa.schema([("observation.state", pa.list_(pa.float32(), state_dim)),
+                        ("action", pa.list_(pa.float32(), action_dim)),
+                        ("timestamp", pa.float32()), ("frame_index", pa.int64()),
+                        ("episode_index", pa.int64()), ("index", pa.int64()),
+                        ("task_index", pa.int64())])
+    total = sum(len(e) for e in episodes)
+    out = Path(out)
+    with atomic_output(out, force=force, directory=True) as root, \
+            progress(total * max(1, len(cams)), f"lerobot {out.name}", show_progress) as bar:
+        videos = {cam: _VideoFiles(root, key, fps, *sizes[cam], vcodec, int(video_file_mb * 1e6))
+                  for cam, key in cams.items()}
+        data_chunk = data_file = 0
+        writer, data_bytes = None, 0
+        rows, ep_stats, index = [], [], 0
+        try:
+            for e, steps in enumerate(episodes):
+                n = len(steps)
+                if writer is not None and data_bytes >= data_file_mb * 1e6:
+                    writer.close()
+                    writer, (data_chunk, data_file) = None, _next_file(data_chunk, data_file)
+                if writer is None:
+                    path = root / DATA_PATH.format(chunk_index=data_chunk, file_index=data_file)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    writer, data_bytes = pq.ParquetWriter(path, schema, compression="snappy"), 0
+                frame_index = np.arange(n, dtype=np.int64)
+                table = pa.Table.from_arrays([
+                    pa.FixedSizeListArray.from_arrays(pa.array(steps.state.reshape(-1)), state_dim),
+                    pa.FixedSizeListArray.from_arrays(pa.array(steps.action.astype(np.float32)
+                                                               .reshape(-1)), action_dim),
+                    pa.array((frame_index / fps).astype(np.float32)), pa.array(frame_index),
+                    pa.array(np.full(n, e, np.int64)), pa.array(index + frame_index),
+                    pa.array(np.full(n, tasks.index(texts[e]), np.int64))], schema=schema)
+                writer.write_table(table)
+                data_bytes += table.nbytes
+                row: dict[str, Any] = {
+                    "episode_index": e, "tasks": [texts[e]], "length": n,
+                    "data/chunk_index": data_chunk, "data/file_index": data_file,
+                    "dataset_from_index": index, "dataset_to_index": index + n}
+                stats = {"observation.state": _vector_stats(steps.state),
+                         "action": _vector_stats(steps.action),
+                         "timestamp": _vector_stats(frame_index / fps),
+                         "frame_index": _vector_stats(frame_index),
+                         "episode_index": _vector_stats(np.full(n, e)),
+                         "index": _vector_stats(index + frame_index),
+                         "task_index": _vector_stats(np.full(n, tasks.index(texts[e])))}
+                with open_episode(steps.path) as ep:
+                    for cam, key in cams.items():
+                        chunk, file, start = videos[cam].start_episode()
+                        image_stats = _ChannelStats()
+                        for part in batches(n):
+                            images = read_images(ep, steps, cam, part, mapping.image_size)
+                            videos[cam].write(images)
+                            image_stats.add(images[::4])  # a sample of the frames, as LeRobot does
+                            bar.update(part.stop - part.start)
+                        row.update({f"videos/{key}/chunk_index": chunk, f"videos/{key}/file_index": file,
+                                    f"videos/{key}/from_timestamp": start,
+                                    f"videos/{key}/to_timestamp": start + n / fps})
+                        stats[key] = image_stats.result(n)
+                if not cams:
+                    bar.update(n)
+                row.update({"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
+                row.update({f"stats/{feat}/{name}": value for feat, s in stats.items()
+                            for name, value in s.items()})
+                rows.append(row)
+                ep_stats.append(stats)
+                index += n
+        finally:
+            if writer is not None:
+                writer.close()
+            for video in videos.values():
+                video.close()
+        episodes_path = root / EPISODES_PATH.format(chunk_index=0, file_index=0)
+        episodes_path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows), episodes_path, compression="snappy")
+        pd.DataFrame({"task_index": np.arange(len(tasks), dtype=np.int64)},
+                     index=pd.Index(tasks, name="task")).to_parquet(root / "meta/tasks.parquet")
+        merged = {feat: _merge_stats([s[feat] for s in ep_stats]) for feat in ep_stats[0]}
+        (root / "meta/stats.json").write_text(json.dumps(merged, indent=4))
+        info = {"codebase_version": CODEBASE_VERSION, "robot_type": robot_type,
+                "total_episodes": len(episodes), "total_frames": total, "total_tasks": len(tasks),
+                "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": data_file_mb,
+                "video_files_size_in_mb": video_file_mb, "fps": fps,
+                "splits": {"train": f"0:{len(episodes)}"}, "data_path": DATA_PATH,
+                "video_path": VIDEO_PATH if cams else None, "features": features}
+        (root / "meta/info.json").write_text(json.dumps(info, indent=4))
+    return ExportResult(out, len(episodes), total, tree_bytes(out), clock.seconds, skipped,
+                        sum(e.dropped for e in episodes))
