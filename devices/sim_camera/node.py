@@ -12,12 +12,14 @@ import logging
 import time
 from dataclasses import dataclass
 
+from collector.bus import node_endpoints
 from collector.config import ConfigError
 from collector.streams import FieldSpec, StreamSpec
 
 from ..base import Device, DeviceError, Reading
 from ..sim_clock import SimTicker, SimTimingOptions
 from ..sim_world import World
+from .follow import CommandFollower
 from .render import Renderer, camera_for_view
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,17 @@ class SimCameraConfig(SimTimingOptions):
     width: int = 640
     height: int = 480
     fps: float = 30.0
+    #: Base endpoint of a teleop node: draw the gripper where its commands put it (teleop on)
+    #: instead of at the scripted hand; until the first command, at the hand.
+    follow_commands: str = ""
 
     def validate(self) -> None:
         super().validate()
+        if self.follow_commands:
+            try:
+                node_endpoints(self.follow_commands)
+            except ValueError as exc:
+                raise ConfigError(f"follow_commands: {exc}") from None
         if self.fps <= 0:
             raise ConfigError(f"fps must be > 0, got {self.fps}")
         if not (16 <= self.width <= 4096 and 16 <= self.height <= 4096):
@@ -64,6 +74,7 @@ class SimCamera(Device):
         self._pending: tuple[int, object, object] | None = None  # (tick index, rgb, depth)
         self._last_late_log = 0.0
         self.late_frames = 0
+        self.follower = CommandFollower(c.follow_commands) if c.follow_commands else None
 
     def streams(self) -> list[StreamSpec]:
         c: SimCameraConfig = self.config
@@ -100,6 +111,8 @@ class SimCamera(Device):
             # Render ahead of the frame's due time: the world is a function of time, so the
             # picture of a future instant is already known and the frame goes out on time.
             state = self.world.state_at_ns(tick.true_ns)
+            if self.follower is not None:
+                state = self.follower.apply(state)
             self._pending = (tick.index, *self._renderer.render(state, tick.frame))
         if not self.ticker.wait(tick, timeout_s):
             return []
@@ -128,3 +141,5 @@ class SimCamera(Device):
     def close(self) -> None:
         self.ticker.close()
         self._pending = None
+        if self.follower is not None:
+            self.follower.close()
