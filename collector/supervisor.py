@@ -171,3 +171,18 @@ def _wait_or_kill(process: subprocess.Popen, timeout_s: float) -> None:
         log.error("pid %d did not stop within %s s; killing it", process.pid, timeout_s)
         process.kill()
         process.wait()
+
+
+def check_node_options(nodes: list[NodeConfig], timeout_s: float = 30.0) -> list[str]:
+    """The drivers' exact messages for invalid node options (empty list: all valid).
+
+    Runs the drivers' own config validation in a child process, as the core imports no driver.
+    """
+    payload = json.dumps([{"name": n.name, "driver": n.driver, "options": n.options} for n in nodes])
+    root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-m", "devices.check", payload], capture_output=True,
+                          text=True, timeout=timeout_s, env=env)
+    if proc.returncode != 0:
+        return [f"could not check the device options: {proc.stderr.strip()[-500:]}"]
+    return json.loads(proc.stdout)

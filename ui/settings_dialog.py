@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6 import QtCore, QtWidgets
 
 from collector.config import AppConfig, ConfigError, from_mapping, to_mapping
+from collector.supervisor import check_node_options
 
 DEFAULT_CONFIG_NAME = "collector.toml"
 
@@ -171,6 +172,10 @@ class QtSettingsDialog(QtWidgets.QDialog):
             config = from_mapping(AppConfig, self.config_data(), where="settings")
         except ConfigError as exc:
             self.error.setText(str(exc))
+            return
+        problems = check_node_options(config.nodes)
+        if problems:
+            self.error.setText("\n".join(problems))
             return
         path = Path(self.path.text()).expanduser()
         future = self.model.apply_config(config, save_to=path)

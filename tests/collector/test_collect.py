@@ -1,0 +1,81 @@
+"""The Qt-free collect model: guards, the reset countdown and settings that the CLI reads back."""
+
+import time
+
+import h5py
+import pytest
+
+from collector.collect import CollectModel
+from collector.config import load_config, sim_config
+from collector.session import SessionError
+
+
+def tiny_config(out):
+    config = sim_config(seed=5, cameras=1, glove_rate_hz=100.0)
+    config.nodes[0].options.update(width=96, height=72)
+    config.recording.output = out
+    config.recording.min_free_gb = 0.0
+    config.session.sounds = False
+    return config
+
+
+def wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_guards_countdown_and_settings(tmp_path):
+    config = tiny_config(tmp_path / "rec")
+    config.session.reset_countdown_s = 1.0
+    config.session.auto_start_after_reset = True
+    config.session.goal_episodes = 2
+    model = CollectModel(config)
+    events = []
+    model.subscribe(lambda name, data: events.append((name, data)))
+    model.open()
+    try:
+        # Refused below the free-space threshold, with a message that says what to change.
+        config.recording.min_free_gb = 1e9
+        with pytest.raises(SessionError, match=r"recording\.min_free_gb"):
+            model.start_episode().result(30)
+        assert ("error", "start") in {(n, d.get("action")) for n, d in events}
+        assert model.state == "idle"
+        config.recording.min_free_gb = 0.0
+
+        model.set_session_info(task="stack", operator="ben", station="s2")
+        model.set_notes("first try")
+        model.start_episode().result(30)
+        time.sleep(0.5)
+        first = model.stop_episode().result(60)
+        assert model.state == "reset"
+        # The countdown ends and the next episode starts by itself (goal 2 not reached yet).
+        wait_for(lambda: model.state == "recording", timeout=10)
+        time.sleep(0.3)
+        model.stop_episode().result(60)
+        wait_for(lambda: model.state == "idle", timeout=10)  # goal reached: no auto start
+        assert model.episodes_recorded == 2
+        assert [d["kind"] for n, d in events if n == "cue"] == ["start", "stop", "start", "stop"]
+        with h5py.File(first["path"]) as f:
+            assert (f.attrs["task"], f.attrs["operator"], f.attrs["station"]) == ("stack", "ben", "s2")
+            assert f.attrs["notes"] == "first try"
+
+        # Settings that do not touch devices apply at once and are saved for the CLI.
+        saved = tmp_path / "station.toml"
+        new = load_config_copy(model.config)
+        new.session.reset_countdown_s = 0.0
+        model.apply_config(new, save_to=saved).result(60)
+        assert load_config(saved).session.reset_countdown_s == 0.0
+        assert load_config(saved).session.task == "stack"
+        assert model.session.supervisor is not None and model.opened
+    finally:
+        model.close()
+
+
+def load_config_copy(config):
+    import copy
+
+    return copy.deepcopy(config)

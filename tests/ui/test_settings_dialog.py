@@ -1,0 +1,27 @@
+"""The settings dialog validates with the config's exact messages and saves TOML the CLI reads."""
+
+from collector.collect import CollectModel
+from collector.config import load_config, sim_config
+from ui.settings_dialog import QtSettingsDialog
+
+
+def test_settings_dialog_rejects_typos_and_saves(qtbot, tmp_path):
+    model = CollectModel(sim_config(cameras=1), config_path=tmp_path / "station.toml")
+    dialog = QtSettingsDialog(model)
+    qtbot.addWidget(dialog)
+    dialog.nodes.item(0, 3).setText('{"fsp": 30}')
+    dialog.accept()
+    assert dialog.isVisible() or dialog.result() == 0
+    assert "cam0.options: unknown option 'fsp'" in dialog.error.text()
+    assert not (tmp_path / "station.toml").exists()
+
+    dialog.nodes.item(0, 3).setText('{"fps": 15.0, "width": 320, "height": 240}')
+    dialog.compression.setCurrentText("lz4")
+    dialog.reset.setValue(3.0)
+    dialog.accept()
+    qtbot.waitUntil(lambda: (tmp_path / "station.toml").exists())
+    saved = load_config(tmp_path / "station.toml")
+    assert saved.nodes[0].options["fps"] == 15.0
+    assert saved.recording.compression == "lz4"
+    assert saved.session.reset_countdown_s == 3.0
+    model.close()
