@@ -184,16 +184,37 @@ class SessionInfo:
 
 
 @dataclass
+class WamNodeConfig:
+    """The live World Action Model preview (``[wam]``): an inference node the supervisor starts."""
+
+    enabled: bool = False
+    #: Checkpoint file; empty: the one shipped with collector (trained on simulated episodes).
+    checkpoint: str = ""
+    rate_hz: float = 8.0
+    #: Color stream to predict; empty: the checkpoint's camera, else the first color stream.
+    camera: str = ""
+    #: Node name, the prefix of its streams (``wam/surprise`` is recorded with each episode).
+    name: str = "wam"
+
+    def validate(self) -> None:
+        if not 0.5 <= self.rate_hz <= 30:
+            raise ConfigError(f"rate_hz must be 0.5..30, got {self.rate_hz}")
+
+
+@dataclass
 class AppConfig:
     nodes: list[NodeConfig] = field(default_factory=list)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     session: SessionInfo = field(default_factory=SessionInfo)
+    wam: WamNodeConfig = field(default_factory=WamNodeConfig)
 
     def validate(self) -> None:
         names = [n.name for n in self.nodes]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ConfigError(f"node names must be unique: {', '.join(duplicates)} repeated")
+        if self.wam.enabled and self.wam.name in names:
+            raise ConfigError(f"wam.name '{self.wam.name}' is also a device node's name")
 
 
 def sim_config(seed: int = 0, cameras: int = 1, glove_rate_hz: float = 200.0,

@@ -70,6 +70,9 @@ class Supervisor:
         self.node_bases: dict[str, str] = {}
         self.nodes: dict[str, Child] = {}
         self.recorder: Child | None = None
+        #: Base endpoint of the WAM inference node once it answers; why it is absent otherwise.
+        self.wam_endpoint: str | None = None
+        self.wam_error: str | None = None if config.wam.enabled else "the WAM preview is off ([wam] enabled = false)"
         self.recorder_ctl = f"ipc://{os.path.join(self.runtime_dir, 'recorder.ctl')}"
         self._env = dict(os.environ)
         # Children must import this checkout's packages however the app was started.
@@ -93,6 +96,8 @@ class Supervisor:
             child.start(self._env)
         for child in self.nodes.values():
             self._wait_ready(child, timeout_s)
+        if self.config.wam.enabled:
+            self._start_wam(timeout_s)
         argv = [sys.executable, "-m", "collector.recorder", "--ctl", self.recorder_ctl,
                 "--nodes", json.dumps(self.node_bases),
                 "--recording", json.dumps(to_mapping(self.config.recording))]
@@ -100,6 +105,30 @@ class Supervisor:
                               Path(self.runtime_dir) / "recorder.log")
         self.recorder.start(self._env)
         self._wait_ready(self.recorder, timeout_s)
+
+    def _start_wam(self, timeout_s: float) -> None:
+        """Start the WAM inference node; if it fails, record without it (only the preview is lost)."""
+        wam = self.config.wam
+        base = default_endpoint(self.runtime_dir, wam.name)
+        checkpoint = wam.checkpoint or str(Path(__file__).resolve().parent / "wam" / "checkpoints" / "sim.pt")
+        argv = [sys.executable, "-m", "collector.wam.node", "--name", wam.name, "--endpoint", base,
+                "--nodes", json.dumps(self.node_bases), "--checkpoint", checkpoint,
+                "--rate-hz", str(wam.rate_hz)] + (["--camera", wam.camera] if wam.camera else [])
+        child = Child(wam.name, argv, node_endpoints(base).ctl, Path(self.runtime_dir) / f"{wam.name}.log")
+        child.start(self._env)
+        try:
+            self._wait_ready(child, timeout_s)
+        except StartupError as exc:
+            log.warning("WAM preview unavailable: %s", exc)
+            self.wam_error = str(exc)
+            if child.alive:
+                child.process.send_signal(signal.SIGTERM)
+                _wait_or_kill(child.process, 5)
+            return
+        # Registered like a device node: restarted if it dies, its surprise stream recorded.
+        self.nodes[wam.name] = child
+        self.node_bases[wam.name] = base
+        self.wam_endpoint, self.wam_error = base, None
 
     def _wait_ready(self, child: Child, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
