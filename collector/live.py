@@ -84,7 +84,7 @@ class LiveFeed:
 
     def _run(self) -> None:
         # The receive queue is small on purpose: a display wants the newest sample, not a backlog.
-        sub = Subscriber(self._endpoints, hwm=LIVE_HWM * 4, context=self._context)
+        sub = Subscriber(self._endpoints, hwm=LIVE_HWM, context=self._context)
         sub.tracker.streams = self.counters
         try:
             while not self._stop.is_set():

@@ -29,6 +29,26 @@ _TAG_BASE = 1000
 LATE_LOG_INTERVAL_S = 5.0
 
 
+#: Pixels per bit of the timestamp barcode (64 bits in the top BARCODE_BLOCK rows).
+BARCODE_BLOCK = 4
+
+
+def write_barcode(rgb, value: int) -> None:
+    """Write ``value`` (64-bit) into the top rows of ``rgb``: white block = 1, black = 0."""
+    bits = [(value >> (63 - i)) & 1 for i in range(64)]
+    for i, bit in enumerate(bits[: rgb.shape[1] // BARCODE_BLOCK]):
+        rgb[:BARCODE_BLOCK, i * BARCODE_BLOCK:(i + 1) * BARCODE_BLOCK] = 255 if bit else 0
+
+
+def read_barcode(rgb) -> int:
+    """The value :func:`write_barcode` drew (reads the centre pixel of each block)."""
+    middle = BARCODE_BLOCK // 2
+    value = 0
+    for i in range(64):
+        value = (value << 1) | int(rgb[middle, i * BARCODE_BLOCK + middle, 0] > 127)
+    return value
+
+
 @dataclass
 class SimCameraConfig(SimTimingOptions):
     """Options of ``sim_camera`` (plus the clock, fault and pacing options it inherits)."""
@@ -42,6 +62,9 @@ class SimCameraConfig(SimTimingOptions):
     #: Base endpoint of a teleop node: draw the gripper where its commands put it (teleop on)
     #: instead of at the scripted hand; until the first command, at the hand.
     follow_commands: str = ""
+    #: Draw the frame's host capture time (ns) as a barcode in its top rows, so that a display
+    #: benchmark can read from the painted pixels when each frame was captured.
+    timestamp_barcode: bool = False
 
     def validate(self) -> None:
         super().validate()
@@ -119,6 +142,8 @@ class SimCamera(Device):
         self.ticker.advance(tick)
         _, rgb, depth = self._pending
         self._pending = None
+        if self.config.timestamp_barcode:
+            write_barcode(rgb, tick.host_ns)
         self._check_late(tick.host_ns)
         return [Reading(f"{self.name}/color", tick.device_ns, tick.host_ns, {"rgb": rgb},
                         seq=tick.frame),
