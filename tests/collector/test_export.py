@@ -1,0 +1,265 @@
+"""Exports read back by readers written strictly against each target's published layout.
+
+robomimic and LeRobot cannot be installed in the test extra (both pull another torch), and ACT
+is not a package: the readers below check what their loaders read (robomimic's SequenceDataset,
+ACT's EpisodicDataset/get_norm_stats, LeRobot v3.0's metadata, parquet and video decoding).
+"""
+
+import hashlib
+import json
+
+import av
+import cv2
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from collector.cli import main
+from collector.episode_reader import open_episode
+from collector.export import common
+from collector.export.aloha import export_aloha
+from collector.export.common import ExportError
+from collector.export.lerobot import export_lerobot
+from collector.export.robomimic import export_robomimic
+from collector.export.selection import SignalMapping, load_steps
+from sim_episodes import write_library
+
+GRIP = SignalMapping(action="next:glove/hand:wrist_pos,grip")
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    return write_library(tmp_path_factory.mktemp("recordings"))
+
+
+@pytest.fixture(scope="module")
+def folder(library):
+    return library["plain"].parent.parent
+
+
+def digest(paths):
+    return {p: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in paths}
+
+
+def resized(path, steps, size):
+    with open_episode(path) as ep:
+        frames = ep.frames("cam0/color", "rgb", steps.frames["cam0/color"])
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames]) \
+        if size else frames
+
+
+def test_robomimic_layout_as_sequence_dataset_reads_it(library, folder, tmp_path):
+    before = digest(library.values())
+    out = tmp_path / "demo.hdf5"
+    mapping = SignalMapping(action=GRIP.action, image_size=(32, 24))
+    result = export_robomimic([folder], out, mapping=mapping, val_fraction=0.25, show_progress=False)
+    assert digest(library.values()) == before  # the recordings are untouched
+    with h5py.File(out, "r") as f:
+        env = json.loads(f["data"].attrs["env_args"])
+        assert set(env) == {"env_name", "type", "env_kwargs"} and env["type"] == 2
+        demos = sorted(f["data"].keys(), key=lambda d: int(d[5:]))
+        assert demos == [f"demo_{i}" for i in range(4)]
+        train = [d.decode() for d in f["mask/train"][:]]
+        valid = [d.decode() for d in f["mask/valid"][:]]
+        assert sorted(train + valid, key=lambda d: int(d[5:])) == demos and len(valid) == 1
+        assert f["data"].attrs["total"] == sum(f[f"data/{d}"].attrs["num_samples"] for d in demos)
+        for d in demos:
+            g = f[f"data/{d}"]
+            n = g.attrs["num_samples"]
+            assert set(g["obs"]) == set(g["next_obs"]) == {
+                "cam0_image", "glove_wrist_pos", "glove_wrist_quat", "glove_finger_joints",
+                "glove_grip", "glove_pressure", "glove_imu_gyro", "glove_imu_accel"}
+            assert g["actions"].shape == (n, 4) and g["actions"].dtype == np.float32
+            assert g["rewards"].shape == g["dones"].shape == (n,)
+            assert g["dones"][-1] == 1 and g["dones"][:-1].sum() == 0
+            assert g["rewards"][-1] == (1.0 if g.attrs["outcome"] == "success" else 0.0)
+            image = g["obs/cam0_image"]
+            assert image.dtype == np.uint8 and image.shape == (n, 24, 32, 3)
+            for key in g["obs"]:
+                assert np.array_equal(g["next_obs"][key][:-1], g["obs"][key][1:]), key
+            steps = load_steps(g.attrs["source"], mapping)
+            assert np.array_equal(g["actions"][:], steps.action)
+            assert np.array_equal(g["obs/glove_wrist_pos"][:], steps.state[:, :3])
+            assert np.array_equal(image[:], resized(g.attrs["source"], steps, (32, 24)))
+    assert result.episodes == 4 and result.steps == sum(
+        load_steps(p, mapping).__len__() for p in library.values())
+
+
+def test_aloha_files_load_as_act_reads_them(library, folder, tmp_path):
+    out = tmp_path / "act"
+    export_aloha([folder], out, mapping=GRIP, episode_len="max", show_progress=False)
+    files = sorted(out.glob("episode_*.hdf5"))
+    assert [f.name for f in files] == [f"episode_{i}.hdf5" for i in range(4)]
+    qpos, actions = [], []
+    for path in files:
+        with h5py.File(path, "r") as root:  # as ACT's EpisodicDataset.__getitem__
+            assert root.attrs["sim"] is np.False_ or root.attrs["sim"] == False  # noqa: E712
+            episode_len = root["/action"].shape[0]
+            start_ts = episode_len // 2
+            assert root["/observations/qpos"][start_ts].shape == (34,)
+            assert root["/observations/qvel"][start_ts].shape == (34,)
+            image = root["/observations/images/cam0"][start_ts]
+            assert image.shape == (48, 64, 3) and image.dtype == np.uint8
+            assert root["/action"].dtype == np.float32
+            qpos.append(root["/observations/qpos"][()])
+            actions.append(root["/action"][()])
+            n = int(root.attrs["original_length"])
+            steps = load_steps(root.attrs["source"], GRIP)
+            assert np.array_equal(root["/action"][:n], steps.action)
+            # Padding repeats the last step.
+            assert (root["/action"][n:] == steps.action[-1]).all()
+            assert np.array_equal(root["/observations/images/cam0"][n - 1],
+                                  root["/observations/images/cam0"][-1])
+            # qvel is the time derivative of qpos (central differences on the step times).
+            expected = np.gradient(steps.state.astype(np.float64), steps.t_s, axis=0)
+            assert np.allclose(root["/observations/qvel"][:n], expected, rtol=1e-4, atol=1e-4)
+    # ACT's get_norm_stats stacks every episode: one length.
+    assert np.stack(qpos).shape[:2] == np.stack(actions).shape[:2] == (4, max(len(a) for a in actions))
+    manifest = json.loads((out / "steps.json").read_text())
+    assert manifest["action_names"] == [f"glove/hand/wrist_pos.{c}" for c in "xyz"] + \
+        ["glove/hand/grip.aperture"]
+
+
+def test_aloha_episode_len_min_cuts_and_number_is_exact(folder, tmp_path):
+    export_aloha([folder], tmp_path / "min", mapping=GRIP, episode_len="min", show_progress=False)
+    export_aloha([folder], tmp_path / "n", mapping=GRIP, episode_len=10, show_progress=False)
+    lengths = [h5py.File(p, "r")["/action"].shape[0] for p in sorted((tmp_path / "min").glob("*.hdf5"))]
+    assert len(set(lengths)) == 1
+    assert all(h5py.File(p, "r")["/action"].shape[0] == 10 for p in (tmp_path / "n").glob("*.hdf5"))
+    with pytest.raises(ExportError, match="episode length"):
+        export_aloha([folder], tmp_path / "bad", mapping=GRIP, episode_len="longest")
+
+
+@pytest.mark.parametrize("vcodec", ["libsvtav1", "h264"])
+def test_lerobot_v3_dataset_reads_back_strictly(library, folder, tmp_path, vcodec):
+    before = digest(library.values())
+    out = tmp_path / "lerobot"
+    result = export_lerobot([folder], out, mapping=GRIP, vcodec=vcodec, robot_type="glove",
+                            show_progress=False)
+    assert digest(library.values()) == before
+    info = json.loads((out / "meta/info.json").read_text())
+    assert info["codebase_version"] == "v3.0" and info["fps"] == 30
+    assert info["total_episodes"] == 4 and info["total_frames"] == result.steps
+    assert info["total_tasks"] == 2 and info["splits"] == {"train": "0:4"}
+    assert info["data_path"] == "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+    assert info["video_path"] == "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+    features = info["features"]
+    for key in ("timestamp", "frame_index", "episode_index", "index", "task_index"):
+        assert features[key]["shape"] == [1] and features[key]["names"] is None
+    video = features["observation.images.cam0"]
+    assert video["dtype"] == "video" and video["shape"] == [48, 64, 3]
+    assert video["names"] == ["height", "width", "channels"]
+    assert video["info"]["video.codec"] == {"libsvtav1": "av1", "h264": "h264"}[vcodec]
+    assert features["action"] == {"dtype": "float32", "shape": [4], "names": [
+        "glove/hand/wrist_pos.x", "glove/hand/wrist_pos.y", "glove/hand/wrist_pos.z",
+        "glove/hand/grip.aperture"]}
+    assert all("/" not in key for key in features)  # LeRobot rejects '/' in feature names
+
+    tasks = pd.read_parquet(out / "meta/tasks.parquet")  # as LeRobot's load_tasks
+    assert tasks.index.name == "task" and list(tasks.columns) == ["task_index"]
+    assert sorted(tasks.index) == ["pick-cube", "stack"]
+
+    data = pq.read_table(out / info["data_path"].format(chunk_index=0, file_index=0))
+    assert data.schema.field("observation.state").type == pa.list_(pa.float32(), 34)
+    assert data.schema.field("action").type == pa.list_(pa.float32(), 4)
+    assert data.schema.field("timestamp").type == pa.float32()
+    assert np.array_equal(data["index"].to_numpy(), np.arange(result.steps))
+
+    episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    decoded = {}
+    for ep in episodes:
+        key = "videos/observation.images.cam0"
+        path = out / info["video_path"].format(video_key="observation.images.cam0",
+                                               chunk_index=ep[f"{key}/chunk_index"],
+                                               file_index=ep[f"{key}/file_index"])
+        if path not in decoded:
+            with av.open(str(path)) as container:
+                decoded[path] = [(f.time, f.to_ndarray(format="rgb24"))
+                                 for f in container.decode(video=0)]
+        frames = decoded[path]
+        rows = data.slice(ep["dataset_from_index"], ep["length"])
+        assert ep["dataset_to_index"] - ep["dataset_from_index"] == ep["length"]
+        assert set(rows["episode_index"].to_pylist()) == {ep["episode_index"]}
+        frame_index = rows["frame_index"].to_numpy()
+        assert np.array_equal(frame_index, np.arange(ep["length"]))
+        assert np.allclose(rows["timestamp"].to_numpy(), frame_index / 30, atol=1e-6)
+        assert ep["tasks"][0] == tasks.index[rows["task_index"].to_numpy()[0]]
+        assert ep[f"{key}/to_timestamp"] - ep[f"{key}/from_timestamp"] == pytest.approx(ep["length"] / 30)
+        steps = load_steps(library[_name(library, ep, episodes)], GRIP)
+        assert np.array_equal(np.stack(rows["action"].to_numpy(zero_copy_only=False)), steps.action)
+        source = resized(steps.path, steps, None)
+        times = np.array([t for t, _ in frames])
+        for k in range(0, ep["length"], 7):  # LeRobot's query: from_timestamp + timestamp, 1e-4 s
+            query = ep[f"{key}/from_timestamp"] + rows["timestamp"].to_numpy()[k]
+            nearest = int(np.abs(times - query).argmin())
+            assert abs(times[nearest] - query) < 1e-4
+            error = np.abs(frames[nearest][1].astype(float) - source[k]).mean()
+            assert error < 12, (k, error)  # lossy video of the same frame
+        assert ep["stats/action/count"] == [ep["length"]]
+    assert sum(len(f) for f in decoded.values()) == result.steps
+    stats = json.loads((out / "meta/stats.json").read_text())
+    actions = np.stack(data["action"].to_numpy(zero_copy_only=False))
+    assert np.allclose(stats["action"]["mean"], actions.mean(0), atol=1e-5)
+    assert np.allclose(stats["action"]["std"], actions.std(0), atol=1e-5)
+    assert np.array(stats["observation.images.cam0"]["mean"]).shape == (3, 1, 1)
+
+
+def _name(library, ep, episodes):
+    # Episodes are exported in sorted path order: a/command, a/plain, b/failure, b/jpeg.
+    order = sorted(library, key=lambda k: str(library[k]))
+    return order[ep["episode_index"]]
+
+
+def test_lerobot_rolls_over_files_by_size(folder, tmp_path):
+    out = tmp_path / "small_files"
+    export_lerobot([folder], out, mapping=GRIP, vcodec="h264", data_file_mb=1e-6,
+                   video_file_mb=1e-6, show_progress=False)
+    assert len(list((out / "data/chunk-000").glob("*.parquet"))) == 4
+    episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    assert [e["data/file_index"] for e in episodes] == [0, 1, 2, 3]
+    assert [e["videos/observation.images.cam0/from_timestamp"] for e in episodes] == [0.0] * 4
+
+
+def test_lerobot_refuses_odd_image_sizes(folder, tmp_path):
+    mapping = SignalMapping(action=GRIP.action, image_size=(33, 24))
+    with pytest.raises(ExportError, match="even --image-size"):
+        export_lerobot([folder], tmp_path / "odd", mapping=mapping, show_progress=False)
+    assert not (tmp_path / "odd").exists()
+
+
+def test_a_failed_export_leaves_no_output_and_no_partial_files(folder, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("collector.export.aloha.read_images", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export_aloha([folder], tmp_path / "act", mapping=GRIP, show_progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_exports_and_reports_errors(library, folder, tmp_path, capsys):
+    out = tmp_path / "rm.hdf5"
+    argv = ["export", "robomimic", str(folder), "-o", str(out), "-q", "--outcome", "success",
+            "--action", "next:glove/hand:grip", "--image-size", "32x24"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "3 episodes" in printed and "skipped" in printed and "outcome 'failure'" in printed
+    assert main(argv) == 1
+    assert "exists (use --force" in capsys.readouterr().err
+    assert main(argv + ["--force", "--task", "nothing"]) == 1
+    assert "no episodes to export" in capsys.readouterr().err
+    assert main(["export", "lerobot", str(folder), "-o", str(tmp_path / "x"), "-q",
+                 "--state", "glove/foot"]) == 1
+    assert "no stream 'glove/foot'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "aloha", str(folder), "-o", str(tmp_path / "y"), "--image-size", "big"])
+
+
+def test_default_action_needs_every_episode_alike(folder, tmp_path):
+    # One episode has a teleop command stream, the others do not: the default action differs.
+    with pytest.raises(ExportError, match="action_names differ"):
+        export_aloha([folder], tmp_path / "mixed", show_progress=False)
+    assert common.check_consistent([]) is None
