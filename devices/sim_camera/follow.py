@@ -46,6 +46,7 @@ class CommandFollower:
         self.commands_seen += 1
         f = sample.fields
         return dataclasses.replace(state, wrist_pos=np.asarray(f["ee_pos"], np.float64),
+                                   wrist_quat=np.asarray(f["ee_quat"], np.float64),
                                    wrist_euler=wrist_euler_of(f["ee_quat"]),
                                    grip=float(np.asarray(f["gripper"]).reshape(-1)[0]))
 
