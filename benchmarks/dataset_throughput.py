@@ -1,0 +1,81 @@
+"""EpisodeDataset samples/s with 0 and 2 DataLoader workers, and export MB/s per format.
+
+    python benchmarks/dataset_throughput.py --episodes 4 --seconds 10
+
+Writes simulated episodes (640x480 camera at 30 fps, 200 Hz glove, in simulated time) to a
+temporary folder, then times, side by side in one run: iterating an ``EpisodeDataset`` (224x224
+images, action chunks of 16) through a DataLoader with 0 and 2 workers, and each export. Export
+MB/s is the source episodes' size over the export's wall time (read + convert + write).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "collector")]
+
+from torch.utils.data import DataLoader  # noqa: E402
+
+from collector.dataset import EpisodeDataset  # noqa: E402
+from collector.export.aloha import export_aloha  # noqa: E402
+from collector.export.lerobot import export_lerobot  # noqa: E402
+from collector.export.robomimic import export_robomimic  # noqa: E402
+from collector.export.selection import SignalMapping  # noqa: E402
+from sim_episodes import write_sim_episode  # noqa: E402
+
+
+def samples_per_s(ds: EpisodeDataset, workers: int, batch: int, limit: int) -> float:
+    loader = DataLoader(ds, batch_size=batch, shuffle=True, num_workers=workers,
+                        persistent_workers=False)
+    start, seen = time.perf_counter(), 0
+    for item in loader:
+        seen += item["action"].shape[0]
+        if seen >= limit:
+            break
+    return seen / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--samples", type=int, default=600, help="samples timed per setting")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "rec"
+        t0 = time.perf_counter()
+        for i in range(args.episodes):
+            write_sim_episode(folder / f"ep{i}.h5", seed=i, seconds=args.seconds, width=640,
+                              height=480, epoch_offset_s=1 + 3 * i)
+        source_mb = sum(f.stat().st_size for f in folder.glob("*.h5")) / 1e6
+        print(f"{args.episodes} episodes x {args.seconds:g} s, 640x480 @ 30 fps + 200 Hz glove: "
+              f"{source_mb:.0f} MB (written in {time.perf_counter() - t0:.0f} s)")
+        mapping = SignalMapping(image_size=(224, 224))
+        ds = EpisodeDataset([folder], mapping=mapping, horizon=16)
+        print(f"EpisodeDataset: {len(ds)} samples, 224x224 images, horizon 16")
+        for workers in (0, 2):
+            rate = samples_per_s(ds, workers, 32, args.samples)
+            print(f"  DataLoader num_workers={workers}: {rate:7.0f} samples/s")
+        exports = [("robomimic", lambda out: export_robomimic([folder], out / "d.hdf5",
+                                                              mapping=mapping, show_progress=False)),
+                   ("aloha", lambda out: export_aloha([folder], out / "act", mapping=SignalMapping(),
+                                                      show_progress=False)),
+                   ("lerobot av1", lambda out: export_lerobot([folder], out / "le", mapping=SignalMapping(),
+                                                              show_progress=False)),
+                   ("lerobot h264", lambda out: export_lerobot([folder], out / "le264", vcodec="h264",
+                                                               mapping=SignalMapping(),
+                                                               show_progress=False))]
+        for name, run in exports:
+            with tempfile.TemporaryDirectory(dir=tmp) as out:
+                result = run(Path(out))
+                print(f"  export {name:<13} {source_mb / result.seconds:6.1f} MB/s of episodes "
+                      f"({result.seconds:5.1f} s, output {result.bytes_written / 1e6:6.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
