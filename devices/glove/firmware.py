@@ -185,7 +185,8 @@ class Firmware:
             speed = termios.tcgetattr(self.slave)[5]
         except termios.error:
             return
-        self._host_baud_ok = speed == BAUD_CONSTANTS.get(self.baud, speed)
+        # 38400 is a fresh pty's speed: nobody has configured the port yet, nothing to garble.
+        self._host_baud_ok = speed in (BAUD_CONSTANTS.get(self.baud, speed), termios.B38400)
 
     # -- input ------------------------------------------------------------------------------------
 
