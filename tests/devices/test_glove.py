@@ -127,6 +127,26 @@ def test_a_rebooted_glove_restarts_its_sequence(link):
     assert after[0].t_device_ns < before[-1].t_device_ns
 
 
+def test_left_and_right_gloves_at_once(tmp_path):
+    with FirmwareProcess(tmp_path / "left", rate_hz=1000, hand="left", seed=1) as left, \
+            FirmwareProcess(tmp_path / "right", rate_hz=1000, seed=2) as right:
+        gloves = [Glove("glove_l", {"port": left.link, "hand": "left"}),
+                  Glove("glove_r", {"port": right.link})]
+        for glove in gloves:
+            glove.connect()
+        got = {g.name: [] for g in gloves}
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            for glove in gloves:
+                got[glove.name] += glove.read(0.01)
+        for glove in gloves:
+            glove.close()
+    assert gloves[0].info()["serial"] == "SIMFW-1-left"
+    for name, readings in got.items():
+        assert len(readings) >= 1300 and missing(readings) == 0, name
+        assert {r.stream for r in readings} == {f"{name}/hand"}
+
+
 def test_wrong_baud_rate_is_named(link):
     with FirmwareProcess(link, rate_hz=500, baud=115200) as fw:
         glove = Glove("glove", {"port": fw.link, "describe_timeout_s": 0.5})

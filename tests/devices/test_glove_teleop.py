@@ -75,6 +75,9 @@ def test_recording_with_serial_glove_and_teleop(tmp_path):
         assert any(k == "disconnected" for k, _ in kinds), kinds
         assert np.diff(glove_seq).max() > 100
         assert ep.h5["streams/glove/hand"].attrs["meta.glove"]
+        # Each camera frame is paired with the nearest command (-1 where none flowed).
+        index = ep.sync["streams"]["teleop/command"]["index"]
+        assert len(index) == ep.count("cam0/color") and (index >= 0).sum() > 5
 
 
 def test_camera_draws_the_gripper_where_the_commands_put_it(tmp_path):
