@@ -96,8 +96,7 @@ def train(data_dir: str | Path, out: str | Path, config: WamConfig | None = None
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr,
                                   weight_decay=options.weight_decay)
     warmup = min(200, options.steps // 10 + 1)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
-        0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, options.steps))))))
+    limit_s = options.max_minutes * 60 if options.max_minutes else float("inf")
     checkpoint = Checkpoint(config, model.state_dict(), normalizer, tuple(options.action_fields),
                             options.camera, {"train_episodes": [str(p) for p in train_paths],
                                              "val_episodes": [str(p) for p in val_paths]})
@@ -116,8 +115,12 @@ def train(data_dir: str | Path, out: str | Path, config: WamConfig | None = None
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            # Cosine decay over the run's progress: steps done or time used, whichever is further,
+            # so a run cut by --minutes still ends at a low learning rate.
+            progress = min(1.0, max(step / options.steps, (time.monotonic() - loop_started) / limit_s))
+            for group in optimizer.param_groups:
+                group["lr"] = options.lr * min(1.0, step / warmup) * 0.5 * (1 + math.cos(math.pi * progress))
             optimizer.step()
-            schedule.step()
             recent.append(loss.item())
             elapsed = time.monotonic() - loop_started
             over_time = options.max_minutes and elapsed > options.max_minutes * 60

@@ -1,0 +1,395 @@
+"""The WAM inference node: predicts the next 2 s from the live camera and glove, in its own process.
+
+    python -m collector.wam.node --name wam --endpoint ipc:///tmp/x/wam \\
+        --nodes '{"cam0": "ipc:///tmp/x/cam0", "glove": "ipc:///tmp/x/glove"}' \\
+        --checkpoint collector/wam/checkpoints/sim.pt --rate-hz 8
+
+It reads the device nodes' ``live`` endpoints (a few messages deep: when this node falls behind,
+the publishers drop frames for it, never for the recorder), keeps a few seconds of small frames
+and actions, and at ``rate_hz`` runs the model on the newest history (a latest-only mailbox: a
+late tick skips, it never queues). It runs at a lower CPU priority than capture (``--nice``).
+
+It publishes, as node ``NAME``:
+
+``NAME/prediction`` (``live`` only, not recorded)
+    ``frames`` (K, S, S, 3) uint8, ``actions`` (K, A) float32 raw units, ``horizons_s`` (K,),
+    ``hand_uv`` (K, 2) the predicted wrist in the camera image's pixels (NaN without calibration),
+    ``source_seq`` / ``source_t_host_ns`` (the camera frame it was predicted from) and
+    ``inference_ms``.
+``NAME/surprise`` (recorded with the episode like any stream)
+    once a prediction's time has come: ``score``, the RMSE (0..1) between the frame predicted
+    ``horizon_s`` ago and the frame that came; ``baseline``, the same for "nothing moves" (the
+    source frame); ``horizon_s``, ``source_seq`` and ``frame_seq``. ``t_host_ns`` is the compared
+    frame's capture time, so the trace lines up with the episode's frames.
+
+Status changes (``warming_up``, ``running``, ``waiting``, ``error``) go out as ``status`` events;
+the control socket answers ``ping``, ``describe`` and ``status``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import zmq
+
+from .. import protocol
+from ..bus import LIVE_HWM, NodePublisher, Subscriber, fetch_describe, node_endpoints
+from ..codecs import decode_jpeg
+from ..protocol import Describe, Event, Sample
+from ..streams import FieldSpec, StreamSpec
+from .data import nearest_index, resize_frame
+from .geometry import field_slice, project_to_image
+
+log = logging.getLogger("collector.wam.node")
+
+#: Seconds of frames and actions kept for the model's context and for scoring surprise.
+HISTORY_S = 4.0
+#: Horizon (seconds) whose prediction is compared with the frame that came.
+SURPRISE_HORIZON_S = 1.0
+
+
+@dataclass
+class Frame:
+    seq: int
+    t_host_ns: int
+    small: np.ndarray  # (S, S, 3) uint8
+
+
+class LiveHistory:
+    """Receiver thread: the last few seconds of one camera (resized) and one action stream."""
+
+    def __init__(self, bases: dict[str, str], image_size: int, action_fields: tuple[str, ...],
+                 camera: str | None, context: zmq.Context) -> None:
+        self.image_size = image_size
+        self.action_fields = action_fields
+        self.camera = camera
+        self.action_stream: str | None = None
+        self.camera_meta: dict = {}
+        self.action_layout: list[tuple[str, int]] = []
+        self._lock = threading.Lock()
+        self.frames: deque[Frame] = deque()
+        self.actions: deque[tuple[int, np.ndarray]] = deque()
+        self.received = 0
+        self._bases = bases
+        self._context = context
+        self._stop = threading.Event()
+        for base in bases.values():
+            try:
+                self._learn(fetch_describe(node_endpoints(base).ctl, timeout_s=2.0))
+            except (TimeoutError, RuntimeError) as exc:
+                log.warning("no describe from %s yet: %s", base, exc)
+        self._thread = threading.Thread(target=self._run, name="live-history", daemon=True)
+        self._thread.start()
+
+    def _learn(self, describe: Describe) -> None:
+        for data in describe.streams:
+            spec = StreamSpec.from_dict(data)
+            if spec.kind == "color" and (self.camera is None or self.camera == spec.name):
+                self.camera = spec.name
+                self.camera_meta = dict(spec.meta)
+            names = {f.name: f for f in spec.fields}
+            if spec.kind == "state" and self.action_stream is None and all(f in names for f in self.action_fields):
+                self.action_stream = spec.name
+                self.action_layout = [(f, int(np.prod(names[f].shape, dtype=np.int64)))
+                                      for f in self.action_fields]
+
+    def _run(self) -> None:
+        sub = Subscriber([node_endpoints(b).live for b in self._bases.values()], hwm=LIVE_HWM,
+                         context=self._context)
+        try:
+            while not self._stop.is_set():
+                message = sub.receive(100)
+                if isinstance(message, Describe):
+                    self._learn(message)
+                elif isinstance(message, Sample):
+                    self._on_sample(message)
+        finally:
+            sub.close()
+
+    def _on_sample(self, sample: Sample) -> None:
+        horizon_ns = int(HISTORY_S * 1e9)
+        if sample.stream == self.camera:
+            name = next((n for n, a in sample.fields.items()
+                         if a.dtype == np.uint8 and (a.ndim == 3 or sample.encodings.get(n) == protocol.JPEG)), None)
+            if name is None:
+                return
+            rgb = sample.fields[name]
+            if sample.encodings.get(name) == protocol.JPEG:
+                rgb = decode_jpeg(rgb)
+            frame = Frame(sample.seq, sample.t_host_ns, resize_frame(rgb, self.image_size))
+            with self._lock:
+                self.frames.append(frame)
+                while self.frames and frame.t_host_ns - self.frames[0].t_host_ns > horizon_ns:
+                    self.frames.popleft()
+                self.received += 1
+        elif sample.stream == self.action_stream:
+            try:
+                vector = np.concatenate([np.asarray(sample.fields[f], np.float32).reshape(-1)
+                                         for f in self.action_fields])
+            except KeyError:
+                return
+            with self._lock:
+                self.actions.append((sample.t_host_ns, vector))
+                while self.actions and sample.t_host_ns - self.actions[0][0] > horizon_ns:
+                    self.actions.popleft()
+
+    def snapshot(self) -> tuple[list[Frame], np.ndarray, np.ndarray]:
+        """Frames, action times and action vectors as they are now (copies of the lists)."""
+        with self._lock:
+            frames = list(self.frames)
+            actions = list(self.actions)
+        if not actions:
+            return frames, np.empty(0, np.int64), np.empty((0, 0), np.float32)
+        return (frames, np.array([t for t, _ in actions], np.int64),
+                np.stack([a for _, a in actions]))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+class InferenceNode:
+    """Runs the predictor on the live history at a fixed rate and publishes what it predicts."""
+
+    def __init__(self, name: str, endpoint: str, bases: dict[str, str], predictor, *,
+                 rate_hz: float = 8.0, camera: str | None = None) -> None:
+        self.name = name
+        self.predictor = predictor
+        config = predictor.config
+        self.config = config
+        self.rate_hz = rate_hz
+        self.state = "starting"
+        self.message = ""
+        self.inference_ms: deque[float] = deque(maxlen=200)
+        self.predictions = 0
+        self.skipped_ticks = 0
+        self._surprise_seq = 0
+        self._prediction_seq = 0
+        # (source seq, source time, source frame, predicted frames), oldest first.
+        self._pending: deque[tuple[int, int, np.ndarray, np.ndarray]] = deque(maxlen=64)
+        self._last_scored_seq = -1
+        self._stop = threading.Event()
+        k1 = min(range(config.horizon), key=lambda k: abs(config.horizons_s[k] - SURPRISE_HORIZON_S))
+        self.surprise_step = k1
+        s, k = config.image_size, config.horizon
+        self.specs = [
+            StreamSpec(f"{name}/prediction", "prediction", rate_hz, [
+                FieldSpec("frames", "uint8", (k, s, s, 3)),
+                FieldSpec("actions", "float32", (k, config.action_dim)),
+                FieldSpec("horizons_s", "float32", (k,), "s"),
+                FieldSpec("hand_uv", "float32", (k, 2), "px", ["u", "v"]),
+                FieldSpec("source_seq", "int64", ()),
+                FieldSpec("source_t_host_ns", "int64", (), "ns"),
+                FieldSpec("inference_ms", "float32", (), "ms")],
+                meta={"action_fields": list(predictor.checkpoint.action_fields), "recorded": False}),
+            StreamSpec(f"{name}/surprise", "state", rate_hz, [
+                FieldSpec("score", "float32", ()),
+                FieldSpec("baseline", "float32", ()),
+                FieldSpec("horizon_s", "float32", (), "s"),
+                FieldSpec("source_seq", "int64", ()),
+                FieldSpec("frame_seq", "int64", ())],
+                meta={"score": "RMSE (0..1) of the frame predicted horizon_s earlier against the "
+                               "frame that came; baseline: the same for the unchanged source frame"}),
+        ]
+        # Only the surprise stream is declared (and so recorded); predictions are a live view.
+        self.describe = Describe(node=name, streams=[self.specs[1].to_dict()],
+                                 info={"driver": "wam", "prediction": self.specs[0].to_dict(),
+                                       "horizons_s": config.horizons_s})
+        self.context = zmq.Context.instance()
+        self.publisher = NodePublisher(endpoint, self.describe, messages_per_second=rate_hz * 2,
+                                       context=self.context,
+                                       handlers={"status": lambda _req: self.status()})
+        self.history = LiveHistory(bases, config.image_size, predictor.checkpoint.action_fields,
+                                   camera or predictor.checkpoint.camera, self.context)
+
+    def status(self) -> dict:
+        times = sorted(self.inference_ms)
+        return {"ok": True, "state": self.state, "message": self.message,
+                "predictions": self.predictions, "skipped_ticks": self.skipped_ticks,
+                "inference_ms_p50": times[len(times) // 2] if times else None,
+                "camera": self.history.camera, "action_stream": self.history.action_stream,
+                "frames_received": self.history.received}
+
+    def _set_state(self, state: str, message: str = "") -> None:
+        changed = state != self.state
+        self.state, self.message = state, message
+        if not changed:  # messages may carry a running count; events go out on changes only
+            return
+        log.info("%s %s", state, message)
+        self.publisher.send(Event(node=self.name, kind="status", t_host_ns=protocol.now_ns(),
+                                  detail={"state": state, "message": message}))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        period = 1.0 / self.rate_hz
+        next_tick = time.monotonic()
+        parent = os.getppid()
+        self.publisher.send(self.describe)
+        while not self._stop.is_set():
+            if os.getppid() != parent:
+                log.warning("parent process exited; stopping")
+                break
+            self.step()
+            next_tick += period
+            delay = next_tick - time.monotonic()
+            if delay < 0:
+                # Too slow for the rate: skip the missed ticks rather than queueing them.
+                missed = int(-delay / period) + 1
+                self.skipped_ticks += missed
+                next_tick += missed * period
+                delay = next_tick - time.monotonic()
+            self._stop.wait(max(0.0, delay))
+
+    def step(self) -> bool:
+        """One tick: score due predictions, then predict from the newest frame. True if it did."""
+        frames, t_act, actions = self.history.snapshot()
+        if self.history.camera is None or self.history.action_stream is None:
+            self._set_state("waiting", "no camera or glove stream with the model's action fields")
+            return False
+        if not frames or not len(t_act):
+            self._set_state("waiting", f"no frames from {self.history.camera} yet")
+            return False
+        if (time.time_ns() - frames[-1].t_host_ns) / 1e9 > 1.0:
+            self._set_state("waiting", f"{self.history.camera} sent nothing for "
+                                       f"{(time.time_ns() - frames[-1].t_host_ns) / 1e9:.1f} s")
+            return False
+        self._score(frames)
+        window = self._window(frames, t_act, actions)
+        if window is None:
+            self._set_state("warming_up", f"collecting {self.config.context * self.config.dt_s:g} s of frames")
+            return False
+        source, past_frames, past_actions = window
+        started = time.perf_counter()
+        pred_frames, pred_actions = self.predictor.predict(past_frames, past_actions)
+        elapsed_ms = (time.perf_counter() - started) * 1e3
+        self.inference_ms.append(elapsed_ms)
+        self._publish_prediction(source, pred_frames, pred_actions, elapsed_ms)
+        self._pending.append((source.seq, source.t_host_ns, source.small, pred_frames))
+        self._set_state("running")
+        return True
+
+    def _window(self, frames: list[Frame], t_act: np.ndarray, actions: np.ndarray):
+        c = self.config
+        t_frames = np.array([f.t_host_ns for f in frames], np.int64)
+        now = frames[-1]
+        wanted = now.t_host_ns - (np.arange(c.context)[::-1] * c.dt_s * 1e9).astype(np.int64)
+        idx = nearest_index(t_frames, wanted)
+        if np.abs(t_frames[idx] - wanted).max() > c.dt_s * 0.5e9:
+            return None
+        past_frames = np.stack([frames[i].small for i in idx])
+        past_actions = actions[nearest_index(t_act, t_frames[idx])]
+        return now, past_frames, past_actions
+
+    def _publish_prediction(self, source: Frame, frames: np.ndarray, actions: np.ndarray,
+                            inference_ms: float) -> None:
+        c = self.config
+        uv = np.full((c.horizon, 2), np.nan, np.float32)
+        where = field_slice(self.history.action_layout, "wrist_pos")
+        if where is not None and where.stop - where.start == 3:
+            projected = project_to_image(actions[:, where], self.history.camera_meta)
+            if projected is not None:
+                uv = projected
+        now = protocol.now_ns()
+        sample = Sample(node=self.name, stream=self.specs[0].name, seq=self._prediction_seq,
+                        t_device_ns=now, t_host_ns=now, fields={
+                            "frames": frames, "actions": actions.astype(np.float32),
+                            "horizons_s": np.asarray(c.horizons_s, np.float32), "hand_uv": uv,
+                            "source_seq": np.array(source.seq, np.int64),
+                            "source_t_host_ns": np.array(source.t_host_ns, np.int64),
+                            "inference_ms": np.array(inference_ms, np.float32)})
+        self._prediction_seq += 1
+        self.predictions += 1
+        try:  # the live socket only: displays want the newest, the recorder never sees these
+            self.publisher.live.send_multipart(protocol.encode(sample), copy=False, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    def _score(self, frames: list[Frame]) -> None:
+        """Publish the surprise of the newest prediction whose +1 s has come."""
+        c = self.config
+        horizon_ns = int(c.horizons_s[self.surprise_step] * 1e9)
+        tolerance_ns = int(c.dt_s * 0.5e9)
+        newest = frames[-1]
+        due = None
+        while self._pending and self._pending[0][1] + horizon_ns <= newest.t_host_ns + tolerance_ns:
+            due = self._pending.popleft()
+        if due is None:
+            return
+        seq, t_source, source, predicted = due
+        t_frames = np.array([f.t_host_ns for f in frames], np.int64)
+        i = int(nearest_index(t_frames, np.array([t_source + horizon_ns]))[0])
+        actual = frames[i]
+        if abs(actual.t_host_ns - t_source - horizon_ns) > tolerance_ns or actual.seq == self._last_scored_seq:
+            return
+        self._last_scored_seq = actual.seq
+        truth = actual.small.astype(np.float32) / 255
+        score = float(np.sqrt(np.mean((predicted[self.surprise_step].astype(np.float32) / 255 - truth) ** 2)))
+        baseline = float(np.sqrt(np.mean((source.astype(np.float32) / 255 - truth) ** 2)))
+        self.publisher.send(Sample(
+            node=self.name, stream=self.specs[1].name, seq=self._surprise_seq,
+            t_device_ns=actual.t_host_ns, t_host_ns=actual.t_host_ns, fields={
+                "score": np.array(score, np.float32), "baseline": np.array(baseline, np.float32),
+                "horizon_s": np.array(c.horizons_s[self.surprise_step], np.float32),
+                "source_seq": np.array(seq, np.int64), "frame_seq": np.array(actual.seq, np.int64)}))
+        self._surprise_seq += 1
+
+    def close(self) -> None:
+        self.history.close()
+        self.publisher.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m collector.wam.node", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", default="wam", help="node name, the prefix of its streams")
+    parser.add_argument("--endpoint", required=True, help="base endpoint, ipc://PATH or tcp://HOST:PORT")
+    parser.add_argument("--nodes", required=True, help="JSON object: device node name -> base endpoint")
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--rate-hz", type=float, default=8.0)
+    parser.add_argument("--camera", help="color stream to predict (default: the checkpoint's, "
+                                         "else the first)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--nice", type=int, default=10, help="lower CPU priority than capture")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
+    if not 0.5 <= args.rate_hz <= 30:
+        print(f"error: --rate-hz must be 0.5..30, got {args.rate_hz}", file=sys.stderr)
+        return 2
+    if args.nice:
+        os.nice(args.nice)
+    import torch
+
+    from .checkpoint import CheckpointError, Predictor
+
+    torch.set_num_threads(args.threads)
+    try:
+        predictor = Predictor.from_file(args.checkpoint)
+        node = InferenceNode(args.name, args.endpoint, json.loads(args.nodes), predictor,
+                             rate_hz=args.rate_hz, camera=args.camera)
+    except (CheckpointError, ValueError, zmq.ZMQError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: node.stop())
+    try:
+        node.run()
+    finally:
+        node.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

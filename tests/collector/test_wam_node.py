@@ -1,0 +1,138 @@
+"""The WAM inference node over real sockets: simulated camera and glove nodes as processes, the
+node's predictions followed by the GUI's preview model, and the surprise trace in an episode."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from collector.bus import default_endpoint, new_runtime_dir, request, node_endpoints
+from collector.config import sim_config
+from collector.episode_reader import open_episode
+from collector.session import Session
+from collector.wam import preview as preview_module
+from collector.wam.checkpoint import Predictor
+from collector.wam.node import InferenceNode
+from collector.wam.preview import WamPreview
+
+from test_wam import tiny_checkpoint  # tests/collector is on sys.path (pytest rootdir mode)
+
+SMALL_CAMERA = {"width": 160, "height": 120}
+
+
+def wait_for(condition, timeout_s=30.0, interval_s=0.05):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s} s")
+
+
+@pytest.fixture
+def device_nodes():
+    runtime = new_runtime_dir()
+    epoch = time.time_ns()
+    bases = {"cam0": default_endpoint(runtime, "cam0"), "glove": default_endpoint(runtime, "glove")}
+    procs = [subprocess.Popen([sys.executable, "-m", "devices", "sim_camera", "--name", "cam0",
+                               "--endpoint", bases["cam0"], "--options",
+                               json.dumps({"epoch_ns": epoch, **SMALL_CAMERA})]),
+             subprocess.Popen([sys.executable, "-m", "devices", "sim_glove", "--name", "glove",
+                               "--endpoint", bases["glove"], "--options", json.dumps({"epoch_ns": epoch})])]
+    try:
+        for base in bases.values():
+            wait_for(lambda b=base: _answers(b))
+        yield runtime, bases
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+
+def _answers(base):
+    try:
+        return request(node_endpoints(base).ctl, "ping", timeout_s=0.5).get("ok")
+    except TimeoutError:
+        return False
+
+
+def test_node_publishes_predictions_of_live_frames_and_the_preview_follows(device_nodes, tmp_path,
+                                                                           monkeypatch):
+    runtime, bases = device_nodes
+    predictor = Predictor.from_file(tiny_checkpoint(tmp_path / "tiny.pt"))
+    endpoint = default_endpoint(runtime, "wam")
+    node = InferenceNode("wam", endpoint, bases, predictor, rate_hz=8.0)
+    thread = threading.Thread(target=node.run, daemon=True)
+    monkeypatch.setattr(preview_module, "DEAD_AFTER_S", 1.5)
+    preview = WamPreview(endpoint)
+    try:
+        thread.start()
+        state = wait_for(lambda: (s := preview.state()).available and s)
+        p = state.prediction
+        assert p.frames.shape == (4, 32, 32, 3) and p.actions.shape == (4, 8)
+        assert p.horizons_s.tolist() == [0.125, 0.25, 0.375, 0.5]
+        # Tagged with the camera frame it was predicted from, which is recent.
+        assert 0 < p.source_seq and 0 <= state.age_s < 2.0
+        # The simulated camera is calibrated: the predicted wrist lands inside its image.
+        u, v = p.hand_uv[0]
+        assert 0 <= u < SMALL_CAMERA["width"] and 0 <= v < SMALL_CAMERA["height"]
+        # Once predictions come due, surprise scores follow (the step nearest 1 s: 0.5 s here).
+        state = wait_for(lambda: len((s := preview.state()).trace_score) >= 2 and s)
+        assert np.all((state.trace_score >= 0) & (state.trace_score <= 1))
+        status = request(node_endpoints(endpoint).ctl, "status")
+        assert status["state"] == "running" and status["camera"] == "cam0/color"
+        assert status["action_stream"] == "glove/hand" and status["predictions"] >= 1
+    finally:
+        node.stop()
+        thread.join(5)
+        node.close()
+    # The node is gone: the preview says so instead of showing a stale prediction.
+    state = wait_for(lambda: not (s := preview.state()).available and s, timeout_s=10)
+    assert "not responding" in state.reason
+    preview.close()
+
+
+def test_preview_without_a_node_says_why():
+    state = WamPreview(None, unavailable_reason="the WAM preview is off").state()
+    assert not state.available and state.reason == "the WAM preview is off"
+
+
+def test_supervisor_starts_the_node_and_the_episode_records_its_surprise(tmp_path):
+    config = sim_config(seed=2)
+    config.nodes[0].options.update(SMALL_CAMERA)
+    config.recording.output = tmp_path / "rec"
+    config.wam.enabled = True
+    config.wam.checkpoint = str(tiny_checkpoint(tmp_path / "tiny.pt"))
+    with Session(config) as session:
+        assert session.supervisor.wam_endpoint and session.supervisor.wam_error is None
+        session.start_episode()
+        time.sleep(3.0)
+        result = session.stop_episode()
+    with open_episode(result["path"]) as episode:
+        assert episode.streams["wam/surprise"].kind == "state"
+        assert episode.count("wam/surprise") >= 3
+        scores = episode.frames("wam/surprise", "score")
+        assert scores.shape == (episode.count("wam/surprise"),) and np.all(scores >= 0)
+        # Each compared camera frame is scored once, in order.
+        assert np.all(np.diff(episode.frames("wam/surprise", "frame_seq")) > 0)
+
+
+def test_a_broken_checkpoint_costs_only_the_preview(tmp_path):
+    config = sim_config(seed=2)
+    config.nodes[0].options.update(SMALL_CAMERA)
+    config.recording.output = tmp_path / "rec"
+    config.wam.enabled = True
+    config.wam.checkpoint = str(tmp_path / "missing.pt")
+    with Session(config) as session:
+        assert session.supervisor.wam_endpoint is None
+        assert "missing.pt: no such file" in session.supervisor.wam_error
+        session.start_episode()
+        time.sleep(0.5)
+        result = session.stop_episode()
+    with open_episode(result["path"]) as episode:
+        assert "wam/surprise" not in episode.streams and episode.count("cam0/color") > 5
