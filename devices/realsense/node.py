@@ -16,7 +16,6 @@ announce it up front.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 from dataclasses import dataclass, field
@@ -224,13 +223,11 @@ class RealSenseCamera(Device):
         self._pipeline = pipeline
         device = profile.get_device()
         if c.from_file is not None:
+            # Playback is already running: like a camera, the pipeline may miss the first
+            # frame or two while it comes up (frame numbers show it). A paused rewind here
+            # would race with frames already inside the pipeline's syncer.
             playback = device.as_playback()
-            # Started as the pipeline comes up, playback would lose its first frames to the
-            # pipeline's syncer; from a paused rewind, the pipeline sees every frame.
-            playback.pause()
             playback.set_real_time(c.realtime)
-            playback.seek(datetime.timedelta(0))
-            playback.resume()
             self._playback = playback
         else:
             apply_options(device, c, f"{self.name}: {self._info.get('name', '')}")

@@ -16,6 +16,7 @@ the write is retried if any frame is missing.
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 import time
 from dataclasses import dataclass, field
@@ -154,10 +155,11 @@ def _record(truth: SyntheticRecording) -> None:
     del recorder  # writes and closes the file
 
 
-def count_frames(path: str | Path, timeout_s: float = 10.0) -> dict[str, int]:
+def count_frames(path: str | Path, timeout_s: float = 60.0) -> dict[str, int]:
     """Frames per stream in a recording, read straight from pyrealsense2's playback."""
     rs = sdk()
     device = rs.context().load_device(str(path))
+    # Not in real time: then playback waits for its reader instead of dropping frames.
     playback = device.as_playback()
     playback.set_real_time(False)
     seen: dict[str, set[int]] = {}
@@ -167,12 +169,25 @@ def count_frames(path: str | Path, timeout_s: float = 10.0) -> dict[str, int]:
         kind = str(frame.profile.stream_type()).rsplit(".", 1)[-1]
         seen.setdefault(kind, set()).add(frame.get_frame_number())
 
+    # Playback starts with the first sensor; the second would miss frames sent before it starts.
+    playback.pause()
     for sensor in sensors:
         sensor.open(sensor.get_stream_profiles())
         sensor.start(on_frame)
+    playback.seek(datetime.timedelta(0))
+    playback.resume()
+    # The status reads "stopped" for a moment before playback starts, and frames are still being
+    # delivered when it turns "stopped" at the end: done once stopped and quiet for a while.
     deadline = time.monotonic() + timeout_s
-    while playback.current_status() != rs.playback_status.stopped and time.monotonic() < deadline:
-        time.sleep(0.01)
+    last_total, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        total = sum(len(numbers) for numbers in seen.values())
+        if total != last_total:
+            last_total, quiet_since = total, time.monotonic()
+        elif (total and playback.current_status() == rs.playback_status.stopped
+              and time.monotonic() - quiet_since > 0.3):
+            break
     for sensor in sensors:
         sensor.stop()
         sensor.close()
