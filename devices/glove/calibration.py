@@ -93,8 +93,8 @@ def calibrate(open_samples: np.ndarray, fist_samples: np.ndarray, *, operator: s
     if not len(open_samples) or not len(fist_samples):
         raise CalibrationError("no samples captured: is the glove streaming?")
     return Calibration(operator, hand, list(joint_names),
-                       np.median(open_samples, axis=0).round(5).tolist(),
-                       np.median(fist_samples, axis=0).round(5).tolist(), glove_serial)
+                       np.median(open_samples, axis=0).astype(float).round(5).tolist(),
+                       np.median(fist_samples, axis=0).astype(float).round(5).tolist(), glove_serial)
 
 
 def _capture(glove, seconds: float) -> np.ndarray:

@@ -52,9 +52,10 @@ def probe(port: str, baudrate: int = 921600, timeout_s: float = PROBE_S) -> dict
 def find_gloves() -> list[dict[str, Any]]:
     """Every USB serial port (and ``$COLLECTOR_GLOVE_PORTS``), probed in parallel.
 
-    Each entry has ``kind`` ("glove" when something answered, else "serial-port"), ``name``,
-    ``id`` (the path to put in ``port``), the USB ids as hex strings and ``glove`` (its DESCRIBE
-    information, or ``None``).
+    Each entry has ``kind`` ("glove" when something answered the HELLO, else "serial-port"),
+    ``name``, ``id`` (the path to put in ``port``), the USB ids as hex strings where known and,
+    for a glove, its DESCRIBE identity (``model``, ``serial``, ``firmware``, ``hand``), ``mode``,
+    ``baudrate``, ``rate_hz`` and ``channels`` (``"name:count,..."``).
     """
     from serial.tools import list_ports
 
@@ -74,8 +75,13 @@ def find_gloves() -> list[dict[str, Any]]:
         answers = list(pool.map(lambda port: probe(port["id"]), ports))
     found = []
     for port, glove in zip(ports, answers):
-        name = (f"{glove.get('model', 'glove')} {glove.get('serial', '')}".strip() if glove
-                else port["description"])
-        found.append({"kind": "glove" if glove else "serial-port", "name": name, **port,
-                      "glove": glove})
+        usb = {k: v for k, v in port.items() if v and k != "id"}
+        if glove is None:
+            found.append({"kind": "serial-port", "name": port["description"] or port["id"],
+                          "id": port["id"], **usb})
+            continue
+        name = f"{glove.get('model', 'glove')} {glove.get('serial', '')}".strip()
+        channels = ",".join(f"{k}:{v}" for k, v in glove.pop("channels").items())
+        found.append({"kind": "glove", "name": name, "id": port["id"], **usb, **glove,
+                      "channels": channels})
     return found

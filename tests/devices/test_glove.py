@@ -198,14 +198,14 @@ def test_discovery_probes_listed_ports(link, monkeypatch, tmp_path):
     with FirmwareProcess(link, rate_hz=200, seed=9) as fw:
         monkeypatch.setenv("COLLECTOR_GLOVE_PORTS", os.pathsep.join([fw.link, str(tmp_path / "x")]))
         found = {d["id"]: d for d in find_gloves()}
-        assert found[fw.link]["kind"] == "glove"
-        assert found[fw.link]["glove"]["serial"] == "SIMFW-9-right"
-        assert found[fw.link]["glove"]["mode"] == "binary"
-        assert found[str(tmp_path / "x")]["glove"] is None
+        assert found[fw.link]["kind"] == "glove" and found[fw.link]["serial"] == "SIMFW-9-right"
+        assert found[fw.link]["mode"] == "binary" and found[fw.link]["name"] == "SimGlove-FW SIMFW-9-right"
+        assert found[fw.link]["channels"].startswith("wrist_pos:3,wrist_quat:4,finger_joints:15")
+        assert found[str(tmp_path / "x")]["kind"] == "serial-port"
         proc = subprocess.run([sys.executable, "-m", "devices.discover", "serial"], cwd=REPO,
                               capture_output=True, text=True, timeout=30,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
-        assert json.loads(proc.stdout)["serial"]["devices"][0]["glove"]["rate_hz"] == 200.0
+        assert json.loads(proc.stdout)["serial"]["devices"][0]["rate_hz"] == 200.0
 
 
 def test_config_errors_are_exact():
@@ -228,3 +228,16 @@ def test_missing_port_and_silent_port_are_named(tmp_path):
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_calibration_command_records_open_and_fist(link, tmp_path, monkeypatch):
+    from devices.glove import calibration
+
+    monkeypatch.setattr("builtins.input", lambda prompt="": "")
+    with FirmwareProcess(link, rate_hz=200) as fw:
+        code = calibration.main(["--port", fw.link, "--operator", "ana", "--seconds", "0.3",
+                                 "--dir", str(tmp_path / "cal")])
+    assert code == 0
+    cal = calibration.Calibration.load(tmp_path / "cal" / "ana-right.json")
+    assert cal.glove_serial == "SIMFW-0-right" and len(cal.open) == 15
+    assert cal.joint_names[0] == "thumb_cmc"
