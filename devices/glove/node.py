@@ -132,6 +132,7 @@ class Glove(Device):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._lost: _Lost | None = None
         self._parser = self._new_parser()
         self.clock = OnlineClockMap(round(c.transport_latency_us * 1000))
         self._seq = wire.Unwrapper()
@@ -250,6 +251,7 @@ class Glove(Device):
             self._open()
         self._stop.clear()
         self._queue = queue.SimpleQueue()
+        self._lost = None
         self._thread = threading.Thread(target=self._read_loop, args=(self._serial, self._queue),
                                         name=f"{self.name}-serial", daemon=True)
         self._thread.start()
@@ -328,6 +330,9 @@ class Glove(Device):
     def read(self, timeout_s: float) -> list[Reading]:
         if self._thread is None:
             raise DeviceError("read() before connect()")
+        if self._lost is not None:
+            reason, self._lost = self._lost.reason, None
+            raise DeviceDisconnected(reason)
         try:
             item = self._queue.get(timeout=timeout_s)
         except queue.Empty:
@@ -335,25 +340,15 @@ class Glove(Device):
         readings: list[Reading] = []
         while True:
             if isinstance(item, _Lost):
-                if readings:  # hand over what came before the loss first
-                    self._queue_front(item)
-                    return readings
-                raise DeviceDisconnected(item.reason)
+                if not readings:
+                    raise DeviceDisconnected(item.reason)
+                self._lost = item  # hand over what came before the loss first
+                return readings
             readings += item
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return readings
-
-    def _queue_front(self, item) -> None:
-        rest = [item]
-        while True:
-            try:
-                rest.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        for x in rest:
-            self._queue.put(x)
 
     def _close_port(self) -> None:
         if self._serial is not None:
