@@ -74,7 +74,9 @@ class RealSenseCamera(Device):
         self._numbering: dict[str, dict[str, int]] = {}
         self._last_frame_at = 0.0
         self._next_file_check = 0.0
+        #: Frames read since the last connect, and how many times it connected.
         self.frames_read = 0
+        self.connects = 0
 
     # -- declaration ----------------------------------------------------------------------------
 
@@ -237,6 +239,8 @@ class RealSenseCamera(Device):
             clock.reset()
         self._numbering = {}
         self._last_frame_at = time.monotonic()
+        self.frames_read = 0
+        self.connects += 1
 
     def read(self, timeout_s: float) -> list[Reading]:
         if self._pipeline is None:
