@@ -72,6 +72,8 @@ class FirmwareOptions:
     mode: str = "binary"           # binary | csv
     baud: int = 921600
     drift_ppm: float = 0.0
+    #: The firmware's send buffer: ~200 ms at 1 kHz rides out a host that is busy elsewhere.
+    tx_buffer: int = 32768
 
 
 class Firmware:
@@ -95,6 +97,7 @@ class Firmware:
         self._host_baud_ok = True
         self._next_baud_check = 0.0
         self.written = self.dropped = 0
+        self._tx = bytearray()
         self._requests = wire.GloveFrameParser(opened_mid_stream=False)
 
     def _boot(self) -> None:
@@ -115,6 +118,7 @@ class Firmware:
         self._next_baud_check = 0.0
 
     def unplug(self) -> None:
+        self._tx.clear()
         for fd in (self.master, self.slave):
             if fd >= 0:
                 os.close(fd)
@@ -167,15 +171,22 @@ class Firmware:
             data, self._held = b"".join(self._held), []
         if not self._host_baud_ok:
             data = self._garbage.integers(0, 256, len(data), dtype=np.uint8).tobytes()
+        if len(self._tx) + len(data) > self.o.tx_buffer:
+            self.dropped += len(data)  # the firmware's send buffer is full: the frame is lost
+        else:
+            self._tx += data
+        self.flush()
+
+    def flush(self) -> None:
+        """Move what the pty takes from the firmware's send buffer (like a USB CDC endpoint)."""
+        if self.master < 0 or not self._tx:
+            return
         try:
-            n = os.write(self.master, data)
-        except BlockingIOError:
-            n = 0  # nobody reading: the pty buffer is full, the bytes are lost (like a UART)
-        except OSError:
-            n = 0
+            n = os.write(self.master, self._tx)
+        except (BlockingIOError, OSError):
+            n = 0  # the host is not reading: the pty buffer (~20 KB) is full
+        del self._tx[:n]
         self.written += n
-        if n < len(data):
-            self.dropped += len(data) - n
 
     def _check_host_baud(self, now: float) -> None:
         if now < self._next_baud_check or self.slave < 0:
@@ -267,6 +278,7 @@ class Firmware:
             if os.getppid() != parent:
                 break  # whoever started us is gone
             self._check_host_baud(now)
+            self.flush()
             if now >= next_describe:
                 next_describe = now + DESCRIBE_INTERVAL_S
                 self.write(self.describe_frame())
@@ -352,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("binary", "csv"), default="binary")
     parser.add_argument("--baud", type=int, default=921600, choices=sorted(BAUD_CONSTANTS))
     parser.add_argument("--drift-ppm", type=float, default=0.0)
+    parser.add_argument("--tx-buffer", type=int, default=32768, help="firmware send buffer, bytes")
     args = parser.parse_args(argv)
     firmware = Firmware(FirmwareOptions(**{k: v for k, v in vars(args).items()}))
     try:
