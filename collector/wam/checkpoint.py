@@ -106,6 +106,9 @@ class Predictor:
         if frames.shape != (c.context, c.image_size, c.image_size, 3):
             raise ValueError(f"frames must be {(c.context, c.image_size, c.image_size, 3)}, "
                              f"got {frames.shape}")
+        if np.shape(actions) != (c.context, c.action_dim):
+            raise ValueError(f"actions must be {(c.context, c.action_dim)} "
+                             f"({', '.join(self.checkpoint.action_fields)}), got {np.shape(actions)}")
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255).unsqueeze(0)
         a = torch.from_numpy(self.normalizer(np.asarray(actions, np.float32))).unsqueeze(0).to(self.device)

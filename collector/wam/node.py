@@ -272,7 +272,11 @@ class InferenceNode:
             return False
         source, past_frames, past_actions = window
         started = time.perf_counter()
-        pred_frames, pred_actions = self.predictor.predict(past_frames, past_actions)
+        try:
+            pred_frames, pred_actions = self.predictor.predict(past_frames, past_actions)
+        except ValueError as exc:  # e.g. a glove whose fields do not fit the model: say so, live on
+            self._set_state("error", str(exc))
+            return False
         elapsed_ms = (time.perf_counter() - started) * 1e3
         self.inference_ms.append(elapsed_ms)
         self._publish_prediction(source, pred_frames, pred_actions, elapsed_ms)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
-from ..bus import LIVE_HWM, Subscriber, node_endpoints
+from ..bus import LIVE_HWM, Subscriber, node_endpoints, request
 from ..protocol import Event, Sample
 
 #: A prediction older than this many node periods (at least 1 s) makes the preview "slow".
@@ -103,6 +103,14 @@ class WamPreview:
     def _run(self) -> None:
         sub = Subscriber([node_endpoints(self.endpoint).live], hwm=LIVE_HWM, context=self._context)
         try:
+            # Status events sent before we connected are gone: ask once for the current state.
+            reply = request(node_endpoints(self.endpoint).ctl, "status", timeout_s=1.0, context=self._context)
+            with self._lock:
+                self._node_state, self._node_message = reply.get("state", ""), reply.get("message", "")
+                self._last_message = time.monotonic()
+        except (TimeoutError, ValueError):
+            pass
+        try:
             while not self._stop.is_set():
                 message = sub.receive(100)
                 if message is None:
@@ -142,7 +150,8 @@ class WamPreview:
             return PreviewState(False, f"inference node {what} ({silent_s:.0f} s without a message)",
                                 **common)
         if prediction is None:
-            reason = {"warming_up": "warming up", "waiting": "waiting"}.get(node_state, "waiting for the first prediction")
+            reason = {"warming_up": "warming up", "waiting": "waiting",
+                      "error": "inference failed"}.get(node_state, "waiting for the first prediction")
             return PreviewState(False, f"{reason}: {node_message}" if node_message else reason, **common)
         age_s = (now_ns - prediction.source_t_host_ns) / 1e9
         if node_state in ("waiting", "error") and node_message:
