@@ -188,13 +188,13 @@ def quality_report(episode: Any) -> dict[str, Any]:
 
 
 def duration_outliers(durations: Iterable[tuple[str, str, float]], *, min_group: int = 5,
-                      mads: float = 3.5, min_rel: float = 0.25) -> set[str]:
+                      mads: float = 3.5, min_rel: float = 0.5) -> set[str]:
     """Keys of episodes whose duration is far from their task's median.
 
     ``durations`` are ``(key, task, duration_s)``. Within a task of at least ``min_group``
     episodes, an episode is an outlier when it differs from the median by more than ``mads``
     scaled median absolute deviations and by more than ``min_rel`` of the median (so a task of
-    near-identical durations does not flag ordinary variation).
+    near-identical durations does not flag ordinary variation: half again as long is the least).
     """
     groups: dict[str, list[tuple[str, float]]] = {}
     for key, task, duration in durations:
