@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from .bus import fetch_describe, node_endpoints
 from .config import AppConfig, save_config
-from .health import DeviceHealth, StreamStatus, StreamView
+from .health import LOSS_RECENT_S, DeviceHealth, StreamStatus, StreamView
 from .live import LiveFeed
 from .session import Session, SessionError
 from .streams import StreamSpec
@@ -73,6 +73,7 @@ class CollectModel:
         self._button_seen = 0
         self._button_state = 0
         self._last_press = 0.0
+        self._losses: dict[str, tuple[int, float]] = {}  # stream -> (missing seen, when it grew)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
@@ -448,11 +449,19 @@ class CollectModel:
                              latency_ms=s["latency_ms"], age_s=s["age_s"]),
                 kind=self.specs[name].kind if name in self.specs else "",
                 display_latency_ms=(now - sample.t_host_ns) / 1e6 if sample else None,
+                recent_loss=self._lost_recently(name, s["missing"]),
                 skew_ms=(self.live.skew_ms(name, master)
                          if self.live and master and name != master and _same_rate_or_faster(
                              self.specs.get(name), self.specs.get(master)) else None))
             devices[node].streams.append(view)
         return list(devices.values())
+
+    def _lost_recently(self, stream: str, missing: int) -> bool:
+        seen, since = self._losses.get(stream, (0, 0.0))
+        if missing > seen:
+            self._losses[stream] = (missing, time.monotonic())
+            return True
+        return bool(since) and time.monotonic() - since < LOSS_RECENT_S
 
     def _master_stream(self) -> str | None:
         if self.config.recording.master_stream:

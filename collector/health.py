@@ -89,6 +89,8 @@ STATE_LEVELS = {"connected": "ok", "running": "ok", "stalled": "warn", "restarte
 DISPLAY_LATENCY_WARN_MS = 100.0
 DISPLAY_LATENCY_BAD_MS = 500.0
 SKEW_BAD_MS = 250.0
+#: A loss of samples keeps a stream amber for this long.
+LOSS_RECENT_S = 10.0
 
 
 def worst(levels) -> str:
@@ -104,6 +106,8 @@ class StreamView:
     display_latency_ms: float | None = None
     #: Capture-time distance to the master camera's nearest frame (None for the master itself).
     skew_ms: float | None = None
+    #: Samples were lost within the last LOSS_RECENT_S (older losses are counted, not flagged).
+    recent_loss: bool = False
 
     @property
     def name(self) -> str:
@@ -116,12 +120,14 @@ class StreamView:
     def problems(self) -> list[tuple[str, str]]:
         """``(level, text)`` for everything wrong with this stream, worst first."""
         s, found = self.status, []
-        if s.problem:
-            found.append(("bad" if s._bad else "warn", s.problem))
-        elif s.nominal_hz and s.rate_hz < 0.5 * s.nominal_hz:
-            found.append(("bad", f"{s.rate_hz:.1f} Hz, expected {s.nominal_hz:g} Hz"))
-        if s.missing and not any("lost" in text for _, text in found):
-            found.append(("warn", f"{s.missing} samples lost in {s.gaps} gaps"))
+        if s.age_s is None or s.age_s > 1.0:
+            found.append(("bad", s.problem))
+        elif s.nominal_hz and s.rate_hz < 0.9 * s.nominal_hz:
+            level = "bad" if s.rate_hz < 0.5 * s.nominal_hz else "warn"
+            found.append((level, f"{s.rate_hz:.1f} Hz, expected {s.nominal_hz:g} Hz"))
+        if self.recent_loss:
+            found.append(("warn", f"{s.missing} samples lost in {s.gaps} gaps, the last "
+                          f"within {LOSS_RECENT_S:g} s"))
         if self.display_latency_ms is not None and self.display_latency_ms > DISPLAY_LATENCY_WARN_MS:
             level = "bad" if self.display_latency_ms > DISPLAY_LATENCY_BAD_MS else "warn"
             found.append((level, f"display {self.display_latency_ms:.0f} ms behind capture"))

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 from PySide6 import QtCore
 
 from collector.episode_reader import open_episode
@@ -118,3 +119,23 @@ def test_glove_record_button_starts_and_stops(window_factory, small_sim_config, 
     with open_episode(path) as episode:
         duration = episode.summary()["duration_s"]
     assert 0.8 < duration < 2.5  # the presses are 1.4 s apart
+
+
+def test_device_lost_mid_episode_is_shown_and_recording_continues(window_factory, small_sim_config,
+                                                                   wait_state, qtbot, tmp_path):
+    window, model = window_factory(small_sim_config(tmp_path, disconnect_at_s=3.0, disconnect_s=1.5))
+    click_when_enabled(qtbot, window.controls.record)
+    wait_state(model, "recording")
+    qtbot.waitUntil(lambda: window.banner.isVisible() and "cam0" in window.banner.text()
+                    and "recording continues" in window.banner.text(), timeout=15_000)
+    qtbot.waitUntil(lambda: window.health_strip.level("cam0") == "bad", timeout=5_000)
+    assert model.state == "recording"
+    qtbot.waitUntil(lambda: window.health_strip.tiles["cam0"].level != "bad", timeout=20_000)  # back
+    click_when_enabled(qtbot, window.controls.record)
+    wait_state(model, "idle")
+    (path,) = episode_files(tmp_path)
+    with open_episode(path) as episode:
+        kinds = [(e["kind"], e.get("stream") or e.get("node")) for e in episode.events()]
+        glove_seq = episode.timestamps("glove/hand")["seq"]
+    assert any(kind == "disconnected" for kind, _ in kinds)
+    assert np.all(np.diff(glove_seq) == 1)  # the glove never stopped recording

@@ -170,7 +170,9 @@ class QtCollectWindow(QtWidgets.QMainWindow):
                                                if "seconds" in detail else "")
             gap = " The recording continues; the gap is marked in the episode." \
                 if self.model.state == "recording" else ""
-            self.show_banner(f"{data['node']} {data['kind']}{': ' + reason if reason else ''}.{gap}", "bad")
+            what = "stalled" if data["kind"] == "stalled" else "disconnected" \
+                if data["kind"] == "disconnected" else "unavailable"
+            self.show_banner(f"{data['node']} {what}{': ' + reason if reason else ''}.{gap}", "bad")
         elif name == "device_event" and data["kind"] in ("connected", "resumed"):
             if self.banner.isVisible() and data["node"] in self.banner.text():
                 self.show_banner(f"{data['node']} {data['kind']}.", "ok")
