@@ -1,5 +1,7 @@
 """The ``collector`` command: everything the GUI does, headless.
 
+    collector                                                 open the collect window (simulated devices)
+    collector --config station.toml                           open it on the devices of a config
     collector record --sim --duration 10 --task pick-cube     record one simulated episode
     collector record --config station.toml                    record from the devices in a config
     collector info FILE                                       streams, counts, rates, gaps, skew

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -38,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.output:
         config.recording.output = Path(args.output)
+    if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
+            and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
+        print("error: no display to open the window on (DISPLAY is not set). Run it under a "
+              "virtual screen, e.g. 'xvfb-run -a collector', or record headless with "
+              "'collector record --sim --duration 10'.", file=sys.stderr)
+        return 2
 
     from PySide6 import QtCore, QtWidgets
 
