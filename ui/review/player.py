@@ -41,6 +41,8 @@ class QtCameraViews(pg.GraphicsLayoutWidget):
         self.labels: dict[str, pg.TextItem] = {}
 
     def build(self, cameras: list[str]) -> None:
+        if list(self.items) == list(cameras):
+            return
         self.clear()
         self.items, self.labels = {}, {}
         columns = max(1, math.ceil(math.sqrt(len(cameras))))
@@ -85,6 +87,9 @@ class QtEpisodePlayer(QtWidgets.QWidget):
         self.speed = 1.0
         self.markers: list[Marker] = []
         self._play_origin: tuple[float, float] | None = None  # (wall clock, episode time)
+        self.rows: list[dict] = []
+        self.cursors: list[pg.InfiniteLine] = []
+        self.trim_regions: list[pg.LinearRegionItem] = []
         self._build()
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.PreciseTimer)
@@ -173,71 +178,79 @@ class QtEpisodePlayer(QtWidgets.QWidget):
         self.loaded.emit()
 
     def unload(self) -> None:
+        """Close the episode (the plot layout stays, for the next episode of the same rig)."""
         self.pause()
         if self.playback is not None:
             self.playback.close()
         self.playback, self.markers, self.step = None, [], 0
-        self.plots.clear()
-        self.cursors: list[pg.InfiniteLine] = []
-        self.trim_regions: list[pg.LinearRegionItem] = []
         self.set_enabled(False)
 
-    def _plot_fields(self) -> list[tuple[str, str]]:
+    def _plot_fields(self) -> list[tuple[str, str, tuple[str, ...], str]]:
+        """``(stream, field, channel names, unit)`` of each plot row."""
         pb, chosen = self.playback, []
         for stream in pb.plot_streams:
             names = [f.name for f in pb.episode.streams[stream].fields]
-            wanted = [n for n in PLOT_FIELDS if n in names] or names[:1]
-            chosen += [(stream, n) for n in wanted]
+            for field in [n for n in PLOT_FIELDS if n in names] or names[:1]:
+                chosen.append((stream, field, tuple(pb.channel_names(stream, field)),
+                               pb.episode.streams[stream].field(field).unit))
         return chosen[:MAX_PLOTS]
 
     def _build_plots(self, trim: list[float] | None) -> None:
         pb = self.playback
-        self.plots.clear()
-        self.cursors, self.trim_regions = [], []
-        first = None
-        fields = self._plot_fields()
-        for row, (stream, field) in enumerate(fields):
-            plot = self.plots.addPlot(row=row, col=0)
-            plot.showGrid(x=True, y=True, alpha=0.15)
-            plot.setClipToView(True)
-            plot.setDownsampling(auto=True, mode="peak")
-            plot.setMouseEnabled(x=True, y=False)
-            plot.getAxis("left").setWidth(48)
-            unit = pb.episode.streams[stream].field(field).unit
-            plot.setTitle(f"{stream} · {field}" + (f" ({unit})" if unit else ""), color=theme.TEXT_DIM, size="8pt")
-            if row < len(fields) - 1:
-                plot.getAxis("bottom").setStyle(showValues=False)
-            else:
-                plot.setLabel("bottom", "time since start (s)")
+        layout = self._plot_fields()
+        if layout != getattr(self, "_layout", None):
+            self._make_plot_rows(layout)  # building plots costs most of opening: only on change
+        for row, (stream, field, _, _) in zip(self.rows, layout):
             series = pb.series(stream)
-            for i, channel in enumerate(pb.channel_names(stream, field)[:series[field].shape[1]]):
-                pen = pg.mkPen(theme.CURVE_COLORS[i % len(theme.CURVE_COLORS)], width=1.2)
-                plot.plot(series["t_s"], series[field][:, i], pen=pen, name=channel)
+            for i, curve in enumerate(row["curves"]):
+                curve.setData(series["t_s"], series[field][:, i] if i < series[field].shape[1] else None)
+            for line in row["marks"]:
+                row["plot"].removeItem(line)
+            row["marks"] = []
             for mark in self.markers:
                 line = pg.InfiniteLine(mark.t_s, angle=90, movable=False,
                                        pen=pg.mkPen(MARKER_COLORS.get(mark.kind, theme.TEXT_DIM), width=1,
                                                     style=QtCore.Qt.DashLine))
                 line.setToolTip(f"{mark.t_s:.2f} s: {mark.label}")
-                plot.addItem(line, ignoreBounds=True)
-            region = pg.LinearRegionItem(values=trim or (0, 0), movable=False,
-                                         brush=pg.mkBrush(76, 141, 255, 28),
+                row["plot"].addItem(line, ignoreBounds=True)
+                row["marks"].append(line)
+        self.show_trim(trim)
+        if self.rows:
+            self.rows[0]["plot"].setXRange(0, max(pb.duration_s, 0.1), padding=0.01)
+
+    def _make_plot_rows(self, layout: list[tuple[str, str, tuple[str, ...], str]]) -> None:
+        self._layout = layout
+        self.plots.clear()
+        self.rows: list[dict] = []
+        self.cursors, self.trim_regions = [], []
+        for index, (stream, field, channels, unit) in enumerate(layout):
+            plot = self.plots.addPlot(row=index, col=0)
+            plot.showGrid(x=True, y=True, alpha=0.15)
+            plot.setClipToView(True)
+            plot.setDownsampling(auto=True, mode="peak")
+            plot.setMouseEnabled(x=True, y=False)
+            plot.getAxis("left").setWidth(48)
+            plot.setTitle(f"{stream} · {field}" + (f" ({unit})" if unit else ""), color=theme.TEXT_DIM, size="8pt")
+            if index < len(layout) - 1:
+                plot.getAxis("bottom").setStyle(showValues=False)
+            else:
+                plot.setLabel("bottom", "time since start (s)")
+            curves = [plot.plot(pen=pg.mkPen(theme.CURVE_COLORS[i % len(theme.CURVE_COLORS)], width=1.2),
+                                name=channel) for i, channel in enumerate(channels)]
+            region = pg.LinearRegionItem(values=(0, 1), movable=False, brush=pg.mkBrush(76, 141, 255, 28),
                                          pen=pg.mkPen(theme.ACCENT, width=1))
-            region.setVisible(bool(trim))
             region.setZValue(-10)
             plot.addItem(region, ignoreBounds=True)
-            self.trim_regions.append(region)
             cursor = pg.InfiniteLine(0, angle=90, movable=True, pen=pg.mkPen(theme.TEXT, width=1.5),
                                      hoverPen=pg.mkPen(theme.ACCENT, width=2))
             cursor.sigDragged.connect(lambda line: self.seek_time(line.value()))
             plot.addItem(cursor, ignoreBounds=True)
+            if self.rows:
+                plot.setXLink(self.rows[0]["plot"])
+            self.rows.append({"plot": plot, "curves": curves, "marks": []})
             self.cursors.append(cursor)
-            if first is None:
-                first = plot
-            else:
-                plot.setXLink(first)
-        if first is not None:
-            first.setXRange(0, max(pb.duration_s, 0.1), padding=0.01)
-        if not fields:
+            self.trim_regions.append(region)
+        if not layout:
             self.plots.addLabel("no glove or state streams in this episode", color=theme.TEXT_DIM)
 
     def show_trim(self, trim: list[float] | None) -> None:
