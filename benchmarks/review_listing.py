@@ -70,6 +70,31 @@ def listing(folder: Path, episodes: int) -> None:
     print(f"  from the cache ({cache_mb:.1f} MB JSON)                  {cached:7.3f} s  "
           f"-> {uncached / cached:.0f}x faster than the first scan")
     print(f"  `collector ls` end to end, cached                {cli:7.2f} s")
+    shown = window_listing(folder, episodes)
+    print(f"  review window, cached: open folder -> table and dashboard filled {shown:5.2f} s")
+
+
+def window_listing(folder: Path, episodes: int) -> float:
+    from PySide6 import QtCore, QtWidgets
+
+    from ui import theme
+    from ui.review.window import QtReviewWidget
+
+    QtCore.qInstallMessageHandler(lambda *_: None)
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    theme.configure_pyqtgraph()
+    widget = QtReviewWidget()
+    widget.resize(1500, 900)
+    widget.show()
+    app.processEvents()
+    start = time.perf_counter()
+    widget.open_folder(folder)
+    while widget.model.rowCount() < episodes:
+        app.processEvents(QtCore.QEventLoop.AllEvents, 5)
+    app.processEvents()  # painted
+    elapsed = time.perf_counter() - start
+    widget.close()
+    return elapsed
 
 
 def first_frame(folder: Path) -> None:
