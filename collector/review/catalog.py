@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -59,10 +60,12 @@ class SummaryCache:
 
     Written atomically (temporary file + ``os.replace``); an unreadable or older cache is
     ignored and rebuilt. A read-only folder works without a cache (everything is recomputed).
+    Thread-safe: a window may curate while its worker thread scans.
     """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._lock = threading.RLock()
         self.path = folder / CACHE_FILE
         self.entries: dict[str, dict[str, Any]] = {}
         self.dirty = False
@@ -82,17 +85,28 @@ class SummaryCache:
         return None
 
     def put(self, key: str, stat: os.stat_result, summary: EpisodeSummary) -> None:
-        self.entries[key] = {"mtime_ns": stat.st_mtime_ns, "size": stat.st_size,
-                             "summary": summary.to_dict()}
-        self.dirty = True
+        with self._lock:
+            self.entries[key] = {"mtime_ns": stat.st_mtime_ns, "size": stat.st_size,
+                                 "summary": summary.to_dict()}
+            self.dirty = True
 
     def prune(self, keep: Iterable[str]) -> None:
         keep = set(keep)
-        for key in [k for k in self.entries if k not in keep]:
-            del self.entries[key]
-            self.dirty = True
+        with self._lock:
+            for key in [k for k in self.entries if k not in keep]:
+                del self.entries[key]
+                self.dirty = True
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            if self.entries.pop(key, None) is not None:
+                self.dirty = True
 
     def save(self) -> None:
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
         if not self.dirty:
             return
         try:
@@ -214,7 +228,7 @@ class EpisodeCatalog:
         target = move_to_trash(path, base)
         self.summaries = [s for s in self.summaries if s.path != str(path)]
         if self._cache is not None:
-            self._cache.prune(k for k in self._cache.entries if k != self._key(path))
+            self._cache.drop(self._key(path))
             self._cache.save()
         self._emit("trashed", {"path": str(path), "trash": str(target)})
         return target

@@ -152,3 +152,12 @@ def test_trash_then_undo_and_a_damaged_file_is_explained(window, qtbot, folder):
     assert review.player.playback is None and not review.player.play_button.isEnabled()
     assert "Damaged file" in review.quality.text.toPlainText()
     assert not review.curation.outcome_buttons["success"].isEnabled()
+
+
+def test_review_window_runs_as_its_own_program():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ui.review", "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0 and "collector review" in result.stdout

@@ -22,6 +22,8 @@ def _started(s: EpisodeSummary) -> str:
 
 
 def _duration(s: EpisodeSummary) -> str:
+    if not s.ok:
+        return "—"
     text = f"{s.duration_s:.1f} s"
     return f"{text}  ✂ {s.kept_duration_s:.1f}" if s.trim else text
 
