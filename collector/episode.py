@@ -25,6 +25,7 @@ from collector.codecs import CodecError, decode_jpeg, encode_jpeg, is_color_imag
 from collector.protocol import JPEG, RAW, Sample
 from collector.streams import StreamSpec
 from collector.sync import SYNC_METHOD, fit_device_clock, sync_time_ns, write_sync_group
+from collector.writer_lock import WriterLock
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,15 @@ class EpisodeWriter:
         root = self._root_attrs(dict(attrs or {}))
         self.master_stream = root["master_stream"]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._h5 = h5py.File(self.path, "w-", libver=LIBVER)
+        if self.path.exists():
+            raise FileExistsError(f"{self.path}: the episode file exists already")
+        # Locked until close: tells recovery this file has a live writer (collector.writer_lock).
+        self._lock = WriterLock(self.path)
+        try:
+            self._h5 = h5py.File(self.path, "w-", libver=LIBVER)
+        except BaseException:
+            self._lock.release(remove=True)
+            raise
         try:
             self._h5.attrs.update({k: _attr_value(v) for k, v in root.items()})
             self._h5.create_group("streams")
@@ -163,6 +172,7 @@ class EpisodeWriter:
         except BaseException:
             self._h5.close()
             self.path.unlink(missing_ok=True)
+            self._lock.release(remove=True)
             raise
 
     def _root_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -346,12 +356,21 @@ class EpisodeWriter:
         _check_root_values(end_attrs)
         if master_stream and master_stream not in self.specs:
             raise ValueError(f"master stream '{master_stream}' is not one of the episode's streams")
-        self.flush()
+        try:
+            self.flush()
+        except BaseException:
+            self.abort()
+            raise
         self._closed = True
         self._h5.close()
-        with h5py.File(self.path, "r+") as f:
-            finalize_episode(f, status=status, end_attrs=end_attrs, master_stream=master_stream,
-                             counters=self._counters)
+        try:
+            with h5py.File(self.path, "r+") as f:
+                finalize_episode(f, status=status, end_attrs=end_attrs, master_stream=master_stream,
+                                 counters=self._counters)
+        except BaseException:
+            self._lock.release(remove=False)  # left "recording": start-up recovery finds it
+            raise
+        self._lock.release(remove=True)
         return self.path
 
     def abort(self) -> None:
@@ -368,6 +387,7 @@ class EpisodeWriter:
             self._h5.close()
         except Exception as exc:
             log.warning("%s: close on abort failed: %s", self.path, exc)
+        self._lock.release(remove=False)
 
     def __enter__(self) -> "EpisodeWriter":
         return self
