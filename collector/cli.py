@@ -61,6 +61,9 @@ def cmd_record(args: argparse.Namespace) -> int:
     from .supervisor import StartupError
 
     config = _app_config(args)
+    from .recovery import recover_interrupted
+    for result in recover_interrupted(config.recording.output):  # left by a crash last time
+        print(("" if result.ok else "error: ") + result.message, file=sys.stderr)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -131,28 +134,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    from .episode_reader import EpisodeError, open_episode, recover_episode
+    from .recovery import recover_tree
 
-    root = Path(args.path)
-    files = sorted(root.rglob("*.h5")) if root.is_dir() else [root]
-    failed = 0
-    for path in files:
-        if ".trash" in path.parts:
+    results = recover_tree(args.path)
+    for result in results:
+        if result.action == "skipped" and "being recorded" not in result.message and not args.verbose:
             continue
-        try:
-            with open_episode(path) as episode:
-                needs = episode.interrupted or episode.attrs.get("status") == "recording"
-        except EpisodeError as exc:
-            print(f"{path}: cannot open: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        if needs:
-            try:
-                print(f"{path}: recovered -> {recover_episode(path)}")
-            except Exception as exc:
-                print(f"{path}: recovery failed: {exc}", file=sys.stderr)
-                failed += 1
-    return 1 if failed else 0
+        print(result.message, file=sys.stdout if result.ok else sys.stderr)
+    if not any(r.action == "recovered" for r in results) and all(r.ok for r in results):
+        print(f"{args.path}: no interrupted episodes")
+    return 0 if all(r.ok for r in results) else 1
 
 
 def cmd_config(args: argparse.Namespace) -> int:
