@@ -30,6 +30,7 @@ from .bus import fetch_describe, node_endpoints
 from .config import AppConfig, save_config
 from .health import LOSS_RECENT_S, DeviceHealth, StreamStatus, StreamView
 from .live import LiveFeed
+from .recovery import recover_interrupted
 from .session import Session, SessionError
 from .streams import StreamSpec
 
@@ -78,6 +79,8 @@ class CollectModel:
     # ---- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
         """Start the nodes and the recorder, then the live feed and the health poller (blocking)."""
+        for result in recover_interrupted(self.config.recording.output):  # left by a crash
+            self._emit("warning", {"message": result.message, "recovery": result.action})
         self.session.open()
         bases = self.session.supervisor.node_bases
         for node, base in bases.items():
