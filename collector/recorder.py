@@ -171,6 +171,9 @@ class Recorder:
                 except Exception as exc:  # a failing disk must not kill the receiver
                     self._fail(exc)
             if self._writer is not None and time.monotonic() - last_flush >= self.recording.flush_interval_s:
+                # Flushes start every interval (not an interval after the last one ended), so a
+                # slow flush does not stretch what a crash can lose beyond interval + one flush.
+                last_flush = time.monotonic()
                 try:
                     self._check_disk()
                     if self._writer is not None:
@@ -180,7 +183,6 @@ class Recorder:
                         self._note_flushed()
                 except Exception as exc:
                     self._fail(exc)
-                last_flush = time.monotonic()
 
     def _apply(self, item: tuple) -> None:
         kind = item[0]
