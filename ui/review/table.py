@@ -42,6 +42,8 @@ COLUMNS: list[tuple[str, Callable[[EpisodeSummary], str], Callable[[EpisodeSumma
     ("File", lambda s: s.name, lambda s: s.name),
 ]
 COLUMN = {name: i for i, (name, _, _) in enumerate(COLUMNS)}
+_ROLES = {QtCore.Qt.DisplayRole, SORT_ROLE, SUMMARY_ROLE, QtCore.Qt.ForegroundRole, QtCore.Qt.ToolTipRole,
+          QtCore.Qt.TextAlignmentRole}
 
 
 class EpisodeTableModel(QtCore.QAbstractTableModel):
@@ -84,7 +86,7 @@ class EpisodeTableModel(QtCore.QAbstractTableModel):
         return None
 
     def data(self, index, role=QtCore.Qt.DisplayRole):
-        if not index.isValid():
+        if role not in _ROLES or not index.isValid():  # views ask for many roles: answer fast
             return None
         s, column = self.summaries[index.row()], index.column()
         name = COLUMNS[column][0]
