@@ -184,3 +184,23 @@ def test_playback_pairs_frames_and_finds_jump_targets(folder):
 def test_no_cache_mode_writes_nothing_into_the_folder(folder):
     listed = EpisodeCatalog(folder, use_cache=False).scan()
     assert len(listed) == 4 and not (folder / CACHE_DIR).exists()
+
+
+def test_an_interrupted_recording_plays_paired_by_host_time(tmp_path):
+    from collector.protocol import Sample
+
+    path = tmp_path / "killed.h5"
+    writer = EpisodeWriter(path, synthetic_specs(32, 24), {"start_time_ns": 10**18})
+    for i in range(30):
+        t = 10**18 + i * 33_333_333
+        writer.append(Sample("cam0", "cam0/color", i, t, t, {"rgb": np.full((24, 32, 3), i, np.uint8)}), t)
+        for j in range(7):
+            tg = t + j * 5_000_000
+            writer.append(Sample("glove", "glove/hand", i * 7 + j, tg, tg, {
+                "wrist_pos": np.zeros(3, np.float32), "finger_joints": np.zeros(5, np.float32),
+                "grip": np.zeros(1, np.float32)}), tg)
+    writer.abort()  # never finalized: no /sync, status "recording"
+    with EpisodePlayback(path) as playback:
+        assert playback.episode.sync is None and playback.frame_count == 30
+        assert int(playback.frame(12)["cam0/color"][0, 0, 0]) == 12
+        assert playback.times_s[1] == pytest.approx(0.0333, abs=1e-3)

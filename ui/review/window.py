@@ -144,12 +144,14 @@ class QtReviewWidget(QtWidgets.QWidget):
             shortcut.activated.connect(lambda s=slot, k=key: self._shortcut(k, s))
             self.shortcuts[key] = shortcut
 
+    #: Shortcuts that also act while a text field has the focus (the others are its keys there).
+    TEXT_FIELD_SHORTCUTS = ("Ctrl+S", "F5", "Ctrl+F")
+
     def _shortcut(self, key: str, slot) -> None:
         focus = QtWidgets.QApplication.focusWidget()
         typing = isinstance(focus, (QtWidgets.QLineEdit, QtWidgets.QPlainTextEdit, QtWidgets.QAbstractSpinBox))
-        if typing and ("+" not in key or key == "Shift+Left" or key == "Shift+Right") and key not in ("F5",):
-            return
-        slot()
+        if not typing or key in self.TEXT_FIELD_SHORTCUTS:
+            slot()
 
     # ---- folder and listing -----------------------------------------------------------------
     def _choose_folder(self) -> None:
