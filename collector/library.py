@@ -62,9 +62,16 @@ def update_episode_attrs(path: str | Path, **attrs: Any) -> None:
     try:
         f = h5py.File(path, "r+")
     except OSError as exc:
-        raise OSError(f"{path}: cannot open for editing ({exc}); an interrupted recording must "
-                      "be completed with `collector recover` first") from None
+        if "open for write" in str(exc) or "lock" in str(exc):
+            raise OSError(f"{path}: cannot open for editing ({exc}): a recording still in progress "
+                          "or interrupted (complete it with `collector recover`), or open in "
+                          "another program") from None
+        raise OSError(f"{path}: cannot open for editing, not an HDF5 file or truncated/corrupt "
+                      f"({exc})") from None
     with f:
+        if "schema_version" not in f.attrs or "streams" not in f:
+            raise ValueError(f"{path}: not a collector episode (no schema_version attribute or "
+                             "/streams group); nothing changed")
         if f.attrs.get("status") == "recording":
             raise ValueError(f"{path}: the recording is not finished (status 'recording')")
         for key, value in values.items():
