@@ -6,6 +6,7 @@ killed SWMR writer) with ``swmr=True``; JPEG-stored color frames are decoded tra
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from datetime import datetime
@@ -16,7 +17,7 @@ import h5py
 import hdf5plugin  # noqa: F401  (registers the LZ4/Zstd/Blosc2 filters for reading)
 import numpy as np
 
-from collector.codecs import decode_jpeg
+from collector.codecs import CodecError, decode_jpeg
 from collector.episode import (LIBVER, COUNTERS, EVENT_DATASETS, JPEG_SUFFIX, OFFSETS_SUFFIX,
                                OUTCOMES, ROOT_ATTRS, SCHEMA_VERSION, STATUSES, TIME_DATASETS,
                                finalize_episode, seq_counters, stream_groups, stream_length)
@@ -27,6 +28,22 @@ from collector.sync import read_sync_group, skew_stats_ms
 
 class EpisodeError(Exception):
     """A file that cannot be read as an episode; the text says why."""
+
+
+#: What h5py raises for damaged files (bad checksums, cut-off chunks, broken links).
+_DAMAGE = (OSError, RuntimeError, AttributeError, TypeError, CodecError)
+
+
+def _reads_file(method):
+    """Turn h5py's errors on damaged data into an :class:`EpisodeError` naming the file."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except _DAMAGE as exc:
+            raise EpisodeError(f"{self.path}: unreadable, truncated or corrupt episode "
+                               f"({type(exc).__name__}: {exc})") from None
+    return wrapper
 
 
 def _plain(value: Any) -> Any:
@@ -54,6 +71,12 @@ class Episode:
             raise EpisodeError(f"{path}: malformed stream declaration: {exc}") from None
         self.streams: dict[str, StreamSpec] = {name: spec for name, (spec, _) in found.items()}
         self._groups = {name: group for name, (_, group) in found.items()}
+        for name, spec in self.streams.items():
+            missing = [k for k in _dataset_names(spec, self.encodings(name))
+                       if not isinstance(self._groups[name].get(k), h5py.Dataset)]
+            if missing:
+                raise EpisodeError(f"{path}: stream '{name}': " + "; ".join(
+                    f"dataset '{k}' is missing or unreadable" for k in missing))
         self._counts: dict[str, int] = {}
         self._offsets: dict[tuple[str, str], np.ndarray] = {}
 
@@ -75,12 +98,14 @@ class Episode:
         """How each field of ``stream`` is stored (``"raw"`` or ``"jpeg"``)."""
         return json.loads(self._group(stream).attrs.get("encodings", "{}"))
 
+    @_reads_file
     def count(self, stream: str) -> int:
         """Samples of ``stream`` present in every one of its datasets."""
         if stream not in self._counts:
             self._counts[stream] = stream_length(self._group(stream))
         return self._counts[stream]
 
+    @_reads_file
     def frames(self, stream: str, field: str, index: int | slice | Sequence[int] = slice(None)) -> np.ndarray:
         """Samples of one field: an int gives one sample, a slice or sequence stacks them along
         a new first axis. JPEG-stored frames come back decoded, RGB."""
@@ -117,11 +142,13 @@ class Episode:
             out[k] = decode_jpeg(blob[a - lo:b - lo] if blob is not None else data[a:b])
         return out
 
+    @_reads_file
     def timestamps(self, stream: str) -> dict[str, np.ndarray]:
         """``seq``, ``t_device_ns``, ``t_host_ns`` and ``t_recv_ns`` of ``stream``."""
         group, count = self._group(stream), self.count(stream)
         return {name: group[name][:count] for name in TIME_DATASETS}
 
+    @_reads_file
     def events(self) -> list[dict[str, Any]]:
         """Every event as ``{"t_ns", "kind", "stream", "detail"}``, in recording order."""
         if "events" not in self.h5:
@@ -141,11 +168,13 @@ class Episode:
         return events
 
     @property
+    @_reads_file
     def sync(self) -> dict[str, Any] | None:
         """The synchronized index (see :func:`collector.sync.read_sync_group`), or ``None``:
         interrupted files have none until recovered."""
         return read_sync_group(self.h5)
 
+    @_reads_file
     def summary(self) -> dict[str, Any]:
         """Episode facts and per-stream statistics, as plain data (see :func:`format_info`)."""
         sync, events = self.sync, self.events()
@@ -171,6 +200,14 @@ class Episode:
         return {"path": str(self.path), **{k: self.attrs.get(k) for k in keys},
                 "interrupted": self.interrupted, "file_bytes": self.path.stat().st_size,
                 "events": kinds, "streams": streams}
+
+
+def _dataset_names(spec: StreamSpec, encodings: dict[str, str]) -> list[str]:
+    names = []
+    for fs in spec.fields:
+        jpeg = encodings.get(fs.name) == JPEG
+        names += [fs.name + JPEG_SUFFIX, fs.name + OFFSETS_SUFFIX] if jpeg else [fs.name]
+    return names + list(TIME_DATASETS)
 
 
 def open_episode(path: str | Path) -> Episode:
