@@ -1,0 +1,190 @@
+"""Remote device nodes over tcp:// with CurveZMQ: keys, encryption, unknown peers rejected,
+plain binds beyond loopback refused, and a whole session recording through secured nodes."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from collector import security
+from collector.bus import NodePublisher, Subscriber, node_endpoints, request
+from collector.cli import main as cli_main
+from collector.config import ConfigError, NodeConfig, from_mapping, AppConfig, sim_config
+from collector.episode_reader import open_episode
+from collector.protocol import Describe, Sample
+from collector.session import Session
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_base_port() -> int:
+    """A port P with P, P+1 and P+2 free on loopback (a node's data, live and ctl)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base > 65000:
+            continue
+        socks = []
+        try:
+            for port in range(base, base + 3):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+@pytest.fixture
+def keys(tmp_path):
+    """station (the app) and node keypairs; authorized/ holds the station's public key."""
+    folder = tmp_path / "keys"
+    assert cli_main(["keys", str(folder), "--name", "station"]) == 0
+    assert cli_main(["keys", str(folder), "--name", "glove"]) == 0
+    assert cli_main(["keys", str(folder), "--name", "cam0"]) == 0
+    assert cli_main(["keys", str(folder), "--name", "intruder"]) == 0
+    authorized = tmp_path / "authorized"
+    authorized.mkdir()
+    (authorized / "station.key").write_bytes((folder / "station.key").read_bytes())
+    yield folder, authorized
+    security.configure_client(None, {})
+
+
+@pytest.fixture
+def context():
+    ctx = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+def test_keys_command_writes_a_keypair_and_never_overwrites(tmp_path, capsys):
+    assert cli_main(["keys", str(tmp_path), "--name", "pi"]) == 0
+    assert (tmp_path / "pi.key").exists() and oct((tmp_path / "pi.key_secret").stat().st_mode)[-3:] == "600"
+    public, secret = security.load_secret(tmp_path / "pi.key_secret")
+    assert len(public) == len(secret) == 40
+    assert cli_main(["keys", str(tmp_path), "--name", "pi"]) == 1
+    assert "not overwriting" in capsys.readouterr().err
+
+
+def test_plain_tcp_beyond_loopback_is_refused(context):
+    describe = Describe(node="n", streams=[], info={})
+    with pytest.raises(security.SecurityError, match="refusing to bind tcp://0.0.0.0"):
+        NodePublisher("tcp://0.0.0.0:5999", describe, context=context)
+    port = free_base_port()
+    NodePublisher(f"tcp://127.0.0.1:{port}", describe, context=context).close()  # loopback: fine
+    NodePublisher(f"tcp://0.0.0.0:{free_base_port()}", describe, context=context, insecure=True).close()
+
+
+def _publish(node: NodePublisher, n: int) -> None:
+    for i in range(n):
+        node.send(Sample("glove", "glove/hand", i, i, time.time_ns(), {"q": np.full(3, i, np.float32)}))
+        time.sleep(0.002)
+
+
+def _received(sub: Subscriber, seconds: float) -> list[int]:
+    seqs, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = sub.receive(50)
+        if isinstance(message, Sample):
+            seqs.append(message.seq)
+    return seqs
+
+
+def test_curve_node_serves_authorized_clients_only(keys, context, tmp_path):
+    folder, authorized = keys
+    base = f"tcp://127.0.0.1:{free_base_port()}"
+    curve = security.CurveServer(folder / "glove.key_secret", authorized, context=context)
+    node = NodePublisher(base, Describe(node="glove", streams=[], info={}), curve=curve,
+                         context=context)
+    ipc_node = NodePublisher(f"ipc://{tmp_path}/plain", Describe(node="plain", streams=[], info={}),
+                             context=context)
+    try:
+        # An unknown peer: its handshake is refused, so requests go unanswered.
+        security.configure_client(folder / "intruder.key_secret", {base: folder / "glove.key"})
+        with pytest.raises(TimeoutError):
+            request(_ctl(base), "ping", 0.5, context)
+        intruder = Subscriber([_data(base)], context=context)
+        # A client that does not speak CURVE at all.
+        security.configure_client(None, {})
+        with pytest.raises(TimeoutError):
+            request(_ctl(base), "ping", 0.5, context)
+        plain = Subscriber([_data(base)], context=context)
+
+        security.configure_client(folder / "station.key_secret", {base: folder / "glove.key"})
+        assert request(_ctl(base), "ping", 2.0, context)["ok"]
+        # One SUB socket, a secured tcp node and a plain ipc node side by side.
+        station = Subscriber([_data(base), f"ipc://{tmp_path}/plain.data"], context=context)
+        time.sleep(0.5)  # handshakes
+        _publish(node, 50)
+        ipc_node.send(Sample("plain", "plain/x", 0, 0, 0, {"q": np.zeros(3, np.float32)}))
+        seqs = _received(station, 1.0)
+        assert sorted(s for s in seqs if s > 0) == list(range(1, 50)) and seqs.count(0) == 2
+        assert _received(intruder, 0.3) == [] and _received(plain, 0.3) == []
+    finally:
+        node.close()
+        ipc_node.close()
+        curve.stop()
+
+
+def _data(base: str) -> str:
+    return node_endpoints(base).data
+
+
+def _ctl(base: str) -> str:
+    return node_endpoints(base).ctl
+
+
+def test_config_checks_remote_nodes():
+    with pytest.raises(ConfigError, match="needs a tcp:// endpoint"):
+        from_mapping(NodeConfig, {"name": "glove", "driver": "glove", "remote": True})
+    with pytest.raises(ConfigError, match="client_secret is empty"):
+        from_mapping(AppConfig, {"nodes": [{"name": "g", "driver": "sim_glove",
+                                            "endpoint": "tcp://10.0.0.2:5550",
+                                            "server_key": "keys/g.key"}]})
+
+
+def test_session_records_from_a_secured_local_node_and_a_remote_one(keys, tmp_path):
+    """The glove runs on 'another host' (a process the app does not start, bound beyond
+    loopback with keys); the camera is a local node that the supervisor starts with keys."""
+    folder, authorized = keys
+    glove_base = f"tcp://0.0.0.0:{free_base_port()}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    remote = subprocess.Popen([sys.executable, "-m", "devices", "sim_glove", "--name", "glove",
+                               "--endpoint", glove_base, "--options", '{"rate_hz": 200.0}',
+                               "--curve-secret", str(folder / "glove.key_secret"),
+                               "--curve-authorized", str(authorized)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        config = sim_config(seed=3)
+        config.recording.output = tmp_path / "rec"
+        config.recording.min_free_gb = 0.01
+        config.security.client_secret = str(folder / "station.key_secret")
+        config.security.authorized_keys = str(authorized)
+        cam, glove = config.nodes
+        cam.endpoint, cam.server_key = f"tcp://127.0.0.1:{free_base_port()}", str(folder / "cam0.key")
+        glove.endpoint = glove_base.replace("0.0.0.0", "127.0.0.1")
+        glove.remote, glove.server_key = True, str(folder / "glove.key")
+        with Session(config) as session:
+            assert session.status()["processes"]["glove"] == "remote"
+            session.start_episode()
+            time.sleep(1.5)
+            result = session.stop_episode()
+        with open_episode(result["path"]) as ep:
+            assert ep.count("glove/hand") >= 200 and ep.count("cam0/color") >= 30
+            assert ep.h5["streams/glove/hand"].attrs["gaps"] == 0
+        assert remote.poll() is None, "the app must not stop a remote node"
+    finally:
+        remote.terminate()
+        out = remote.communicate(timeout=10)[0].decode(errors="replace")
+    assert "Traceback" not in out, out
