@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 
 import zmq
 
-from . import protocol
+from . import protocol, security
 from .protocol import Describe, Event, Message, ProtocolError, Sample
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,17 @@ class NodePublisher:
 
     def __init__(self, base_endpoint: str, describe: Describe, *, messages_per_second: float = 100.0,
                  context: zmq.Context | None = None,
-                 handlers: dict[str, Callable[[dict], dict]] | None = None) -> None:
+                 handlers: dict[str, Callable[[dict], dict]] | None = None,
+                 curve: "security.CurveServer | None" = None, insecure: bool = False) -> None:
+        """``curve`` encrypts and authenticates all three sockets (:mod:`collector.security`);
+        without it a ``tcp://`` bind beyond loopback is refused unless ``insecure``."""
         self.endpoints = node_endpoints(base_endpoint)
+        if curve is None and not insecure and not security.is_local(base_endpoint):
+            raise security.SecurityError(
+                f"refusing to bind {base_endpoint} without CurveZMQ keys: anyone on the network "
+                "could read and inject data. Give keys (collector keys; --curve-secret, "
+                "--curve-authorized), bind 127.0.0.1, or pass --insecure on a trusted network")
+        self.curve = curve
         self.context = context or zmq.Context.instance()
         self._describe = describe
         self._handlers = {"describe": lambda _req: self._describe_reply(),
@@ -89,6 +98,9 @@ class NodePublisher:
         self.live = self.context.socket(zmq.PUB)
         self.live.setsockopt(zmq.SNDHWM, LIVE_HWM)
         self.live.setsockopt(zmq.LINGER, 0)
+        if curve is not None:
+            curve.apply(self.data)
+            curve.apply(self.live)
         try:
             self.data.bind(self.endpoints.data)
             self.live.bind(self.endpoints.live)
@@ -118,6 +130,8 @@ class NodePublisher:
     def _serve_control(self) -> None:
         sock = self.context.socket(zmq.REP)
         sock.setsockopt(zmq.LINGER, 0)
+        if self.curve is not None:
+            self.curve.apply(sock)
         try:
             sock.bind(self.endpoints.ctl)
         except zmq.ZMQError as exc:
@@ -160,7 +174,7 @@ def request(endpoint: str, cmd: str, timeout_s: float = 2.0, context: zmq.Contex
     ctx = context or zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(endpoint)
+    security.connect(sock, endpoint)
     try:
         sock.send(json.dumps({"cmd": cmd, **params}).encode())
         if not sock.poll(int(timeout_s * 1000)):
@@ -240,7 +254,7 @@ class Subscriber:
         self.malformed: Counter[str] = Counter()
 
     def connect(self, endpoint: str) -> None:
-        self.socket.connect(endpoint)
+        security.connect(self.socket, endpoint)  # as a CURVE client if the node is secured
 
     def receive(self, timeout_ms: int = 100) -> Message | None:
         """The next valid message, or ``None`` after ``timeout_ms`` without one."""
