@@ -20,6 +20,7 @@ import time
 from collector import protocol
 from collector.bus import NodePublisher
 from collector.protocol import Describe, Event, Sample
+from collector.security import CurveServer
 
 from .base import Device, DeviceDisconnected, DeviceError
 from .registry import DRIVERS, driver_class
@@ -34,13 +35,14 @@ STALL_PERIODS = 10
 class Node:
     """A device and its publisher; :meth:`run` loops until :meth:`stop`."""
 
-    def __init__(self, device: Device, endpoint: str) -> None:
+    def __init__(self, device: Device, endpoint: str, *, curve=None, insecure: bool = False) -> None:
         self.device = device
         self.specs = device.streams()
         self.describe = Describe(node=device.name, streams=[s.to_dict() for s in self.specs],
                                  info=device.info())
         rate = sum(s.rate_hz for s in self.specs)
-        self.publisher = NodePublisher(endpoint, self.describe, messages_per_second=rate)
+        self.publisher = NodePublisher(endpoint, self.describe, messages_per_second=rate,
+                                       curve=curve, insecure=insecure)
         self._next_seq = {s.name: 0 for s in self.specs}
         self._stall_after_s = max(0.5, STALL_PERIODS / min(s.rate_hz for s in self.specs))
         self._stop = threading.Event()
@@ -108,13 +110,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="node name, the prefix of its streams")
     parser.add_argument("--endpoint", required=True, help="base endpoint, ipc://PATH or tcp://HOST:PORT")
     parser.add_argument("--options", default="{}", help="driver options as a JSON object")
+    parser.add_argument("--curve-secret", help="this node's CurveZMQ secret key file (collector keys): "
+                        "encrypt, and admit only the clients in --curve-authorized")
+    parser.add_argument("--curve-authorized", help="folder of the public keys (*.key) of the apps "
+                        "allowed to connect")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow a plain tcp:// bind beyond loopback (trusted networks only)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
+    curve = None
     try:
+        if args.curve_secret or args.curve_authorized:
+            if not (args.curve_secret and args.curve_authorized):
+                raise ValueError("--curve-secret and --curve-authorized go together")
+            curve = CurveServer(args.curve_secret, args.curve_authorized)
         device = driver_class(args.driver)(args.name, json.loads(args.options))
-        node = Node(device, args.endpoint)
-    except (ValueError, DeviceError) as exc:
+        node = Node(device, args.endpoint, curve=curve, insecure=args.insecure)
+    except (ValueError, DeviceError) as exc:  # SecurityError is a ValueError
+        if curve is not None:
+            curve.stop()
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -123,4 +138,6 @@ def main(argv: list[str] | None = None) -> int:
         node.run()
     finally:
         node.close()
+        if curve is not None:
+            curve.stop()
     return 0
