@@ -124,10 +124,18 @@ class NodeConfig:
     driver: str
     endpoint: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: Started on another host (``python -m devices ...`` there): the app connects, never starts it.
+    remote: bool = False
+    #: The node's CurveZMQ public key file (``collector keys``): connect encrypted and
+    #: authenticated; needs ``[security] client_secret``. See collector/security.py.
+    server_key: str | None = None
 
     def validate(self) -> None:
         if not self.name or "/" in self.name or not self.name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"name {self.name!r} must be letters, digits, '-' or '_'")
+        if (self.remote or self.server_key) and not (self.endpoint or "").startswith("tcp://"):
+            raise ConfigError("a remote node or one with server_key needs a tcp:// endpoint, "
+                              "e.g. 'tcp://glovepi.local:5550'")
 
 
 @dataclass
@@ -202,11 +210,22 @@ class WamNodeConfig:
 
 
 @dataclass
+class SecurityConfig:
+    """``[security]``: this app's CurveZMQ keypair, used for nodes that have a ``server_key``."""
+
+    client_secret: str = ""
+    #: Folder of the public keys a node started by this app admits (default: the folder of
+    #: ``client_secret``, i.e. this app's own key).
+    authorized_keys: str = ""
+
+
+@dataclass
 class AppConfig:
     nodes: list[NodeConfig] = field(default_factory=list)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     session: SessionInfo = field(default_factory=SessionInfo)
     wam: WamNodeConfig = field(default_factory=WamNodeConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def validate(self) -> None:
         names = [n.name for n in self.nodes]
@@ -215,6 +234,10 @@ class AppConfig:
             raise ConfigError(f"node names must be unique: {', '.join(duplicates)} repeated")
         if self.wam.enabled and self.wam.name in names:
             raise ConfigError(f"wam.name '{self.wam.name}' is also a device node's name")
+        keyed = [n.name for n in self.nodes if n.server_key]
+        if keyed and not self.security.client_secret:
+            raise ConfigError(f"nodes {', '.join(keyed)} have server_key but [security] "
+                              "client_secret is empty (create a keypair with 'collector keys')")
 
 
 def sim_config(seed: int = 0, cameras: int = 1, glove_rate_hz: float = 200.0,
