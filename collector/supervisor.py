@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import security
 from .bus import default_endpoint, new_runtime_dir, node_endpoints, request
 from .config import AppConfig, NodeConfig, to_mapping
 
@@ -37,6 +38,8 @@ class Child:
     log_path: Path
     process: subprocess.Popen | None = None
     restarts: int = 0
+    #: Runs on another host: never started, restarted or stopped here.
+    remote: bool = False
 
     def start(self, env: dict[str, str]) -> None:
         log_file = open(self.log_path, "ab")
@@ -78,14 +81,23 @@ class Supervisor:
         # Children must import this checkout's packages however the app was started.
         root = str(Path(__file__).resolve().parent.parent)
         self._env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, self._env.get("PYTHONPATH")]))
+        # Nodes with a server_key are reached over CurveZMQ, from this process and its children.
+        servers = {n.endpoint: n.server_key for n in config.nodes if n.server_key}
+        curve = security.configure_client(config.security.client_secret or None, servers)
+        if curve:
+            self._env[security.CURVE_ENV] = curve
 
     def _node_child(self, node: NodeConfig) -> Child:
         base = node.endpoint or default_endpoint(self.runtime_dir, node.name)
         self.node_bases[node.name] = base
         argv = [sys.executable, "-m", "devices", node.driver, "--name", node.name,
                 "--endpoint", base, "--options", json.dumps(node.options)]
+        if node.server_key and not node.remote:  # a local node that must speak CURVE
+            sec = self.config.security
+            authorized = sec.authorized_keys or str(Path(sec.client_secret).parent)
+            argv += ["--curve-secret", f"{node.server_key}_secret", "--curve-authorized", authorized]
         return Child(node.name, argv, node_endpoints(base).ctl,
-                     Path(self.runtime_dir) / f"{node.name}.log")
+                     Path(self.runtime_dir) / f"{node.name}.log", remote=node.remote)
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Start every node, wait until each answers, then start the recorder."""
@@ -93,7 +105,8 @@ class Supervisor:
             raise StartupError("the config names no device nodes")
         for node in self.config.nodes:
             child = self.nodes[node.name] = self._node_child(node)
-            child.start(self._env)
+            if not child.remote:
+                child.start(self._env)
         for child in self.nodes.values():
             self._wait_ready(child, timeout_s)
         if self.config.wam.enabled:
@@ -133,7 +146,9 @@ class Supervisor:
     def _wait_ready(self, child: Child, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not child.alive:
+            if child.remote:
+                pass  # nothing to watch but the answer
+            elif not child.alive:
                 raise StartupError(f"{child.name} exited with code {child.process.returncode}:\n"
                                    f"{child.log_tail()}")
             try:
@@ -141,6 +156,9 @@ class Supervisor:
                     return
             except TimeoutError:
                 continue
+        if child.remote:
+            raise StartupError(f"remote node {child.name} did not answer at {child.ctl} within "
+                               f"{timeout_s} s (is it running there, with matching keys?)")
         raise StartupError(f"{child.name} did not answer within {timeout_s} s:\n{child.log_tail()}")
 
     def recorder_request(self, cmd: str, timeout_s: float = 30.0, **params: Any) -> dict[str, Any]:
@@ -150,7 +168,9 @@ class Supervisor:
         """Process states (``running``, ``restarted``, ``exited N``); restarts dead nodes."""
         states = {}
         for name, child in self.nodes.items():
-            if child.alive:
+            if child.remote:
+                states[name] = "remote"
+            elif child.alive:
                 states[name] = "running"
             elif self.restart_nodes:
                 log.warning("node %s exited with %s; restarting:\n%s", name,
