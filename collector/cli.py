@@ -7,6 +7,7 @@
     collector info FILE                                       streams, counts, rates, gaps, skew
     collector validate FILE                                   check against the schema (exit 1 if not)
     collector recover FILE|DIR                                complete interrupted episodes
+    collector keys keys/ --name station                       CurveZMQ keypair for remote nodes
     collector config PATH                                     write a starting config file
     collector devices                                         list attached cameras and gloves
 """
@@ -242,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_wam_commands(sub)  # wam train, wam eval, wam info
     from .export.cli import add_commands as add_export_commands
     add_export_commands(sub)  # export robomimic|aloha|lerobot
+    from .security import add_commands as add_security_commands
+    add_security_commands(sub)  # keys
     return parser
 
 
