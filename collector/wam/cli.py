@@ -33,7 +33,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = TrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                            val_fraction=args.val_fraction, val_every=args.val_every,
                            max_minutes=args.minutes, seed=args.seed, device=args.device,
-                           camera=args.camera, action_fields=tuple(args.action_fields.split(",")))
+                           camera=args.camera, action_fields=tuple(args.action_fields.split(",")),
+                           init=args.init)
     try:
         checkpoint = train(args.data, args.out, config, options, say=_say)
     except (DatasetError, ValueError) as exc:
@@ -119,7 +120,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--camera", help="color stream (default: the first)")
     train.add_argument("--action-fields", default="wrist_pos,wrist_quat,grip",
                        help="glove fields that make the action vector")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--init", help="start from this checkpoint (its config and normalizer; "
+                                       "the model-shape options are ignored)")
+    train.add_argument("--seed", type=int, default=0, help="seeds the episode split and sampling")
     train.add_argument("--device", default="auto", help="auto | cpu | cuda")
     train.add_argument("--threads", type=int, default=2, help="CPU threads")
     train.set_defaults(func=cmd_train)

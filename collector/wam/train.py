@@ -43,6 +43,10 @@ class TrainOptions:
     threads: int = 0
     camera: str | None = None
     action_fields: tuple[str, ...] = DEFAULT_ACTION_FIELDS
+    #: Weight of the mean composite mask in the loss: keeps the static scene an exact copy.
+    mask_penalty: float = 0.01
+    #: Start from this checkpoint's weights, config and normalizer (fine-tuning, longer runs).
+    init: str | None = None
 
 
 def pick_device(name: str) -> torch.device:
@@ -64,6 +68,9 @@ def train(data_dir: str | Path, out: str | Path, config: WamConfig | None = None
     """Train on the episodes under ``data_dir`` and write the checkpoint to ``out``."""
     options = options or TrainOptions()
     config = config or WamConfig()
+    start = Checkpoint.load(options.init) if options.init else None
+    if start is not None:
+        config = start.config
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     if options.threads:
@@ -81,7 +88,7 @@ def train(data_dir: str | Path, out: str | Path, config: WamConfig | None = None
     if not train_clips or not val_clips:
         raise ValueError(f"need readable training and held-out episodes under {data_dir}")
     config.action_dim = train_clips[0].actions.shape[1]
-    normalizer = Normalizer.fit(train_clips)
+    normalizer = start.normalizer if start is not None else Normalizer.fit(train_clips)
     train_set = WindowSet(train_clips, config.context, config.horizon, config.dt_s, normalizer)
     val_set = WindowSet(val_clips, config.context, config.horizon, config.dt_s, normalizer)
     if not len(train_set) or not len(val_set):
@@ -91,15 +98,20 @@ def train(data_dir: str | Path, out: str | Path, config: WamConfig | None = None
         f"{len(val_set)} held-out windows")
     val_items = np.linspace(0, len(val_set) - 1, min(options.val_windows, len(val_set))).astype(int)
 
-    model = WorldActionModel(config).to(device)
+    model = (start.build_model() if start is not None else WorldActionModel(config)).to(device)
+    if start is not None:
+        say(f"starting from {options.init} ({start.report.get('steps', '?')} steps)")
     say(f"model: {parameter_count(model) / 1e6:.2f} M parameters on {device}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr,
                                   weight_decay=options.weight_decay)
     warmup = min(200, options.steps // 10 + 1)
     limit_s = options.max_minutes * 60 if options.max_minutes else float("inf")
+    previous_steps = int(start.report.get("steps", 0)) if start is not None else 0
     checkpoint = Checkpoint(config, model.state_dict(), normalizer, tuple(options.action_fields),
                             options.camera, {"train_episodes": [str(p) for p in train_paths],
-                                             "val_episodes": [str(p) for p in val_paths]})
+                                             "val_episodes": [str(p) for p in val_paths],
+                                             "initialized_from": options.init,
+                                             "previous_steps": previous_steps})
     loop_started = time.monotonic()
     recent: list[float] = []
     step = 0
@@ -110,8 +122,9 @@ def train(data_dir: str | Path, out: str | Path, config: WamConfig | None = None
             past, past_a, future, future_a = to_tensors(*train_set.batch(items), config.context, device)
             known = torch.rand(options.batch_size, device=device) >= config.action_mask_p
             steps = torch.randperm(config.horizon, device=device)[:options.decoded_steps]
-            pred, pred_a, _ = model(past, past_a, future_a, known, steps)
-            loss = frame_loss(pred, future[:, steps], past[:, -1]) + 0.1 * action_loss(pred_a, future_a)
+            pred, pred_a, masks = model(past, past_a, future_a, known, steps)
+            loss = (frame_loss(pred, future[:, steps], past[:, -1]) + 0.1 * action_loss(pred_a, future_a)
+                    + options.mask_penalty * masks.mean())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -89,9 +89,17 @@ def test_train_then_eval_on_held_out_episodes(episodes, tmp_path, capsys):
             assert len(values) == 4 and np.all(np.isfinite(values))
     gap = np.array(report["frames"]["psnr"][MODEL_TRUE]) - report["frames"]["psnr"][MODEL_SHUFFLED]
     assert np.allclose(gap, report["shuffle_gap_db"]["psnr"])
-    # Copy-last gets worse as the hand moves further from where it was.
-    copy_last = report["frames"]["moving_psnr"][COPY_LAST]
-    assert copy_last[0] > copy_last[-1]
+    # Copy-last scores the last frame itself: PSNR of frames that differ only by motion and noise.
+    assert all(20 < v < 60 for v in report["frames"]["psnr"][COPY_LAST])
+
+    # The CLI continues training from a checkpoint, keeping its shape and action normalization.
+    again = tmp_path / "again.pt"
+    assert main(["wam", "train", str(episodes), "--out", str(again), "--init", str(ckpt),
+                 "--steps", "2", "--val-every", "1", "--batch-size", "2", "--val-fraction", "0.5"]) == 0
+    continued = Checkpoint.load(again)
+    assert continued.config == loaded.config and continued.report["previous_steps"] == 4
+    assert np.array_equal(continued.normalizer.mean, loaded.normalizer.mean)
+    capsys.readouterr()
 
     # The CLI skips the training episode and prints the table for the held-out one.
     assert main(["wam", "eval", str(ckpt), str(episodes), "--max-windows", "8"]) == 0
