@@ -38,6 +38,7 @@ import zmq
 
 from . import __version__, protocol
 from .bus import Subscriber, fetch_describe, node_endpoints
+from .clocksync import ClockEstimator, Pinger
 from .config import RecordingConfig, from_mapping, to_mapping
 from .episode import EpisodeWriter
 from .health import StreamHealth, percentiles
@@ -49,6 +50,8 @@ log = logging.getLogger("collector.recorder")
 
 #: The writer queue holds at most this many bytes of samples before it counts overflows.
 QUEUE_LIMIT_BYTES = 2 * 1024**3
+#: Seconds between clock exchanges with each tcp:// node (collector.clocksync).
+CLOCK_INTERVAL_S = 1.0
 
 
 class DiskFullError(OSError):
@@ -87,10 +90,20 @@ class Recorder:
         self._subscriber = Subscriber([ep.data for ep in self.endpoints.values()], context=self.context,
                                       counters=StreamHealth)
         self.health: dict[str, StreamHealth] = self._subscriber.tracker.streams
+        # Nodes on tcp:// may run on another host with its own clock: estimate offset and drift
+        # before the first sample, keep estimating, and map their timestamps onto ours.
+        self.clocks = {name: ClockEstimator() for name, ep in self.endpoints.items()
+                       if ep.ctl.startswith("tcp://")}
+        self._pingers = {name: Pinger(self.endpoints[name].ctl, self.context) for name in self.clocks}
+        for name in self.clocks:
+            self._sync_clock(name)
+        self._clock_thread = threading.Thread(target=self._clock_loop, name="clocks", daemon=True)
         self._receiver = threading.Thread(target=self._receive_loop, name="receiver", daemon=True)
         self._writer_thread = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         self._receiver.start()
         self._writer_thread.start()
+        if self.clocks:
+            self._clock_thread.start()
 
     def _learn(self, describe: Describe) -> None:
         for data in describe.streams:
@@ -109,6 +122,8 @@ class Recorder:
             if isinstance(message, Sample):
                 self._on_sample(message, t_recv, sub.last_anomaly)
             elif isinstance(message, Event):
+                if message.node in self.clocks:
+                    message.t_host_ns = self.clocks[message.node].to_local(message.t_host_ns)
                 self.node_state[message.node] = message.kind if message.kind in (
                     "connected", "disconnected", "stalled", "error") else "connected"
                 if self._recording:
@@ -123,6 +138,9 @@ class Recorder:
         sub.close()
 
     def _on_sample(self, sample: Sample, t_recv: int, anomaly: tuple[str, int] | None) -> None:
+        clock = self.clocks.get(sample.node)
+        if clock is not None:
+            sample.t_host_ns = clock.to_local(sample.t_host_ns)
         h = self.health[sample.stream]  # created and seq-counted by the subscriber's tracker
         h.recent.append(t_recv)
         h.latency_ms = (t_recv - sample.t_host_ns) / 1e6
@@ -150,6 +168,26 @@ class Recorder:
         with self._lock:
             self._queued_bytes += size
         self._queue.put((item, size))
+
+    # ---- clock thread ----------------------------------------------------------------------
+    def _sync_clock(self, node: str) -> None:
+        exchange = self._pingers[node].best_of(8)
+        if exchange is None:
+            log.warning("node %s did not answer the clock exchange", node)
+            return
+        estimate = self.clocks[node].add(*exchange)
+        if self._recording:
+            self._put(("event", exchange[2], "clock", "", {"node": node, **estimate.to_dict()}), 0)
+
+    def _clock_loop(self) -> None:
+        while not self._stop.wait(CLOCK_INTERVAL_S):
+            for node in self.clocks:
+                try:
+                    self._sync_clock(node)
+                except Exception as exc:  # a clock exchange must never stop the recording
+                    log.warning("clock exchange with %s failed: %s", node, exc)
+        for pinger in self._pingers.values():
+            pinger.close()
 
     # ---- writer thread ---------------------------------------------------------------------
     def _write_loop(self) -> None:
@@ -312,6 +350,10 @@ class Recorder:
         self._episode_streams = set(streams)
         self._episode_overflow: dict[str, int] = {}
         self._recording = True
+        for node, clock in self.clocks.items():  # every episode holds the estimate it started with
+            if clock.estimate is not None:
+                self._put(("event", protocol.now_ns(), "clock", "",
+                           {"node": node, **clock.estimate.to_dict()}), 0)
         log.info("recording %s", path)
         return {"ok": True, "path": str(path), "uuid": uuid}
 
@@ -368,6 +410,7 @@ class Recorder:
                 "queued_mb": self._queued_bytes / 2**20, "error": self.error,
                 "disk_latency_ms": percentiles(self.disk_latency_ms),
                 "flush_ms": percentiles(self.flush_ms),
+                "clocks": {n: c.estimate.to_dict() for n, c in self.clocks.items() if c.estimate},
                 "last_path": str(self._last_path) if self._last_path else None}
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -395,6 +438,8 @@ class Recorder:
         self._writer_thread.join(30)
         self._stop.set()
         self._receiver.join(5)
+        if self._clock_thread.is_alive():
+            self._clock_thread.join(5)
 
 
 def _existing_parent(path: Path) -> Path:
