@@ -47,7 +47,7 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg"):]
 
 
-def _outcome_bars(groups: dict[str, GroupStats], title: str, hours: bool) -> str:
+def _outcome_bars(groups: dict[str, GroupStats], title: str, hours: bool, scale: float = 1.0) -> str:
     import matplotlib.pyplot as plt
 
     names = list(groups)
@@ -55,16 +55,16 @@ def _outcome_bars(groups: dict[str, GroupStats], title: str, hours: bool) -> str
     left = [0.0] * len(names)
     for outcome in ("success", "failure", "unknown"):
         if hours:
-            values = [groups[n].seconds / 3600 * getattr(groups[n], outcome) /
+            values = [scale * groups[n].seconds / 3600 * getattr(groups[n], outcome) /
                       max(1, groups[n].episodes - groups[n].damaged) for n in names]
         else:
             values = [getattr(groups[n], outcome) for n in names]
         ax.barh(names, values, left=left, color=_COLORS[outcome], label=outcome)
         left = [a + b for a, b in zip(left, values)]
-    ax.set_title(title, fontsize=11, loc="left")
+    ax.set_title(title, fontsize=11, loc="left", pad=22)
     ax.invert_yaxis()
     ax.spines[["top", "right"]].set_visible(False)
-    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    ax.legend(frameon=False, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3)
     text = _svg(fig)
     plt.close(fig)
     return text
@@ -107,6 +107,8 @@ def write_html_report(catalog: Any, out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
+    # Text as text (not glyph paths): smaller, selectable, and no id clashes between inline SVGs.
+    matplotlib.rcParams["svg.fonttype"] = "none"
     summaries = catalog.summaries
     board = build_dashboard(summaries)
     t = board.total
@@ -116,11 +118,15 @@ def write_html_report(catalog: Any, out: Path) -> Path:
              (f"{t.flagged_share:.0%}", "flagged"), (f"{t.damaged}", "damaged files"),
              (f"{t.bytes / 1e9:.2f} GB", "on disk")]
     plots = []
+    # Small datasets read better in minutes than in thousandths of an hour.
+    scale, unit = (1.0, "hours") if t.hours >= 1 else (60.0, "minutes")
     if board.by_task:
-        plots.append(_outcome_bars(board.by_task, "Hours per task, by outcome", hours=True))
+        plots.append(_outcome_bars(board.by_task, f"Recorded {unit} per task, by outcome", hours=True,
+                                   scale=scale))
         plots.append(_outcome_bars(board.by_operator, "Episodes per operator, by outcome", hours=False))
         days = list(board.by_day)
-        plots.append(_simple_bars(days, [board.by_day[d].hours for d in days], "Hours per day", "#3d7bd9"))
+        plots.append(_simple_bars(days, [scale * board.by_day[d].hours for d in days],
+                                  f"Recorded {unit} per day", "#3d7bd9"))
         plots.append(_duration_histogram([s.duration_s for s in summaries if s.ok]))
     if board.flag_counts:
         plots.append(_simple_bars(list(board.flag_counts), list(board.flag_counts.values()),
