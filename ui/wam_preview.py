@@ -18,8 +18,9 @@ from . import theme
 
 #: Horizons (s) shown in the strip.
 STRIP_HORIZONS = (0.25, 0.5, 1.0, 1.5, 2.0)
-#: Pixel size of each predicted frame in the strip.
-TILE_PX = 96
+#: Size of each predicted frame in the strip: the model's square frames shown back at the
+#: cameras' usual 4:3.
+TILE_SIZE = (112, 84)
 #: Seconds of surprise trace drawn.
 TRACE_WINDOW_S = 30.0
 
@@ -51,12 +52,12 @@ def draw_hand_trajectory(image: np.ndarray, hand_uv: np.ndarray, *, color=(76, 1
     return cv2.addWeighted(overlay, 0.85, out, 0.15, 0)
 
 
-def _pixmap(rgb: np.ndarray, size: int) -> QtGui.QPixmap:
+def _pixmap(rgb: np.ndarray, size: tuple[int, int]) -> QtGui.QPixmap:
     rgb = np.ascontiguousarray(rgb)
     image = QtGui.QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0],
                          QtGui.QImage.Format.Format_RGB888)
     return QtGui.QPixmap.fromImage(image.copy()).scaled(
-        size, size, QtCore.Qt.AspectRatioMode.IgnoreAspectRatio,
+        size[0], size[1], QtCore.Qt.AspectRatioMode.IgnoreAspectRatio,
         QtCore.Qt.TransformationMode.SmoothTransformation)
 
 
@@ -90,7 +91,7 @@ class QtWamPreview(QtWidgets.QFrame):
         for h in STRIP_HORIZONS:
             column = QtWidgets.QVBoxLayout()
             tile = QtWidgets.QLabel()
-            tile.setFixedSize(TILE_PX, TILE_PX)
+            tile.setFixedSize(*TILE_SIZE)
             tile.setStyleSheet(f"border: 1px solid {theme.BORDER}; background: {theme.PANEL_RAISED};")
             caption = QtWidgets.QLabel(f"+{h:g} s")
             caption.setObjectName("dim")
@@ -135,7 +136,7 @@ class QtWamPreview(QtWidgets.QFrame):
             self.strip.show()
             for (h, frame), tile, caption in zip(state.prediction.frames_at(STRIP_HORIZONS),
                                                  self.tiles, self.tile_captions):
-                tile.setPixmap(_pixmap(frame, TILE_PX))
+                tile.setPixmap(_pixmap(frame, TILE_SIZE))
                 caption.setText(f"+{h:g} s")
             level = "ok" if state.health == "ok" else "warn"
             self.age_label.setText(f"{theme.dot(level)} {state.age_s * 1000:.0f} ms old"
