@@ -214,6 +214,9 @@ class QtReviewWidget(QtWidgets.QWidget):
         self.scanned.emit(summaries)
         if selected:
             self.select_path(selected)
+        elif summaries and self.proxy.rowCount():
+            self.table.selectRow(0)  # something to look at right away
+        self.table.setFocus()  # keys (Space, arrows, S/F/U) act at once
 
     def _filter(self, **values) -> None:
         self.proxy.set_filter(**values)
