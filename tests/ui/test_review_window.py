@@ -58,6 +58,8 @@ def test_table_lists_sorts_filters_and_shows_damaged_files(window, qtbot):
     half_row = shown_names(review).index("half.h5")
     assert review.proxy.index(half_row, COLUMN["Outcome"]).data() == "damaged"
     assert "truncated" in review.proxy.index(half_row, COLUMN["Quality"]).data(QtCore.Qt.ToolTipRole)
+    clean_row = shown_names(review).index("clean.h5")
+    assert "<img src=" in review.proxy.index(clean_row, COLUMN["File"]).data(QtCore.Qt.ToolTipRole)
     review.table.sortByColumn(COLUMN["Duration"], QtCore.Qt.AscendingOrder)
     assert shown_names(review) == ["half.h5", "wipe.h5", "clean.h5", "faulty.h5"]
     qtbot.keyClicks(review.search, "bo pick")
@@ -84,6 +86,11 @@ def test_player_shows_frames_follows_with_the_cursor_and_jumps(window, qtbot):
     assert len(player.cursors) == 4  # wrist, fingers, grip, surprise
     player.seek_time(2.5)
     assert abs(player.time_s - 2.5) < 0.02 and all(abs(c.value() - player.time_s) < 1e-9 for c in player.cursors)
+    view = player.rows[0]["plot"].vb
+    target = view.mapViewToScene(QtCore.QPointF(1.0, view.viewRange()[1][0] + 0.01))
+    click = player.plots.mapFromScene(target)
+    qtbot.mouseClick(player.plots.viewport(), QtCore.Qt.LeftButton, pos=click)
+    assert abs(player.time_s - 1.0) < 0.05  # a click in a plot moves the video there
     player.seek_step(0)
     player.jump_kind.setCurrentText("Gaps")
     mark = player.jump(1)

@@ -105,6 +105,7 @@ class QtEpisodePlayer(QtWidgets.QWidget):
         self.cameras = QtCameraViews()
         self.plots = pg.GraphicsLayoutWidget()
         self.plots.setMinimumHeight(160)
+        self.plots.scene().sigMouseClicked.connect(self._on_plot_click)
         split.addWidget(self.cameras)
         split.addWidget(self.plots)
         split.setSizes([520, 420])
@@ -252,6 +253,16 @@ class QtEpisodePlayer(QtWidgets.QWidget):
             self.trim_regions.append(region)
         if not layout:
             self.plots.addLabel("no glove or state streams in this episode", color=theme.TEXT_DIM)
+
+    def _on_plot_click(self, event) -> None:
+        """A left click inside a plot moves the cursor (and the video) there."""
+        if event.button() != QtCore.Qt.LeftButton or self.playback is None:
+            return
+        for row in self.rows:
+            view = row["plot"].vb
+            if view.sceneBoundingRect().contains(event.scenePos()):
+                self.seek_time(view.mapSceneToView(event.scenePos()).x())
+                return
 
     def show_trim(self, trim: list[float] | None) -> None:
         for region in self.trim_regions:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from datetime import datetime
 from typing import Any, Callable
 
@@ -53,6 +54,8 @@ class EpisodeTableModel(QtCore.QAbstractTableModel):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.summaries: list[EpisodeSummary] = []
+        #: Folder of the catalog's thumbnails (shown in the file column's tooltip), or None.
+        self.thumbnail_folder = None
 
     def set_summaries(self, summaries: list[EpisodeSummary]) -> None:
         self.beginResetModel()
@@ -110,8 +113,11 @@ class EpisodeTableModel(QtCore.QAbstractTableModel):
                 return f"{s.path}\n{s.error}"
             if name == "Quality" and s.flags:
                 return "\n".join(f"{f}: {FLAGS.get(f, f)}" for f in s.flags)
-            if name == "File":
-                return s.path + (f"\n\n{s.notes}" if s.notes else "")
+            if name in ("File", "Started", "Task"):
+                thumb = self.thumbnail_folder / s.thumbnail if self.thumbnail_folder and s.thumbnail else None
+                image = f"<img src='{html.escape(str(thumb))}'><br>" if thumb and thumb.exists() else ""
+                notes = f"<br><i>{html.escape(s.notes)}</i>" if s.notes else ""
+                return f"{image}{html.escape(s.path)}{notes}"
         if role == QtCore.Qt.TextAlignmentRole and name in ("Duration", "Size"):
             return int(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
         return None

@@ -163,6 +163,7 @@ class QtReviewWidget(QtWidgets.QWidget):
     def open_folder(self, root: str | Path) -> None:
         """List ``root`` (in the background); the table fills when the scan is done."""
         self.catalog = EpisodeCatalog(root)
+        self.model.thumbnail_folder = self.catalog.thumbnail_folder
         self.folder_label.setText(str(Path(root).resolve()))
         self.rescan()
 
