@@ -109,7 +109,7 @@ class QtReviewWidget(QtWidgets.QWidget):
         self.detail_tabs.addTab(self.curation, "Curate")
         self.detail_tabs.addTab(self.quality, "Quality report")
         left.addWidget(self.detail_tabs)
-        left.setSizes([560, 330])
+        left.setSizes([480, 420])
         episodes.addWidget(left)
         self.player = QtEpisodePlayer()
         episodes.addWidget(self.player)
