@@ -14,6 +14,10 @@ from .. import theme
 OUTCOME_ORDER = ("success", "failure", "unknown")
 
 
+def _duration_text(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
 def _bar_plot(title: str) -> pg.PlotWidget:
     plot = pg.PlotWidget()
     plot.setMouseEnabled(False, False)
@@ -21,6 +25,7 @@ def _bar_plot(title: str) -> pg.PlotWidget:
     plot.showGrid(y=True, alpha=0.15)
     plot.setTitle(title, color=theme.TEXT, size="10pt")
     plot.setMinimumHeight(200)
+    plot.getAxis("left").enableAutoSIPrefix(False)  # "minutes (x0.001)" reads badly
     return plot
 
 
@@ -34,8 +39,8 @@ class QtDashboard(QtWidgets.QWidget):
         layout.setContentsMargins(10, 10, 10, 10)
         cards = QtWidgets.QHBoxLayout()
         self.cards: dict[str, QtWidgets.QLabel] = {}
-        for key, caption in (("episodes", "episodes"), ("hours", "hours recorded"),
-                             ("kept", "hours after trims"), ("success", "success rate"),
+        for key, caption in (("episodes", "episodes"), ("hours", "recorded"),
+                             ("kept", "after trims"), ("success", "success rate"),
                              ("flagged", "flagged"), ("damaged", "damaged files"), ("size", "on disk")):
             frame = QtWidgets.QFrame()
             frame.setObjectName("panel")
@@ -65,8 +70,8 @@ class QtDashboard(QtWidgets.QWidget):
     def show_summaries(self, summaries) -> None:
         board = self.board = build_dashboard(summaries)
         t = board.total
-        values = {"episodes": f"{t.episodes}", "hours": f"{t.hours:.2f}",
-                  "kept": f"{t.kept_seconds / 3600:.2f}",
+        values = {"episodes": f"{t.episodes}", "hours": _duration_text(t.seconds),
+                  "kept": _duration_text(t.kept_seconds),
                   "success": "–" if t.success_rate is None else f"{t.success_rate:.0%}",
                   "flagged": f"{t.flagged_share:.0%}", "damaged": f"{t.damaged}",
                   "size": f"{t.bytes / 1e9:.2f} GB"}
