@@ -76,6 +76,14 @@ def test_record_tag_discard_with_hotkeys(window_factory, small_sim_config, wait_
     qtbot.waitUntil(lambda: episode_files(tmp_path) == [first], timeout=20_000)
     assert model.episodes_recorded == 1
 
+    # The Review tab lists what was recorded, with its outcome; collect keys rest meanwhile.
+    window.tabs.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: window.review is not None and window.review.table.model().rowCount() == 1,
+                    timeout=20_000)
+    assert not any(s.isEnabled() for s in window._shortcut_objects)
+    window.tabs.setCurrentIndex(0)
+    assert all(s.isEnabled() for s in window._shortcut_objects)
+
 
 def test_health_strip_turns_red_on_stalled_camera(window_factory, small_sim_config, wait_state, qtbot, tmp_path):
     config = small_sim_config(tmp_path, stall_at_s=2.0, stall_s=30.0)

@@ -107,7 +107,14 @@ class QtCollectWindow(QtWidgets.QMainWindow):
 
         self.health_strip = QtHealthStrip()
         root.addWidget(self.health_strip)
-        self.setCentralWidget(central)
+        # Collect and Review side by side: a lab manager can check episodes at the station.
+        self.tabs = QtWidgets.QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(central, "Collect")
+        self.tabs.addTab(QtWidgets.QWidget(), "Review")
+        self.tabs.currentChanged.connect(self._on_tab)
+        self.review = None
+        self.setCentralWidget(self.tabs)
         self.statusBar().showMessage("Starting devices…  Space record/stop · Backspace discard · "
                                      "S success · F failure · Esc skip reset · Ctrl+, settings")
         self._show_prompt()
@@ -133,6 +140,27 @@ class QtCollectWindow(QtWidgets.QMainWindow):
     def _if_ready(self, action) -> None:
         if self.model.opened:
             action()
+
+    def _on_tab(self, index: int) -> None:
+        collecting = index == 0
+        # The review tab has keys of its own (S, F, Space...): collect keys act on the collect tab only.
+        for shortcut in self._shortcut_objects:
+            shortcut.setEnabled(collecting)
+        if collecting:
+            return
+        folder = str(self.model.config.recording.output)
+        if self.review is None:
+            from ..review.window import QtReviewWidget
+
+            self.review = QtReviewWidget(folder)
+            self.review.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+            self.tabs.blockSignals(True)
+            self.tabs.removeTab(1)
+            self.tabs.insertTab(1, self.review, "Review")
+            self.tabs.setCurrentIndex(1)
+            self.tabs.blockSignals(False)
+        else:
+            self.review.open_folder(folder)  # episodes recorded since are listed too
 
     def _mark(self, outcome: str) -> None:
         if self.model.last_episode is not None and self.model.state != "recording":
@@ -233,6 +261,8 @@ class QtCollectWindow(QtWidgets.QMainWindow):
                 self.statusBar().showMessage("Finishing the episode…")
                 QtWidgets.QApplication.processEvents()
             self.events.detach()
+            if self.review is not None:
+                self.review.close()
             self.model.close()
             self.cues.close()
         super().closeEvent(event)
