@@ -7,8 +7,8 @@ Design (about 3M parameters at 64x64, K = 16; see ``docs/wam.md``):
 * a small transformer reads interleaved past (latent, action) tokens and K query tokens, each
   carrying its future action or a learned "unknown" token, and predicts residual latents (added
   to the last frame's latent) and residual actions (added to the last action);
-* the decoder turns each future latent into RGB plus a mask and composites it onto the last frame,
-  which makes "nothing moves" the easy default and spends capacity on what moves.
+* the decoder turns each future latent into a colour change plus a mask and composites it onto
+  the last frame, which makes "nothing moves" the easy default and spends capacity on what moves.
 
 Future actions are masked at random in training, so one model serves the live preview ("predict
 frames and actions") and the action-conditioned use ("predict frames given these actions").
@@ -99,7 +99,7 @@ class FrameDecoder(nn.Module):
             self.ups.append(nn.Sequential(nn.ConvTranspose2d(w[i], c_out, 4, stride=2, padding=1),
                                           nn.GELU()))
         self.head = nn.Conv2d(16 + 3, 4, 3, padding=1)
-        # Start as "copy the last frame": mask near 0.
+        # Start as "copy the last frame": no change, mask near 0.
         nn.init.zeros_(self.head.weight)
         with torch.no_grad():
             self.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, -3.0]))
@@ -111,8 +111,10 @@ class FrameDecoder(nn.Module):
         for up, skip in zip(self.ups, reversed(skips)):
             x = up(x + skip)
         out = self.head(torch.cat([x, last * 2 - 1], dim=1))
-        rgb, mask = torch.sigmoid(out[:, :3]), torch.sigmoid(out[:, 3:])
-        return mask * rgb + (1 - mask) * last, mask
+        mask = torch.sigmoid(out[:, 3:])
+        # mask * (last + change) + (1 - mask) * last: where the model is unsure of a change, both
+        # factors are small, so a still scene stays an exact copy instead of a blur.
+        return (last + mask * torch.tanh(out[:, :3])).clamp(0, 1), mask
 
 
 class WorldActionModel(nn.Module):
