@@ -40,9 +40,8 @@ ACTION_METHODS = (MODEL_PREVIEW, HOLD_LAST, LINEAR)
 
 @dataclass
 class _Sums:
-    """Running sums per method and horizon."""
+    """Running sums per (metric, method), each a (K,) tensor over horizons."""
 
-    horizon: int
     values: dict = field(default_factory=dict)
 
     def add(self, key: tuple, per_step: torch.Tensor) -> None:
@@ -79,7 +78,7 @@ def evaluate(checkpoint_path: str | Path, data: str | Path | Sequence[str | Path
     donors = np.array([_donor(rng, clip_ids, clip_ids[i]) for i in items])
 
     k = config.horizon
-    sums = _Sums(k)
+    sums = _Sums()
     n = 0
     with torch.no_grad():
         for start in range(0, len(items), batch_size):

@@ -18,6 +18,7 @@ from collector.wam import preview as preview_module
 from collector.wam.checkpoint import Predictor
 from collector.wam.node import InferenceNode
 from collector.wam.preview import WamPreview
+from collector.wam.surprise import surprise_summary
 
 from test_wam import tiny_checkpoint  # tests/collector is on sys.path (pytest rootdir mode)
 
@@ -120,6 +121,9 @@ def test_supervisor_starts_the_node_and_the_episode_records_its_surprise(tmp_pat
         assert scores.shape == (episode.count("wam/surprise"),) and np.all(scores >= 0)
         # Each compared camera frame is scored once, in order.
         assert np.all(np.diff(episode.frames("wam/surprise", "frame_seq")) > 0)
+        summary = surprise_summary(episode)
+        assert summary["stream"] == "wam/surprise" and summary["count"] == episode.count("wam/surprise")
+        assert summary["max"] == pytest.approx(scores.max()) and 0 <= summary["peak_t_s"] < 10
 
 
 def test_a_broken_checkpoint_costs_only_the_preview(tmp_path):
@@ -136,3 +140,4 @@ def test_a_broken_checkpoint_costs_only_the_preview(tmp_path):
         result = session.stop_episode()
     with open_episode(result["path"]) as episode:
         assert "wam/surprise" not in episode.streams and episode.count("cam0/color") > 5
+        assert surprise_summary(episode) is None
