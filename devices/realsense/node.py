@@ -202,19 +202,18 @@ class RealSenseCamera(Device):
     def connect(self) -> None:
         rs, c = self.rs, self.config
         self.close()
-        if c.from_file is not None:
-            if not Path(c.from_file).is_file():
-                raise DeviceError(f"{self.name}: recording {c.from_file} does not exist")
-        elif (c.serial or self._info.get("serial")) not in attached_serials():
+        if c.from_file is not None and not Path(c.from_file).is_file():
+            raise DeviceError(f"{self.name}: recording {c.from_file} does not exist")
+        plans = self._probe()  # the first time: finds the camera or says why not
+        serial = c.serial or self._info.get("serial", "")
+        if c.from_file is None and serial not in attached_serials():
             # Checked first: rs.pipeline().start() waits 15 s for a camera that is not there.
-            raise DeviceError(f"{self.name}: camera {c.serial or self._info.get('serial')} is "
-                              "not attached")
-        plans = self._probe()
+            raise DeviceError(f"{self.name}: camera {serial} is not attached")
         config = rs.config()
         if c.from_file is not None:
             config.enable_device_from_file(str(c.from_file), repeat_playback=c.loop)
         else:
-            config.enable_device(c.serial or self._info["serial"])
+            config.enable_device(serial)
         for plan in plans.values():
             config.enable_stream(plan.stream, plan.width, plan.height, plan.format, plan.fps)
         pipeline = rs.pipeline()
