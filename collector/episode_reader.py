@@ -40,7 +40,10 @@ def _reads_file(method):
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except _DAMAGE as exc:
+        except (*_DAMAGE, KeyError) as exc:
+            # h5py's KeyError for a damaged link reads "Unable to ..."; ours name the stream.
+            if isinstance(exc, KeyError) and "Unable to" not in str(exc):
+                raise
             raise EpisodeError(f"{self.path}: unreadable, truncated or corrupt episode "
                                f"({type(exc).__name__}: {exc})") from None
     return wrapper
@@ -139,7 +142,11 @@ class Episode:
         blob = data[lo:hi] if hi - lo <= 2 * needed + (1 << 20) else None
         for k, i in enumerate(positions):
             a, b = int(bounds[i]), int(bounds[i + 1])
-            out[k] = decode_jpeg(blob[a - lo:b - lo] if blob is not None else data[a:b])
+            frame = decode_jpeg(blob[a - lo:b - lo] if blob is not None else data[a:b])
+            if frame.shape != tuple(shape):
+                raise CodecError(f"'{stream}' '{field}' frame {i} decodes to {frame.shape}, "
+                                 f"the spec says {tuple(shape)}")
+            out[k] = frame
         return out
 
     @_reads_file
