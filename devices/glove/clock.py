@@ -27,6 +27,7 @@ class OnlineClockMap:
 
     def __init__(self, latency_ns: int = 0) -> None:
         self.latency_ns = int(latency_ns)
+        self._last_out = -(2 ** 62)  # host time only moves forward, even across resets
         self.reset()
 
     def reset(self) -> None:
@@ -57,8 +58,11 @@ class OnlineClockMap:
         if not self._fitted and diff < self.offset_ns:
             self.offset_ns = diff  # until the first fit: the running minimum
         mapped = device_ns + self.offset_ns + round(self.drift * (device_ns - self._ref_dev))
-        # Never later than the bytes arrived: a sample cannot be captured after it was read.
-        return min(mapped, rx_ns) - self.latency_ns
+        # Never later than the bytes arrived (a sample cannot be captured after it was read), and
+        # never earlier than the previous sample: a refit may move the offset down a little.
+        out = max(min(mapped, rx_ns) - self.latency_ns, self._last_out)
+        self._last_out = out
+        return out
 
     def _close_bin(self) -> None:
         self._bins.append((self._bin_start, self._bin_min))

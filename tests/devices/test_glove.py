@@ -60,7 +60,8 @@ def test_1khz_for_10s_loses_nothing(link):
             assert r.fields[f.name].dtype.str == f.dtype and r.fields[f.name].shape == f.shape
     host = np.array([r.t_host_ns for r in readings])
     rx = np.array([int(r.fields["t_rx_ns"]) for r in readings])
-    assert np.all(np.diff(host[1000:]) > 0) and np.all(host <= rx)
+    assert np.all(np.diff(host) >= 0) and np.all(host <= rx)
+    assert (np.diff(host[1000:]) > 0).mean() > 0.99  # once fitted: the glove's even ticks
     # Mapped host time is the capture time: the world at that instant is what the glove sent.
     world = World(seed=4)
     for r in readings[2000::1500]:

@@ -156,15 +156,17 @@ def test_clock_map_finds_offset_and_drift_under_jitter():
     rng = np.random.default_rng(0)
     offset, drift_ppm = 1_700_000_000_000_000_000, 80.0
     clock = OnlineClockMap()
-    errors = []
+    errors, outputs = [], []
     for i in range(30_000):  # 30 s at 1 kHz
         device = i * 1_000_000
         true_host = offset + round(device * (1 + drift_ppm * 1e-6))
         rx = true_host + 300_000 + int(rng.exponential(2_000_000))  # >= 0.3 ms, long tail
         mapped = clock.map(device, rx)
+        outputs.append(mapped)
         if i > 5000:
             errors.append(mapped - true_host)
     errors = np.array(errors)
+    assert np.all(np.diff(outputs) >= 0)  # refits never move time backwards
     assert abs(clock.drift_ppm - drift_ppm) < 5
     # Mapped time = true time + the minimum delay (0.3 ms), within tens of microseconds.
     assert np.percentile(np.abs(errors - 300_000), 99) < 60_000
