@@ -106,7 +106,9 @@ def train(data_dir: str | Path, out: str | Path, config: WamConfig | None = None
                                   weight_decay=options.weight_decay)
     warmup = min(200, options.steps // 10 + 1)
     limit_s = options.max_minutes * 60 if options.max_minutes else float("inf")
-    previous_steps = int(start.report.get("steps", 0)) if start is not None else 0
+    # Steps of every earlier run this one continues (the chain of --init checkpoints).
+    previous_steps = (int(start.report.get("steps", 0)) + int(start.report.get("previous_steps", 0))
+                      if start is not None else 0)
     checkpoint = Checkpoint(config, model.state_dict(), normalizer, tuple(options.action_fields),
                             options.camera, {"train_episodes": [str(p) for p in train_paths],
                                              "val_episodes": [str(p) for p in val_paths],
