@@ -364,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-hz", type=float, default=8.0)
     parser.add_argument("--camera", help="color stream to predict (default: the checkpoint's, "
                                          "else the first)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    # One thread by default: on a small machine busy with capture, two OpenMP threads wait on
+    # each other at every op (measured 5x slower, benchmarks/wam.py --threads 1 vs 2 under load).
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--nice", type=int, default=10, help="lower CPU priority than capture")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
