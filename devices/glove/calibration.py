@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_DIR = "~/.config/collector/gloves"
-#: Joints whose open and fist readings differ by less than this are not normalised (NaN).
+#: Joints whose open and fist readings differ by less than this are not normalised (0).
 MIN_RANGE = 1e-3
 
 
@@ -48,11 +48,13 @@ class Calibration:
                                    "values")
 
     def closure(self, joints: np.ndarray) -> np.ndarray:
-        """Per joint 0 (open) .. 1 (fist), clipped; NaN for joints that did not move."""
+        """Per joint 0 (open) .. 1 (fist), clipped; 0 for joints that did not move while
+        calibrating (no NaN: training code takes these values as they are)."""
         lo = np.asarray(self.open, np.float32)
         span = np.asarray(self.fist, np.float32) - lo
-        safe = np.where(np.abs(span) < MIN_RANGE, np.nan, span)
-        return np.clip((np.asarray(joints, np.float32) - lo) / safe, 0.0, 1.0).astype(np.float32)
+        moved = np.abs(span) >= MIN_RANGE
+        closure = (np.asarray(joints, np.float32) - lo) / np.where(moved, span, 1.0)
+        return np.where(moved, np.clip(closure, 0.0, 1.0), 0.0).astype(np.float32)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -76,6 +76,9 @@ class OnlineClockMap:
         x = (dev - ref) / 1e9
         if len(self._bins) >= MIN_BINS_FOR_DRIFT:
             slope, intercept = np.polyfit(x, low, 1)
+            # Least squares runs through the middle of the minima; lower it onto the lowest
+            # one so that it is an envelope and mapped times rarely hit the read-time cap.
+            intercept += float(np.min(low - (intercept + slope * x)))
         else:
             slope, intercept = 0.0, float(low.min())
         self._ref_dev = ref

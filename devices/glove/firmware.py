@@ -72,8 +72,11 @@ class FirmwareOptions:
     mode: str = "binary"           # binary | csv
     baud: int = 921600
     drift_ppm: float = 0.0
-    #: The firmware's send buffer: ~200 ms at 1 kHz rides out a host that is busy elsewhere.
-    tx_buffer: int = 32768
+    #: The send buffer in bytes (0: one second of output). A real glove's is smaller, but the
+    #: USB host stack (ACM read URBs, a 64 KB tty flip buffer) holds more than a pty's ~20 KB,
+    #: and on a loaded machine the simulator itself may be descheduled and then write a late
+    #: burst: neither should look like the glove losing data.
+    tx_buffer: int = 0
 
 
 class Firmware:
@@ -85,7 +88,8 @@ class Firmware:
         self.layout = layout_for(options.num_joints, options.rate_hz, options.hand,
                                  f"SIMFW-{options.seed}-{options.hand}")
         self.period_ns = 1e9 / options.rate_hz
-        self.master = self.slave = -1
+        self.master = -1
+        self.tty = ""
         self._boot()
         self.baud = options.baud
         self._garbage = np.random.default_rng([options.seed, 99])
@@ -98,6 +102,8 @@ class Firmware:
         self._next_baud_check = 0.0
         self.written = self.dropped = 0
         self._tx = bytearray()
+        frame_bytes = len(wire.encode_packet(wire.SAMPLE, 0, 0, bytes(self.layout.payload_size)))
+        self.tx_buffer = options.tx_buffer or max(32768, round(options.rate_hz * frame_bytes))
         self._requests = wire.GloveFrameParser(opened_mid_stream=False)
 
     def _boot(self) -> None:
@@ -107,22 +113,26 @@ class Firmware:
     # -- the pty ----------------------------------------------------------------------------------
 
     def plug(self) -> None:
-        self.master, self.slave = os.openpty()
-        # Raw before anything is written, or early bytes echo back to us.
-        tty.setraw(self.slave)
+        self.master, slave = os.openpty()
+        # Raw before anything is written, or early bytes echo back to us. Then let go of the
+        # slave: the master sees POLLHUP while no host has the port open, which serves as DTR.
+        tty.setraw(slave)
+        self.tty = os.ttyname(slave)
+        os.close(slave)
         os.set_blocking(self.master, False)
+        self._hangup = select.poll()
+        self._hangup.register(self.master, select.POLLIN)
         temp = f"{self.o.link}.{os.getpid()}.tmp"
-        os.symlink(os.ttyname(self.slave), temp)
+        os.symlink(self.tty, temp)
         os.replace(temp, self.o.link)  # atomic: readers never see a missing link while plugged
         self._host_baud_ok = True
         self._next_baud_check = 0.0
 
     def unplug(self) -> None:
         self._tx.clear()
-        for fd in (self.master, self.slave):
-            if fd >= 0:
-                os.close(fd)
-        self.master = self.slave = -1
+        if self.master >= 0:
+            os.close(self.master)
+        self.master = -1
         try:
             os.unlink(self.o.link)
         except FileNotFoundError:
@@ -171,15 +181,30 @@ class Firmware:
             data, self._held = b"".join(self._held), []
         if not self._host_baud_ok:
             data = self._garbage.integers(0, 256, len(data), dtype=np.uint8).tobytes()
-        if len(self._tx) + len(data) > self.o.tx_buffer:
+        if len(self._tx) + len(data) > self.tx_buffer:
             self.dropped += len(data)  # the firmware's send buffer is full: the frame is lost
         else:
             self._tx += data
         self.flush()
 
+    def host_connected(self) -> bool:
+        """Whether a host has the port open (a USB CDC device sees this as DTR)."""
+        if self.master < 0:
+            return False
+        events = self._hangup.poll(0)
+        return not (events and events[0][1] & select.POLLHUP)
+
     def flush(self) -> None:
-        """Move what the pty takes from the firmware's send buffer (like a USB CDC endpoint)."""
+        """Move what the pty takes from the firmware's send buffer (like a USB CDC endpoint).
+
+        While no host has the port open the output is discarded, like firmware that checks
+        DTR (Arduino's ``if (Serial)``): a host that opens the port gets fresh samples, not a
+        backlog from before it was there.
+        """
         if self.master < 0 or not self._tx:
+            return
+        if not self.host_connected():
+            self._tx.clear()
             return
         try:
             n = os.write(self.master, self._tx)
@@ -189,11 +214,11 @@ class Firmware:
         self.written += n
 
     def _check_host_baud(self, now: float) -> None:
-        if now < self._next_baud_check or self.slave < 0:
+        if now < self._next_baud_check or self.master < 0:
             return
         self._next_baud_check = now + 0.0005  # a syscall: cheap enough for every tick
         try:
-            speed = termios.tcgetattr(self.slave)[5]
+            speed = termios.tcgetattr(self.master)[5]  # a pty's master reports the slave's speed
         except termios.error:
             return
         # 38400 is a fresh pty's speed: nobody has configured the port yet, nothing to garble.
@@ -212,7 +237,15 @@ class Firmware:
         else:
             asked = any(p.type == wire.HELLO for p in self._requests.feed(data))
         if asked:
-            self.write(self.describe_frame())
+            # The answer goes ahead of queued samples (at a frame boundary), as firmware that
+            # answers from its receive interrupt would; behind a full buffer it would be late.
+            frame = self.describe_frame()
+            if self._burst_left or not self._tx or not self._host_baud_ok:
+                self.write(frame)
+                return
+            end = self._tx.find(b"\n" if self.o.mode == "csv" else wire.DELIMITER) + 1
+            self._tx[end:end] = frame
+            self.flush()
 
     def command(self, line: str) -> bool:
         """Apply one JSON command line; False to stop."""
@@ -254,7 +287,7 @@ class Firmware:
     def run(self) -> None:
         parent = os.getppid()
         self.plug()
-        print(json.dumps({"ready": self.o.link, "tty": os.ttyname(self.slave)}), flush=True)
+        print(json.dumps({"ready": self.o.link, "tty": self.tty}), flush=True)
         epoch = self.o.epoch_ns
         index = int((time.time_ns() - epoch) // self.period_ns) + 1
         next_describe = time.monotonic()
@@ -262,19 +295,20 @@ class Firmware:
         while True:
             due_ns = epoch + round(index * self.period_ns)
             wait_s = max(0.0, (due_ns - time.time_ns()) / 1e9)
-            watch = [stdin] + ([self.master] if self.master >= 0 else [])
+            host = self.host_connected()
+            watch = [stdin] + ([self.master] if host else [])
             ready, _, _ = select.select(watch, [], [], wait_s)
             if stdin in ready:
                 line = sys.stdin.readline()
                 if not line or not self.command(line):
                     break
-            if self.master >= 0 and self.master in ready:
+            if host and self.master in ready:
                 self._host_request()
             now = time.monotonic()
             if self._plug_at is not None and now >= self._plug_at:
                 self._plug_at = None
                 self.plug()
-                print(json.dumps({"replugged": os.ttyname(self.slave)}), flush=True)
+                print(json.dumps({"replugged": self.tty}), flush=True)
             if os.getppid() != parent:
                 break  # whoever started us is gone
             self._check_host_baud(now)
@@ -364,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("binary", "csv"), default="binary")
     parser.add_argument("--baud", type=int, default=921600, choices=sorted(BAUD_CONSTANTS))
     parser.add_argument("--drift-ppm", type=float, default=0.0)
-    parser.add_argument("--tx-buffer", type=int, default=32768, help="firmware send buffer, bytes")
+    parser.add_argument("--tx-buffer", type=int, default=0,
+                        help="send buffer in bytes (default: one second of output)")
     args = parser.parse_args(argv)
     firmware = Firmware(FirmwareOptions(**{k: v for k, v in vars(args).items()}))
     try:

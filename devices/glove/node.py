@@ -10,7 +10,8 @@ but we never got shows as a gap; a glove reboot as a restart).
 Published stream ``<name>/hand`` (kind ``state``): one field per channel the glove declares in
 its DESCRIBE (the simulated firmware declares the same fields as ``sim_glove``), plus
 ``finger_closure`` when a calibration is set, ``t_rx_ns`` (host time the bytes were read) and
-the clock estimate in force (``clock_offset_ns``, ``clock_drift_ppm``). ``t_host_ns`` is the
+the clock estimate in force (``clock_offset_ns``, ``clock_drift_ppb``; integers, so training
+exports that take every float field as state leave them out). ``t_host_ns`` is the
 mapped capture time, ``t_device_ns`` the glove's clock in ns.
 """
 
@@ -172,14 +173,14 @@ class Glove(Device):
                                     list(joints.names)))
         fields += [FieldSpec("t_rx_ns", "int64", (), "ns"),
                    FieldSpec("clock_offset_ns", "int64", (), "ns"),
-                   FieldSpec("clock_drift_ppm", "float32", (), "ppm")]
+                   FieldSpec("clock_drift_ppb", "int32", (), "ppb")]
         meta = {"port": self.port_path, "baudrate": self.config.baudrate,
                 "mode": self.config.mode, "hand": self.config.hand,
                 "glove": layout.info, "channels": json_channels(layout),
                 "clock": {"model": "online lower-envelope fit of t_rx - t_device",
                           "device_unit": "us", "window_s": 20.0,
                           "transport_latency_us": self.config.transport_latency_us,
-                          "fields": ["clock_offset_ns", "clock_drift_ppm"]},
+                          "fields": ["clock_offset_ns", "clock_drift_ppb"]},
                 "calibration": self.calibration.to_dict() if self.calibration else None}
         return [StreamSpec(self.stream_name, "state", layout.rate_hz, fields, meta=meta)]
 
@@ -322,7 +323,7 @@ class Glove(Device):
             fields["finger_closure"] = self.calibration.closure(fields["finger_joints"])
         fields["t_rx_ns"] = np.array(rx_ns, np.int64)
         fields["clock_offset_ns"] = np.array(self.clock.offset_ns, np.int64)
-        fields["clock_drift_ppm"] = np.array(self.clock.drift_ppm, np.float32)
+        fields["clock_drift_ppb"] = np.array(round(self.clock.drift_ppm * 1000), np.int32)
         return Reading(self.stream_name, device_ns, host_ns, fields, seq=seq)
 
     # -- the Device interface ---------------------------------------------------------------------

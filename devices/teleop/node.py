@@ -7,7 +7,8 @@ config) and to any ``estop_endpoints``; publishes, at ``rate_hz``:
     ``ee_pos`` (3,) m, ``ee_quat`` (4,) w x y z, ``gripper`` (1,) m, ``glove_seq`` and
     ``glove_t_ns`` (the glove sample it came from), ``clamped`` (4,) which limits acted.
 ``<name>/state`` (kind ``state``): every step: ``mode`` (0 idle, 1 active, 2 hold, 3 estop),
-    ``glove_age_ms`` (NaN before the first glove sample).
+    ``glove_age_us`` (int64, -1 before the first glove sample; an integer so that exports
+    taking every float field as state leave it out).
 
 An ``event`` with kind ``estop`` from any subscribed node latches the e-stop; kind
 ``estop_reset`` clears it, but only while the deadman is released (:mod:`devices.teleop.estop`
@@ -93,7 +94,7 @@ class TeleopNode(Device):
             FieldSpec("clamped", "uint8", (4,), "",
                       ["workspace", "speed", "angular_speed", "gripper_speed"]),
         ]
-        state = [FieldSpec("mode", "uint8", ()), FieldSpec("glove_age_ms", "float32", (), "ms")]
+        state = [FieldSpec("mode", "uint8", ()), FieldSpec("glove_age_us", "int64", (), "us")]
         return [StreamSpec(f"{self.name}/command", "command", c.rate_hz, command, meta=meta),
                 StreamSpec(f"{self.name}/state", "state", c.rate_hz, state,
                            meta={"mode_names": list(MODE_NAMES)})]
@@ -153,10 +154,10 @@ class TeleopNode(Device):
             log.info("%s: %s %s", self.name, MODE_NAMES[result.mode], result.reason)
             self.last_mode = result.mode
         device_ns = time.monotonic_ns()  # this node has no device clock: the host's monotonic one
-        age = np.float32(np.nan if result.glove_age_s is None else result.glove_age_s * 1e3)
+        age = -1 if result.glove_age_s is None else round(result.glove_age_s * 1e6)
         readings = [Reading(f"{self.name}/state", device_ns, now,
                             {"mode": np.array(result.mode, np.uint8),
-                             "glove_age_ms": np.array(age, np.float32)})]
+                             "glove_age_us": np.array(age, np.int64)})]
         cmd = result.command
         if cmd is not None:
             readings.append(Reading(f"{self.name}/command", device_ns, now, {

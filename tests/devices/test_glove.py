@@ -93,11 +93,13 @@ def test_garbage_bad_crc_truncation_and_bursts_lose_only_the_damaged_frames(link
 
 def test_unplug_is_reported_and_the_glove_reconnects(link):
     with FirmwareProcess(link, rate_hz=500) as fw:
-        glove = Glove("glove", {"port": fw.link, "describe_timeout_s": 0.5})
+        glove = Glove("glove", {"port": fw.link})
         glove.connect()
         before = collect(glove, 0.3)
         fw.send("unplug", s=0.6)
-        with pytest.raises(DeviceDisconnected, match="device reports readiness to read"):
+        # pyserial says "device reports readiness to read but returned no data" or EIO, as for
+        # a USB unplug, depending on where the read was when the pty closed.
+        with pytest.raises(DeviceDisconnected, match="readiness to read|Input/output error"):
             collect(glove, 1.0)
         glove.close()
         with pytest.raises(DeviceError, match="cannot open"):
