@@ -34,7 +34,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                            val_fraction=args.val_fraction, val_every=args.val_every,
                            max_minutes=args.minutes, seed=args.seed, device=args.device,
                            camera=args.camera, action_fields=tuple(args.action_fields.split(",")),
-                           init=args.init)
+                           init=args.init, moving_weight=args.moving_weight)
     try:
         checkpoint = train(args.data, args.out, config, options, say=_say)
     except (DatasetError, ValueError) as exc:
@@ -120,6 +120,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--camera", help="color stream (default: the first)")
     train.add_argument("--action-fields", default="wrist_pos,wrist_quat,grip",
                        help="glove fields that make the action vector")
+    train.add_argument("--moving-weight", type=float, default=4.0,
+                       help="extra loss weight on pixels that change (0: plain L1)")
     train.add_argument("--init", help="start from this checkpoint (its config and normalizer; "
                                        "the model-shape options are ignored)")
     train.add_argument("--seed", type=int, default=0, help="seeds the episode split and sampling")
