@@ -33,6 +33,7 @@ from .live import LiveFeed
 from .recovery import recover_interrupted
 from .session import Session, SessionError
 from .streams import StreamSpec
+from .wam.preview import WamPreview
 
 log = logging.getLogger("collector.collect")
 
@@ -55,6 +56,8 @@ class CollectModel:
         self.config_path = Path(config_path) if config_path else None
         self.session = session or Session(config)
         self.live: LiveFeed | None = None
+        #: The WAM preview (predictions, surprise, or why there are none), once open.
+        self.wam: WamPreview | None = None
         self.specs: dict[str, StreamSpec] = {}
         self.state = IDLE
         self.episode: dict[str, Any] | None = None      # the running episode's reply
@@ -94,6 +97,10 @@ class CollectModel:
                 self.specs[spec.name] = spec
         self.live = LiveFeed([node_endpoints(b).live for b in bases.values()],
                              rates_hz={s.name: s.rate_hz for s in self.specs.values()})
+        supervisor = self.session.supervisor
+        self.wam = WamPreview(getattr(supervisor, "wam_endpoint", None),
+                              unavailable_reason=getattr(supervisor, "wam_error", None) or
+                              "no WAM inference node is running", rate_hz=self.config.wam.rate_hz)
         self._stop.clear()
         self._poller = threading.Thread(target=self._poll, name="collect-poller", daemon=True)
         self._poller.start()
@@ -117,6 +124,8 @@ class CollectModel:
         finally:
             if self.live is not None:
                 self.live.close()
+            if self.wam is not None:
+                self.wam.close()
             self.session.close()
             self.opened = False
 
@@ -218,6 +227,8 @@ class CollectModel:
                 self._poller.join(5)
             if self.live is not None:
                 self.live.close()
+            if self.wam is not None:
+                self.wam.close()
             recorded = self.session.episodes_recorded
             self.session.close()
             self.session = Session(config, episodes_recorded=recorded)

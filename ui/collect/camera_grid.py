@@ -52,6 +52,11 @@ class QtCameraPane(pg.GraphicsLayoutWidget):
         self.rec_label.setZValue(10)
         self.rec_label.setVisible(False)
         self.views[0].addItem(self.rec_label, ignoreBounds=True)
+        # The WAM's predicted hand path, in this image's pixels (nearest future first).
+        self.trajectory = pg.PlotDataItem(pen=pg.mkPen(theme.ACCENT, width=2), symbol="o",
+                                          symbolSize=5, symbolBrush=theme.ACCENT, symbolPen=None)
+        self.trajectory.setZValue(8)
+        view.addItem(self.trajectory, ignoreBounds=True)
         self.shown_seq: dict[str, int] = {}
         self._frame_times: list[float] = []
         self.display_fps = 0.0
@@ -85,6 +90,16 @@ class QtCameraPane(pg.GraphicsLayoutWidget):
             depth = next(iter(sample.fields.values()))
         self.depth_item.setImage(depth, autoLevels=False, levels=(0, DEPTH_RANGE_MM))
         self.shown_seq["depth"] = sample.seq
+
+    def show_trajectory(self, hand_uv, source_size) -> None:
+        """Draw the predicted hand path (pixels of a ``source_size`` image), or clear it."""
+        if hand_uv is None or self._size is None:
+            self.trajectory.setData([], [])
+            return
+        points = np.asarray(hand_uv, np.float64)
+        points = points[np.isfinite(points).all(axis=1)]
+        sx, sy = self._size[0] / source_size[0], self._size[1] / source_size[1]
+        self.trajectory.setData(points[:, 0] * sx, points[:, 1] * sy)
 
     def set_caption(self, text: str, recording: bool) -> None:
         self.label.setText(text)
@@ -143,6 +158,21 @@ class QtCameraGrid(QtWidgets.QWidget):
                 del self.shown[:-1000]
             if depth is not None and pane.shown_seq.get("depth") != depth.seq:
                 pane.show_depth(depth)
+            self._draw_prediction(node, pane)
             stream = health.get(f"{node}/color")
             rate = f"{stream.status.rate_hz:.0f}/{stream.status.nominal_hz:g} fps" if stream else ""
             pane.set_caption(f" {node}  {rate} ", recording)
+
+    def _draw_prediction(self, node: str, pane: QtCameraPane) -> None:
+        wam = getattr(self.model, "wam", None)
+        camera = self.model.config.wam.camera or self._first_color()
+        if wam is None or not camera or camera.split("/", 1)[0] != node:
+            return
+        state = wam.state()
+        prediction = state.prediction if state.available else None
+        pane.show_trajectory(prediction.hand_uv if prediction is not None else None,
+                             pane._size or (1, 1))
+
+    def _first_color(self) -> str | None:
+        colors = sorted(n for n, s in self.model.specs.items() if s.kind == "color")
+        return colors[0] if colors else None

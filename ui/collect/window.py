@@ -86,6 +86,9 @@ class QtCollectWindow(QtWidgets.QMainWindow):
         left = QtWidgets.QVBoxLayout()
         self.cameras = QtCameraGrid(self.model)
         left.addWidget(self.cameras, 3)
+        self.wam_slot = QtWidgets.QVBoxLayout()  # the WAM preview, once the model is open
+        self.wam_view = None
+        left.addLayout(self.wam_slot)
         lower = QtWidgets.QHBoxLayout()
         self.plots = QtGlovePlots(self.model)
         self.hand = QtHandView(self.model)
@@ -208,6 +211,13 @@ class QtCollectWindow(QtWidgets.QMainWindow):
             self._show_prompt()
 
     def _on_opened(self) -> None:
+        from ..wam_preview import QtWamPreview
+
+        if self.wam_view is not None:
+            self.wam_view.close()
+            self.wam_view.setParent(None)
+        self.wam_view = QtWamPreview(self.model.wam)
+        self.wam_slot.addWidget(self.wam_view)
         self.cameras.build()
         self.plots.build()
         self.hand.build()
