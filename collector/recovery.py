@@ -15,6 +15,7 @@ the file holds everything up to the writer's last flush (at most ``recording.flu
 from __future__ import annotations
 
 import logging
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,15 @@ def recover_file(path: str | Path) -> RecoveryResult:
         with open_episode(path) as episode:
             interrupted = episode.interrupted
     except EpisodeError as exc:
-        return RecoveryResult(path, "failed", f"{path}: cannot be recovered: {exc}")
+        # Killed while closing (plain write mode): the flag blocks every open, the data is there.
+        if "open for write" not in str(exc) or not clear_open_flag(path):
+            return RecoveryResult(path, "failed", f"{path}: cannot be recovered: {exc}")
+        log.warning("%s: cleared the open-for-write flag left by a writer killed while closing", path)
+        try:
+            with open_episode(path) as episode:
+                interrupted = episode.interrupted
+        except EpisodeError as again:
+            return RecoveryResult(path, "failed", f"{path}: cannot be recovered: {again}")
     if not interrupted:
         marker_path(path).unlink(missing_ok=True)
         return RecoveryResult(path, "skipped", f"{path}: complete, nothing to recover")
@@ -68,6 +77,66 @@ def recover_file(path: str | Path) -> RecoveryResult:
     total = ", ".join(f"{name} {n}" for name, n in counts.items())
     return RecoveryResult(path, "recovered", f"{path}: interrupted recording recovered "
                           f"(status 'recovered'; samples kept: {total})", counts)
+
+
+_M32 = 0xFFFFFFFF
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _rot(x: int, k: int) -> int:
+    return ((x << k) | (x >> (32 - k))) & _M32
+
+
+def lookup3(data: bytes, initval: int = 0) -> int:
+    """Bob Jenkins' lookup3 ``hashlittle``, the checksum of HDF5 metadata (H5checksum.c)."""
+    length, i = len(data), 0
+    a = b = c = (0xDEADBEEF + length + initval) & _M32
+    while length > 12:
+        a = (a + int.from_bytes(data[i:i + 4], "little")) & _M32
+        b = (b + int.from_bytes(data[i + 4:i + 8], "little")) & _M32
+        c = (c + int.from_bytes(data[i + 8:i + 12], "little")) & _M32
+        a = (a - c) & _M32; a ^= _rot(c, 4); c = (c + b) & _M32    # noqa: E702
+        b = (b - a) & _M32; b ^= _rot(a, 6); a = (a + c) & _M32    # noqa: E702
+        c = (c - b) & _M32; c ^= _rot(b, 8); b = (b + a) & _M32    # noqa: E702
+        a = (a - c) & _M32; a ^= _rot(c, 16); c = (c + b) & _M32   # noqa: E702
+        b = (b - a) & _M32; b ^= _rot(a, 19); a = (a + c) & _M32   # noqa: E702
+        c = (c - b) & _M32; c ^= _rot(b, 4); b = (b + a) & _M32    # noqa: E702
+        length, i = length - 12, i + 12
+    if length == 0:
+        return c
+    tail = data[i:] + bytes(12 - length)
+    a = (a + int.from_bytes(tail[0:4], "little")) & _M32
+    b = (b + int.from_bytes(tail[4:8], "little")) & _M32
+    c = (c + int.from_bytes(tail[8:12], "little")) & _M32
+    c ^= b; c = (c - _rot(b, 14)) & _M32   # noqa: E702
+    a ^= c; a = (a - _rot(c, 11)) & _M32   # noqa: E702
+    b ^= a; b = (b - _rot(a, 25)) & _M32   # noqa: E702
+    c ^= b; c = (c - _rot(b, 16)) & _M32   # noqa: E702
+    a ^= c; a = (a - _rot(c, 4)) & _M32    # noqa: E702
+    b ^= a; b = (b - _rot(a, 14)) & _M32   # noqa: E702
+    c ^= b; c = (c - _rot(b, 24)) & _M32   # noqa: E702
+    return c
+
+
+def clear_open_flag(path: str | Path) -> bool:
+    """Clear the "open for write" flags a writer killed in plain (non-SWMR) write mode leaves in
+    the superblock, as HDF5's ``h5clear -s`` does: the last step of an episode (writing ``/sync``)
+    runs in that mode, and without this the whole file would refuse to open. Only superblock
+    versions 2 and 3 (what collector writes) are handled, and only after their checksum checks
+    out. Returns whether a flag was cleared."""
+    with open(path, "r+b") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:8] != _HDF5_SIGNATURE or head[8] not in (2, 3):
+            return False
+        size = 12 + 4 * head[9]  # flags, then base, extension, end-of-file and root addresses
+        body = head + fh.read(size - 12)
+        (stored,) = struct.unpack("<I", fh.read(4))
+        if lookup3(body) != stored or not body[11]:
+            return False
+        body = body[:11] + b"\x00" + body[12:]
+        fh.seek(0)
+        fh.write(body + struct.pack("<I", lookup3(body)))
+    return True
 
 
 def _skip(path: Path, root: Path) -> bool:

@@ -276,3 +276,60 @@ def test_the_collect_window_recovers_interrupted_files_when_it_opens(tmp_path):
     with h5py.File(dead, "r") as f:
         assert f.attrs["status"] == "recovered"
     assert not list(tmp_path.rglob(".*.writing"))
+
+
+def test_a_writer_killed_while_closing_is_recovered_whole(tmp_path):
+    """The close writes /sync in plain HDF5 write mode, which flags the file as open for write:
+    a kill then would make the whole file refuse to open. Recovery clears the flag (superblock
+    checksum checked and rewritten, as h5clear does) and keeps every sample."""
+    path = tmp_path / "closing.h5"
+    child = f"""
+import time, numpy as np
+import collector.episode as E
+from collector.protocol import Sample
+from collector.streams import FieldSpec, StreamSpec
+write_sync = E.write_sync_group
+def stuck(f, master, times):  # a kill lands in the middle of finalize_episode
+    write_sync(f, master, times)
+    print("closing", flush=True)
+    time.sleep(60)
+E.write_sync_group = stuck
+w = E.EpisodeWriter({str(path)!r}, [StreamSpec("glove/hand", "state", 100, [FieldSpec("q", "<f4", (3,))])])
+for i in range(300):
+    t = 1_700_000_000_000_000_000 + i * 10_000_000
+    w.append(Sample("glove", "glove/hand", i, t, t, {{"q": np.full(3, i, np.float32)}}), t)
+    if i % 50 == 49:
+        w.flush()
+w.close()
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "closing"
+    finally:
+        proc.kill()
+        proc.wait()
+    with pytest.raises(OSError, match="already open for write"):
+        h5py.File(path, "r").close()  # neither plain nor SWMR readers can open it
+    with pytest.raises(OSError, match="SWMR"):
+        h5py.File(path, "r", swmr=True).close()
+    (result,) = recover_interrupted(tmp_path)
+    assert result.action == "recovered" and result.counts == {"glove/hand": 300}, result.message
+    _check_recovered(path, result.counts)
+    with h5py.File(path, "r") as f:
+        assert f["streams/glove/hand/seq"][:].tolist() == list(range(300))
+
+
+def test_lookup3_matches_the_checksum_hdf5_writes(tmp_path):
+    import struct
+
+    from collector.episode import LIBVER
+    from collector.recovery import lookup3
+
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w", libver=LIBVER) as f:
+        f["x"] = np.arange(3)
+    head = path.read_bytes()[:64]
+    n = 12 + 4 * head[9]
+    assert lookup3(head[:n]) == struct.unpack("<I", head[n:n + 4])[0]
+    assert lookup3(b"") == 0xDEADBEEF and lookup3(b"Four score and seven years ago") == 0x17770551
