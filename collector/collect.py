@@ -419,6 +419,7 @@ class CollectModel:
 
     def _refresh_status(self) -> None:
         self.disk_free_bytes = self._free_bytes()
+        asked_at = time.monotonic()
         try:
             status = self.session.status()
         except SessionError as exc:
@@ -426,7 +427,9 @@ class CollectModel:
             self._emit("health", {"devices": [], "error": str(exc)})
             return
         self.status = status
-        if not status.get("recording") and self.state == RECORDING:
+        started = self.episode_started_at
+        if (not status.get("recording") and self.state == RECORDING and started is not None
+                and asked_at > started):
             # The recorder ended the episode on its own (disk reserve, write error).
             self.episode = self.episode_started_at = None
             self.last_episode = {"path": status.get("last_path"), "outcome": "unknown"}

@@ -7,6 +7,7 @@ the supervisor and (later) the GUI all read it through :func:`load_config`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 import tomllib
 import types
@@ -268,6 +269,11 @@ def load_config(path: str | Path) -> AppConfig:
 
 
 def save_config(config: AppConfig, path: str | Path) -> None:
+    """Write ``config`` as TOML; atomically, so a reader never sees half a file."""
     import tomli_w
 
-    Path(path).write_text(tomli_w.dumps(to_mapping(config)))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(tomli_w.dumps(to_mapping(config)))
+    os.replace(partial, path)

@@ -48,7 +48,7 @@ def test_record_tag_discard_with_hotkeys(window_factory, small_sim_config, wait_
         assert episode.attrs["notes"] == "cube slipped once"
         assert episode.count("cam0/color") >= 20  # ~1.2 s at 30 fps
         assert episode.count("glove/hand") >= 80
-    assert window.session_panel.counter.text() == "1 / 50"
+    qtbot.waitUntil(lambda: window.session_panel.counter.text() == "1 / 50")
 
     # Record again and throw it away while recording: Backspace.
     qtbot.keyClick(window, QtCore.Qt.Key_Space)
