@@ -32,6 +32,8 @@ from .protocol import Describe, Event, Message, ProtocolError, Sample
 log = logging.getLogger(__name__)
 
 LIVE_HWM = 4
+#: Node events a latest-only reader keeps until they are taken.
+EVENTS_KEPT = 256
 #: Seconds of a node's rated message rate that its data queue holds before ZeroMQ would drop.
 RELIABLE_QUEUE_SECONDS = 20.0
 
@@ -311,13 +313,18 @@ class LatestSubscriber:
                     continue
                 with self._lock:
                     if isinstance(message, Sample):
-                        self._latest[message.stream] = message
+                        self._on_sample(message)
                     elif isinstance(message, Event):
                         self._events.append(message)
+                        del self._events[:-EVENTS_KEPT]
                     else:
                         self.describes[message.node] = message
         finally:
             sub.close()
+
+    def _on_sample(self, sample: Sample) -> None:
+        """Keep ``sample``; runs on the reader thread under the lock (subclasses keep more)."""
+        self._latest[sample.stream] = sample
 
     def latest(self) -> dict[str, Sample]:
         with self._lock:

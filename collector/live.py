@@ -11,15 +11,14 @@ two streams' captures are, and the node events (connected, disconnected, stalled
 from __future__ import annotations
 
 import bisect
-import threading
 from collections import deque
 from typing import Iterable
 
 import numpy as np
 import zmq
 
-from .bus import LIVE_HWM, StreamCounters, Subscriber
-from .protocol import Describe, Event, Sample
+from .bus import LatestSubscriber
+from .protocol import Sample
 
 #: Streams whose samples are at most this many bytes get a history (images do not).
 HISTORY_MAX_SAMPLE_BYTES = 4096
@@ -56,54 +55,24 @@ class RingHistory:
         return self.count, self.t_host_ns[idx], {k: v[idx] for k, v in self.fields.items()}
 
 
-class LiveFeed:
+class LiveFeed(LatestSubscriber):
     """A background reader of the live endpoints; every public method is thread-safe and quick."""
 
     def __init__(self, endpoints: Iterable[str], *, history_s: float = 10.0,
                  rates_hz: dict[str, float] | None = None, context: zmq.Context | None = None) -> None:
-        self._endpoints = list(endpoints)
-        self._context = context or zmq.Context.instance()
         self._history_s = history_s
         self._rates = dict(rates_hz or {})
-        self._lock = threading.Lock()
-        self._latest: dict[str, Sample] = {}
         self._history: dict[str, RingHistory] = {}
         self._captures: dict[str, deque[int]] = {}
-        self._events: list[Event] = []
-        self.describes: dict[str, Describe] = {}
-        #: Per-stream seq counters of what reached the display (the live path may skip samples).
-        self.counters: dict[str, StreamCounters] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="live-feed", daemon=True)
-        self._thread.start()
+        super().__init__(endpoints, context=context)  # starts the reader thread
 
     def set_rate(self, stream: str, rate_hz: float) -> None:
         """Size the history of ``stream`` for ``rate_hz`` (before its first sample arrives)."""
         with self._lock:
             self._rates[stream] = rate_hz
 
-    def _run(self) -> None:
-        # The receive queue is small on purpose: a display wants the newest sample, not a backlog.
-        sub = Subscriber(self._endpoints, hwm=LIVE_HWM, context=self._context)
-        sub.tracker.streams = self.counters
-        try:
-            while not self._stop.is_set():
-                message = sub.receive(50)
-                if message is None:
-                    continue
-                with self._lock:
-                    if isinstance(message, Sample):
-                        self._on_sample(message)
-                    elif isinstance(message, Event):
-                        self._events.append(message)
-                        del self._events[:-256]
-                    elif isinstance(message, Describe):
-                        self.describes[message.node] = message
-        finally:
-            sub.close()
-
     def _on_sample(self, sample: Sample) -> None:
-        self._latest[sample.stream] = sample
+        super()._on_sample(sample)
         captures = self._captures.get(sample.stream)
         if captures is None:
             captures = self._captures[sample.stream] = deque(maxlen=CAPTURE_TIMES_KEPT)
@@ -117,11 +86,6 @@ class LiveFeed:
             history.append(sample)
 
     # ---- what displays read ----------------------------------------------------------------
-    def latest(self) -> dict[str, Sample]:
-        """The newest sample of every stream seen so far."""
-        with self._lock:
-            return dict(self._latest)
-
     def history(self, stream: str, since_count: int = 0):
         """``(count, t_host_ns, fields)`` of a low-rate stream's recent samples, or ``None``."""
         with self._lock:
@@ -131,12 +95,6 @@ class LiveFeed:
     def history_streams(self) -> list[str]:
         with self._lock:
             return sorted(self._history)
-
-    def take_events(self) -> list[Event]:
-        """Node events received since the last call."""
-        with self._lock:
-            events, self._events = self._events, []
-            return events
 
     def skew_ms(self, stream: str, reference: str) -> float | None:
         """How far the capture of ``stream`` nearest to ``reference``'s newest capture is from it."""
@@ -152,7 +110,3 @@ class LiveFeed:
         i = bisect.bisect_left(ordered, target)
         nearest = min((abs(ordered[j] - target) for j in (i - 1, i) if 0 <= j < len(ordered)))
         return nearest / 1e6
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)

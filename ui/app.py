@@ -46,22 +46,35 @@ def main(argv: list[str] | None = None) -> int:
               "'collector record --sim --duration 10'.", file=sys.stderr)
         return 2
 
-    from PySide6 import QtCore, QtWidgets
-
     from collector.collect import CollectModel
 
-    from . import theme
     from .collect.window import QtCollectWindow
 
+    app = application("collector")
+    window = QtCollectWindow(CollectModel(config, config_path=args.config))
+    return run_window(app, window)
+
+
+def application(name: str):
+    """The QApplication, styled (created on first use)."""
+    from PySide6 import QtWidgets
+
+    from . import theme
+
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    app.setApplicationName("collector")
+    app.setApplicationName(name)
     theme.apply(app)
-    model = CollectModel(config, config_path=args.config)
-    window = QtCollectWindow(model)
+    return app
+
+
+def run_window(app, window) -> int:
+    """Show ``window`` and run Qt's loop until it closes; Ctrl-C or SIGTERM close it first (the
+    collect window then finishes a running episode)."""
+    from PySide6 import QtCore
+
     window.show()
-    # Ctrl-C in the terminal closes the window, which finishes a running episode.
-    signal.signal(signal.SIGINT, lambda *_: window.close())
-    signal.signal(signal.SIGTERM, lambda *_: window.close())
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: window.close())
     keepalive = QtCore.QTimer()
     keepalive.start(200)  # lets Python run its signal handlers while Qt's loop runs
     keepalive.timeout.connect(lambda: None)

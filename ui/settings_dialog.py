@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtWidgets
 
 from collector.config import AppConfig, ConfigError, from_mapping, to_mapping
 from collector.supervisor import check_node_options

@@ -6,8 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,21 +14,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dir", nargs="?", default="recordings", help="folder of episodes (default: recordings)")
     args = parser.parse_args(argv)
 
-    from PySide6 import QtCore, QtWidgets
-
-    from .. import theme
+    from ..app import application, run_window
     from .window import QtReviewWindow
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
-    app.setApplicationName("collector review")
-    theme.apply(app)
-    window = QtReviewWindow(args.dir)
-    window.show()
-    signal.signal(signal.SIGINT, lambda *_: window.close())
-    keepalive = QtCore.QTimer()
-    keepalive.start(200)  # lets Python run its signal handlers while Qt's loop runs
-    keepalive.timeout.connect(lambda: None)
-    return app.exec()
+    app = application("collector review")
+    return run_window(app, QtReviewWindow(args.dir))
 
 
 if __name__ == "__main__":
