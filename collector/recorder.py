@@ -45,6 +45,7 @@ from .health import StreamHealth, percentiles
 from .library import episode_path, move_to_trash, update_episode_attrs
 from .protocol import Describe, Event, Sample
 from .streams import StreamSpec
+from .writer_lock import marker_path
 
 log = logging.getLogger("collector.recorder")
 
@@ -293,6 +294,7 @@ class Recorder:
                                 overflow=self._episode_overflow.get(stream, 0))
         if discard:
             writer.abort()
+            marker_path(writer.path).unlink(missing_ok=True)  # discarded, not to be recovered
             return {"counts": writer.counts}
         end = datetime.now(timezone.utc)
         self._unflushed_t_host.clear()
