@@ -333,3 +333,13 @@ def test_lookup3_matches_the_checksum_hdf5_writes(tmp_path):
     n = 12 + 4 * head[9]
     assert lookup3(head[:n]) == struct.unpack("<I", head[n:n + 4])[0]
     assert lookup3(b"") == 0xDEADBEEF and lookup3(b"Four score and seven years ago") == 0x17770551
+
+
+def test_a_discarded_running_episode_leaves_no_marker(tmp_path):
+    """Discarding while recording is not a crash: nothing is recovered at the next start."""
+    with Session(_config(tmp_path)) as session:
+        session.start_episode()
+        time.sleep(0.6)
+        session.discard_episode()
+    assert not list(tmp_path.rglob("*.writing"))
+    assert recover_interrupted(tmp_path) == []
