@@ -15,6 +15,7 @@ library's own file lock cannot serve: a SWMR writer releases it once it enters S
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from pathlib import Path
@@ -25,6 +26,8 @@ except ImportError:  # Windows: no flock; a marker then always reads as a live w
     fcntl = None  # type: ignore[assignment]
 
 MARKER_SUFFIX = ".writing"
+
+log = logging.getLogger(__name__)
 
 
 def marker_path(episode: str | Path) -> Path:
@@ -48,7 +51,13 @@ class WriterLock:
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             if fcntl is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise
+                except OSError as exc:  # a filesystem without flock (some network shares)
+                    log.warning("%s: no file locks here (%s); start-up recovery will leave this "
+                                "episode alone if the recording is interrupted", self.path, exc)
             os.ftruncate(self._fd, 0)
             os.write(self._fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
         except OSError:
@@ -82,7 +91,7 @@ def writer_alive(episode: str | Path) -> bool:
             return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError:  # held by a writer, or no locks on this filesystem: assume a live writer
             return True
         fcntl.flock(fd, fcntl.LOCK_UN)
         return False
