@@ -100,6 +100,13 @@ class WamPreview:
             self._thread = threading.Thread(target=self._run, name="wam-preview", daemon=True)
             self._thread.start()
 
+    @classmethod
+    def for_supervisor(cls, supervisor, **kwargs) -> "WamPreview":
+        """Follow the node a started :class:`~collector.supervisor.Supervisor` runs (a restarted
+        node keeps its endpoint, so the preview reconnects by itself), or say why there is none."""
+        return cls(supervisor.wam_endpoint, rate_hz=supervisor.config.wam.rate_hz,
+                   unavailable_reason=supervisor.wam_error or "no WAM node is running", **kwargs)
+
     def _run(self) -> None:
         sub = Subscriber([node_endpoints(self.endpoint).live], hwm=LIVE_HWM, context=self._context)
         try:

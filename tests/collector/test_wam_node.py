@@ -111,9 +111,12 @@ def test_supervisor_starts_the_node_and_the_episode_records_its_surprise(tmp_pat
     config.wam.checkpoint = str(tiny_checkpoint(tmp_path / "tiny.pt"))
     with Session(config) as session:
         assert session.supervisor.wam_endpoint and session.supervisor.wam_error is None
+        preview = WamPreview.for_supervisor(session.supervisor)
         session.start_episode()
         time.sleep(3.0)
         result = session.stop_episode()
+        assert preview.state().available and preview.state().prediction.frames.shape == (4, 32, 32, 3)
+        preview.close()
     with open_episode(result["path"]) as episode:
         assert episode.streams["wam/surprise"].kind == "state"
         assert episode.count("wam/surprise") >= 3
@@ -135,6 +138,8 @@ def test_a_broken_checkpoint_costs_only_the_preview(tmp_path):
     with Session(config) as session:
         assert session.supervisor.wam_endpoint is None
         assert "missing.pt: no such file" in session.supervisor.wam_error
+        state = WamPreview.for_supervisor(session.supervisor).state()
+        assert not state.available and "missing.pt: no such file" in state.reason
         session.start_episode()
         time.sleep(0.5)
         result = session.stop_episode()
