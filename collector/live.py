@@ -11,6 +11,7 @@ two streams' captures are, and the node events (connected, disconnected, stalled
 from __future__ import annotations
 
 import bisect
+import time
 from collections import deque
 from typing import Iterable
 
@@ -64,6 +65,7 @@ class LiveFeed(LatestSubscriber):
         self._rates = dict(rates_hz or {})
         self._history: dict[str, RingHistory] = {}
         self._captures: dict[str, deque[int]] = {}
+        self._received: dict[str, int] = {}
         super().__init__(endpoints, context=context)  # starts the reader thread
 
     def set_rate(self, stream: str, rate_hz: float) -> None:
@@ -73,6 +75,7 @@ class LiveFeed(LatestSubscriber):
 
     def _on_sample(self, sample: Sample) -> None:
         super()._on_sample(sample)
+        self._received[sample.stream] = time.time_ns()
         captures = self._captures.get(sample.stream)
         if captures is None:
             captures = self._captures[sample.stream] = deque(maxlen=CAPTURE_TIMES_KEPT)
@@ -91,6 +94,11 @@ class LiveFeed(LatestSubscriber):
         with self._lock:
             ring = self._history.get(stream)
             return None if ring is None else ring.snapshot(since_count)
+
+    def received_ns(self, stream: str) -> int | None:
+        """When the newest sample of ``stream`` reached this process (host clock, ns)."""
+        with self._lock:
+            return self._received.get(stream)
 
     def history_streams(self) -> list[str]:
         with self._lock:

@@ -76,3 +76,16 @@ def configure_pyqtgraph() -> None:
 def dot(level: str, size: int = 10) -> str:
     """A coloured dot as rich text, for labels."""
     return f'<span style="color:{LEVEL_COLORS.get(level, TEXT_DIM)}; font-size:{size}pt">●</span>'
+
+
+def cache_axes(plot) -> None:
+    """Draw a plot's axes from a cached pixmap until they change.
+
+    Axis text is the costliest part of a pyqtgraph repaint in software rendering (offscreen, Xvfb,
+    remote desktops): without the cache every new curve point repaints all tick labels.
+    """
+    from PySide6 import QtWidgets
+
+    for name in ("left", "bottom", "right", "top"):
+        axis = plot.getPlotItem().getAxis(name) if hasattr(plot, "getPlotItem") else plot.getAxis(name)
+        axis.setCacheMode(QtWidgets.QGraphicsItem.DeviceCoordinateCache)

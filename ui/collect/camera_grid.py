@@ -15,6 +15,8 @@ from .. import theme
 DEPTH_RANGE_MM = 2000
 #: Size of the depth inset relative to the colour image.
 DEPTH_INSET = 0.3
+#: Depth pixels drawn: every DEPTH_STEP-th row and column (the inset cannot show more).
+DEPTH_STEP = 3
 
 
 def depth_lut() -> np.ndarray:
@@ -73,7 +75,8 @@ class QtCameraPane(pg.GraphicsLayoutWidget):
             for view in self.views:
                 view.setRange(QtCore.QRectF(0, 0, width, height), padding=0)
             if self.depth_item is not None:
-                self.depth_item.setTransform(QtGui.QTransform.fromScale(DEPTH_INSET, DEPTH_INSET))
+                scale = DEPTH_INSET * DEPTH_STEP
+                self.depth_item.setTransform(QtGui.QTransform.fromScale(scale, scale))
                 self.depth_item.setPos(width * (1 - DEPTH_INSET) - 4, height * (1 - DEPTH_INSET) - 4)
             self.label.setPos(4, 4)
             self.rec_label.setPos(width - 4, 4)
@@ -88,7 +91,9 @@ class QtCameraPane(pg.GraphicsLayoutWidget):
         depth = sample.fields.get("depth")
         if depth is None:
             depth = next(iter(sample.fields.values()))
-        self.depth_item.setImage(depth, autoLevels=False, levels=(0, DEPTH_RANGE_MM))
+        # The inset is a third of the image: colour-map a third of the pixels per axis.
+        self.depth_item.setImage(depth[::DEPTH_STEP, ::DEPTH_STEP], autoLevels=False,
+                                 levels=(0, DEPTH_RANGE_MM))
         self.shown_seq["depth"] = sample.seq
 
     def show_trajectory(self, hand_uv, source_size) -> None:
@@ -120,7 +125,7 @@ class QtCameraGrid(QtWidgets.QWidget):
         self.placeholder.setAlignment(QtCore.Qt.AlignCenter)
         self.placeholder.setObjectName("dim")
         self.layout_.addWidget(self.placeholder, 0, 0)
-        #: (stream, capture ns, shown ns) of the frames drawn, for latency measurements.
+        #: (stream, capture ns, drawn ns, received ns) of frames drawn, for latency measurements.
         self.shown: list[tuple[str, int, int]] = []
 
     def build(self) -> None:
@@ -154,7 +159,8 @@ class QtCameraGrid(QtWidgets.QWidget):
             color, depth = latest.get(f"{node}/color"), latest.get(f"{node}/depth")
             if color is not None and pane.shown_seq.get("color") != color.seq:
                 pane.show_color(color)
-                self.shown.append((color.stream, color.t_host_ns, time.time_ns()))
+                self.shown.append((color.stream, color.t_host_ns, time.time_ns(),
+                                   live.received_ns(color.stream)))
                 del self.shown[:-1000]
             if depth is not None and pane.shown_seq.get("depth") != depth.seq:
                 pane.show_depth(depth)

@@ -59,6 +59,7 @@ class QtGlovePlots(QtWidgets.QWidget):
         self.plot.setClipToView(True)
         self.plot.setDownsampling(auto=True, mode="peak")
         self.legend = self.plot.addLegend(offset=(-6, 6), labelTextSize="8pt", colCount=4)
+        theme.cache_axes(self.plot)
         layout.addWidget(self.plot, 1)
         self.curves: list[pg.PlotDataItem] = []
         self._shown_key = None
@@ -147,6 +148,7 @@ class QtHandView(pg.PlotWidget):
         self.wrist = self.plot(symbol="o", symbolSize=10, symbolBrush=theme.ACCENT, pen=None)
         for axis in ("bottom", "left"):
             self.getAxis(axis).enableAutoSIPrefix(False)
+        theme.cache_axes(self)
         self.stream: str | None = None
         self._centre: tuple[float, float] | None = None
 
