@@ -97,10 +97,7 @@ class CollectModel:
                 self.specs[spec.name] = spec
         self.live = LiveFeed([node_endpoints(b).live for b in bases.values()],
                              rates_hz={s.name: s.rate_hz for s in self.specs.values()})
-        supervisor = self.session.supervisor
-        self.wam = WamPreview(getattr(supervisor, "wam_endpoint", None),
-                              unavailable_reason=getattr(supervisor, "wam_error", None) or
-                              "no WAM inference node is running", rate_hz=self.config.wam.rate_hz)
+        self.wam = WamPreview.for_supervisor(self.session.supervisor)
         self._stop.clear()
         self._poller = threading.Thread(target=self._poll, name="collect-poller", daemon=True)
         self._poller.start()
@@ -451,12 +448,19 @@ class CollectModel:
         latest = self.live.latest() if self.live else {}
         now = time.time_ns()
         devices: dict[str, DeviceHealth] = {}
+        # The WAM node is a preview, not a device: its panel says how it does, and its being
+        # slow must never make a recording look unhealthy.
+        preview = self.config.wam.name if self.config.wam.enabled else None
         for node in self.session.supervisor.node_bases:
+            if node == preview:
+                continue
             process = processes.get(node, "running")
             state = node_states.get(node, "starting") if process == "running" else process
             devices[node] = DeviceHealth(node, state)
         for name, s in status.get("streams", {}).items():
             node = name.split("/", 1)[0]
+            if node == preview:
+                continue
             if node not in devices:
                 devices[node] = DeviceHealth(node, node_states.get(node, "connected"))
             sample = latest.get(name)

@@ -24,9 +24,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="PNG path")
     parser.add_argument("--cameras", type=int, default=2)
-    parser.add_argument("--record-s", type=float, default=4.0, help="seconds recorded before the shot")
+    parser.add_argument("--record-s", type=float, default=6.0, help="seconds recorded before the shot")
     parser.add_argument("--size", default="1500x940")
     parser.add_argument("--settings", help="also save the settings dialog to this PNG")
+    parser.add_argument("--no-wam", action="store_true", help="without the WAM preview node")
     args = parser.parse_args()
 
     from PySide6 import QtWidgets
@@ -44,6 +45,7 @@ def main() -> int:
     config.session.task = "pick-cube"
     config.session.prompt = "Pick up the red cube and place it in the bin"
     config.session.sounds = False
+    config.wam.enabled = not args.no_wam
     model = CollectModel(config)
     window = QtCollectWindow(model)
     width, height = (int(v) for v in args.size.split("x"))

@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cameras", type=int, default=1, help="simulated cameras (without --config)")
     parser.add_argument("--seed", type=int, default=0, help="simulated scene seed")
     parser.add_argument("--output", help="recordings folder")
+    parser.add_argument("--no-wam", action="store_true",
+                        help="without the live World Action Model preview (on by default for the "
+                             "simulated devices; a config file turns it on with [wam] enabled = true)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -39,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.output:
         config.recording.output = Path(args.output)
+    if not args.config:
+        # The shipped checkpoint was trained on the simulator: the preview works out of the box.
+        config.wam.enabled = not args.no_wam
     if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
             and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
         print("error: no display to open the window on (DISPLAY is not set). Run it under a "

@@ -147,3 +147,15 @@ def test_device_lost_mid_episode_is_shown_and_recording_continues(window_factory
         glove_seq = episode.timestamps("glove/hand")["seq"]
     assert any(kind == "disconnected" for kind, _ in kinds)
     assert np.all(np.diff(glove_seq) == 1)  # the glove never stopped recording
+
+
+def test_wam_preview_beside_the_live_view(window_factory, small_sim_config, qtbot, tmp_path):
+    config = small_sim_config(tmp_path)
+    config.wam.enabled = True  # the shipped checkpoint, trained on the simulator
+    window, model = window_factory(config)
+    qtbot.waitUntil(lambda: model.wam.state().available, timeout=60_000)
+    qtbot.waitUntil(lambda: window.wam_view.strip.isVisible(), timeout=5_000)
+    assert "wam" not in window.health_strip.tiles  # a preview, not a device
+    pane = window.cameras.panes["cam0"]
+    qtbot.waitUntil(lambda: pane.trajectory.getData()[0] is not None
+                    and len(pane.trajectory.getData()[0]) > 0, timeout=10_000)
