@@ -22,6 +22,7 @@ class QtSettingsDialog(QtWidgets.QDialog):
         self.setWindowTitle("Settings")
         self.resize(760, 520)
         data = to_mapping(model.config)
+        self._original_nodes = {n["name"]: n for n in data.get("nodes", [])}
         tabs = QtWidgets.QTabWidget()
         tabs.addTab(self._devices_tab(data.get("nodes", [])), "Devices")
         tabs.addTab(self._recording_tab(data["recording"]), "Recording")
@@ -148,7 +149,10 @@ class QtSettingsDialog(QtWidgets.QDialog):
             except json.JSONDecodeError as exc:
                 raise ConfigError(f"device row {row + 1} ({cells[0] or 'unnamed'}): options are not "
                                   f"valid JSON: {exc}") from None
-            node = {"name": cells[0], "driver": cells[1], "options": options}
+            # Keys the table does not show (remote, server_key...) stay as they were.
+            node = {**self._original_nodes.get(cells[0], {}), "name": cells[0], "driver": cells[1],
+                    "options": options}
+            node.pop("endpoint", None)
             if cells[2]:
                 node["endpoint"] = cells[2]
             nodes.append(node)
@@ -165,7 +169,10 @@ class QtSettingsDialog(QtWidgets.QDialog):
                      "jpeg_quality": self.jpeg_quality.value(), "flush_interval_s": self.flush.value(),
                      "min_free_gb": self.min_free.value(), "reserve_mb": self.reserve.value(),
                      "master_stream": self.master.text().strip()}
-        return {"nodes": nodes, "recording": recording, "session": session}
+        # Sections this dialog does not edit ([wam], [security]...) are kept as they are.
+        return {**to_mapping(self.model.config), "nodes": nodes,
+                "recording": {**to_mapping(self.model.config)["recording"], **recording},
+                "session": session}
 
     def accept(self) -> None:
         try:

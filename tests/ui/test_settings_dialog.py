@@ -6,7 +6,10 @@ from ui.settings_dialog import QtSettingsDialog
 
 
 def test_settings_dialog_rejects_typos_and_saves(qtbot, tmp_path):
-    model = CollectModel(sim_config(cameras=1), config_path=tmp_path / "station.toml")
+    config = sim_config(cameras=1)
+    config.wam.enabled, config.wam.rate_hz = True, 5.0
+    config.nodes[1].remote, config.nodes[1].endpoint = True, "tcp://10.0.0.5:5550"
+    model = CollectModel(config, config_path=tmp_path / "station.toml")
     dialog = QtSettingsDialog(model)
     qtbot.addWidget(dialog)
     dialog.nodes.item(0, 3).setText('{"fsp": 30}')
@@ -24,4 +27,7 @@ def test_settings_dialog_rejects_typos_and_saves(qtbot, tmp_path):
     assert saved.nodes[0].options["fps"] == 15.0
     assert saved.recording.compression == "lz4"
     assert saved.session.reset_countdown_s == 3.0
+    # What the dialog does not show is kept.
+    assert saved.wam.enabled and saved.wam.rate_hz == 5.0
+    assert saved.nodes[1].remote
     model.close()
