@@ -71,7 +71,8 @@ def test_a_disk_that_fills_anyway_gives_a_clear_error(small_disk):
     reason for ``reserve_mb``."""
     error, path, session = record_until_stopped(small_disk, reserve_mb=0)
     session.close()
-    assert "No space left" in error or "recorder process exited" in error, error
+    # Either HDF5 hit ENOSPC, or the recorder's own free-space check saw the disk full first.
+    assert any(text in error for text in ("No space left", "recorder process exited", "MB left")), error
     try:
         with open_episode(path) as ep:
             assert ep.count("cam0/color") >= 30
