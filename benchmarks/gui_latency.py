@@ -31,6 +31,7 @@ def main() -> int:
     parser.add_argument("--cameras", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--glove-rate", type=float, default=200.0)
+    parser.add_argument("--wam", action="store_true", help="with the WAM preview node, as the GUI runs by default")
     args = parser.parse_args()
 
     import psutil
@@ -64,6 +65,7 @@ def main() -> int:
         node.options["timestamp_barcode"] = True
     config.recording.output = Path(tempfile.mkdtemp(prefix="collector-bench-"))
     config.session.sounds = False
+    config.wam.enabled = args.wam
     model = CollectModel(config)
     window = QtCollectWindow(model)
     window.resize(1500, 940)
@@ -97,7 +99,7 @@ def main() -> int:
     cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall
     platform = QtWidgets.QApplication.platformName()
     print(f"collect window, {args.cameras} cameras 640x480 RGB-D 30 fps + {args.glove_rate:g} Hz glove "
-          f"plots, recording, {args.seconds:g} s, Qt platform '{platform}', {os.cpu_count()} cores")
+          f"plots{' + WAM preview' if args.wam else ''}, recording, {args.seconds:g} s, Qt platform '{platform}', {os.cpu_count()} cores")
     if not len(latencies):
         print("no camera frames were painted")
         return 1
