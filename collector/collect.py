@@ -28,8 +28,8 @@ from typing import Any, Callable
 
 from .bus import fetch_describe, node_endpoints
 from .config import AppConfig, save_config
-from .health import LOSS_RECENT_S, DeviceHealth, StreamStatus, StreamView
-from .live import LiveFeed
+from .health import DeviceHealth, HealthBoard
+from .live import LiveFeed, RecordButtonWatcher
 from .recovery import recover_interrupted
 from .session import Session, SessionError
 from .streams import StreamSpec
@@ -74,10 +74,8 @@ class CollectModel:
         self._actions = ThreadPoolExecutor(1, thread_name_prefix="collect-action")
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
-        self._button_seen = 0
-        self._button_state = 0
-        self._last_press = 0.0
-        self._losses: dict[str, tuple[int, float]] = {}  # stream -> (missing seen, when it grew)
+        self._buttons: RecordButtonWatcher | None = None
+        self._health_board: HealthBoard | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def open(self) -> None:
@@ -98,6 +96,12 @@ class CollectModel:
         self.live = LiveFeed([node_endpoints(b).live for b in bases.values()],
                              rates_hz={s.name: s.rate_hz for s in self.specs.values()})
         self.wam = WamPreview.for_supervisor(self.session.supervisor)
+        self._buttons = RecordButtonWatcher(self.live, self.specs, debounce_s=BUTTON_DEBOUNCE_S)
+        # The WAM node is a preview, not a device: its own panel says how it does.
+        self._health_board = HealthBoard(
+            self.specs, list(self.session.supervisor.node_bases),
+            master_stream=self.config.recording.master_stream,
+            ignore_nodes=[self.config.wam.name] if self.config.wam.enabled else [])
         self._stop.clear()
         self._poller = threading.Thread(target=self._poll, name="collect-poller", daemon=True)
         self._poller.start()
@@ -383,29 +387,11 @@ class CollectModel:
 
     def _watch_buttons(self) -> None:
         """A press of the glove's record button toggles recording, like Space."""
-        if not self.config.session.glove_record_button or self.live is None:
+        if not self.config.session.glove_record_button or self._buttons is None:
             return
-        for stream in self.live.history_streams():
-            spec = self.specs.get(stream)
-            if spec is None or "buttons" not in {f.name for f in spec.fields}:
-                continue
-            labels = spec.field("buttons").channel_names
-            channel = labels.index("record") if "record" in labels else 0
-            snapshot = self.live.history(stream, self._button_seen)
-            if snapshot is None:
-                continue
-            count, _, fields = snapshot
-            pressed = fields["buttons"][:, channel] if len(fields["buttons"]) else []
-            previous = self._button_state
-            for value in pressed:
-                if value and not previous and time.monotonic() - self._last_press > BUTTON_DEBOUNCE_S:
-                    self._last_press = time.monotonic()
-                    self._emit("glove_button", {"stream": stream, "button": "record"})
-                    self.toggle_recording()
-                previous = value
-            self._button_state = previous
-            self._button_seen = count
-            return
+        for stream in self._buttons.new_presses():
+            self._emit("glove_button", {"stream": stream, "button": "record"})
+            self.toggle_recording()
 
     def _forward_device_events(self) -> None:
         if self.live is None:
@@ -435,62 +421,8 @@ class CollectModel:
                                  "the recorder stopped the episode"})
             self._emit("episode_stopped", self.last_episode)
             self._set_state(IDLE)
-        self.health = self._device_health(status)
+        self.health = self._health_board.assess(status, self.live)
         self.data_rate_bps = sum(
             s["rate_hz"] * self.specs[name].bytes_per_sample
             for name, s in status["streams"].items() if name in self.specs)
         self._emit("health", {"devices": self.health})
-
-    def _device_health(self, status: dict[str, Any]) -> list[DeviceHealth]:
-        node_states = status.get("nodes", {})
-        processes = status.get("processes", {})
-        master = (status.get("episode") or {}).get("master") or self._master_stream()
-        latest = self.live.latest() if self.live else {}
-        now = time.time_ns()
-        devices: dict[str, DeviceHealth] = {}
-        # The WAM node is a preview, not a device: its panel says how it does, and its being
-        # slow must never make a recording look unhealthy.
-        preview = self.config.wam.name if self.config.wam.enabled else None
-        for node in self.session.supervisor.node_bases:
-            if node == preview:
-                continue
-            process = processes.get(node, "running")
-            state = node_states.get(node, "starting") if process == "running" else process
-            devices[node] = DeviceHealth(node, state)
-        for name, s in status.get("streams", {}).items():
-            node = name.split("/", 1)[0]
-            if node == preview:
-                continue
-            if node not in devices:
-                devices[node] = DeviceHealth(node, node_states.get(node, "connected"))
-            sample = latest.get(name)
-            view = StreamView(
-                StreamStatus(name=name, rate_hz=s["rate_hz"], nominal_hz=s["nominal_hz"],
-                             received=s["received"], gaps=s["gaps"], missing=s["missing"],
-                             latency_ms=s["latency_ms"], age_s=s["age_s"]),
-                kind=self.specs[name].kind if name in self.specs else "",
-                display_latency_ms=(now - sample.t_host_ns) / 1e6 if sample else None,
-                recent_loss=self._lost_recently(name, s["missing"]),
-                skew_ms=(self.live.skew_ms(name, master)
-                         if self.live and master and name != master and _same_rate_or_faster(
-                             self.specs.get(name), self.specs.get(master)) else None))
-            devices[node].streams.append(view)
-        return list(devices.values())
-
-    def _lost_recently(self, stream: str, missing: int) -> bool:
-        seen, since = self._losses.get(stream, (0, 0.0))
-        if missing > seen:
-            self._losses[stream] = (missing, time.monotonic())
-            return True
-        return bool(since) and time.monotonic() - since < LOSS_RECENT_S
-
-    def _master_stream(self) -> str | None:
-        if self.config.recording.master_stream:
-            return self.config.recording.master_stream
-        colors = sorted(n for n, s in self.specs.items() if s.kind == "color")
-        return colors[0] if colors else None
-
-
-def _same_rate_or_faster(spec: StreamSpec | None, master: StreamSpec | None) -> bool:
-    """Skew means something for streams sampled at least as often as the master camera."""
-    return bool(spec and master and spec.rate_hz >= 0.9 * master.rate_hz)

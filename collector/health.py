@@ -7,6 +7,7 @@ the CLI's status line and the GUI's health strip show.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -171,3 +172,71 @@ class DeviceHealth:
         """One line: what is wrong, or that all is well."""
         problems = self.problems()
         return "; ".join(text for _, text in problems) if problems else f"{self.node}: all streams healthy"
+
+
+class HealthBoard:
+    """Turns the recorder's status and the live feed into one :class:`DeviceHealth` per node.
+
+    The recorder counts what it received (rates, gaps, data age); the live feed adds what the
+    display sees (capture-to-screen latency, skew to the master camera). A loss of samples flags
+    its stream for :data:`LOSS_RECENT_S`, then stays counted but no longer amber.
+    """
+
+    def __init__(self, specs: dict, nodes: list[str], *, master_stream: str = "",
+                 ignore_nodes: list[str] = ()) -> None:
+        self.specs = specs
+        self.nodes = list(nodes)
+        self.master_stream = master_stream
+        self.ignore = set(ignore_nodes)
+        self._losses: dict[str, tuple[int, float]] = {}  # stream -> (missing seen, when it grew)
+
+    def assess(self, status: dict, live=None) -> list[DeviceHealth]:
+        """Health of every node from a recorder ``status`` reply (with the supervisor's
+        ``processes``) and, when given, a :class:`~collector.live.LiveFeed`."""
+        node_states, processes = status.get("nodes", {}), status.get("processes", {})
+        master = (status.get("episode") or {}).get("master") or self._master()
+        latest = live.latest() if live is not None else {}
+        now = time.time_ns()
+        devices: dict[str, DeviceHealth] = {}
+        for node in self.nodes:
+            if node in self.ignore:
+                continue
+            process = processes.get(node, "running")
+            state = node_states.get(node, "starting") if process == "running" else process
+            devices[node] = DeviceHealth(node, state)
+        for name, s in status.get("streams", {}).items():
+            node = name.split("/", 1)[0]
+            if node in self.ignore:
+                continue
+            if node not in devices:
+                devices[node] = DeviceHealth(node, node_states.get(node, "connected"))
+            sample = latest.get(name)
+            skew = None
+            if live is not None and master and name != master and self._comparable(name, master):
+                skew = live.skew_ms(name, master)
+            devices[node].streams.append(StreamView(
+                StreamStatus(name=name, rate_hz=s["rate_hz"], nominal_hz=s["nominal_hz"],
+                             received=s["received"], gaps=s["gaps"], missing=s["missing"],
+                             latency_ms=s["latency_ms"], age_s=s["age_s"]),
+                kind=self.specs[name].kind if name in self.specs else "",
+                display_latency_ms=(now - sample.t_host_ns) / 1e6 if sample else None,
+                recent_loss=self._lost_recently(name, s["missing"]), skew_ms=skew))
+        return list(devices.values())
+
+    def _lost_recently(self, stream: str, missing: int) -> bool:
+        seen, since = self._losses.get(stream, (0, 0.0))
+        if missing > seen:
+            self._losses[stream] = (missing, time.monotonic())
+            return True
+        return bool(since) and time.monotonic() - since < LOSS_RECENT_S
+
+    def _master(self) -> str | None:
+        if self.master_stream:
+            return self.master_stream
+        colors = sorted(n for n, s in self.specs.items() if s.kind == "color")
+        return colors[0] if colors else None
+
+    def _comparable(self, stream: str, master: str) -> bool:
+        """Skew means something for streams sampled at least as often as the master camera."""
+        spec, ref = self.specs.get(stream), self.specs.get(master)
+        return bool(spec and ref and spec.rate_hz >= 0.9 * ref.rate_hz)

@@ -118,3 +118,43 @@ class LiveFeed(LatestSubscriber):
         i = bisect.bisect_left(ordered, target)
         nearest = min((abs(ordered[j] - target) for j in (i - 1, i) if 0 <= j < len(ordered)))
         return nearest / 1e6
+
+
+class RecordButtonWatcher:
+    """Finds presses of a glove's ``record`` button in a :class:`LiveFeed`'s history.
+
+    The button is a field ``buttons`` whose channel is named ``record`` (channel 0 otherwise) in
+    any stream that has one. A press is a 0 -> 1 edge; edges closer than ``debounce_s`` to the
+    previous press are contact bounce.
+    """
+
+    def __init__(self, live: LiveFeed, specs: dict, *, debounce_s: float = 0.5) -> None:
+        self.live = live
+        self.debounce_s = debounce_s
+        self._channels = {}
+        for name, spec in specs.items():
+            fields = {f.name: f for f in spec.fields}
+            if "buttons" in fields:
+                labels = fields["buttons"].channel_names
+                self._channels[name] = labels.index("record") if "record" in labels else 0
+        self._seen: dict[str, int] = {}
+        self._state: dict[str, int] = {}
+        self._last_press = 0.0
+
+    def new_presses(self) -> list[str]:
+        """The streams whose record button was pressed since the last call (one entry a press)."""
+        presses = []
+        for stream, channel in self._channels.items():
+            snapshot = self.live.history(stream, self._seen.get(stream, 0))
+            if snapshot is None:
+                continue
+            count, _, fields = snapshot
+            previous = self._state.get(stream, 0)
+            for value in fields["buttons"][:, channel] if len(fields["buttons"]) else ():
+                now = time.monotonic()
+                if value and not previous and now - self._last_press > self.debounce_s:
+                    self._last_press = now
+                    presses.append(stream)
+                previous = value
+            self._state[stream], self._seen[stream] = previous, count
+        return presses
