@@ -1,8 +1,9 @@
 """Checkpoint files and the numpy-in, numpy-out :class:`Predictor` the node and eval use.
 
 A checkpoint is a ``torch.save`` dictionary of plain data and tensors (loaded with
-``weights_only=True``: no pickled code runs): the model config, float16 weights, the action
-normalizer, the action fields and camera it was trained on, and the training report.
+``weights_only=True``: no pickled code runs): the model config, the weights (matrices as int8
+with a float16 scale per output row, the rest float16), the action normalizer, the action fields
+and camera it was trained on, and the training report. Version 1 files (all float16) still load.
 """
 
 from __future__ import annotations
@@ -18,7 +19,36 @@ from .data import DEFAULT_ACTION_FIELDS, Normalizer
 from .model import WamConfig, WorldActionModel
 
 FORMAT = "collector-wam"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+#: Weight tensors with at least this many elements are stored as int8 (a quarter of float32).
+QUANTIZE_MIN_ELEMENTS = 4096
+
+
+def quantize(state_dict: dict[str, torch.Tensor]) -> tuple[dict, dict]:
+    """``(tensors, scales)``: large float matrices as int8 with a float16 scale per output row
+    (symmetric, absmax / 127), other float tensors as float16, the rest unchanged."""
+    tensors, scales = {}, {}
+    for name, value in state_dict.items():
+        value = value.detach().cpu()
+        if value.is_floating_point() and value.ndim >= 2 and value.numel() >= QUANTIZE_MIN_ELEMENTS:
+            rows = value.float().reshape(value.shape[0], -1)
+            scale = rows.abs().amax(dim=1).clamp_min(1e-12) / 127.0
+            tensors[name] = torch.round(rows / scale[:, None]).clamp(-127, 127).to(torch.int8) \
+                .reshape(value.shape)
+            scales[name] = scale.to(torch.float16)
+        else:
+            tensors[name] = value.to(torch.float16) if value.is_floating_point() else value
+    return tensors, scales
+
+
+def dequantize(tensors: dict[str, torch.Tensor], scales: dict[str, torch.Tensor]) -> dict:
+    """The float weights that :func:`quantize` stored."""
+    out = dict(tensors)
+    for name, scale in scales.items():
+        q = tensors[name]
+        out[name] = (q.float().reshape(q.shape[0], -1) * scale.float()[:, None]).reshape(q.shape)
+    return out
 
 
 class CheckpointError(ValueError):
@@ -37,10 +67,11 @@ class Checkpoint:
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # int8 matrices keep the shipped checkpoint small enough for git; the model runs in
+        # float32 after loading.
+        tensors, scales = quantize(self.state_dict)
         data = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.config.to_dict(),
-                # float16 halves the file; the model runs in float32 after loading.
-                "state_dict": {k: v.detach().to("cpu", torch.float16) if v.is_floating_point()
-                               else v.detach().cpu() for k, v in self.state_dict.items()},
+                "state_dict": tensors, "int8_scales": scales,
                 "normalizer": self.normalizer.to_dict(), "action_fields": list(self.action_fields),
                 "camera": self.camera, "report": self.report}
         tmp = path.with_name(path.name + ".tmp")
@@ -57,10 +88,11 @@ class Checkpoint:
             raise CheckpointError(f"{path}: not a readable checkpoint: {exc}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not a collector WAM checkpoint")
-        if data.get("version") != FORMAT_VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise CheckpointError(f"{path}: checkpoint version {data.get('version')} "
-                                  f"(this collector reads {FORMAT_VERSION})")
-        return cls(WamConfig.from_dict(data["config"]), data["state_dict"],
+                                  f"(this collector reads {', '.join(map(str, READABLE_VERSIONS))})")
+        weights = dequantize(data["state_dict"], data.get("int8_scales") or {})
+        return cls(WamConfig.from_dict(data["config"]), weights,
                    Normalizer.from_dict(data["normalizer"]), tuple(data["action_fields"]),
                    data.get("camera"), data.get("report") or {})
 
