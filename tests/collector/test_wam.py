@@ -141,3 +141,17 @@ def tiny_checkpoint(path: Path) -> Path:
     Checkpoint(config, WorldActionModel(config).state_dict(),
                Normalizer(np.zeros(8, np.float32), np.ones(8, np.float32))).save(path)
     return path
+
+
+def test_int8_weights_round_trip_within_half_a_step():
+    import torch
+
+    from collector.wam.checkpoint import dequantize, quantize
+
+    weights = {"w": torch.randn(64, 128), "b": torch.randn(64), "steps": torch.tensor(3)}
+    tensors, scales = quantize(weights)
+    assert tensors["w"].dtype == torch.int8 and tensors["b"].dtype == torch.float16
+    restored = dequantize(tensors, scales)
+    step = weights["w"].abs().amax(dim=1, keepdim=True) / 127
+    assert torch.all((restored["w"] - weights["w"]).abs() <= 0.51 * step + 1e-3)
+    assert restored["steps"].item() == 3
