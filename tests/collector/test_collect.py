@@ -8,6 +8,7 @@ import pytest
 from collector.collect import CollectModel
 from collector.config import load_config, sim_config
 from collector.session import SessionError
+from tests.waiting import wait_for
 
 
 def tiny_config(out):
@@ -17,15 +18,6 @@ def tiny_config(out):
     config.recording.min_free_gb = 0.0
     config.session.sounds = False
     return config
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_guards_countdown_and_settings(tmp_path):
@@ -53,10 +45,10 @@ def test_guards_countdown_and_settings(tmp_path):
         first = model.stop_episode().result(60)
         assert model.state == "reset"
         # The countdown ends and the next episode starts by itself (goal 2 not reached yet).
-        wait_for(lambda: model.state == "recording", timeout=10)
+        wait_for(lambda: model.state == "recording", timeout_s=10)
         time.sleep(0.3)
         model.stop_episode().result(60)
-        wait_for(lambda: model.state == "idle", timeout=10)  # goal reached: no auto start
+        wait_for(lambda: model.state == "idle", timeout_s=10)  # goal reached: no auto start
         assert model.episodes_recorded == 2
         assert [d["kind"] for n, d in events if n == "cue"] == ["start", "stop", "start", "stop"]
         with h5py.File(first["path"]) as f:

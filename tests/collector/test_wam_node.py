@@ -19,20 +19,11 @@ from collector.wam.checkpoint import Predictor
 from collector.wam.node import InferenceNode
 from collector.wam.preview import WamPreview
 from collector.wam.surprise import surprise_summary
+from tests.waiting import wait_for
 
 from test_wam import tiny_checkpoint  # tests/collector is on sys.path (pytest rootdir mode)
 
 SMALL_CAMERA = {"width": 160, "height": 120}
-
-
-def wait_for(condition, timeout_s=30.0, interval_s=0.05):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s} s")
 
 
 @pytest.fixture

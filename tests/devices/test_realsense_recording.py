@@ -18,15 +18,9 @@ from collector.recorder import Recorder
 from devices.base import DeviceDisconnected, DeviceError
 from devices.node import Node
 from devices.realsense.node import RealSenseCamera
+from tests.waiting import wait_for
 
 pytest.importorskip("pyrealsense2")
-
-
-def wait_for(condition, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.fixture
