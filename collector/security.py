@@ -29,6 +29,7 @@ key, and :func:`connect` (used by every connecting socket in :mod:`collector.bus
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import json
 import os
@@ -49,15 +50,54 @@ class SecurityError(ValueError):
 
 def generate_keys(folder: str | Path, name: str) -> tuple[Path, Path]:
     """Write ``folder/name.key`` (public, give it to peers) and ``folder/name.key_secret``
-    (keep it on this host, mode 0600). Refuses to overwrite. Returns both paths."""
+    (keep it on this host, mode 0600). Refuses to overwrite. Returns both paths.
+
+    The secret file is created with mode 0600 in the same system call that creates it
+    (``O_CREAT | O_EXCL``; a umask can only narrow it), so no other user can open it even for
+    an instant; pyzmq's ``create_certificates`` creates it 0644 and leaves the chmod to us. The
+    text is what ``create_certificates`` writes, so ``zmq.auth.load_certificate`` reads it.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     public, secret = folder / f"{name}.key", folder / f"{name}.key_secret"
     if public.exists() or secret.exists():
         raise SecurityError(f"{public} or {secret} exists already; not overwriting keys")
-    public_path, secret_path = zmq.auth.create_certificates(str(folder), name)
-    os.chmod(secret_path, 0o600)
-    return Path(public_path), Path(secret_path)
+    public_key, secret_key = zmq.curve_keypair()
+    _write_new(secret, 0o600, _certificate(public_key, secret_key))
+    try:
+        _write_new(public, 0o644, _certificate(public_key, None))
+    except BaseException:
+        secret.unlink(missing_ok=True)
+        raise
+    return public, secret
+
+
+def _certificate(public_key: bytes, secret_key: bytes | None) -> bytes:
+    """A ZeroMQ certificate in the layout of ``zmq.auth.certs._write_key_file``."""
+    kind = "Secret" if secret_key else "Public"
+    lines = [f"#   ****  Generated on {datetime.datetime.now()} by pyzmq  ****",
+             f"#   ZeroMQ CURVE **{kind}** Certificate",
+             "#   " + ("DO NOT PROVIDE THIS FILE TO OTHER USERS nor change its permissions."
+                      if secret_key else "Exchange securely, or use a secure mechanism to verify "
+                                         "the contents of this file after exchange."),
+             "", "metadata", "curve", f'    public-key = "{public_key.decode()}"']
+    if secret_key:
+        lines.append(f'    secret-key = "{secret_key.decode()}"')
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _write_new(path: Path, mode: int, data: bytes) -> None:
+    """Create ``path`` with ``mode`` (never wider), refusing to follow or replace anything."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
+    except FileExistsError:
+        raise SecurityError(f"{path} exists already; not overwriting keys") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def load_public(path: str | Path) -> bytes:
