@@ -237,7 +237,7 @@ def test_header_not_json(sample_frames):
     _raises([sample_frames[0], b"\xff\xfe\x00garbage", *sample_frames[2:]],
             "header is not UTF-8 JSON")
     _raises([sample_frames[0], b"", *sample_frames[2:]], "header is not UTF-8 JSON")
-    _raises([sample_frames[0], b"[" * 100_000, *sample_frames[2:]], "header is not UTF-8 JSON")
+    _raises([sample_frames[0], b"[" * 60_000, *sample_frames[2:]], "header is not UTF-8 JSON")
 
 
 def test_topic_not_utf8(sample_frames):
@@ -423,8 +423,10 @@ def _base_messages(rng) -> list[list[bytes]]:
         _sample(scalar=np.array(1.5), empty=np.zeros((0, 2), np.float32)),
     ]
     messages = [[bytes(memoryview(f)) for f in encode(s)] for s in samples]
-    messages.append(encode(Describe(node="cam0", streams=[{"name": "cam0/color"}],
-                                    info={"a": 1})))
+    messages.append(encode(Describe(node="cam0", streams=[
+        {"name": "cam0/color", "kind": "color", "rate_hz": 30.0,
+         "fields": [{"name": "rgb", "dtype": "|u1", "shape": [6, 8, 3]}], "meta": {}}],
+        info={"a": 1})))
     messages.append(encode(Event(node="cam0", kind="error", t_host_ns=5, stream="cam0/color",
                                  detail={"x": [1, 2]})))
     return messages
@@ -517,3 +519,160 @@ def test_fuzz_decode_returns_or_raises_protocol_error():
     # both branches are exercised
     assert outcomes["error"] > 10_000
     assert outcomes["ok"] > 100
+
+
+# ----------------------------------------------------------------------------- hostile input: ranges, sizes, reasons
+
+
+def _reason(frames, match: str, reason: str) -> ProtocolError:
+    error = _raises(frames, match)
+    assert error.reason == reason, (error.reason, str(error))
+    return error
+
+
+@pytest.mark.parametrize("key, value", [
+    ("t_host_ns", 2**64), ("t_host_ns", 2**63), ("t_host_ns", -(2**63) - 1),
+    ("t_device_ns", 2**63), ("t_device_ns", -(2**64)),
+    ("seq", -1), ("seq", 2**63), ("seq", 10**30),
+])
+def test_sample_integers_out_of_int64_range(sample_frames, key, value):
+    error = _reason(_frames_with_header(sample_frames, **{key: value}),
+                    f"header '{key}' = {value} is out of range", "out_of_range")
+    assert "2**63" in str(error)
+
+
+def test_sample_integers_at_the_int64_limits_are_accepted(sample_frames):
+    back = decode(_frames_with_header(sample_frames, seq=2**63 - 1, t_device_ns=-(2**63),
+                                      t_host_ns=2**63 - 1))
+    assert (back.seq, back.t_device_ns, back.t_host_ns) == (2**63 - 1, -(2**63), 2**63 - 1)
+    assert decode(_frames_with_header(sample_frames, seq=0)).seq == 0
+
+
+def test_event_time_out_of_range():
+    event = encode(Event(node="glove", kind="disconnected", t_host_ns=1))
+    _reason(_frames_with_header(event, t_host_ns=2**64), "header 't_host_ns' = 18446744073709551616 is out of range",
+            "out_of_range")
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "1e400", "-1e999"])
+def test_header_floats_must_be_finite(text):
+    header = ('{"v":1,"type":"event","node":"n","kind":"k","t_host_ns":1,'
+              '"detail":{"x":%s}}' % text).encode()
+    _reason([b"event/n", header], "not finite|NaN|Infinity", "bad_header")
+
+
+def test_header_and_topic_sizes_are_bounded(sample_frames):
+    header = json.loads(bytes(sample_frames[1]))
+    header["pad"] = "x" * protocol.MAX_HEADER_BYTES
+    error = _reason([sample_frames[0], json.dumps(header).encode(), *sample_frames[2:]],
+                    r"header is \d+ bytes, at most 65536", "too_large")
+    assert len(str(error)) < 200
+    event = encode(Event(node="n", kind="error", t_host_ns=1, detail={"m": "y" * 70_000}))
+    _reason(event, "header is", "too_large")
+    big_topic = b"sample/cam0/" + b"c" * 1_000_000
+    error = _reason([big_topic, *sample_frames[1:]], r"topic is 1000012 bytes, at most 256", "too_large")
+    assert len(str(error)) < 200  # the sender's text is never copied into the error
+
+
+def test_field_count_and_buffer_size_are_bounded(sample_frames, monkeypatch):
+    many = encode(_sample(**{f"f{i}": np.zeros(1, np.uint8) for i in range(protocol.MAX_FIELDS + 1)}))
+    _reason(many, f"at most {protocol.MAX_FIELDS} fields", "too_large")
+    _reason([many[0], many[1], *[b""] * 10_000], "frames", "too_large")
+    monkeypatch.setattr(protocol, "MAX_BUFFER_BYTES", 50)
+    _reason(sample_frames, "field 'color': 60 bytes, at most 50", "too_large")
+
+
+def test_error_text_never_carries_a_huge_sender_string(sample_frames):
+    huge = "z" * 100_000
+    for frames in (_frames_with_header(sample_frames, type=huge[:60_000]),
+                   _frames_with_header(sample_frames, stream="cam0/" + huge[:60_000]),
+                   _frames_with_field(sample_frames, dtype=huge[:60_000]),
+                   _frames_with_field(sample_frames, encoding=huge[:60_000])):
+        with pytest.raises(ProtocolError) as info:
+            decode(frames)
+        assert len(str(info.value)) <= protocol.MAX_ERROR_TEXT
+
+
+def _describe_frames(*streams, node="glove") -> list:
+    return encode(Describe(node=node, streams=list(streams)))
+
+
+_HAND = {"name": "glove/hand", "kind": "state", "rate_hz": 200.0,
+         "fields": [{"name": "joints", "dtype": "<f4", "shape": [22]}], "meta": {}}
+
+
+def test_describe_streams_are_validated_at_the_wire():
+    assert decode(_describe_frames(_HAND)).streams == [_HAND]
+    no_kind = {k: v for k, v in _HAND.items() if k != "kind"}
+    error = _reason(_describe_frames(no_kind), "describe from node 'glove': stream 'glove/hand'",
+                    "bad_describe")
+    assert "lacks 'kind'" in str(error)
+    _reason(_describe_frames({**_HAND, "name": "cam0/color"}),
+            "stream 'cam0/color' does not belong to node 'glove'", "bad_describe")
+    _reason(_describe_frames(_HAND, _HAND), "declares stream 'glove/hand' twice", "bad_describe")
+    _reason(_describe_frames(*[{**_HAND, "name": f"glove/s{i}"} for i in range(protocol.MAX_STREAMS + 1)]),
+            f"65 streams, at most {protocol.MAX_STREAMS}", "too_large")
+    _reason(_describe_frames({**_HAND, "rate_hz": -1}), "stream 'glove/hand': rate_hz must be a finite number > 0", "bad_describe")
+    _reason(_describe_frames({**_HAND, "fields": [{"name": "joints", "dtype": "<f4"}]}),
+            "lacks 'shape'", "bad_describe")
+
+
+_MALFORMED_DECLARATIONS = [
+    ("a list", ["glove/hand"], "must be an object"),
+    ("no name", {k: v for k, v in _HAND.items() if k != "name"}, "lacks 'name'"),
+    ("no kind", {k: v for k, v in _HAND.items() if k != "kind"}, "lacks 'kind'"),
+    ("no rate", {k: v for k, v in _HAND.items() if k != "rate_hz"}, "lacks 'rate_hz'"),
+    ("no fields", {k: v for k, v in _HAND.items() if k != "fields"}, "lacks 'fields'"),
+    ("name int", {**_HAND, "name": 5}, "'name' must be a string"),
+    ("kind list", {**_HAND, "kind": ["state"]}, "kind"),
+    ("kind unknown", {**_HAND, "kind": "smell"}, "kind 'smell' is not one of"),
+    ("rate str", {**_HAND, "rate_hz": "fast"}, "rate_hz must be a number"),
+    ("rate bool", {**_HAND, "rate_hz": True}, "rate_hz must be a number"),
+    ("rate nan", {**_HAND, "rate_hz": float("nan")}, "rate_hz must be a finite number > 0"),
+    ("rate inf", {**_HAND, "rate_hz": float("inf")}, "rate_hz must be a finite number > 0"),
+    ("fields dict", {**_HAND, "fields": {"joints": {}}}, "'fields' must be a list"),
+    ("fields empty", {**_HAND, "fields": []}, "field names must be unique and non-empty"),
+    ("field str", {**_HAND, "fields": ["joints"]}, "field 0 must be an object"),
+    ("field extra key", {**_HAND, "fields": [{**_HAND["fields"][0], "colour": 1}]}, "unknown key 'colour'"),
+    ("field no dtype", {**_HAND, "fields": [{"name": "j", "shape": [2]}]}, "lacks 'dtype'"),
+    ("field name int", {**_HAND, "fields": [{"name": 3, "dtype": "<f4", "shape": [2]}]}, "name must be a string"),
+    ("dtype junk", {**_HAND, "fields": [{"name": "j", "dtype": "nonsense", "shape": [2]}]}, "bad dtype"),
+    ("dtype int", {**_HAND, "fields": [{"name": "j", "dtype": 5, "shape": [2]}]}, "bad dtype"),
+    ("dtype object", {**_HAND, "fields": [{"name": "j", "dtype": "|O", "shape": [2]}]}, "object"),
+    ("dtype empty", {**_HAND, "fields": [{"name": "j", "dtype": "|V0", "shape": [2]}]}, "item size"),
+    ("shape negative", {**_HAND, "fields": [{"name": "j", "dtype": "<f4", "shape": [-2]}]}, "shape"),
+    ("shape str", {**_HAND, "fields": [{"name": "j", "dtype": "<f4", "shape": "ab"}]}, "shape"),
+    ("shape float", {**_HAND, "fields": [{"name": "j", "dtype": "<f4", "shape": [1.5]}]}, "shape"),
+    ("shape huge", {**_HAND, "fields": [{"name": "j", "dtype": "<f4", "shape": [2**40, 2**40]}]}, "shape"),
+    ("shape deep", {**_HAND, "fields": [{"name": "j", "dtype": "<f4", "shape": [1] * 40}]}, "dimensions"),
+    ("reserved", {**_HAND, "fields": [{"name": "seq", "dtype": "<f4", "shape": [2]}]}, "reserved"),
+    ("unit int", {**_HAND, "fields": [{"name": "j", "dtype": "<f4", "shape": [2], "unit": 1}]}, "unit"),
+    ("channels str", {**_HAND, "fields": [{"name": "j", "dtype": "<f4", "shape": [2],
+                                            "channel_names": "ab"}]}, "channel_names"),
+    ("channels ints", {**_HAND, "fields": [{"name": "j", "dtype": "<f4", "shape": [2],
+                                             "channel_names": [1, 2]}]}, "channel_names"),
+    ("meta list", {**_HAND, "meta": [1]}, "'meta' must be an object"),
+]
+
+
+@pytest.mark.parametrize("data, message", [case[1:] for case in _MALFORMED_DECLARATIONS],
+                         ids=[case[0] for case in _MALFORMED_DECLARATIONS])
+def test_stream_spec_from_dict_raises_value_error_saying_what_is_wrong(data, message):
+    from collector.streams import StreamSpec
+
+    with pytest.raises(ValueError, match=message) as info:
+        StreamSpec.from_dict(data)
+    assert type(info.value) is ValueError
+
+
+def test_every_protocol_error_has_a_known_reason(sample_frames):
+    rng = np.random.default_rng(7)
+    base = _base_messages(rng)
+    reasons = set()
+    for _ in range(3000):
+        try:
+            decode(_mutate(rng, base[rng.integers(0, len(base))]))
+        except ProtocolError as exc:
+            assert exc.reason in protocol.REASONS, (exc.reason, str(exc))
+            reasons.add(exc.reason)
+    assert {"bad_header", "bad_topic", "bad_field", "bad_describe"} <= reasons
