@@ -6,6 +6,12 @@ capture-to-disk latency p50/p99; recorder CPU; recorder RSS early vs late (must 
 The disk's own sequential write bandwidth is measured first, in the same run, as the ceiling.
 
     python benchmarks/record_throughput.py --seconds 30 --cameras 1 2 3 4
+    python benchmarks/record_throughput.py --checksums on off --cameras 1   # the writer's cost of
+                                                                              # Fletcher-32 and CRCs
+
+``--checksums`` times the episode writer alone (``EpisodeWriter(checksums=...)``) on the same
+simulated samples, on and off: CPU seconds per second of recording and MB/s, per codec and
+color encoding (the processes and sockets are the same either way).
 """
 
 from __future__ import annotations
@@ -40,6 +46,49 @@ def disk_bandwidth_mb_s(folder: Path, total_mb: int = 1024) -> float:
     elapsed = time.perf_counter() - start
     path.unlink()
     return total_mb / elapsed
+
+
+def checksum_cost(cameras: int, compression: str, color_encoding: str, checksums: bool,
+                  seconds: float, out: Path) -> dict:
+    """Write ``seconds`` of 30 fps 640x480 RGB-D per camera plus a 1 kHz glove through
+    EpisodeWriter, flushing every 0.5 s of data; CPU time and throughput of the writer alone."""
+    from collector.episode import EpisodeWriter
+    from collector.protocol import Sample
+    from collector.streams import FieldSpec, StreamSpec
+
+    rng = np.random.default_rng(0)
+    specs = [StreamSpec(f"cam{i}/color", "color", 30.0, [FieldSpec("rgb", "uint8", (480, 640, 3))])
+             for i in range(cameras)]
+    specs += [StreamSpec(f"cam{i}/depth", "depth", 30.0, [FieldSpec("depth", "uint16", (480, 640))])
+              for i in range(cameras)]
+    specs.append(StreamSpec("glove/hand", "state", 1000.0, [FieldSpec("joints", "float32", (22,))]))
+    # A smooth image (JPEG and LZ4 see realistic work) and a noisy depth map.
+    yy, xx = np.mgrid[0:480, 0:640]
+    rgb = np.stack([(xx // 3) % 256, (yy // 2) % 256, ((xx + yy) // 5) % 256], -1).astype(np.uint8)
+    depth = (1000 + rng.integers(0, 50, (480, 640))).astype(np.uint16)
+    path = out / f"checksums-{checksums}-{compression}-{color_encoding}.h5"
+    path.unlink(missing_ok=True)
+    proc = psutil.Process()
+    cpu0, t0 = proc.cpu_times(), time.perf_counter()
+    writer = EpisodeWriter(path, specs, {"task": "bench"}, compression=compression,
+                           color_encoding=color_encoding, checksums=checksums)
+    frames = int(seconds * 30)
+    for k in range(frames):
+        t = time.time_ns()
+        for i in range(cameras):
+            writer.append(Sample(f"cam{i}", f"cam{i}/color", k, t, t, {"rgb": rgb}), t)
+            writer.append(Sample(f"cam{i}", f"cam{i}/depth", k, t, t, {"depth": depth}), t)
+        for j in range(33):
+            writer.append(Sample("glove", "glove/hand", k * 33 + j, t, t,
+                                 {"joints": np.full(22, j, np.float32)}), t)
+        if k % 15 == 14:
+            writer.flush()
+    writer.close()
+    cpu1, t1 = proc.cpu_times(), time.perf_counter()
+    size = path.stat().st_size
+    path.unlink()
+    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    return {"cpu_per_s": cpu / seconds, "MB_s": size / 2**20 / (t1 - t0), "file_MB": size / 2**20}
 
 
 def run(cameras: int, compression: str, seconds: float, out: Path) -> dict:
@@ -88,9 +137,23 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--compression", nargs="+", default=["none", "lz4"])
     parser.add_argument("--out", help="folder to record into (default: a temporary folder)")
+    parser.add_argument("--checksums", nargs="+", choices=["on", "off"],
+                        help="instead: the episode writer's cost with checksums on and off")
+    parser.add_argument("--color-encoding", nargs="+", default=["raw", "jpeg"])
     args = parser.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="collector-bench-"))
     out.mkdir(parents=True, exist_ok=True)
+    if args.checksums:
+        print(f"episode writer alone, {args.seconds:g} s of data per run; cores: {os.cpu_count()}")
+        print(f"{'cams':>4} {'codec':>5} {'color':>5} {'checksums':>9} {'CPU s/s':>8} {'MB/s':>7} {'file MB':>8}")
+        for cameras in args.cameras:
+            for compression in args.compression:
+                for encoding in args.color_encoding:
+                    for mode in args.checksums:
+                        r = checksum_cost(cameras, compression, encoding, mode == "on", args.seconds, out)
+                        print(f"{cameras:>4} {compression:>5} {encoding:>5} {mode:>9} "
+                              f"{r['cpu_per_s']:>8.3f} {r['MB_s']:>7.0f} {r['file_MB']:>8.1f}", flush=True)
+        return
     ceiling = disk_bandwidth_mb_s(out)
     print(f"disk sequential write with fsync: {ceiling:.0f} MB/s ({out}); cores: {os.cpu_count()}")
     header = (f"{'cams':>4} {'codec':>5} {'offered':>8} {'written':>8} {'dropped':>7} {'data MB/s':>9} "

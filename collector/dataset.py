@@ -26,6 +26,7 @@ with ``DataLoader(num_workers > 0)``.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -34,10 +35,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from collector.episode_reader import Episode, open_episode
+from collector.episode_reader import Episode, EpisodeError, open_episode
 from collector.export.common import check_consistent
 from collector.export.selection import (EpisodeFilter, EpisodeSteps, SignalMapping, camera_key,
-                                        load_steps, read_images, select_episodes, split_by_episode)
+                                        drop_damaged_steps, load_steps, read_images,
+                                        select_episodes, split_by_episode)
+
+log = logging.getLogger(__name__)
 
 #: Normalization never divides by less than this (constant channels, e.g. a fixed quaternion).
 MIN_STD = 1e-6
@@ -53,6 +57,11 @@ def compute_stats(arrays: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
     return {"mean": data.mean(0).astype(np.float32), "std": data.std(0).astype(np.float32),
             "min": data.min(0).astype(np.float32), "max": data.max(0).astype(np.float32),
             "count": np.array([data.shape[0]], np.int64)}
+
+
+def _damage_text(reasons: list[str]) -> str:
+    shown = "; ".join(reasons[:5]) + (f"; {len(reasons) - 5} more" if len(reasons) > 5 else "")
+    return f"{len(reasons)} damaged frame{'s' if len(reasons) > 1 else ''} left out ({shown})"
 
 
 class EpisodeDataset(Dataset):
@@ -83,11 +92,21 @@ class EpisodeDataset(Dataset):
         self.mapping = mapping or SignalMapping()
         self.horizon, self.n_obs_steps = int(horizon), int(n_obs_steps)
         files, self.skipped = select_episodes(paths, episode_filter)
-        episodes = [load_steps(path, self.mapping) for path in files]
-        for steps in episodes:
+        episodes = []
+        for path in files:
+            try:
+                # JPEG frames are checked against their CRC here (cheap, no decoding); raw
+                # frames' chunks are checked by HDF5 when read (see __getitem__).
+                steps, reasons = drop_damaged_steps(load_steps(path, self.mapping), thorough=False)
+            except EpisodeError as exc:
+                self.skipped[path] = str(exc)
+                continue
+            if reasons:
+                self.skipped[path] = _damage_text(reasons)
             if not len(steps):
-                self.skipped[steps.path] = "no usable steps"
-        episodes = [e for e in episodes if len(e)]
+                self.skipped[path] = "no usable steps"
+            else:
+                episodes.append(steps)
         check_consistent(episodes)
         if split is not None:
             val = split_by_episode([e.uuid for e in episodes], val_fraction, seed)
@@ -98,6 +117,8 @@ class EpisodeDataset(Dataset):
         self.stats = stats if stats is not None else (self._compute_stats() if episodes else {})
         self._handles: dict[Path, Episode] = {}
         self._pid = os.getpid()
+        #: Steps whose data failed to read in this process: path -> steps (also in ``skipped``).
+        self.failed: dict[Path, list[int]] = {}
 
     def _compute_stats(self) -> dict[str, dict[str, np.ndarray]]:
         return {"observation.state": compute_stats(e.state for e in self.episodes),
@@ -146,7 +167,23 @@ class EpisodeDataset(Dataset):
         return (x - s["mean"]) / np.maximum(s["std"], MIN_STD)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        e, k = self.locate(int(index))
+        index = int(index)
+        for attempt in range(len(self)):
+            try:
+                return self._item((index + attempt) % len(self))
+            except EpisodeError as exc:
+                # A frame damaged in a way the CRC scan cannot see (a raw frame's chunk, a JPEG
+                # without CRC that does not decode): serve the next sample, say which one failed.
+                e, k = self.locate((index + attempt) % len(self))
+                path = self.episodes[e].path
+                if path not in self.failed:
+                    log.warning("%s: step %d skipped: %s", path, k, exc)
+                self.failed.setdefault(path, []).append(k)
+                self.skipped[path] = f"damaged data at step(s) {self.failed[path]}: {exc}"
+        raise IndexError(f"no readable sample in {len(self)} samples")
+
+    def _item(self, index: int) -> dict[str, torch.Tensor]:
+        e, k = self.locate(index)
         steps = self.episodes[e]
         n = len(steps)
         obs_rows = np.clip(np.arange(k - self.n_obs_steps + 1, k + 1), 0, n - 1)

@@ -55,7 +55,8 @@ def export_aloha(paths: Sequence[str | Path], out: str | Path, *,
     """Write the selected episodes into the folder ``out``; see the module docstring."""
     mapping = mapping or SignalMapping()
     clock = Stopwatch()
-    episodes, skipped = load_episodes(paths, mapping, episode_filter)
+    damaged: dict[Path, list[str]] = {}
+    episodes, skipped = load_episodes(paths, mapping, episode_filter, damaged)
     length = target_length([len(e) for e in episodes], episode_len)
     total = sum(length or len(e) for e in episodes)
     out = Path(out)
@@ -91,4 +92,4 @@ def export_aloha(paths: Sequence[str | Path], out: str | Path, *,
                                          "uuid": steps.uuid, "length": n})
         (tmp / "steps.json").write_text(json.dumps(manifest, indent=2))
     return ExportResult(out, len(episodes), total, tree_bytes(out), clock.seconds, skipped,
-                        sum(e.dropped for e in episodes))
+                        sum(e.dropped for e in episodes), damaged)

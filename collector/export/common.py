@@ -19,8 +19,9 @@ from typing import Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from collector.export.selection import (EpisodeFilter, EpisodeSteps, SignalMapping, load_steps,
-                                        select_episodes)
+from collector.episode_reader import EpisodeError
+from collector.export.selection import (EpisodeFilter, EpisodeSteps, SignalMapping,
+                                        drop_damaged_steps, load_steps, select_episodes)
 
 #: Frames read (and resized) per HDF5 request while exporting.
 IMAGE_BATCH = 64
@@ -41,6 +42,8 @@ class ExportResult:
     seconds: float
     skipped: dict[Path, str] = field(default_factory=dict)
     dropped_steps: int = 0
+    #: Episodes exported without their damaged frames: path -> one reason per frame.
+    damaged: dict[Path, list[str]] = field(default_factory=dict)
 
     @property
     def mb_per_s(self) -> float:
@@ -53,6 +56,12 @@ class ExportResult:
             text += f"; {self.dropped_steps} steps without every signal left out"
         for path, why in self.skipped.items():
             text += f"\n  skipped {path}: {why}"
+        frames = sum(len(r) for r in self.damaged.values())
+        if frames:
+            text += f"\n  {frames} damaged frame{'s' if frames > 1 else ''} left out (their steps dropped):"
+            for path, reasons in self.damaged.items():
+                shown = "; ".join(reasons[:5]) + (f"; {len(reasons) - 5} more" if len(reasons) > 5 else "")
+                text += f"\n    {path}: {shown}"
         return text
 
 
@@ -72,12 +81,24 @@ def check_consistent(episodes: Sequence[EpisodeSteps]) -> None:
 
 
 def load_episodes(paths: Sequence[str | Path], mapping: SignalMapping,
-                  episode_filter: EpisodeFilter | None) -> tuple[list[EpisodeSteps], dict[Path, str]]:
-    """The selected episodes as steps (empty ones skipped), checked to be alike."""
+                  episode_filter: EpisodeFilter | None,
+                  damaged: dict[Path, list[str]] | None = None
+                  ) -> tuple[list[EpisodeSteps], dict[Path, str]]:
+    """The selected episodes as steps (empty and unreadable ones skipped), checked to be alike.
+
+    Every camera frame an export will read is checked first (CRC32, Fletcher-32, or decoding
+    in files without checksums): a damaged frame's step is left out and its reason added to
+    ``damaged``, so the export never stops half-way on it."""
     files, skipped = select_episodes(paths, episode_filter)
     episodes = []
     for path in files:
-        steps = load_steps(path, mapping)
+        try:
+            steps, reasons = drop_damaged_steps(load_steps(path, mapping), thorough=True)
+        except EpisodeError as exc:  # damage in the state or time data: the episode is unusable
+            skipped[path] = str(exc)
+            continue
+        if reasons and damaged is not None:
+            damaged[path] = reasons
         if len(steps) < 2:
             skipped[path] = f"{len(steps)} usable steps"
         else:

@@ -168,7 +168,8 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
         raise ExportError(f"video codec must be one of {', '.join(VIDEO_CODECS)}, got {vcodec!r}")
     mapping = mapping or SignalMapping()
     clock = Stopwatch()
-    episodes, skipped = load_episodes(paths, mapping, episode_filter)
+    damaged: dict[Path, list[str]] = {}
+    episodes, skipped = load_episodes(paths, mapping, episode_filter, damaged)
     first = episodes[0]
     fps = int(round(first.rate_hz))
     if fps < 1:
@@ -283,4 +284,4 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
                 "video_path": VIDEO_PATH if cams else None, "features": features}
         (root / "meta/info.json").write_text(json.dumps(info, indent=4))
     return ExportResult(out, len(episodes), total, tree_bytes(out), clock.seconds, skipped,
-                        sum(e.dropped for e in episodes))
+                        sum(e.dropped for e in episodes), damaged)

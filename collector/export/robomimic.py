@@ -50,7 +50,8 @@ def export_robomimic(paths: Sequence[str | Path], out: str | Path, *,
     """Write the selected episodes to ``out`` (one ``.hdf5``); see the module docstring."""
     mapping = mapping or SignalMapping()
     clock = Stopwatch()
-    episodes, skipped = load_episodes(paths, mapping, episode_filter)
+    damaged: dict[Path, list[str]] = {}
+    episodes, skipped = load_episodes(paths, mapping, episode_filter, damaged)
     first = episodes[0]
     groups = field_groups(first.state_names)
     val = split_by_episode([e.uuid for e in episodes], val_fraction, seed)
@@ -109,7 +110,7 @@ def export_robomimic(paths: Sequence[str | Path], out: str | Path, *,
         mask.create_dataset("train", data=np.array(train, dtype="S"))
         mask.create_dataset("valid", data=np.array(valid, dtype="S"))
     return ExportResult(out, len(episodes), total, tree_bytes(out), clock.seconds, skipped,
-                        sum(e.dropped for e in episodes))
+                        sum(e.dropped for e in episodes), damaged)
 
 
 def _image_hw(shape: tuple[int, ...], size: tuple[int, int] | None) -> tuple[int, int]:

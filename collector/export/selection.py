@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -351,6 +351,45 @@ def load_steps(path: str | Path, mapping: SignalMapping | None = None) -> Episod
     """:func:`episode_steps` of the episode file at ``path``."""
     with open_episode(path) as ep:
         return episode_steps(ep, mapping)
+
+
+def frame_damage(ep: Episode, camera: str, field: str, frames: np.ndarray, *,
+                 thorough: bool) -> dict[int, str]:
+    """Damaged frames among ``frames`` of one camera field: ``{frame: why}``.
+
+    JPEG frames are checked against their CRC32 (files without CRCs: decoded when ``thorough``,
+    else their header and end marker checked); raw frames, only when ``thorough``, by reading
+    their chunks (Fletcher-32)."""
+    from collector.checksums import jpeg_frame_problems, raw_frame_problems
+
+    group = ep.h5[f"streams/{camera}"]
+    count = ep.count(camera)
+    if ep.encodings(camera).get(field) == "jpeg":
+        return jpeg_frame_problems(group, field, count, frames, decode=thorough,
+                                   shape=ep.streams[camera].field(field).shape)
+    return raw_frame_problems(group[field], frames) if thorough else {}
+
+
+def drop_damaged_steps(steps: EpisodeSteps, *, thorough: bool = True) -> tuple[EpisodeSteps, list[str]]:
+    """``steps`` without the steps whose camera frame is damaged, and one reason per damaged
+    frame (``"cam0/color frame 10: CRC mismatch"``); the steps object is returned as it is
+    when nothing is damaged. Raises :class:`EpisodeError` when the file cannot be read."""
+    reasons, keep = [], np.ones(len(steps), bool)
+    with open_episode(steps.path) as ep:
+        try:
+            for cam, frames in steps.frames.items():
+                damaged = frame_damage(ep, cam, steps.image_fields[cam], frames, thorough=thorough)
+                for frame, why in sorted(damaged.items()):
+                    reasons.append(f"{cam} frame {frame}: {why}")
+                    keep &= frames != frame
+        except (OSError, KeyError, ValueError) as exc:
+            raise EpisodeError(f"{steps.path}: unreadable, truncated or corrupt episode ({exc})") from None
+    if keep.all():
+        return steps, reasons
+    rows = np.flatnonzero(keep)
+    return replace(steps, t_s=steps.t_s[rows], frames={c: f[rows] for c, f in steps.frames.items()},
+                   state=steps.state[rows], action=steps.action[rows],
+                   dropped=steps.dropped + int(keep.size - rows.size)), reasons
 
 
 def resize_images(images: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
