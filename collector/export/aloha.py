@@ -60,7 +60,8 @@ def export_aloha(paths: Sequence[str | Path], out: str | Path, *,
     length = target_length([len(e) for e in episodes], episode_len)
     total = sum(length or len(e) for e in episodes)
     out = Path(out)
-    with atomic_output(out, force=force, directory=True) as tmp, \
+    with atomic_output(out, force=force, directory=True, inputs=paths,
+                       kind="aloha") as tmp, \
             progress(total * max(1, len(episodes[0].frames)), f"aloha {out.name}",
                      show_progress) as bar:
         manifest = {"state_names": episodes[0].state_names, "action_names": episodes[0].action_names,

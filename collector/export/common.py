@@ -113,15 +113,79 @@ def load_episodes(paths: Sequence[str | Path], mapping: SignalMapping,
     return episodes, skipped
 
 
+#: File in a folder export, and root attribute of an HDF5 export, that marks it as written by
+#: collector: ``--force`` replaces only what carries it.
+EXPORT_MARKER = ".collector-export"
+EXPORT_ATTR = "collector_export"
+
+
+def check_output(target: Path, inputs: Sequence[str | Path], *, force: bool, directory: bool) -> None:
+    """Raise :class:`ExportError` unless writing ``target`` is safe: it must not be an input, lie
+    inside one or contain one, and an existing ``target`` is replaced only with ``force`` and only
+    when it is a previous export of the same kind (it carries the marker this module writes)."""
+    resolved = Path(target).resolve()
+    for given in inputs:
+        source = Path(given).resolve()
+        if resolved == source:
+            raise ExportError(f"refusing to write to {target}: it is the input {given}")
+        if resolved.is_relative_to(source):
+            raise ExportError(f"refusing to write to {target}: it is inside the input {given}")
+        if source.is_relative_to(resolved):
+            raise ExportError(f"refusing to write to {target}: it contains the input {given}")
+    if not resolved.exists():
+        return
+    if not force:
+        raise ExportError(f"{target} exists (use --force to replace it)")
+    if not is_previous_export(resolved, directory=directory):
+        kind = "folder" if directory else "HDF5 file"
+        raise ExportError(f"refusing to replace {target}: it is not a previous collector export "
+                          f"(no {EXPORT_MARKER if directory else EXPORT_ATTR + ' attribute'} in this "
+                          f"{kind}); --force replaces only exports it wrote, remove it yourself or "
+                          "choose another output")
+
+
+def is_previous_export(path: Path, *, directory: bool) -> bool:
+    """Whether ``path`` is an export collector wrote: a folder with :data:`EXPORT_MARKER`, or
+    an HDF5 file whose root has :data:`EXPORT_ATTR`."""
+    if directory:
+        return path.is_dir() and not path.is_symlink() and (path / EXPORT_MARKER).is_file()
+    if not path.is_file() or path.is_symlink():
+        return False
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return EXPORT_ATTR in f.attrs
+    except OSError:
+        return False
+
+
+def _mark(tmp: Path, kind: str, directory: bool) -> None:
+    import json
+
+    import h5py
+
+    from collector import __version__
+
+    if directory:
+        (tmp / EXPORT_MARKER).write_text(json.dumps({"format": kind, "app_version": __version__}) + "\n")
+    else:
+        with h5py.File(tmp, "a") as f:
+            f.attrs[EXPORT_ATTR] = kind
+
+
 @contextmanager
-def atomic_output(target: Path, *, force: bool, directory: bool) -> Iterator[Path]:
+def atomic_output(target: Path, *, force: bool, directory: bool,
+                  inputs: Sequence[str | Path] = (), kind: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target``.
 
-    Refuses an existing ``target`` unless ``force``. On failure the temporary is removed.
+    Checks ``target`` first (:func:`check_output`: never an input, inside one or holding one;
+    an existing ``target`` only with ``force`` and only if it is a previous export). The
+    finished output is marked as an export (``kind``: the format). On failure the temporary is
+    removed.
     """
     target = Path(target)
-    if target.exists() and not force:
-        raise ExportError(f"{target} exists (use --force to replace it)")
+    check_output(target, inputs, force=force, directory=directory)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
     _remove(tmp)
@@ -129,9 +193,11 @@ def atomic_output(target: Path, *, force: bool, directory: bool) -> Iterator[Pat
         tmp.mkdir()
     try:
         yield tmp
+        _mark(tmp, kind, directory)
     except BaseException:
         _remove(tmp)
         raise
+    check_output(target, inputs, force=force, directory=directory)  # unchanged while we wrote?
     _remove(target)
     os.replace(tmp, target)
 

@@ -205,7 +205,8 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
                         ("task_index", pa.int64())])
     total = sum(len(e) for e in episodes)
     out = Path(out)
-    with atomic_output(out, force=force, directory=True) as root, \
+    with atomic_output(out, force=force, directory=True, inputs=paths,
+                       kind="lerobot") as root, \
             progress(total * max(1, len(cams)), f"lerobot {out.name}", show_progress) as bar:
         videos = {cam: _VideoFiles(root, key, fps, *sizes[cam], vcodec, int(video_file_mb * 1e6))
                   for cam, key in cams.items()}

@@ -58,7 +58,8 @@ def export_robomimic(paths: Sequence[str | Path], out: str | Path, *,
     total = sum(len(e) for e in episodes)
     out = Path(out)
     frames = total * max(1, len(first.frames))
-    with atomic_output(out, force=force, directory=False) as tmp, h5py.File(tmp, "w") as f, \
+    with atomic_output(out, force=force, directory=False, inputs=paths,
+                       kind="robomimic") as tmp, h5py.File(tmp, "w") as f, \
             progress(frames, f"robomimic {out.name}", show_progress) as bar:
         data = f.create_group("data")
         names = []

@@ -25,7 +25,7 @@ from collector.export.common import ExportError
 from collector.export.lerobot import export_lerobot
 from collector.export.robomimic import export_robomimic
 from collector.export.selection import SignalMapping, load_steps
-from sim_episodes import write_library
+from sim_episodes import write_library, write_sim_episode
 
 GRIP = SignalMapping(action="next:glove/hand:wrist_pos,grip")
 
@@ -263,3 +263,58 @@ def test_default_action_needs_every_episode_alike(folder, tmp_path):
     with pytest.raises(ExportError, match="action_names differ"):
         export_aloha([folder], tmp_path / "mixed", show_progress=False)
     assert common.check_consistent([]) is None
+
+
+def tree(root):
+    """Every file under ``root`` with its bytes' digest: what a user would find there."""
+    return {p.relative_to(root): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def recs(tmp_path):
+    """A recordings folder of two episodes inside a parent folder that holds an unrelated file."""
+    root = tmp_path / "parent" / "recs"
+    write_sim_episode(root / "a.h5", seed=1, seconds=0.6)
+    write_sim_episode(root / "b.h5", seed=2, seconds=0.6)
+    (tmp_path / "parent" / "thesis.txt").write_text("unrelated work\n")
+    return root
+
+
+@pytest.mark.parametrize("fmt", ["lerobot", "robomimic", "aloha"])
+def test_an_export_into_its_own_input_is_refused_even_with_force(recs, fmt, capsys):
+    parent = recs.parent
+    before = tree(parent)
+    for out in (recs, parent, recs / "out", recs / "a.h5"):
+        code = main(["export", fmt, str(recs), "-o", str(out), "-q", "--force"])
+        err = capsys.readouterr().err
+        assert code != 0, (fmt, out)
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert "refusing" in err and "input" in err, err
+        assert tree(parent) == before, (fmt, out)  # nothing deleted, nothing written
+    # An episode file given as the input: an output folder holding it is refused as well.
+    assert main(["export", fmt, str(recs / "a.h5"), "-o", str(recs), "-q", "--force"]) != 0
+    assert "refusing" in capsys.readouterr().err
+    assert tree(parent) == before
+
+
+@pytest.mark.parametrize("fmt, name", [("lerobot", "lr"), ("robomimic", "rm.hdf5"), ("aloha", "act")])
+def test_force_replaces_only_a_previous_export(recs, tmp_path, fmt, name, capsys):
+    out = tmp_path / name
+    argv = ["export", fmt, str(recs), "-o", str(out), "-q"]
+    assert main(argv) == 0
+    assert main(argv + ["--force"]) == 0  # its own previous export: replaced
+    capsys.readouterr()
+    # Something else at the output path: --force refuses and says why, and leaves it alone.
+    other = tmp_path / f"other-{name}"
+    if out.is_dir():
+        other.mkdir()
+        (other / "notes.txt").write_text("mine\n")
+    else:
+        with h5py.File(other, "w") as f:
+            f["data"] = np.arange(3)
+    before = other.read_bytes() if other.is_file() else tree(other)
+    code = main(["export", fmt, str(recs), "-o", str(other), "-q", "--force"])
+    err = capsys.readouterr().err
+    assert code != 0 and "not a previous collector export" in err and "Traceback" not in err, err
+    assert (other.read_bytes() if other.is_file() else tree(other)) == before
