@@ -20,14 +20,15 @@ import tempfile
 import threading
 import time
 import uuid
-from collections import Counter
+import traceback
+from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import zmq
 
 from . import protocol, security
-from .protocol import Describe, Event, Message, ProtocolError, Sample
+from .protocol import Describe, Event, Message, ProtocolError, Sample, clip
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,42 @@ LIVE_HWM = 4
 EVENTS_KEPT = 256
 #: Seconds of a node's rated message rate that its data queue holds before ZeroMQ would drop.
 RELIABLE_QUEUE_SECONDS = 20.0
+#: Largest control request or reply, bytes.
+MAX_REQUEST_BYTES = 1024 * 1024
+#: Longest text a log line or an error reply carries from the outside.
+LOG_TEXT = 200
+#: At most one log line per reason in this many seconds; the rest are counted.
+LOG_INTERVAL_S = 10.0
+
+
+class ThrottledLog:
+    """Log lines about untrusted input: each clipped to :data:`LOG_TEXT` characters, at most one
+    per ``key`` (a reason, from a small fixed set) per ``interval_s``; the next line says how many
+    were suppressed in between. Thread-safe."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = LOG_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._log, self._interval, self._clock = logger, interval_s, clock
+        self._last: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def warning(self, key: str, text: str, *, exc_info: BaseException | None = None) -> None:
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self._interval:
+                self._suppressed[key] += 1
+                return
+            self._last[key] = now
+            suppressed = self._suppressed.pop(key, 0)
+        line = clip(text, LOG_TEXT)
+        if suppressed:
+            line += f" (+{suppressed} more like it in the last {now - last:.0f} s)"
+        if exc_info is not None:
+            # The frames only: the exception's text may be anything a peer sent.
+            line += "\n" + "".join(traceback.format_tb(exc_info.__traceback__)).rstrip()
+        self._log.warning("%s", line)
 
 
 @dataclass(frozen=True)
@@ -129,6 +166,12 @@ class NodePublisher:
         self._describe = describe
         self.send(describe)
 
+    def _handle(self, request: dict) -> dict:
+        handler = self._handlers.get(request["cmd"])
+        if handler is None:
+            return {"ok": False, "error": f"unknown command {protocol._show(request['cmd'])}"}
+        return handler(request)
+
     def _serve_control(self) -> None:
         sock = self.context.socket(zmq.REP)
         sock.setsockopt(zmq.LINGER, 0)
@@ -141,19 +184,10 @@ class NodePublisher:
             self._ctl_ready.set()
             return
         self._ctl_ready.set()
-        poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
-        while not self._stop.is_set():
-            if not poller.poll(100):
-                continue
-            try:
-                request = json.loads(sock.recv())
-                handler = self._handlers.get(request.get("cmd"))
-                reply = handler(request) if handler else {"ok": False, "error": f"unknown command {request.get('cmd')!r}"}
-            except Exception as exc:  # a bad request must not kill the node
-                reply = {"ok": False, "error": str(exc)}
-            sock.send(json.dumps(reply).encode())
-        sock.close()
+        try:
+            serve_requests(sock, self._handle, self._stop)
+        finally:
+            sock.close()
 
     def send(self, message: Message) -> None:
         frames = protocol.encode(message)
@@ -170,9 +204,108 @@ class NodePublisher:
         self.live.close()
 
 
+_control_log = ThrottledLog(log)
+
+
+def _error_reply(text: str) -> dict:
+    return {"ok": False, "error": clip(text, protocol.MAX_ERROR_TEXT)}
+
+
+def _parse_request(frames: list) -> dict:
+    """The request object in ``frames``; ``ValueError`` saying what is wrong with it."""
+    if len(frames) != 1:
+        raise ValueError(f"expected 1 frame (a JSON object), got {len(frames)}")
+    data = frames[0]
+    if len(data) > MAX_REQUEST_BYTES:
+        raise ValueError(f"request is {len(data)} bytes, at most {MAX_REQUEST_BYTES}")
+    try:
+        request = json.loads(data, parse_constant=protocol._no_constant,
+                             parse_float=protocol._finite_float)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"request is not JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise ValueError(f"a request must be a JSON object, got {type(request).__name__}")
+    if not isinstance(request.get("cmd"), str):
+        raise ValueError("a request's 'cmd' must be a string")
+    return request
+
+
+def _encode_reply(reply: Any) -> bytes:
+    if not isinstance(reply, dict):
+        return json.dumps(_error_reply(f"the reply must be a JSON object, got "
+                                       f"{type(reply).__name__}")).encode()
+    try:
+        return json.dumps(reply).encode()
+    except (TypeError, ValueError, RecursionError) as exc:
+        return json.dumps(_error_reply(f"the reply is not JSON: {exc}")).encode()
+
+
+def serve_requests(sock: zmq.Socket, handle: Callable[[dict], dict], stop: threading.Event, *,
+                   idle: Callable[[], None] | None = None, poll_ms: int = 100) -> None:
+    """Answer JSON requests on the bound REP ``sock`` until ``stop`` is set: the one control loop
+    of nodes and the recorder.
+
+    Every request gets exactly one reply, whatever it holds: a wrong frame count, bytes that are
+    not a JSON object with a string ``cmd``, a request over :data:`MAX_REQUEST_BYTES`, a handler
+    that raises or returns something that is not a JSON object each get
+    ``{"ok": false, "error": "..."}``, and the loop goes on. Nothing raises out of it; what
+    it logs is clipped and rate-limited.
+
+    Args:
+        sock: a REP socket, bound; the caller closes it.
+        handle: called with a valid request (a dict with a string ``"cmd"``), returns the reply
+            object. It may set ``stop`` (e.g. on ``shutdown``): its reply is sent, then the loop
+            ends.
+        stop: ends the loop, checked every ``poll_ms``.
+        idle: called whenever ``poll_ms`` passes without a request (e.g. to check that a
+            parent process is alive and set ``stop`` if not).
+        poll_ms: how often ``stop`` and ``idle`` are looked at.
+    """
+    while not stop.is_set():
+        try:
+            if not sock.poll(poll_ms):
+                if idle is not None:
+                    try:
+                        idle()
+                    except Exception as exc:
+                        _control_log.warning("idle", f"control idle check failed: "
+                                                     f"{type(exc).__name__}: {exc}", exc_info=exc)
+                continue
+            frames = sock.recv_multipart()
+        except zmq.ZMQError as exc:
+            if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
+                return  # the context or the socket is gone: nothing left to serve
+            _control_log.warning("recv", f"control socket: {exc}")
+            continue
+        try:
+            request = _parse_request(frames)
+        except ValueError as exc:
+            _control_log.warning("bad_request", f"refused a control request: {exc}")
+            reply = json.dumps(_error_reply(str(exc))).encode()
+        else:
+            try:
+                reply = _encode_reply(handle(request))
+            except Exception as exc:  # a bad request must not kill the loop
+                text = f"{type(exc).__name__}: {exc}"
+                _control_log.warning("handler", f"control request {protocol._show(request['cmd'])} "
+                                                f"failed: {text}", exc_info=exc)
+                reply = json.dumps(_error_reply(text)).encode()
+        try:
+            sock.send(reply)
+        except zmq.ZMQError as exc:
+            if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
+                return
+            _control_log.warning("send", f"control reply not sent: {exc}")
+
+
 def request(endpoint: str, cmd: str, timeout_s: float = 2.0, context: zmq.Context | None = None,
             **params) -> dict:
-    """One JSON request/reply on a control socket; raise ``TimeoutError`` if nobody answers."""
+    """One JSON request/reply on a control socket.
+
+    Raises:
+        TimeoutError: nobody answered within ``timeout_s``.
+        ProtocolError: the reply is not one frame holding a JSON object (reason ``bad_reply``).
+    """
     ctx = context or zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
@@ -181,18 +314,53 @@ def request(endpoint: str, cmd: str, timeout_s: float = 2.0, context: zmq.Contex
         sock.send(json.dumps({"cmd": cmd, **params}).encode())
         if not sock.poll(int(timeout_s * 1000)):
             raise TimeoutError(f"no reply from {endpoint} to '{cmd}' within {timeout_s} s")
-        return json.loads(sock.recv())
+        frames = sock.recv_multipart()
     finally:
         sock.close()
+    where = f"malformed reply from {endpoint} to '{cmd}'"
+    if len(frames) != 1:
+        raise ProtocolError(f"{where}: {len(frames)} frames, expected 1", protocol.BAD_REPLY)
+    if len(frames[0]) > MAX_REQUEST_BYTES:
+        raise ProtocolError(f"{where}: {len(frames[0])} bytes, at most {MAX_REQUEST_BYTES}",
+                            protocol.TOO_LARGE)
+    try:
+        reply = json.loads(frames[0])
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"{where}: not JSON: {exc}", protocol.BAD_REPLY) from None
+    if not isinstance(reply, dict):
+        raise ProtocolError(f"{where}: not a JSON object but {type(reply).__name__}",
+                            protocol.BAD_REPLY)
+    return reply
 
 
-def fetch_describe(ctl_endpoint: str, timeout_s: float = 5.0) -> Describe:
+def fetch_describe(ctl_endpoint: str, timeout_s: float = 5.0, node: str | None = None) -> Describe:
+    """Ask a node for its stream declarations.
+
+    Args:
+        ctl_endpoint: the node's control endpoint.
+        timeout_s: how long to wait for the reply.
+        node: the node's name, when the caller knows it: a describe for any other node is
+            refused (``ProtocolError``, reason ``forged_sender``).
+
+    Raises:
+        TimeoutError: no reply.
+        RuntimeError: the node refused.
+        ProtocolError: a malformed reply or describe, or another node's describe.
+    """
     reply = request(ctl_endpoint, "describe", timeout_s)
     if not reply.get("ok"):
-        raise RuntimeError(f"{ctl_endpoint} refused describe: {reply.get('error')}")
-    message = protocol.decode([b"describe/" + reply["describe"]["node"].encode(),
-                               json.dumps(reply["describe"]).encode()])
+        raise RuntimeError(f"{ctl_endpoint} refused describe: {clip(str(reply.get('error')), 200)}")
+    header = reply.get("describe")
+    if not isinstance(header, dict) or not isinstance(header.get("node"), str):
+        raise ProtocolError(f"malformed describe reply from {ctl_endpoint}: no describe object "
+                            "with a node name", protocol.BAD_DESCRIBE)
+    message = protocol.decode([f"{protocol.DESCRIBE}/{header['node']}".encode()[:protocol.MAX_TOPIC_BYTES + 1],
+                               json.dumps(header).encode()])
     assert isinstance(message, Describe)
+    if node is not None and message.node != node:
+        raise ProtocolError(f"asked node '{node}' for its describe, got node "
+                            f"{protocol._show(message.node)} (from {ctl_endpoint})",
+                            protocol.FORGED_SENDER)
     return message
 
 
@@ -236,62 +404,138 @@ class SeqTracker:
 
 
 class Subscriber:
-    """A SUB socket connected to several nodes' data endpoints; nothing is dropped on the receive
-    side (no HWM), malformed messages are counted and logged, gaps are tracked."""
+    """Reads nodes' data endpoints: nothing is dropped on the receive side (no HWM), malformed
+    messages are counted by reason and logged (clipped, rate-limited), gaps are tracked.
 
-    def __init__(self, endpoints: Iterable[str] = (), *, topics: Iterable[bytes] = (b"",),
-                 hwm: int = 0, context: zmq.Context | None = None,
+    Given a mapping ``{node name: endpoint}``, each node gets a SUB socket of its own and a
+    message may only speak for the node of the socket it came in on: a node publishing another
+    node's samples, events or describe is rejected and counted as ``forged_sender``. Given a
+    plain list of endpoints (displays, which do not care who says what), one socket reads them
+    all. Messages of one node keep their order; busy nodes do not starve quiet ones.
+    """
+
+    def __init__(self, endpoints: Mapping[str, str] | Iterable[str] = (), *,
+                 topics: Iterable[bytes] = (b"",), hwm: int = 0, context: zmq.Context | None = None,
                  counters: type[StreamCounters] = StreamCounters) -> None:
         self.context = context or zmq.Context.instance()
-        self.socket = self.context.socket(zmq.SUB)
-        self.socket.setsockopt(zmq.RCVHWM, hwm)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        for topic in topics:
-            self.socket.setsockopt(zmq.SUBSCRIBE, topic)
-        for endpoint in endpoints:
-            self.connect(endpoint)
+        self._topics = tuple(topics)
+        self._hwm = hwm
+        self._poller = zmq.Poller()
+        #: The node each socket belongs to (``None``: the shared socket of unnamed endpoints).
+        self._node_of: dict[zmq.Socket, str | None] = {}
+        self._socket_of: dict[str | None, zmq.Socket] = {}
+        self._ready: deque[zmq.Socket] = deque()
         self.tracker = SeqTracker(counters)
         #: What :meth:`SeqTracker.update` said of the last sample received (None: in sequence).
         self.last_anomaly: tuple[str, int] | None = None
+        #: Rejected messages by reason (:data:`collector.protocol.REASONS`): a few keys at most.
         self.malformed: Counter[str] = Counter()
+        #: Rejected messages by (node of the socket, or ``"?"`` for unnamed endpoints; reason).
+        self.malformed_from: Counter[tuple[str, str]] = Counter()
+        #: The latest rejection text per reason, clipped, for a tooltip or a status line.
+        self.malformed_examples: dict[str, str] = {}
+        self._log = ThrottledLog(log)
+        if isinstance(endpoints, Mapping):
+            for node, endpoint in endpoints.items():
+                self.connect(endpoint, node=node)
+        else:
+            self._shared()
+            for endpoint in endpoints:
+                self.connect(endpoint)
 
-    def connect(self, endpoint: str) -> None:
-        security.connect(self.socket, endpoint)  # as a CURVE client if the node is secured
+    def _socket(self, node: str | None) -> zmq.Socket:
+        sock = self._socket_of.get(node)
+        if sock is None:
+            sock = self.context.socket(zmq.SUB)
+            sock.setsockopt(zmq.RCVHWM, self._hwm)
+            sock.setsockopt(zmq.LINGER, 0)
+            for topic in self._topics:
+                sock.setsockopt(zmq.SUBSCRIBE, topic)
+            self._socket_of[node] = sock
+            self._node_of[sock] = node
+            self._poller.register(sock, zmq.POLLIN)
+        return sock
 
-    def receive(self, timeout_ms: int = 100) -> Message | None:
-        """The next valid message, or ``None`` after ``timeout_ms`` without one."""
-        deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms and timeout_ms > 0 else None
-        while self.socket.poll(timeout_ms):
-            frames = self.socket.recv_multipart(copy=False)
+    def _shared(self) -> zmq.Socket:
+        return self._socket(None)
+
+    @property
+    def socket(self) -> zmq.Socket:
+        """The socket of unnamed endpoints (or the only socket): for benchmarks and tests."""
+        if None in self._socket_of or len(self._socket_of) != 1:
+            return self._shared()
+        return next(iter(self._socket_of.values()))
+
+    @property
+    def nodes(self) -> list[str]:
+        """The named nodes read, each on a socket of its own."""
+        return [node for node in self._socket_of if node is not None]
+
+    def connect(self, endpoint: str, node: str | None = None) -> None:
+        """Read ``endpoint`` too; with ``node``, on that node's own socket, checked against it."""
+        security.connect(self._socket(node), endpoint)  # as a CURVE client if the node is secured
+
+    def receive(self, timeout_ms: int | None = 100) -> Message | None:
+        """The next valid message, or ``None`` after ``timeout_ms`` without one (``None`` or a
+        negative value: wait for ever)."""
+        wait = None if timeout_ms is None or timeout_ms < 0 else timeout_ms
+        deadline = time.monotonic() + wait / 1000 if wait else None
+        while True:
+            if not self._ready:
+                if deadline is not None:
+                    # a malformed message does not shorten the wait for a valid one
+                    wait = max(0, round((deadline - time.monotonic()) * 1000))
+                events = self._poller.poll(wait)
+                if not events:
+                    return None
+                # One message from each ready socket in turn, then poll again: fair to all nodes.
+                self._ready.extend(sock for sock, _ in events)
+            sock = self._ready.popleft()
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                continue
+            node = self._node_of[sock]
             try:
                 message = protocol.decode(frames)
+                if node is not None and message.node != node:
+                    raise ProtocolError(
+                        f"node '{node}' sent a {type(message).__name__.lower()} of node "
+                        f"{protocol._show(message.node)}", protocol.FORGED_SENDER)
             except ProtocolError as exc:
-                self.malformed[str(exc)] += 1
-                if sum(self.malformed.values()) <= 20 or self.malformed[str(exc)] == 1:
-                    log.warning("dropped malformed message: %s", exc)
-                # a malformed message does not shorten the wait for a valid one
-                if deadline is not None:
-                    timeout_ms = max(0, round((deadline - time.monotonic()) * 1000))
+                self._reject(exc, node)
                 continue
             if isinstance(message, Sample):
                 self.last_anomaly = self.tracker.update(message)
             return message
-        return None
+
+    def _reject(self, error: ProtocolError, node: str | None) -> None:
+        reason = error.reason
+        self.malformed[reason] += 1
+        self.malformed_from[(node or "?", reason)] += 1
+        text = clip(str(error), LOG_TEXT)
+        self.malformed_examples[reason] = text
+        source = f" from node '{node}'" if node is not None else ""
+        self._log.warning(reason, f"dropped a malformed message{source} ({reason}): {text}")
 
     @property
     def malformed_count(self) -> int:
         return sum(self.malformed.values())
 
     def close(self) -> None:
-        self.socket.close()
+        for sock in self._socket_of.values():
+            sock.close()
 
 
 class LatestSubscriber:
     """Reads nodes' ``live`` endpoints on a background thread and keeps only the newest sample of
     each stream, for displays that redraw on a timer. Thread-safe :meth:`latest`."""
 
-    def __init__(self, endpoints: Iterable[str], *, context: zmq.Context | None = None) -> None:
-        self._endpoints = list(endpoints)
+    def __init__(self, endpoints: Mapping[str, str] | Iterable[str], *,
+                 context: zmq.Context | None = None) -> None:
+        """``endpoints``: live endpoints, as a list or as ``{node: endpoint}`` (see
+        :class:`Subscriber`: a mapping rejects nodes speaking for others)."""
+        self._endpoints = dict(endpoints) if isinstance(endpoints, Mapping) else list(endpoints)
         self._context = context or zmq.Context.instance()
         self._lock = threading.Lock()
         self._latest: dict[str, Sample] = {}

@@ -79,8 +79,9 @@ BAD_DESCRIBE = "bad_describe"    # a stream declaration that StreamSpec refuses
 FORGED_SENDER = "forged_sender"  # a node speaking for another node (collector.bus)
 TOO_LARGE = "too_large"          # over one of the size limits above
 BAD_FRAMES = "bad_frames"        # the wrong number of frames
+BAD_REPLY = "bad_reply"          # a control reply that is not one JSON object (collector.bus)
 REASONS = (BAD_HEADER, BAD_TOPIC, BAD_FIELD, OUT_OF_RANGE, BAD_DESCRIBE, FORGED_SENDER,
-           TOO_LARGE, BAD_FRAMES)
+           TOO_LARGE, BAD_FRAMES, BAD_REPLY)
 
 #: A numpy array-protocol typestr such as ``|u1``, ``<u2``, ``<f4``, ``<M8[ns]``: byte order,
 #: kind, item size, optional unit. Structured, sub-array and comma forms are not wire dtypes.
