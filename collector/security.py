@@ -175,8 +175,17 @@ def configure_client(secret_file: str | Path | None, servers: dict[str, str | Pa
     from .bus import node_endpoints  # bus imports this module
 
     table = {}
+    owner: dict[bytes, str] = {}
     for base, key_file in servers.items():
         server_key = load_public(key_file)
+        # The server key is what binds a node's name to its endpoint: a client connecting to
+        # node X demands X's key, so only the holder of X's secret can serve as X. Two nodes
+        # sharing a key could each serve as the other.
+        if server_key in owner and owner[server_key] != base:
+            raise SecurityError(f"{owner[server_key]} and {base} have the same server key "
+                                f"({key_file}): each node needs a keypair of its own "
+                                "(collector keys), or either could serve as the other")
+        owner[server_key] = base
         for endpoint in vars(node_endpoints(base)).values():
             table[endpoint] = server_key.decode()
     _client = {"public": public.decode(), "secret": secret.decode(), "servers": table}

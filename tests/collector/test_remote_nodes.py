@@ -20,7 +20,7 @@ from collector.bus import NodePublisher, Subscriber, node_endpoints, request
 from collector.cli import main as cli_main
 from collector.config import ConfigError, NodeConfig, from_mapping, AppConfig, sim_config
 from collector.episode_reader import open_episode
-from collector.protocol import Describe, Sample
+from collector.protocol import Describe, Event, Sample
 from collector.session import Session
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -251,3 +251,69 @@ def test_key_creation_race_finds_no_readable_secret(tmp_path):
         os.umask(old_umask)
     assert widest and all(mode == 0o600 for mode in widest.values()), {
         name: oct(mode) for name, mode in widest.items() if mode != 0o600}
+
+
+def test_configure_client_refuses_a_server_key_shared_by_two_nodes(keys):
+    folder, _ = keys
+    with pytest.raises(security.SecurityError, match="have the same server key"):
+        security.configure_client(folder / "station.key_secret",
+                                  {"tcp://10.0.0.2:5550": folder / "glove.key",
+                                   "tcp://10.0.0.3:5550": folder / "glove.key"})
+
+
+def test_another_key_holder_can_neither_serve_as_nor_speak_for_a_node(keys, context):
+    """The app reaches node X only with X's own server key: a host holding cam0's secret (an
+    authorized node) that serves at the glove's endpoint never completes a handshake, and what
+    cam0 publishes in the glove's name on its own socket is rejected as forged."""
+    from tests.waiting import wait_for
+
+    folder, authorized = keys
+    glove_base = f"tcp://127.0.0.1:{free_base_port()}"
+    cam_base = f"tcp://127.0.0.1:{free_base_port()}"
+    cam_curve = security.CurveServer(folder / "cam0.key_secret", authorized, context=context)
+    impostor_context = zmq.Context()  # another host: its own context and authenticator
+    impostor_curve = security.CurveServer(folder / "cam0.key_secret", authorized,
+                                          context=impostor_context)
+    cam = NodePublisher(cam_base, Describe(node="cam0", streams=[], info={}), curve=cam_curve,
+                        context=context)
+    impostor = NodePublisher(glove_base, Describe(node="glove", streams=[], info={}),
+                             curve=impostor_curve, context=impostor_context)
+    security.configure_client(folder / "station.key_secret",
+                              {glove_base: folder / "glove.key", cam_base: folder / "cam0.key"})
+    station = Subscriber({"glove": _data(glove_base), "cam0": _data(cam_base)}, context=context)
+    received: list = []
+
+    def cam_probe_seen() -> bool:
+        cam.send(Event(node="cam0", kind="probe", t_host_ns=time.time_ns()))
+        impostor.send(Sample("glove", "glove/hand", 0, 0, time.time_ns(), {"q": np.zeros(3, np.float32)}))
+        message = station.receive(50)
+        if message is not None:
+            received.append(message)
+        return any(isinstance(m, Event) and m.node == "cam0" for m in received)
+
+    try:
+        assert request(_ctl(cam_base), "ping", 2.0, context)["ok"]
+        with pytest.raises(TimeoutError):
+            request(_ctl(glove_base), "ping", 0.5, context)
+        wait_for(cam_probe_seen, 20, message="the station never heard cam0")
+        for _ in range(20):  # the impostor has had every chance to be heard
+            impostor.send(Sample("glove", "glove/hand", 1, 1, time.time_ns(), {"q": np.zeros(3, np.float32)}))
+        cam.send(Event(node="glove", kind="disconnected", t_host_ns=time.time_ns()))
+        cam.send(Event(node="cam0", kind="done", t_host_ns=time.time_ns()))
+
+        def done() -> bool:
+            message = station.receive(50)
+            if message is not None:
+                received.append(message)
+            return any(isinstance(m, Event) and m.kind == "done" for m in received)
+        wait_for(done, 20, message="cam0's last event")
+    finally:
+        station.close()
+        cam.close()
+        impostor.close()
+        cam_curve.stop()
+        impostor_curve.stop()
+        impostor_context.destroy(linger=0)
+    assert not any(m.node == "glove" for m in received), received
+    assert station.malformed == {"forged_sender": 1}
+    assert station.malformed_from == {("cam0", "forged_sender"): 1}
