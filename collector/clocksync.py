@@ -12,6 +12,11 @@ the fastest exchange is kept, as NTP does. Offsets over a sliding window are fit
 in local time: its intercept is the offset, its slope the drift. The residual (RMS of the fit) is
 what a recorded timestamp is still uncertain by; the recorder stores every estimate in the episode
 as a ``clock`` event (see docs/reliability.md).
+
+Arithmetic is bounded: timestamps outside int64 are refused with ``ValueError``, the fit runs in
+float64 on centred values, and a remote clock whose fitted rate is outside 0.5x..2x the local one
+is not believed: the estimate says so in ``fault`` and maps with the offset alone (no drift, so
+no division by a rate near zero).
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ from . import security
 
 #: Exchanges the fit uses (one per burst; bursts come every second: about 2 minutes).
 WINDOW = 120
+#: A remote clock running outside [MIN_RATE, MAX_RATE] x the local one is reported, not fitted.
+MIN_RATE, MAX_RATE = 0.5, 2.0
+_INT64 = 2 ** 63
 
 
 @dataclass
@@ -41,6 +49,8 @@ class ClockEstimate:
     residual_ns: float
     rtt_ns: int
     exchanges: int
+    #: Why the drift is not used ("remote clock runs at 0.30x local time"), or "".
+    fault: str = ""
 
     def to_dict(self) -> dict:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -55,29 +65,44 @@ class ClockEstimator:
 
     def add(self, t0_ns: int, t_remote_ns: int, t3_ns: int) -> ClockEstimate:
         """One exchange: sent at local ``t0``, answered with ``t_remote``, received at local ``t3``."""
+        for name, value in (("t0", t0_ns), ("t_remote", t_remote_ns), ("t3", t3_ns)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+                    or not -_INT64 <= int(value) < _INT64:
+                raise ValueError(f"clock exchange: {name} must be an int64 timestamp in ns, "
+                                 f"got {str(value)[:40]}")
+        t0_ns, t_remote_ns, t3_ns = int(t0_ns), int(t_remote_ns), int(t3_ns)
         if t3_ns < t0_ns:
             raise ValueError(f"reply before request: t0 {t0_ns} > t3 {t3_ns}")
+        if not -_INT64 <= t_remote_ns - (t0_ns + t3_ns) // 2 < _INT64:
+            raise ValueError("clock exchange: the remote clock is more than 292 years off")
         mid = (t0_ns + t3_ns) // 2
         self._points.append((mid, t_remote_ns - mid, t3_ns - t0_ns))
         self.estimate = self._fit()
         return self.estimate
 
     def _fit(self) -> ClockEstimate:
-        mids, offsets, rtts = (np.array(c, dtype=np.int64) for c in zip(*self._points))
+        # Offsets may span the whole int64 range: centre them as Python integers first.
+        mids, offsets, rtts = (np.array(c, dtype=object) for c in zip(*self._points))
         ref = int(mids[-1])
         x = (mids - ref).astype(np.float64)
         y = (offsets - offsets[-1]).astype(np.float64)  # centred: float64 keeps ns precision
+        rtts = rtts.astype(np.float64)
         # Weight fast exchanges more: their offsets are bounded more tightly.
-        w = 1.0 / np.maximum(rtts.astype(np.float64), 1e3)
+        w = 1.0 / np.maximum(rtts, 1e3)
         if len(x) >= 3 and np.ptp(x) > 0.5e9:
             slope, intercept = np.polyfit(x, y, 1, w=w)
         else:
             slope, intercept = 0.0, float(np.average(y, weights=w))
         residual = float(np.sqrt(np.mean((y - (intercept + slope * x)) ** 2))) if len(x) > 2 else \
             float(rtts.min()) / 2
-        return ClockEstimate(offset_ns=float(offsets[-1]) + intercept, drift_ppm=slope * 1e6,
+        fault = ""
+        if not MIN_RATE <= 1.0 + slope <= MAX_RATE:
+            fault = (f"remote clock runs at {1.0 + slope:.2f}x local time (plausible: "
+                     f"{MIN_RATE:g}x to {MAX_RATE:g}x); mapped by its offset alone")
+            intercept, slope = float(y[-1]), 0.0
+        return ClockEstimate(offset_ns=float(int(offsets[-1])) + intercept, drift_ppm=slope * 1e6,
                              ref_ns=ref, residual_ns=residual, rtt_ns=int(rtts[-1]),
-                             exchanges=len(x))
+                             exchanges=len(x), fault=fault)
 
     def offset_at(self, t_local_ns: int) -> float:
         e = self.estimate
@@ -90,7 +115,9 @@ class ClockEstimator:
             return int(t_remote_ns)
         b = e.drift_ppm * 1e-6
         # t_remote = t_local + offset_ns + b (t_local - ref)  =>  solve for t_local
-        return int(round(e.ref_ns + (t_remote_ns - e.ref_ns - e.offset_ns) / (1.0 + b)))
+        # (b is within [-0.5, 1]: an absurd rate is fitted as no drift, see _fit).
+        local = round(e.ref_ns + (int(t_remote_ns) - e.ref_ns - e.offset_ns) / (1.0 + b))
+        return max(-_INT64, min(_INT64 - 1, local))
 
 
 class Pinger:

@@ -72,6 +72,12 @@ class Device(ABC):
     def close(self) -> None:
         """Release the device; safe to call twice."""
 
+    def events(self) -> list[tuple[str, dict[str, Any]]]:
+        """``(kind, detail)`` of what happened since the last call, for the node to publish
+        (a clock fault, counted line noise, a reader failure); ``detail["stream"]``, if set,
+        names the stream concerned. Called by the node after every :meth:`read`."""
+        return []
+
     def info(self) -> dict[str, Any]:
         """Identity for the describe message (model, serial, firmware, ...)."""
         return {"driver": type(self).__module__.rsplit(".", 1)[0].rsplit(".", 1)[-1]}

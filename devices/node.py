@@ -50,10 +50,22 @@ class Node:
     def stop(self) -> None:
         self._stop.set()
 
-    def _event(self, kind: str, **detail) -> None:
-        log.info("%s: %s %s", self.device.name, kind, detail or "")
+    def _event(self, kind: str, stream: str | None = None, **detail) -> None:
+        log.log(logging.WARNING if kind == "error" else logging.INFO, "%s: %s %s",
+                self.device.name, kind, detail or "")
         self.publisher.send(Event(node=self.device.name, kind=kind, t_host_ns=protocol.now_ns(),
-                                  detail=detail))
+                                  stream=stream, detail=detail))
+
+    def _device_events(self) -> None:
+        """Publish what the driver reported (clock faults, counted noise, reader failures)."""
+        try:
+            events = self.device.events()
+        except Exception as exc:  # a driver bug must not stop the samples
+            log.exception("%s: events() failed", self.device.name)
+            events = [("error", {"message": f"driver events failed: {exc}"})]
+        for kind, detail in events:
+            detail = dict(detail)
+            self._event(kind, detail.pop("stream", None), **detail)
 
     def run(self) -> None:
         connected = False
@@ -78,9 +90,22 @@ class Node:
                 readings = self.device.read(timeout_s=0.2)
             except DeviceDisconnected as exc:
                 connected = False
+                self._device_events()
                 self.device.close()
                 self._event("disconnected", message=str(exc))
                 continue
+            except Exception as exc:
+                # A driver that fails in an unforeseen way is reported and reconnected, never
+                # left running without samples.
+                log.exception("%s: read failed", self.device.name)
+                connected = False
+                self._device_events()
+                self.device.close()
+                self._event("error", message=f"read failed ({type(exc).__name__}: {exc}); "
+                                             "reconnecting")
+                self._event("disconnected", message=str(exc))
+                continue
+            self._device_events()
             now = time.monotonic()
             if not readings:
                 if not stalled and now - last_sample > self._stall_after_s:

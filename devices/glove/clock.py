@@ -8,6 +8,11 @@ last :data:`WINDOW_S` seconds and fit a line through those minima (least squares
 the drift, its value the offset. Mapped times then have the device's even spacing instead of
 the transport's jitter, and stay within a few hundred microseconds of the true capture time
 plus the minimum delay (subtract a known delay with the driver's ``transport_latency_us``).
+
+A glove clock that runs far from real time (below 0.5x or above 2x) or jumps is reported by a
+:class:`devices.clock_check.ClockCheck` (drained from :meth:`OnlineClockMap.notices`); while its
+rate is absurd, mapped times are the host receive times, so samples keep flowing. Arithmetic is
+on Python integers and float64; the estimate in force is exported saturated to its field's range.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+
+from ..clock_check import ClockCheck
 
 BIN_S = 0.25
 WINDOW_S = 20.0
@@ -28,6 +35,8 @@ class OnlineClockMap:
     def __init__(self, latency_ns: int = 0) -> None:
         self.latency_ns = int(latency_ns)
         self._last_out = -(2 ** 62)  # host time only moves forward, even across resets
+        self.check = ClockCheck("glove clock")
+        self._notices: list[tuple[str, str]] = []
         self.reset()
 
     def reset(self) -> None:
@@ -39,6 +48,19 @@ class OnlineClockMap:
         self.offset_ns = 0        # host = device + offset_ns + drift * (device - ref)
         self.drift = 0.0          # host seconds per device second - 1
         self._fitted = False
+        if hasattr(self, "check"):
+            self.check.reset()
+
+    @property
+    def fault(self) -> str | None:
+        """Why the glove's clock is not used right now (None: it is)."""
+        return self.check.fault
+
+    def notices(self) -> list[tuple[str, str]]:
+        """``(kind, message)`` since the last call: ``error`` (absurd rate, jump) or
+        ``clock_recovered``."""
+        out, self._notices = self._notices, []
+        return out
 
     @property
     def drift_ppm(self) -> float:
@@ -46,6 +68,24 @@ class OnlineClockMap:
 
     def map(self, device_ns: int, rx_ns: int) -> int:
         """Host time of the sample taken at ``device_ns`` and received at ``rx_ns``."""
+        device_ns, rx_ns = int(device_ns), int(rx_ns)
+        notice = self.check.update(device_ns, rx_ns)
+        if notice is not None:
+            kind, message = notice
+            if kind == "jump":  # the old fit no longer holds: start again from here
+                kind = "error"
+                self.reset()
+                self.check.update(device_ns, rx_ns)
+            elif kind == "clock_recovered":
+                self.reset()
+                self.check.update(device_ns, rx_ns)
+            self._notices.append((kind, message))
+        if self.check.fault is not None:
+            # Host-time fallback: the receive time, never before the previous sample.
+            self.offset_ns, self.drift = rx_ns - device_ns, 0.0
+            out = max(rx_ns - self.latency_ns, self._last_out)
+            self._last_out = out
+            return out
         diff = rx_ns - device_ns
         if self._bin_start is None:
             self._bin_start, self._bin_min, self._ref_dev = device_ns, diff, device_ns
@@ -86,7 +126,15 @@ class OnlineClockMap:
         self.drift = float(slope) / 1e9
         self._fitted = True
 
+    def drift_ppb_int32(self) -> int:
+        """The drift in ppb as the ``clock_drift_ppb`` field stores it: saturated to int32
+        (an absurd clock is reported by :attr:`fault`, never wrapped or raised on)."""
+        ppb = self.drift * 1e9
+        if ppb != ppb:  # NaN
+            return 0
+        return int(max(-(2 ** 31), min(2 ** 31 - 1, round(max(-1e18, min(1e18, ppb))))))
+
     def meta(self) -> dict:
         """Current estimate, as stored with the stream."""
         return {"offset_ns": self.offset_ns, "drift_ppm": self.drift_ppm,
-                "ref_device_ns": self._ref_dev}
+                "ref_device_ns": self._ref_dev, "fault": self.fault}

@@ -179,8 +179,6 @@ class Firmware:
             if self._burst_left:
                 return
             data, self._held = b"".join(self._held), []
-        if not self._host_baud_ok:
-            data = self._garbage.integers(0, 256, len(data), dtype=np.uint8).tobytes()
         if len(self._tx) + len(data) > self.tx_buffer:
             self.dropped += len(data)  # the firmware's send buffer is full: the frame is lost
         else:
@@ -206,8 +204,14 @@ class Firmware:
         if not self.host_connected():
             self._tx.clear()
             return
+        # Garbled as it goes out, as on a UART: a frame queued before the host changed its
+        # speed must not reach it intact (the check is one syscall, right before the write).
+        self._next_baud_check = 0.0
+        self._check_host_baud(time.monotonic())
+        out = self._tx if self._host_baud_ok else \
+            self._garbage.integers(0, 256, len(self._tx), dtype=np.uint8).tobytes()
         try:
-            n = os.write(self.master, self._tx)
+            n = os.write(self.master, out)
         except (BlockingIOError, OSError):
             n = 0  # the host is not reading: the pty buffer (~20 KB) is full
         del self._tx[:n]

@@ -17,6 +17,7 @@ mapped capture time, ``t_device_ns`` the glove's clock in ns.
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -36,8 +37,12 @@ from .clock import OnlineClockMap
 
 log = logging.getLogger(__name__)
 
-#: Bytes of garbage without one valid frame after which we call the link broken (wrong baud).
+#: Bytes of garbage, arriving for more than GARBAGE_LOST_S without one valid frame, after which
+#: we call the link broken (wrong baud rate). Shorter runs are line noise: counted, reported.
 GARBAGE_LIMIT = 4096
+GARBAGE_LOST_S = 1.0
+#: At most one ``noise`` event per this many seconds (each with the bytes since the last).
+NOISE_EVENT_INTERVAL_S = 1.0
 HELLO_INTERVAL_S = 0.5
 
 
@@ -140,6 +145,8 @@ class Glove(Device):
         self._t_us = wire.Unwrapper()
         #: Samples dropped because their payload did not match the DESCRIBE.
         self.bad_payloads = 0
+        #: (kind, detail) for the node to publish (clock faults, noise, reader failures).
+        self._events: collections.deque[tuple[str, dict]] = collections.deque(maxlen=1000)
 
     # -- setup ------------------------------------------------------------------------------------
 
@@ -260,10 +267,25 @@ class Glove(Device):
     # -- the reader thread ------------------------------------------------------------------------
 
     def _read_loop(self, port, out: queue.SimpleQueue) -> None:
+        # Whatever goes wrong in here, the thread never dies silently: the failure becomes an
+        # error event and a lost link, so the node reconnects.
+        try:
+            self._read_port(port, out)
+        except Exception as exc:
+            log.exception("%s: reader thread failed", self.name)
+            message = (f"{self.port_path}: reader failed ({type(exc).__name__}: {exc}); "
+                       "reconnecting")
+            self._events.append(("error", {"message": message}))
+            out.put(_Lost(message))
+
+    def _read_port(self, port, out: queue.SimpleQueue) -> None:
         import serial
 
         parser = self._parser
         garbage_since_good = 0
+        last_good = time.monotonic()
+        noise_reported = (parser.stats.garbage_bytes, parser.stats.garbage_runs)
+        next_noise_event = 0.0
         layout_dtype = self.layout.dtype
         while not self._stop.is_set():
             try:
@@ -283,16 +305,37 @@ class Glove(Device):
             except _LayoutChanged as exc:
                 out.put(_Lost(str(exc)))
                 return
+            now = time.monotonic()
             if parser.stats.packets > before:
-                garbage_since_good = 0
+                garbage_since_good, last_good = 0, now
             else:
                 garbage_since_good += len(data)
-                if garbage_since_good > GARBAGE_LIMIT:
+                # Line noise is counted and reported; only a link that stays garbage for a
+                # while (a wrong baud rate) is lost: a burst of kilobytes of noise followed by
+                # good frames costs only the frames it damaged, not a reconnect.
+                if garbage_since_good > GARBAGE_LIMIT and now - last_good > GARBAGE_LOST_S:
+                    self._report_noise(noise_reported)
                     out.put(_Lost(f"{garbage_since_good} bytes from {self.port_path} without a "
-                                  f"valid frame at {self.config.baudrate} baud (wrong baudrate?)"))
+                                  f"valid frame at {self.config.baudrate} baud in "
+                                  f"{now - last_good:.1f} s (wrong baudrate?)"))
                     return
+            if now >= next_noise_event and parser.stats.garbage_bytes > noise_reported[0]:
+                noise_reported = self._report_noise(noise_reported)
+                next_noise_event = now + NOISE_EVENT_INTERVAL_S
             if readings:
                 out.put(readings)
+
+    def _report_noise(self, since: tuple[int, int]) -> tuple[int, int]:
+        """Queue a ``noise`` event for the garbage counted since ``since``; the new mark."""
+        stats = self._parser.stats
+        mark = (stats.garbage_bytes, stats.garbage_runs)
+        n, runs = mark[0] - since[0], mark[1] - since[1]
+        if n > 0:
+            self._events.append(("noise", {
+                "message": f"{n} bytes of line noise in {runs} run{'s' * (runs != 1)} on "
+                           f"{self.port_path} (skipped; only frames they damaged are lost)",
+                "bytes": n, "runs": runs, "total_bytes": mark[0], "stream": self.stream_name}))
+        return mark
 
     def _reading(self, packet: wire.Packet, rx_ns: int, dtype: np.dtype) -> Reading | None:
         if packet.type == wire.DESCRIBE:
@@ -317,16 +360,24 @@ class Glove(Device):
             self._seq.value = seq = packet.seq
         device_ns = self._t_us(packet.t_us) * 1000
         host_ns = self.clock.map(device_ns, rx_ns)
+        for kind, message in self.clock.notices():
+            self._events.append((kind, {"message": message, "stream": self.stream_name}))
         record = np.frombuffer(packet.payload, dtype)[0]
         fields = {name: np.array(record[name]) for name in dtype.names}
         if self.calibration is not None:
             fields["finger_closure"] = self.calibration.closure(fields["finger_joints"])
         fields["t_rx_ns"] = np.array(rx_ns, np.int64)
-        fields["clock_offset_ns"] = np.array(self.clock.offset_ns, np.int64)
-        fields["clock_drift_ppb"] = np.array(round(self.clock.drift_ppm * 1000), np.int32)
+        fields["clock_offset_ns"] = np.array(_saturate(self.clock.offset_ns, 63), np.int64)
+        fields["clock_drift_ppb"] = np.array(self.clock.drift_ppb_int32(), np.int32)
         return Reading(self.stream_name, device_ns, host_ns, fields, seq=seq)
 
     # -- the Device interface ---------------------------------------------------------------------
+
+    def events(self) -> list[tuple[str, dict]]:
+        out = []
+        while self._events:
+            out.append(self._events.popleft())
+        return out
 
     def read(self, timeout_s: float) -> list[Reading]:
         if self._thread is None:
@@ -370,6 +421,11 @@ class Glove(Device):
             self._thread.join(1.0)
         self._thread = None
         self._close_port()
+
+
+def _saturate(value: int, bits: int) -> int:
+    """``value`` clamped to a signed integer of ``bits`` + 1 bits (no wrap, no OverflowError)."""
+    return max(-(1 << bits), min((1 << bits) - 1, int(value)))
 
 
 def json_channels(layout: wire.ChannelLayout) -> list[dict]:

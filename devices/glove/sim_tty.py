@@ -37,6 +37,11 @@ class GloveSimTtyConfig:
     #: Unplug the simulated glove this many seconds after the node starts, for ``unplug_s``.
     unplug_at_s: float | None = None
     unplug_s: float = 1.0
+    #: Firmware faults to inject, each ``{"at_s": seconds after the first connect, "cmd": ...,
+    #: params}`` with a command of ``FirmwareProcess.send`` (``garbage``, ``bad_crc``,
+    #: ``truncate``, ``burst``, ``unplug``, ``baud``), e.g. ``{"at_s": 2, "cmd": "garbage",
+    #: "n": 6000}``.
+    faults: list[dict[str, Any]] = field(default_factory=list)
     #: More options for the ``glove`` driver (operator, calibration, transport_latency_us ...).
     glove: dict[str, Any] = field(default_factory=dict)
 
@@ -47,6 +52,15 @@ class GloveSimTtyConfig:
             raise ConfigError(f"num_joints must be 1..20, got {self.num_joints}")
         if "port" in self.glove:
             raise ConfigError("glove.port is set by the simulator; leave it out")
+        commands = ("garbage", "bad_crc", "truncate", "burst", "unplug", "baud")
+        for i, fault in enumerate(self.faults):
+            at = fault.get("at_s") if isinstance(fault, dict) else None
+            if not isinstance(at, (int, float)) or isinstance(at, bool) or at < 0:
+                raise ConfigError(f"faults[{i}] needs at_s, seconds >= 0, e.g. "
+                                  '{"at_s": 2, "cmd": "garbage", "n": 6000}')
+            if fault.get("cmd") not in commands:
+                raise ConfigError(f"faults[{i}].cmd must be one of {', '.join(commands)}, "
+                                  f"got {fault.get('cmd')!r}")
 
 
 class GloveSimTty(Device):
@@ -65,6 +79,8 @@ class GloveSimTty(Device):
         self.glove = Glove(name, {**c.glove, "port": self.firmware.link, "mode": c.mode,
                                   "hand": c.hand})
         self._fault_timer: threading.Timer | None = None
+        self._fault_timers: list[threading.Timer] = []
+        self._send_lock = threading.Lock()  # one command at a time: each waits for its reply
 
     def streams(self):
         return self.glove.streams()
@@ -77,20 +93,38 @@ class GloveSimTty(Device):
         self.glove.connect()
         if c.unplug_at_s is not None and self._fault_timer is None:
             self._fault_timer = threading.Timer(
-                c.unplug_at_s, lambda: self.firmware.send("unplug", s=c.unplug_s))
+                c.unplug_at_s, self._inject, ("unplug", {"s": c.unplug_s}))
             self._fault_timer.daemon = True
             self._fault_timer.start()
+        if c.faults and not self._fault_timers:
+            for fault in c.faults:
+                params = {k: v for k, v in fault.items() if k not in ("at_s", "cmd")}
+                timer = threading.Timer(fault["at_s"], self._inject, (fault["cmd"], params))
+                timer.daemon = True
+                timer.start()
+                self._fault_timers.append(timer)
+
+    def _inject(self, cmd: str, params: dict) -> None:
+        try:
+            with self._send_lock:
+                self.firmware.send(cmd, **params)
+        except (RuntimeError, OSError, ValueError):
+            pass  # the simulator is gone (the node is stopping)
 
     def read(self, timeout_s: float) -> list[Reading]:
         return self.glove.read(timeout_s)
+
+    def events(self) -> list[tuple[str, dict]]:
+        return self.glove.events()
 
     def close(self) -> None:
         self.glove.close()
 
     def shutdown(self) -> None:
         """Stop the simulator (at exit)."""
-        if self._fault_timer is not None:
-            self._fault_timer.cancel()
+        for timer in [self._fault_timer, *self._fault_timers]:
+            if timer is not None:
+                timer.cancel()
         self.glove.close()
         self.firmware.close()
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -12,11 +12,14 @@ Binary frame on the wire::
 little-endian; ``crc32`` is zlib's CRC-32 of everything before it. COBS removes every zero
 byte from the packet, so ``0x00`` only ever ends a frame: after garbage the parser drops bytes
 up to the next ``0x00`` and the frame after it decodes, i.e. it resynchronises within one frame.
+A good frame that garbage ran into without a ``0x00`` between them is found at the end of the
+run, however long the run was (the parser keeps the last :data:`MAX_FRAME` bytes of it).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from collections import Counter
@@ -58,6 +61,8 @@ class Packet(NamedTuple):
     seq: int
     t_us: int
     payload: bytes
+    #: Bytes of its COBS frame on the wire, without the delimiter.
+    wire_size: int = 0
 
 
 def encode_packet(kind: int, seq: int, t_us: int, payload: bytes = b"") -> bytes:
@@ -75,6 +80,11 @@ class ParserStats:
     bad: Counter = field(default_factory=Counter)
     #: Good packets found right behind garbage that had no delimiter before them.
     resynced: int = 0
+    #: Bytes that were no part of a valid packet (garbage, damaged or cut frames), and the
+    #: number of delimited runs they came in. The partial frame of a port opened mid-stream
+    #: is not counted.
+    garbage_bytes: int = 0
+    garbage_runs: int = 0
 
     @property
     def bad_frames(self) -> int:
@@ -82,21 +92,26 @@ class ParserStats:
 
     def as_dict(self) -> dict[str, Any]:
         return {"packets": self.packets, "bytes": self.bytes, "bad_frames": self.bad_frames,
-                "bad": dict(self.bad), "resynced": self.resynced}
+                "bad": dict(self.bad), "resynced": self.resynced,
+                "garbage_bytes": self.garbage_bytes, "garbage_runs": self.garbage_runs}
 
 
 class GloveFrameParser:
     """Incremental binary-mode parser: :meth:`feed` any bytes, get the complete packets back.
 
     Never raises on input: a frame that fails COBS, length, version or CRC checks is counted in
-    ``stats.bad`` under its reason and skipped. Memory is bounded by :data:`MAX_FRAME`.
+    ``stats.bad`` under its reason and skipped. Memory is bounded by 2 x :data:`MAX_FRAME`: a run
+    longer than that without a delimiter is counted once as ``too_long`` and only its last
+    :data:`MAX_FRAME` bytes are kept, since a valid frame can be no longer, so the good frame at
+    the end of any run of garbage is still found.
     """
 
     def __init__(self, *, opened_mid_stream: bool = True) -> None:
         self._buffer = bytearray()
-        # A port opened while the glove streams starts inside a frame: skip to the first
-        # delimiter without counting that partial frame as bad.
-        self._overlong = opened_mid_stream
+        # A port opened while the glove streams starts inside a frame: its partial first frame
+        # is not counted as bad (but a good frame at its end is still taken).
+        self._quiet = opened_mid_stream
+        self._overflow = 0  # bytes of the current run dropped beyond MAX_FRAME
         self.stats = ParserStats()
 
     def feed(self, data: bytes) -> list[Packet]:
@@ -114,44 +129,67 @@ class GloveFrameParser:
                 self._buffer.clear()
             else:
                 frame = data[start:end]
+            if len(frame) > MAX_FRAME:
+                self._overflowed(len(frame) - MAX_FRAME)
+                frame = frame[-MAX_FRAME:]
             start = end + 1
-            if self._overlong:
-                self._overlong = False
-                continue  # the tail of an over-long run; already counted
-            if frame:
-                packet = self._decode(frame)
+            overflow, self._overflow = self._overflow, 0
+            quiet, self._quiet = self._quiet, False
+            if frame or overflow:
+                packet = self._decode(frame, count=not (quiet or overflow))
                 if packet is not None:
                     packets.append(packet)
+                if not quiet:
+                    waste = overflow + len(frame) - (packet.wire_size if packet else 0)
+                    if waste:
+                        self.stats.garbage_bytes += waste
+                        self.stats.garbage_runs += 1
 
     def _keep(self, tail: bytes) -> None:
-        if self._overlong:
-            return
         self._buffer += tail
-        if len(self._buffer) > MAX_FRAME:
-            self.stats.bad["too_long"] += 1
-            self._buffer.clear()
-            self._overlong = True
+        if len(self._buffer) > 2 * MAX_FRAME:  # trimmed now and then, not on every byte
+            self._overflowed(len(self._buffer) - MAX_FRAME)
+            del self._buffer[:-MAX_FRAME]
 
-    def _decode(self, frame: bytes) -> Packet | None:
-        if len(frame) > MAX_FRAME:
-            self.stats.bad["too_long"] += 1
-            frame = frame[-MAX_FRAME:]
-        else:
-            packet, reason = _check(frame)
-            if packet is not None:
-                self.stats.packets += 1
-                return packet
+    def _overflowed(self, dropped: int) -> None:
+        if not self._overflow and not self._quiet:
+            self.stats.bad["too_long"] += 1  # once per run
+        self._overflow += dropped
+
+    def _decode(self, frame: bytes, *, count: bool = True) -> Packet | None:
+        packet, reason = _check(frame)
+        if packet is not None:
+            self.stats.packets += 1
+            return packet
+        if count:
             self.stats.bad[reason] += 1
         # Garbage or a truncated frame ran into a good frame that had no delimiter before it:
-        # the good frame is a suffix of what we got. Try each start (shortest garbage first);
-        # CRC, version and type must all pass, so a false find is ~1e-12 per try.
-        for start in range(1, len(frame) - HEADER.size):
+        # the good frame is a suffix of what we got. Try each start where the version and type
+        # bytes fit (shortest garbage first); COBS, CRC, version and type must all pass, so a
+        # false find is ~1e-12 per try.
+        for start in _cobs_starts(frame):
             packet, _ = _check(frame[start:])
             if packet is not None:
                 self.stats.packets += 1
                 self.stats.resynced += 1
                 return packet
         return None
+
+
+#: Where a packet can start inside a run: a COBS code byte covering at least the version and
+#: type bytes (>= 3), then this protocol's version, then a known type. Zero-width, so that
+#: overlapping candidates are all found.
+_PACKET_START = re.compile(b"(?=[\\x03-\\xff]" + re.escape(bytes([PROTOCOL_VERSION])) + b"["
+                           + b"".join(re.escape(bytes([t])) for t in sorted(TYPE_NAMES)) + b"])")
+
+
+def _cobs_starts(frame: bytes) -> list[int]:
+    """Offsets ``1..`` at which a packet of this protocol may start inside ``frame``, in
+    increasing order: only those where the decoded version and type bytes would be valid (about
+    one random offset in 20,000), so that resynchronising after kilobytes of garbage costs a
+    regex scan and a few decodes, not one decode per byte."""
+    shortest = HEADER.size + CRC.size + 1  # one COBS code byte at least
+    return [m.start() for m in _PACKET_START.finditer(frame, 1, max(1, len(frame) - shortest + 1))]
 
 
 def _check(frame: bytes) -> tuple[Packet | None, str]:
@@ -170,7 +208,7 @@ def _check(frame: bytes) -> tuple[Packet | None, str]:
         return None, "version"
     if kind not in TYPE_NAMES:
         return None, "type"
-    return Packet(kind, seq, t_us, body[HEADER.size:-CRC.size]), ""
+    return Packet(kind, seq, t_us, body[HEADER.size:-CRC.size], len(frame)), ""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,11 @@ otherwise (no metadata, recordings played back, other cameras) :class:`HostClock
 from the frames' arrival times: arrival = capture + transport delay, delay >= 0 and sometimes
 near its minimum, so the mapped clock is fitted through the lower envelope of
 ``arrival - slope * device`` (offset) with the slope fitted over the window (drift).
+
+A device clock running outside 0.5x..2x real time, or jumping by seconds, is reported in words
+by a :class:`devices.clock_check.ClockCheck` (:meth:`HostClockEstimate.notices`) and mapped on
+arrival times until it is sane again. Inputs are taken as Python integers, fits run in float64
+on differences from a reference pair: nothing wraps.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+
+from ..clock_check import ClockCheck
 
 #: The device clock may run this much faster or slower than the host's (crystals: ~10-100 ppm).
 MAX_DRIFT_PPM = 1000.0
@@ -28,19 +35,38 @@ class HostClockEstimate:
         min_span_ns: the slope stays 1 until the window spans this much device time.
     """
 
-    def __init__(self, window: int = 300, min_span_ns: int = 2_000_000_000) -> None:
+    def __init__(self, window: int = 300, min_span_ns: int = 2_000_000_000,
+                 label: str = "camera clock") -> None:
         self.window = window
         self.min_span_ns = min_span_ns
+        self.check = ClockCheck(label)
+        self._notices: list[tuple[str, str]] = []
+        self._last_host = None
         self.reset()
 
+    @property
+    def fault(self) -> str | None:
+        """Why the device clock is not used right now (None: it is)."""
+        return self.check.fault
+
+    def notices(self) -> list[tuple[str, str]]:
+        """``(kind, message)`` since the last call: ``error`` (absurd rate, jump) or
+        ``clock_recovered``."""
+        out, self._notices = self._notices, []
+        return out
+
     def reset(self) -> None:
-        """Forget the past (after a reconnect or a jump of the device clock)."""
+        """Forget the past (after a reconnect: the device clock may have restarted)."""
+        self._restart()
+        self.check.reset()
+
+    def _restart(self) -> None:
+        """Start the estimate again (after a jump of the device clock)."""
         self._pairs: deque[tuple[int, int]] = deque(maxlen=self.window)
         self._ref: tuple[int, int] | None = None  # (device, arrival) origin: keeps floats small
         self.slope = 1.0
         self.offset_ns = 0.0
         self._last_device = None
-        self._last_host = None
 
     @property
     def drift_ppm(self) -> float:
@@ -49,10 +75,21 @@ class HostClockEstimate:
 
     def update(self, device_ns: int, arrival_ns: int) -> int:
         """Add one frame; returns its estimated capture time on the host clock (ns)."""
+        device_ns, arrival_ns = int(device_ns), int(arrival_ns)
+        notice = self.check.update(device_ns, arrival_ns)
+        if notice is not None:
+            kind, message = notice
+            if kind in ("jump", "clock_recovered"):
+                self._restart()
+            self._notices.append(("error" if kind == "jump" else kind, message))
+        if self.check.fault is not None:
+            host = arrival_ns if self._last_host is None else max(arrival_ns, self._last_host + 1)
+            self._last_device, self._last_host = device_ns, host
+            return host
         if self._last_device is not None and (
                 device_ns <= self._last_device
                 or abs(arrival_ns - self._predict(device_ns)) > RESET_JUMP_NS):
-            self.reset()
+            self._restart()
         if self._ref is None:
             self._ref = (device_ns, arrival_ns)
         self._pairs.append((device_ns - self._ref[0], arrival_ns - self._ref[1]))
@@ -77,4 +114,4 @@ class HostClockEstimate:
         """The current estimate, as plain data."""
         return {"method": "online lower-envelope fit of arrival times",
                 "window": self.window, "slope": self.slope, "drift_ppm": self.drift_ppm,
-                "offset_ns": self.offset_ns, "samples": len(self._pairs)}
+                "offset_ns": self.offset_ns, "samples": len(self._pairs), "fault": self.fault}

@@ -241,6 +241,11 @@ class RealSenseCamera(Device):
         self.frames_read = 0
         self.connects += 1
 
+    def events(self) -> list[tuple[str, dict]]:
+        """Clock faults (absurd rate, jumps) of the estimates that map device time to host."""
+        return [(kind, {"message": message, "stream": f"{self.name}/{stream}"})
+                for stream, clock in self._clocks.items() for kind, message in clock.notices()]
+
     def read(self, timeout_s: float) -> list[Reading]:
         if self._pipeline is None:
             raise DeviceError("read() before connect()")

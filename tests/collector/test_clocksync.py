@@ -110,3 +110,22 @@ def test_a_remote_clock_is_mapped_onto_the_app_clock_and_recorded(tmp_path):
     assert {"offset_ns", "drift_ppm", "residual_ns", "rtt_ns", "exchanges"} <= set(events[-1])
     assert events[-1]["residual_ns"] < 5e6
     assert abs(clocks["drift_ppm"] - 300) < 300  # 4 s of exchanges on a busy machine: coarse
+
+
+def test_absurd_remote_clocks_are_reported_and_out_of_range_values_refused():
+    est = ClockEstimator()
+    t = 1_700_000_000_000_000_000
+    for i in range(10):  # the remote clock runs at 0.3x ours
+        t0 = t + i * 1_000_000_000
+        est.add(t0, int(0.3 * t0), t0 + 100_000)
+    e = est.estimate
+    assert e.fault.startswith("remote clock runs at 0.30x local time")
+    assert e.drift_ppm == 0.0 and "fault" in e.to_dict()
+    # Mapping never divides by a rate near zero and stays an int64.
+    assert -2 ** 63 <= est.to_local(2 ** 63 - 1) < 2 ** 63
+    for bad in (2 ** 64, -2 ** 63 - 1, 1.5, True, "12"):
+        with pytest.raises(ValueError, match="t_remote must be an int64 timestamp"):
+            est.add(t, bad, t + 1)
+    with pytest.raises(ValueError, match="292 years"):
+        est.add(-2 ** 63, 2 ** 63 - 1, -2 ** 63 + 2)
+    assert est.estimate is e  # refused exchanges leave the estimate as it was

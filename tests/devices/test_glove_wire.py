@@ -188,3 +188,39 @@ def test_calibration_closure_and_file_round_trip(tmp_path):
     path.write_text(json.dumps({**cal.to_dict(), "open": [0.0]}))
     with pytest.raises(CalibrationError, match="3 joints but 1 open and 3 fist values"):
         Calibration.load(path)
+
+
+def test_the_first_valid_frame_after_any_run_of_garbage_is_kept():
+    """Issue 13 item 12: 98 of 125 stretches of > 4 KB of non-zero garbage lost the frame after."""
+    rng = np.random.default_rng(12)
+    good = frames(3 * 400)
+    lengths = list(range(1, 40)) + [253, 254, 255, 4095, 4096, 4097, wire.MAX_FRAME - 1,
+                                    wire.MAX_FRAME, wire.MAX_FRAME + 1, 8192, 20_000, 100_000]
+    lengths += [int(n) for n in rng.integers(1, 12_000, 400 - len(lengths))]
+    data, expected, junk_total = bytearray(), [], 0
+    for i, n in enumerate(lengths):
+        junk = rng.integers(1, 256, n, dtype=np.uint8).tobytes()  # no 0x00: no delimiter
+        data += junk + good[3 * i] + good[3 * i + 1] + good[3 * i + 2]
+        expected += [3 * i, 3 * i + 1, 3 * i + 2]
+        junk_total += n
+    for chunk in (7, 4096):  # split anywhere, as serial reads do
+        packets, parser = parse(bytes(data), chunk=chunk)
+        assert [p.seq for p in packets] == expected, chunk
+        assert parser.stats.garbage_bytes == junk_total
+        assert parser.stats.garbage_runs == len(lengths)
+    packets, _ = parse(bytes(data[:100_000]), chunk=1)
+    assert [p.seq for p in packets] == expected[:len(packets)] and len(packets) > 30
+    # Long runs are counted once each as too_long; memory stays bounded.
+    assert parser.stats.bad["too_long"] == sum(1 for n in lengths
+                                               if n + len(good[0]) - 1 > wire.MAX_FRAME)
+    assert len(parser._buffer) <= 2 * wire.MAX_FRAME
+
+
+def test_garbage_counts_do_not_include_the_partial_frame_of_a_port_opened_mid_stream():
+    good = frames(3)
+    junk = bytes(np.random.default_rng(3).integers(1, 256, 9000, dtype=np.uint8))
+    parser = wire.GloveFrameParser()
+    packets = parser.feed(junk + good[0][5:] + good[1] + junk[:50] + good[2])
+    assert [p.seq for p in packets] == [1, 2]
+    assert parser.stats.bad_frames == 1  # the 50 bytes in front of good[2]
+    assert (parser.stats.garbage_bytes, parser.stats.garbage_runs) == (50, 1)

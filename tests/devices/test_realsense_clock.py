@@ -37,3 +37,30 @@ def test_a_jump_of_the_device_clock_restarts_the_estimate():
     host = clock.update(5_000_000, 2_000_000_000_000 + 10 * 33_333_333 + 2_000_000)
     assert clock.meta()["samples"] == 1
     assert host == 2_000_000_000_000 + 10 * 33_333_333 + 2_000_000
+
+
+def test_an_absurd_camera_clock_is_reported_and_mapped_on_arrival_times():
+    capture, device, arrival = simulated_frames(n=600, drift_ppm=0.0)
+    device = 5_000_000_000 + (device - device[0]) // 3  # the camera's clock runs at 0.33x
+    clock = HostClockEstimate()
+    host, notices = [], []
+    for d, a in zip(device, arrival):
+        host.append(clock.update(int(d), int(a)))
+        notices += clock.notices()
+    assert [k for k, _ in notices] == ["error"]
+    assert notices[0][1].startswith("camera clock runs at 0.33x real time")
+    assert host[-1] == arrival[-1] and np.all(np.diff(host) > 0)
+
+
+def test_a_camera_clock_jump_is_reported_once_and_huge_values_do_not_wrap():
+    capture, device, arrival = simulated_frames(n=300)
+    device = device.astype(object)
+    device[150:] += 2 ** 62  # jumps by 146 years: Python integers, no int64 wrap
+    clock = HostClockEstimate()
+    notices = []
+    host = []
+    for d, a in zip(device, arrival):
+        host.append(clock.update(int(d), int(a)))
+        notices += clock.notices()
+    assert [k for k, _ in notices] == ["error"] and "camera clock jumped by +" in notices[0][1]
+    assert np.all(np.diff(host) > 0) and host[-1] <= arrival[-1]
