@@ -371,3 +371,24 @@ def test_request_raises_a_clear_error_on_a_malformed_reply(rundir, ctx):
         assert server.wait(10) == 0
     finally:
         server.kill()
+
+
+def test_latest_subscriber_takes_a_node_mapping_and_drops_forgeries(rundir, ctx):
+    from collector.bus import LatestSubscriber
+
+    glove = NodePublisher(f"ipc://{rundir}/glove", _describe("glove"), context=ctx)
+    fake = NodePublisher(f"ipc://{rundir}/fake", _describe("fake"), context=ctx)
+    latest = LatestSubscriber({"glove": glove.endpoints.live, "fake": fake.endpoints.live}, context=ctx)
+    try:
+        def both_seen() -> bool:
+            glove.send(_sample("glove", 1))
+            fake.send(_sample("glove", 999))  # forged: never shown as the glove's
+            fake.send(_sample("fake", 2))
+            got = latest.latest()
+            return "glove/hand" in got and "fake/hand" in got
+        wait_for(both_seen, message="samples from both nodes")
+        assert latest.latest()["glove/hand"].seq == 1
+    finally:
+        latest.close()
+        glove.close()
+        fake.close()
