@@ -130,8 +130,15 @@ class NodeConfig:
     #: The node's CurveZMQ public key file (``collector keys``): connect encrypted and
     #: authenticated; needs ``[security] client_secret``. See collector/security.py.
     server_key: str | None = None
+    #: Liveness watchdog: a node that is alive but has published no sample for this many
+    #: seconds while its streams are expected is restarted by the supervisor (0: off).
+    liveness_timeout_s: float = 5.0
 
     def validate(self) -> None:
+        if self.liveness_timeout_s != 0 and not 1.0 <= self.liveness_timeout_s <= 3600:
+            raise ConfigError("liveness_timeout_s must be 0 (off) or 1..3600 s: a node that "
+                              "publishes no sample for this long is restarted, got "
+                              f"{self.liveness_timeout_s}")
         if not self.name or "/" in self.name or not self.name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"name {self.name!r} must be letters, digits, '-' or '_'")
         if (self.remote or self.server_key) and not (self.endpoint or "").startswith("tcp://"):

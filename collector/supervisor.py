@@ -3,6 +3,15 @@
 Nodes are started by driver name (``python -m devices DRIVER``), so the core never imports a
 driver. A node that dies is restarted (the recorder sees the restart from ``seq`` and marks it in
 the episode); the recorder is asked to finish its episode before anything is stopped.
+
+Liveness watchdog: a node that is alive but has published no sample for its
+``liveness_timeout_s`` (default 5 s; 0: off) while its streams are expected is restarted too
+(stopped with SIGTERM, SIGKILL if it does not go within 2 s). The recorder's ``status`` says how
+old each stream's last sample is; a node whose last event says it is ``disconnected`` or in
+``error`` is reconnecting to its device and reporting it, so it is left alone. The restarted node
+announces itself (``connected``) and its ``seq`` restarts, which the episode records.
+:meth:`Supervisor.check` runs it; :attr:`Supervisor.restart_reasons` says why each node was last
+restarted.
 """
 
 from __future__ import annotations
@@ -40,8 +49,13 @@ class Child:
     restarts: int = 0
     #: Runs on another host: never started, restarted or stopped here.
     remote: bool = False
+    #: Restart the node when it publishes no sample for this long (0: never).
+    liveness_timeout_s: float = 0.0
+    #: ``time.monotonic()`` of the last start.
+    started_at: float = 0.0
 
     def start(self, env: dict[str, str]) -> None:
+        self.started_at = time.monotonic()
         log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.argv, stdout=log_file, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=env,
@@ -70,6 +84,9 @@ class Supervisor:
         self._own_runtime_dir = runtime_dir is None
         self.runtime_dir = runtime_dir or new_runtime_dir()
         self.restart_nodes = restart_nodes
+        #: Why each node was last restarted (``"exited with code -9"``, ``"no sample for 5.2 s
+        #: (liveness_timeout_s = 5)"``).
+        self.restart_reasons: dict[str, str] = {}
         self.node_bases: dict[str, str] = {}
         self.nodes: dict[str, Child] = {}
         self.recorder: Child | None = None
@@ -97,7 +114,8 @@ class Supervisor:
             authorized = sec.authorized_keys or str(Path(sec.client_secret).parent)
             argv += ["--curve-secret", f"{node.server_key}_secret", "--curve-authorized", authorized]
         return Child(node.name, argv, node_endpoints(base).ctl,
-                     Path(self.runtime_dir) / f"{node.name}.log", remote=node.remote)
+                     Path(self.runtime_dir) / f"{node.name}.log", remote=node.remote,
+                     liveness_timeout_s=node.liveness_timeout_s)
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Start every node, wait until each answers, then start the recorder."""
@@ -164,25 +182,67 @@ class Supervisor:
     def recorder_request(self, cmd: str, timeout_s: float = 30.0, **params: Any) -> dict[str, Any]:
         return request(self.recorder_ctl, cmd, timeout_s=timeout_s, **params)
 
-    def check(self) -> dict[str, str]:
-        """Process states (``running``, ``restarted``, ``exited N``); restarts dead nodes."""
+    def check(self, status: dict[str, Any] | None = None) -> dict[str, str]:
+        """Process states (``running``, ``restarted``, ``exited N``, ``silent``); restarts dead
+        nodes, and live nodes silent past their ``liveness_timeout_s`` (see the module
+        docstring). ``status`` is a recorder ``status`` reply if the caller has one; otherwise
+        it is asked for when a node's liveness needs judging."""
         states = {}
+        silent = self._silent_nodes(status)
         for name, child in self.nodes.items():
             if child.remote:
                 states[name] = "remote"
-            elif child.alive:
+            elif child.alive and name not in silent:
                 states[name] = "running"
-            elif self.restart_nodes:
-                log.warning("node %s exited with %s; restarting:\n%s", name,
-                            child.process.returncode, child.log_tail(5))
-                child.restarts += 1
-                child.start(self._env)
-                states[name] = "restarted"
+            elif not self.restart_nodes:
+                states[name] = "silent" if child.alive else f"exited {child.process.returncode}"
             else:
-                states[name] = f"exited {child.process.returncode}"
+                if child.alive:
+                    reason = silent[name]
+                    log.warning("node %s is alive but %s; restarting it", name, reason)
+                    _stop_process(child.process)
+                else:
+                    reason = f"exited with code {child.process.returncode}"
+                    log.warning("node %s %s; restarting:\n%s", name, reason, child.log_tail(5))
+                child.restarts += 1
+                self.restart_reasons[name] = reason
+                # The node announces why in a ``restarted`` event (devices/node.py).
+                child.start({**self._env, "COLLECTOR_RESTART_REASON": reason})
+                states[name] = "restarted"
         if self.recorder is not None:
             states["recorder"] = "running" if self.recorder.alive else f"exited {self.recorder.process.returncode}"
         return states
+
+    def _silent_nodes(self, status: dict[str, Any] | None) -> dict[str, str]:
+        """Live local nodes that published no sample for their liveness timeout, with why."""
+        now = time.monotonic()
+        judged = [c for c in self.nodes.values() if c.liveness_timeout_s > 0 and not c.remote
+                  and c.alive and now - c.started_at > c.liveness_timeout_s]
+        if not judged or self.recorder is None or not self.recorder.alive:
+            return {}
+        if status is None:
+            try:
+                status = self.recorder_request("status", timeout_s=2.0)
+            except (TimeoutError, OSError, ValueError) as exc:
+                log.warning("liveness check skipped: the recorder did not answer (%s)", exc)
+                return {}
+        streams = status.get("streams") or {}
+        node_states = status.get("nodes") or {}
+        silent = {}
+        for child in judged:
+            if node_states.get(child.name) in ("disconnected", "error"):
+                continue  # reconnecting to its device, and saying so every second
+            ages = [s.get("age_s") for name, s in streams.items()
+                    if name.startswith(f"{child.name}/") and isinstance(s, dict)]
+            if not ages:
+                continue  # no streams declared (yet): nothing is expected of it
+            since_start = now - child.started_at
+            # A stream not heard of since this process started is as old as the process.
+            idle = min(since_start if a is None else min(float(a), since_start) for a in ages)
+            if idle > child.liveness_timeout_s:
+                silent[child.name] = (f"published no sample for {idle:.1f} s "
+                                      f"(liveness_timeout_s = {child.liveness_timeout_s:g})")
+        return silent
 
     def stop(self, timeout_s: float = 60.0) -> None:
         """Let the recorder finish its episode and exit, then stop the nodes."""
@@ -211,6 +271,17 @@ class Supervisor:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _stop_process(process: subprocess.Popen, timeout_s: float = 2.0) -> None:
+    """Stop a live but unresponsive process: SIGTERM (and SIGCONT, in case it was stopped, so
+    that it can exit cleanly), then SIGKILL if it is still there after ``timeout_s``."""
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        try:
+            process.send_signal(sig)
+        except ProcessLookupError:
+            break
+    _wait_or_kill(process, timeout_s)
 
 
 def _wait_or_kill(process: subprocess.Popen, timeout_s: float) -> None:

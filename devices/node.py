@@ -17,6 +17,8 @@ import sys
 import threading
 import time
 
+import zmq
+
 from collector import protocol
 from collector.bus import NodePublisher
 from collector.protocol import Describe, Event, Sample
@@ -28,6 +30,11 @@ from .registry import DRIVERS, driver_class
 log = logging.getLogger("devices.node")
 
 RECONNECT_INTERVAL_S = 1.0
+#: Set by the supervisor on a node it restarted: why (``collector.supervisor``).
+RESTART_REASON_ENV = "COLLECTOR_RESTART_REASON"
+#: A restarted node waits this long at most for its subscribers to reconnect before it
+#: announces itself, so that the recorder hears the ``restarted`` event.
+RESUBSCRIBE_WAIT_S = 2.0
 #: A stream is reported stalled after this many nominal periods without a sample (min 0.5 s).
 STALL_PERIODS = 10
 
@@ -35,14 +42,21 @@ STALL_PERIODS = 10
 class Node:
     """A device and its publisher; :meth:`run` loops until :meth:`stop`."""
 
-    def __init__(self, device: Device, endpoint: str, *, curve=None, insecure: bool = False) -> None:
+    def __init__(self, device: Device, endpoint: str, *, curve=None, insecure: bool = False,
+                 restart_reason: str = "") -> None:
         self.device = device
+        self.restart_reason = restart_reason
         self.specs = device.streams()
         self.describe = Describe(node=device.name, streams=[s.to_dict() for s in self.specs],
                                  info=device.info())
         rate = sum(s.rate_hz for s in self.specs)
         self.publisher = NodePublisher(endpoint, self.describe, messages_per_second=rate,
                                        curve=curve, insecure=insecure)
+        self._accepted = None
+        if restart_reason:
+            # Watch for the recorder reconnecting to the new socket (a PUB socket drops what it
+            # sends before a subscriber has joined).
+            self._accepted = self.publisher.data.get_monitor_socket(zmq.EVENT_ACCEPTED)
         self._next_seq = {s.name: 0 for s in self.specs}
         self._stall_after_s = max(0.5, STALL_PERIODS / min(s.rate_hz for s in self.specs))
         self._stop = threading.Event()
@@ -67,7 +81,21 @@ class Node:
             detail = dict(detail)
             self._event(kind, detail.pop("stream", None), **detail)
 
+    def _announce_restart(self) -> None:
+        """After a restart by the supervisor: wait (bounded) for a subscriber, then say why."""
+        monitor, self._accepted = self._accepted, None
+        try:
+            if monitor.poll(int(RESUBSCRIBE_WAIT_S * 1000)):
+                self._stop.wait(0.05)  # its subscription follows the connection closely
+        finally:
+            self.publisher.data.disable_monitor()
+            monitor.close(linger=0)
+        self._event("restarted", message=f"restarted by the supervisor: {self.restart_reason}",
+                    reason=self.restart_reason)
+
     def run(self) -> None:
+        if self._accepted is not None:
+            self._announce_restart()
         connected = False
         stalled = False
         last_sample = time.monotonic()
@@ -151,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--curve-secret and --curve-authorized go together")
             curve = CurveServer(args.curve_secret, args.curve_authorized)
         device = driver_class(args.driver)(args.name, json.loads(args.options))
-        node = Node(device, args.endpoint, curve=curve, insecure=args.insecure)
+        node = Node(device, args.endpoint, curve=curve, insecure=args.insecure,
+                    restart_reason=os.environ.pop(RESTART_REASON_ENV, ""))
     except (ValueError, DeviceError) as exc:  # SecurityError is a ValueError
         if curve is not None:
             curve.stop()

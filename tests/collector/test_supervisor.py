@@ -6,10 +6,11 @@ import time
 
 import pytest
 
-from collector.config import AppConfig, NodeConfig, sim_config
+from collector.config import AppConfig, ConfigError, NodeConfig, from_mapping, sim_config
 from collector.episode_reader import open_episode
 from collector.session import Session
 from collector.supervisor import StartupError, Supervisor
+from tests.waiting import wait_for
 
 
 def test_a_crashed_node_is_restarted_and_the_episode_marks_it(tmp_path):
@@ -74,3 +75,54 @@ def test_a_node_on_tcp_records_like_one_on_ipc(tmp_path):
     with open_episode(result["path"]) as ep:
         assert ep.count("glove/hand") >= 500
         assert ep.h5["streams/glove/hand"].attrs["gaps"] == 0
+
+
+def test_a_live_node_that_publishes_nothing_is_restarted_and_the_episode_shows_it(tmp_path):
+    """Liveness watchdog (issue 13): SIGSTOP leaves the glove process alive but silent."""
+    config = sim_config(seed=6)
+    config.recording.output = tmp_path
+    glove_config = next(n for n in config.nodes if n.name == "glove")
+    glove_config.liveness_timeout_s = 2.0
+    with Session(config) as session:
+        session.start_episode()
+        glove = session.supervisor.nodes["glove"]
+        wait_for(lambda: (session.status()["streams"]["glove/hand"]["received"] or 0) > 100)
+        old_pid = glove.process.pid
+        stopped_at = time.monotonic()
+        t_stop_ns = time.time_ns()
+        os.kill(old_pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: session.status() and glove.restarts == 1, 20,
+                     message="the silent glove node was not restarted")
+        finally:
+            try:
+                os.kill(old_pid, signal.SIGKILL)  # if the watchdog did not, for a clean exit
+            except ProcessLookupError:
+                pass
+        restarted_after = time.monotonic() - stopped_at
+        print(f"restarted {restarted_after:.2f} s after SIGSTOP")
+        assert glove.process.pid != old_pid and glove.alive
+        reason = session.supervisor.restart_reasons["glove"]
+        assert reason.startswith("published no sample for") and "liveness_timeout_s = 2" in reason
+        # Samples flow again from the new process; the camera never stopped.
+        wait_for(lambda: session.status()["streams"]["glove/hand"]["restarts"] >= 1, 30,
+                 message="no samples from the restarted glove node")
+        assert session.supervisor.nodes["cam0"].restarts == 0
+        result = session.stop_episode()
+    assert 2.0 <= restarted_after < 2.0 + 6.0
+    with open_episode(result["path"]) as ep:
+        events = list(ep.events())
+        kinds = [(e["kind"], e["stream"]) for e in events]
+        assert ("restart", "glove/hand") in kinds
+        (restarted,) = [e for e in events if e["kind"] == "restarted"]
+        assert restarted["t_ns"] > t_stop_ns and restarted["detail"]["node"] == "glove"
+        assert restarted["detail"]["message"] == f"restarted by the supervisor: {reason}"
+
+
+def test_liveness_timeout_is_validated():
+    with pytest.raises(ConfigError, match=r"liveness_timeout_s must be 0 \(off\) or 1\.\.3600 s"):
+        NodeConfig(name="cam0", driver="sim_camera", liveness_timeout_s=0.2).validate()
+    with pytest.raises(ConfigError, match="nodes\\[0\\].liveness_timeout_s: expected float"):
+        from_mapping(AppConfig, {"nodes": [{"name": "cam0", "driver": "sim_camera",
+                                            "liveness_timeout_s": "5"}]})
+    NodeConfig(name="cam0", driver="sim_camera", liveness_timeout_s=0).validate()
