@@ -68,7 +68,10 @@ def recover_file(path: str | Path) -> RecoveryResult:
         marker_path(path).unlink(missing_ok=True)
         return RecoveryResult(path, "skipped", f"{path}: complete, nothing to recover")
     try:
-        recover_episode(path)
+        if needs_in_place(path):
+            recover_in_place(path)
+        else:
+            recover_episode(path)
         with open_episode(path) as episode:
             counts = {name: episode.count(name) for name in episode.streams}
     except Exception as exc:  # a full disk, a damaged file: report it, keep going
@@ -137,6 +140,87 @@ def clear_open_flag(path: str | Path) -> bool:
         fh.seek(0)
         fh.write(body + struct.pack("<I", lookup3(body)))
     return True
+
+
+#: Free space (beyond the file's own size) that recovery by copy wants; with less, the episode
+#: is finished in place.
+COPY_MARGIN_BYTES = 16 << 20
+
+
+def needs_in_place(path: str | Path) -> bool:
+    """Whether the disk lacks room for a recovered copy of ``path`` (its size plus a margin)."""
+    import shutil
+
+    path = Path(path)
+    return shutil.disk_usage(path.parent).free < path.stat().st_size + COPY_MARGIN_BYTES
+
+
+def truncate_past_eoa(path: str | Path) -> int:
+    """Cut off what lies past the end-of-file address in the superblock (superblock v2/v3, as
+    collector writes) and return the bytes freed. HDF5 never reads past that address, so this
+    is only what a writer wrote after its last completed flush (a flush cut short by a full
+    disk): giving it back is what lets a full disk finish the episode in place."""
+    with open(path, "r+b") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[:8] != _HDF5_SIGNATURE or head[8] not in (2, 3):
+            return 0
+        size = head[9]  # bytes per address
+        body = head + fh.read(4 * size)
+        (stored,) = struct.unpack("<I", fh.read(4))
+        if lookup3(body) != stored:
+            return 0
+        base = int.from_bytes(body[12:12 + size], "little")
+        eoa = int.from_bytes(body[12 + 2 * size:12 + 3 * size], "little")
+        end = fh.seek(0, 2)
+        if eoa <= 0 or base + eoa >= end:
+            return 0
+        fh.truncate(base + eoa)
+        return end - (base + eoa)
+
+
+def recover_in_place(path: str | Path) -> Path:
+    """Finish an interrupted episode inside its own file, for a disk without room for a copy.
+
+    Space past the superblock's end-of-file address is given back first
+    (:func:`truncate_past_eoa`); the open-for-write flags are cleared; datasets are cut to whole
+    samples, which frees the chunks of a half-written flush inside the file; then the closing
+    attributes and ``/sync`` (a few bytes per master frame) are written into that space, as
+    :meth:`EpisodeWriter.close` does. Unlike recovery by copy this is not atomic: a crash in the
+    middle leaves the file ``recording`` and recovery can run again."""
+    import h5py
+    import numpy as np
+
+    from .episode import EVENT_DATASETS, JPEG_SUFFIX, OFFSETS_SUFFIX, finalize_episode
+
+    path = Path(path)
+    freed = truncate_past_eoa(path)
+    if freed:
+        log.warning("%s: gave back %d bytes past the last completed flush", path, freed)
+    clear_open_flag(path)
+    with open_episode(path) as episode:
+        counts = {name: episode.count(name) for name in episode.streams}
+    with h5py.File(path, "r+") as f:
+        end_ns = int(f.attrs.get("start_time_ns", 0))
+        for name, count in counts.items():
+            group = f["streams"][name]
+            for key, ds in group.items():
+                if key.endswith(JPEG_SUFFIX):
+                    ends = group[key[:-len(JPEG_SUFFIX)] + OFFSETS_SUFFIX]
+                    ds.resize((int(ends[count - 1]) if count else 0,))
+                else:
+                    ds.resize(count, axis=0)
+            if count:
+                end_ns = max(end_ns, int(group["t_recv_ns"][count - 1]))
+        if "events" in f:
+            events = f["events"]
+            n = min((events[k].shape[0] for k in EVENT_DATASETS if k in events), default=0)
+            for key in EVENT_DATASETS:
+                if key in events:
+                    events[key].resize((n,))
+            if n:
+                end_ns = max(end_ns, int(np.max(events["t_ns"][:n])))
+        finalize_episode(f, status="recovered", end_attrs={"end_time_ns": end_ns})
+    return path
 
 
 def _skip(path: Path, root: Path) -> bool:

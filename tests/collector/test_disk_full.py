@@ -1,11 +1,15 @@
 """A full disk stops the episode with a clear message and loses nothing already recorded."""
 
+import shutil
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from collector.cli import main as cli_main
 
 from collector.config import sim_config
 from collector.episode_reader import EpisodeError, open_episode, validate_episode
@@ -78,3 +82,61 @@ def test_a_disk_that_fills_anyway_gives_a_clear_error(small_disk):
             assert ep.count("cam0/color") >= 30
     except EpisodeError as exc:
         assert path in str(exc) and "corrupt" in str(exc)
+
+
+def interrupted_episode(folder: Path) -> Path:
+    """An episode whose writer died mid-recording (status ``recording``), 2 s of 30 fps frames."""
+    from collector.episode import EpisodeWriter
+    from collector.protocol import Sample
+    from collector.streams import FieldSpec, StreamSpec
+
+    specs = [StreamSpec("cam0/color", "color", 30.0, [FieldSpec("rgb", "uint8", (240, 320, 3))]),
+             StreamSpec("glove/hand", "state", 200.0, [FieldSpec("joints", "float32", (22,))])]
+    path = folder / "full.h5"
+    writer = EpisodeWriter(path, specs, {"task": "fill"})
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    for k in range(60):
+        t = time.time_ns() + k * 33_000_000
+        writer.append(Sample("cam0", "cam0/color", k, t, t, {"rgb": frame}), t)
+        for j in range(7):
+            writer.append(Sample("glove", "glove/hand", 7 * k + j, t, t,
+                                 {"joints": np.full(22, j, np.float32)}), t)
+        if k % 15 == 14:
+            writer.flush()
+    writer.abort()  # what a dying recorder leaves: status "recording"
+    return path
+
+
+@pytest.mark.parametrize("left_kb", [256, 0], ids=["256KB-free", "half-written-flush-0-free"])
+def test_recover_in_place_on_a_full_disk(small_disk, capsys, left_kb):
+    path = interrupted_episode(small_disk)
+    if not left_kb:  # a flush cut short by the full disk: bytes past the superblock's end of file
+        with open(path, "ab") as fh:
+            fh.write(b"\2" * (1 << 20))
+    # Fill the disk to within left_kb: far too little for a recovered copy of the 14 MB file.
+    with open(small_disk / "filler", "wb") as fh:
+        try:
+            while shutil.disk_usage(small_disk).free > left_kb << 10:
+                fh.write(b"\1" * (64 << 10))
+                fh.flush()
+        except OSError:
+            pass
+    assert shutil.disk_usage(small_disk).free <= max(left_kb << 10, 64 << 10)
+    assert cli_main(["recover", str(path)]) == 0, capsys.readouterr()
+    assert "recovered" in capsys.readouterr().out
+    assert [p for p in validate_episode(path) if "ledger" not in p] == []
+    with open_episode(path) as ep:
+        assert ep.attrs["status"] == "recovered"
+        assert ep.count("cam0/color") == 60 and ep.sync is not None
+    assert not (small_disk / ".full.h5.writing").exists()
+
+
+def test_the_disk_full_message_never_shows_a_negative_figure():
+    from collector.library import format_free_space
+
+    for free_mb, reserve_mb in ((-20.0, 0), (0.0, 0), (12.4, 64), (-3.2, 64), (1500.0, 64)):
+        text = format_free_space(free_mb, reserve_mb, "/data/recordings")
+        assert "-" not in text.replace("/data/recordings", "").replace("recording.reserve_mb", ""), text
+        assert "/data/recordings" in text and "recording.reserve_mb" in text, text
+    assert "disk is full" in format_free_space(-20.0, 0, "/x")
+    assert "12 MB left" in format_free_space(12.4, 64, "/x")
