@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 import zmq
 
 from . import protocol, security
+from .ledger import PublishLog
 from .protocol import Describe, Event, Message, ProtocolError, Sample, clip
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,10 @@ class NodePublisher:
         self.curve = curve
         self.context = context or zmq.Context.instance()
         self._describe = describe
+        #: What this node published, for the recorder's integrity ledger (collector.ledger).
+        self.published = PublishLog()
         self._handlers = {"describe": lambda _req: self._describe_reply(),
+                          "published": self._published_reply,
                           "ping": lambda _req: {"ok": True, "t_host_ns": protocol.now_ns()}}
         self._handlers.update(handlers or {})
         self.data = self.context.socket(zmq.PUB)
@@ -166,6 +170,12 @@ class NodePublisher:
         self._describe = describe
         self.send(describe)
 
+    def _published_reply(self, request: dict) -> dict:
+        at_ns = request.get("at_ns")
+        if not isinstance(at_ns, int) or isinstance(at_ns, bool) or not -2**63 <= at_ns < 2**63:
+            return {"ok": False, "error": "published needs an integer 'at_ns' (ns)"}
+        return {"ok": True, **self.published.query(at_ns)}
+
     def _handle(self, request: dict) -> dict:
         handler = self._handlers.get(request["cmd"])
         if handler is None:
@@ -191,6 +201,8 @@ class NodePublisher:
 
     def send(self, message: Message) -> None:
         frames = protocol.encode(message)
+        if isinstance(message, Sample):
+            self.published.note(message.stream, message.t_host_ns, message.seq)
         self.data.send_multipart(frames, copy=False)
         try:
             self.live.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)

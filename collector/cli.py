@@ -6,6 +6,7 @@
     collector record --config station.toml                    record from the devices in a config
     collector info FILE                                       streams, counts, rates, gaps, skew
     collector validate FILE                                   check against the schema (exit 1 if not)
+    collector validate --deep FILE                            also verify every checksum, name damaged samples
     collector recover FILE|DIR                                complete interrupted episodes
     collector keys keys/ --name station                       CurveZMQ keypair for remote nodes
     collector config PATH                                     write a starting config file
@@ -57,7 +58,6 @@ def _status_line(status: dict) -> str:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from .episode_reader import format_info, open_episode
     from .session import Session, SessionError
     from .supervisor import StartupError
 
@@ -74,6 +74,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"error: could not start the devices: {exc}", file=sys.stderr)
         return 2
+    pending: list[str] = []
+    failed = False
     try:
         for _ in range(args.episodes):
             if stop.is_set():
@@ -92,21 +94,39 @@ def cmd_record(args: argparse.Namespace) -> int:
                     return 1
                 if not args.quiet:
                     print("  " + _status_line(status), file=sys.stderr)
-            result = session.stop_episode()
+            stopped = session.stop_episode()
             if args.outcome:
                 session.tag_episode(args.outcome)
-            print(result["path"])
-            if result.get("error"):
-                print(f"error during recording: {result['error']}", file=sys.stderr)
-            if not args.quiet:
-                with open_episode(result["path"]) as episode:
-                    print(format_info(episode.summary()), file=sys.stderr)
+            pending.append(stopped["uuid"])
+            # The next episode starts at once; this one drains and closes meanwhile.
+            while len(pending) > 1:
+                failed |= _report_closed(session, pending.pop(0), args.quiet)
+        while pending:
+            failed |= _report_closed(session, pending.pop(0), args.quiet)
     except SessionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         session.close()
-    return 0
+    return 1 if failed else 0
+
+
+def _report_closed(session, uuid: str, quiet: bool) -> bool:
+    """Print a closed episode's path (stdout) and what it lacks; True if it failed."""
+    from .episode_reader import format_info, open_episode
+
+    result = session.wait_closed(uuid)
+    if result.get("path"):
+        print(result["path"])
+    for problem in result.get("problems", []):
+        print(f"warning: {problem}", file=sys.stderr)
+    if result.get("error") or result.get("status") == "failed":
+        print(f"error during recording: {result.get('error') or 'the recording failed'}", file=sys.stderr)
+        return True
+    if not quiet and result.get("path"):
+        with open_episode(result["path"]) as episode:
+            print(format_info(episode.summary()), file=sys.stderr)
+    return False
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -125,12 +145,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .episode_reader import validate_episode
 
     problems = validate_episode(args.file)
+    checked = True
+    if args.deep:  # every chunk and every JPEG frame (collector.checksums)
+        from .checksums import deep_report
+        damage, checked = deep_report(args.file)
+        problems += [p for p in damage if p not in problems]
     if problems:
         print(f"{args.file}: INVALID", file=sys.stderr)
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
         return 1
-    print(f"{args.file}: valid")
+    print(f"{args.file}: valid" + ("" if checked else " (no checksums in this file: older "
+                                                        "recorder; JPEG frames decoded instead)"))
     return 0
 
 
@@ -220,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     val = sub.add_parser("validate", help="check an episode file against the schema")
     val.add_argument("file")
+    val.add_argument("--deep", action="store_true",
+                     help="also read every chunk and check every checksum (names damaged samples)")
     val.set_defaults(func=cmd_validate)
 
     recover = sub.add_parser("recover", help="complete interrupted episodes")

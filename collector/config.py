@@ -163,8 +163,14 @@ class RecordingConfig:
     min_free_gb: float = 1.0
     #: Stop a running episode (closing it cleanly) when free space falls below this.
     reserve_mb: float = 256.0
+    #: After Stop, how long an episode keeps receiving samples captured before its stop instant
+    #: (a backlog in the queues, a paused recorder); what is still missing then is recorded as
+    #: "tail not drained" in the episode's ledger. The next episode can start meanwhile.
+    drain_timeout_s: float = 10.0
 
     def validate(self) -> None:
+        if not 0 < self.drain_timeout_s <= 300:
+            raise ConfigError(f"drain_timeout_s must be in (0, 300] s, got {self.drain_timeout_s}")
         if not 0 < self.flush_interval_s <= 1.0:
             raise ConfigError("flush_interval_s must be in (0, 1] s: a killed recorder "
                               f"may lose at most the last second, got {self.flush_interval_s}")

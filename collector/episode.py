@@ -13,7 +13,7 @@ import logging
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from uuid import uuid4
 
 import h5py
@@ -21,6 +21,8 @@ import hdf5plugin
 import numpy as np
 
 from collector import __version__
+from collector.checksums import (CRC_SUFFIX, SAMPLE_CRC, checksum_options, frame_crc32, row_crc32,
+                                 sample_crc_fields)
 from collector.codecs import CodecError, decode_jpeg, encode_jpeg, is_color_image, jpeg_shape
 from collector.protocol import JPEG, RAW, Sample
 from collector.streams import StreamSpec
@@ -29,8 +31,12 @@ from collector.writer_lock import WriterLock
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-STATUSES = ("recording", "complete", "recovered")
+#: 2: the integrity ledger (root attribute ``ledger``), episodes cut on the capture clock and
+#: the ``failed`` status. Readers accept every version in SCHEMA_VERSIONS.
+SCHEMA_VERSION = 2
+SCHEMA_VERSIONS = (1, 2)
+#: ``failed``: closed after a recorder thread died; what it holds is sound, but not all of it.
+STATUSES = ("recording", "complete", "recovered", "failed")
 OUTCOMES = ("success", "failure", "unknown")
 COMPRESSIONS = ("none", "lz4", "zstd")
 COLOR_ENCODINGS = ("raw", "jpeg")
@@ -120,6 +126,8 @@ class _StreamBuffer:
         self.spec, self.encodings, self.written, self.nbytes = spec, encodings, 0, 0
         self.names = {f.name for f in spec.fields}
         self.columns: dict[str, list] = {name: [] for name in [*self.names, *TIME_DATASETS]}
+        #: Datasets the per-sample CRC covers (empty: no checksums); see collector.checksums.
+        self.crc_fields: list[str] = []
 
     n = property(lambda self: len(self.columns["seq"]))
 
@@ -132,7 +140,8 @@ class EpisodeWriter:
     """
 
     def __init__(self, path: str | Path, specs: list[StreamSpec], attrs: dict[str, Any] | None = None,
-                 *, compression: str = "none", color_encoding: str = "raw", jpeg_quality: int = 90) -> None:
+                 *, compression: str = "none", color_encoding: str = "raw", jpeg_quality: int = 90,
+                 checksums: bool = True) -> None:
         if compression not in COMPRESSIONS:
             raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
         if color_encoding not in COLOR_ENCODINGS:
@@ -144,6 +153,8 @@ class EpisodeWriter:
             raise ValueError(f"stream names must be unique: {[s.name for s in specs]}")
         self.compression, self.color_encoding = compression, color_encoding
         self.jpeg_quality = int(jpeg_quality)
+        # Fletcher-32 per chunk and a CRC32 per JPEG frame (collector.checksums); off only to measure.
+        self.checksums = bool(checksums)
         self._buffers = {s.name: _StreamBuffer(s, field_encodings(s, color_encoding)) for s in specs}
         self._counters: dict[str, dict[str, int]] = {name: {} for name in self.specs}
         self._events: list[tuple[int, bytes, bytes, bytes]] = []
@@ -167,7 +178,8 @@ class EpisodeWriter:
                 self._create_stream(buf)
             events = self._h5.create_group("events")
             for name, dtype in EVENT_DATASETS.items():
-                events.create_dataset(name, (0,), dtype=dtype, maxshape=(None,), chunks=(256,))
+                events.create_dataset(name, (0,), dtype=dtype, maxshape=(None,), chunks=(256,),
+                                      **checksum_options(self.checksums))
             self._h5.swmr_mode = True  # from here on: append and flush only, never create
         except BaseException:
             self._h5.close()
@@ -195,28 +207,39 @@ class EpisodeWriter:
                        encodings=json.dumps(buf.encodings), **{c: 0 for c in COUNTERS})
         g.attrs.update({f"meta.{k}": _attr_value(v) for k, v in spec.meta.items()})
         time_rows = max(64, min(_rows_per_chunk(8, spec.rate_hz), 8192))
+        check = checksum_options(self.checksums)
         for fs in spec.fields:
             attrs = {"unit": fs.unit, "encoding": buf.encodings[fs.name]}
             if fs.channel_names:
                 attrs["channel_names"] = list(fs.channel_names)
             if buf.encodings[fs.name] == JPEG:
                 ds = g.create_dataset(fs.name + JPEG_SUFFIX, (0,), dtype=np.uint8, maxshape=(None,),
-                                      chunks=(_JPEG_CHUNK_BYTES,))
+                                      chunks=(_JPEG_CHUNK_BYTES,), **check)
                 ds.attrs.update(attrs, dtype=fs.dtype, shape=list(fs.shape))
                 offsets = g.create_dataset(fs.name + OFFSETS_SUFFIX, (0,), dtype=np.uint64,
-                                           maxshape=(None,), chunks=(time_rows,))
+                                           maxshape=(None,), chunks=(time_rows,), **check)
                 offsets.attrs.update(layout="end", unit="byte")
+                if self.checksums:
+                    g.create_dataset(fs.name + CRC_SUFFIX, (0,), dtype=np.uint32, maxshape=(None,),
+                                     chunks=(time_rows,), **check)
             else:
                 # Images: one sample per chunk, so reading a frame decompresses only that frame.
                 rows = 1 if spec.kind in ("color", "depth") else _rows_per_chunk(fs.nbytes, spec.rate_hz)
                 ds = g.create_dataset(fs.name, (0, *fs.shape), dtype=fs.dtype,
                                       maxshape=(None, *fs.shape), chunks=(rows, *fs.shape),
-                                      **compression_options(self.compression, fs.dtype))
+                                      **compression_options(self.compression, fs.dtype), **check)
                 ds.attrs.update(attrs)
         for name, dtype in TIME_DATASETS.items():
             ds = g.create_dataset(name, (0,), dtype=dtype, maxshape=(None,), chunks=(time_rows,),
-                                  **compression_options(self.compression, dtype))
+                                  **compression_options(self.compression, dtype), **check)
             ds.attrs["unit"] = "" if name == "seq" else "ns"
+        if self.checksums and SAMPLE_CRC not in buf.names:
+            buf.crc_fields = sample_crc_fields(
+                [(fs.name, fs.nbytes) for fs in spec.fields if buf.encodings[fs.name] != JPEG],
+                TIME_DATASETS)
+            crc = g.create_dataset(SAMPLE_CRC, (0,), dtype=np.uint32, maxshape=(None,),
+                                   chunks=(time_rows,), **check)
+            crc.attrs["fields"] = json.dumps(buf.crc_fields)
 
     def append(self, sample: Sample, t_recv_ns: int) -> None:
         """Buffer one sample; it reaches the file at the next :meth:`flush`.
@@ -314,6 +337,7 @@ class EpisodeWriter:
         n, start, g = buf.n, buf.written, self._h5["streams"][buf.spec.name]
         if not n:
             return
+        covered: dict[str, np.ndarray] = {}
         for name, column in buf.columns.items():
             if buf.encodings.get(name) == JPEG:
                 data, offsets = g[name + JPEG_SUFFIX], g[name + OFFSETS_SUFFIX]
@@ -323,11 +347,20 @@ class EpisodeWriter:
                 data[base:] = np.concatenate(column)
                 offsets.resize((start + n,))
                 offsets[start:] = ends
+                if name + CRC_SUFFIX in g:
+                    g[name + CRC_SUFFIX].resize((start + n,))
+                    g[name + CRC_SUFFIX][start:] = frame_crc32(column)
             else:
                 g[name].resize(start + n, axis=0)
-                g[name][start:] = np.asarray(column, dtype=g[name].dtype) if name in TIME_DATASETS \
+                values = np.asarray(column, dtype=g[name].dtype) if name in TIME_DATASETS \
                     else np.stack(column)
+                g[name][start:] = values
+                if name in buf.crc_fields:
+                    covered[name] = values
             column.clear()
+        if buf.crc_fields:
+            g[SAMPLE_CRC].resize((start + n,))
+            g[SAMPLE_CRC][start:] = row_crc32([covered[name] for name in buf.crc_fields])
         buf.written, buf.nbytes = start + n, 0
 
     def flush(self) -> None:
@@ -346,10 +379,12 @@ class EpisodeWriter:
         self._h5.flush()
 
     def close(self, status: str = "complete", end_attrs: dict[str, Any] | None = None,
-              master_stream: str | None = None) -> Path:
+              master_stream: str | None = None, *, stop_ns: int | None = None,
+              ledger: Callable[[dict[str, dict[str, int]]], dict] | None = None) -> Path:
         """Flush, then finalize: status, end time, duration, per-stream counters and the
-        synchronized index. ``end_attrs`` updates root attributes (outcome, notes, tags, ...).
-        The finished file opens with a plain ``h5py.File(path)``. Returns the path."""
+        synchronized index. ``end_attrs`` updates root attributes (outcome, notes, tags, ...);
+        ``stop_ns`` and ``ledger`` are as in :func:`finalize_episode`. The finished file opens
+        with a plain ``h5py.File(path)``. Returns the path."""
         if status not in STATUSES[1:]:
             raise ValueError(f"close status must be one of {STATUSES[1:]}, got {status!r}")
         end_attrs = dict(end_attrs or {})
@@ -366,7 +401,7 @@ class EpisodeWriter:
         try:
             with h5py.File(self.path, "r+") as f:
                 finalize_episode(f, status=status, end_attrs=end_attrs, master_stream=master_stream,
-                                 counters=self._counters)
+                                 counters=self._counters, stop_ns=stop_ns, ledger=ledger)
         except BaseException:
             self._lock.release(remove=False)  # left "recording": start-up recovery finds it
             raise
@@ -439,20 +474,54 @@ def seq_counters(seq: np.ndarray) -> dict[str, int]:
             "restarts": int(np.count_nonzero(step <= 0))}
 
 
+def truncate_stream(group: h5py.Group, count: int) -> None:
+    """Cut every per-sample dataset of a stream group to its first ``count`` samples (JPEG
+    byte datasets to the end of frame ``count``); the file must be open plainly."""
+    for name, ds in group.items():
+        if name.endswith(JPEG_SUFFIX):
+            offsets = group[name[:-len(JPEG_SUFFIX)] + OFFSETS_SUFFIX]
+            ds.resize((int(offsets[count - 1]) if count else 0,))
+        elif ds.shape and ds.shape[0] > count:
+            ds.resize(count, axis=0)
+
+
+def _samples_before(t_host: np.ndarray, stop_ns: int) -> int:
+    # A stream arrives in capture order, so what was captured at or after the stop instant
+    # (routed to the episode before the stop was known) is its tail.
+    count = t_host.size
+    while count and t_host[count - 1] >= stop_ns:
+        count -= 1
+    return count
+
+
 def finalize_episode(f: h5py.File, *, status: str, end_attrs: dict[str, Any] | None = None,
                      master_stream: str | None = None,
-                     counters: dict[str, dict[str, int]] | None = None) -> None:
+                     counters: dict[str, dict[str, int]] | None = None,
+                     stop_ns: int | None = None,
+                     ledger: Callable[[dict[str, dict[str, int]]], dict] | None = None) -> None:
     """Write the closing attributes and ``/sync`` into an episode opened plainly for writing.
 
     Shared by :meth:`EpisodeWriter.close` and recovery. ``end_attrs`` values win; missing
-    ``end_time_ns`` is now, ``end_time``/``duration_s`` follow from it. The status is written
-    last, so a failure here leaves ``"recording"`` and the file counts as interrupted.
+    ``end_time_ns`` is now, ``end_time``/``duration_s`` follow from it. With ``stop_ns``,
+    samples captured at or after it are cut from each stream's tail (they belong to no part of
+    this episode). ``ledger(written)`` gets each stream's ``count``, ``first_t_ns``,
+    ``last_t_ns`` and ``last_seq`` and returns the integrity ledger to store. The status is
+    written last, so a failure here leaves ``"recording"`` and the file counts as interrupted.
     """
     end = dict(end_attrs or {})
     streams = stream_groups(f)
-    times = {}
+    times, written = {}, {}
     for name, (spec, group) in streams.items():
         count = stream_length(group)
+        if stop_ns is not None:
+            kept = _samples_before(group["t_host_ns"][:count], stop_ns)
+            if kept < count:
+                truncate_stream(group, kept)
+            count = kept
+        host = group["t_host_ns"][:count]
+        written[name] = {"count": count, "first_t_ns": int(host[0]) if count else None,
+                         "last_t_ns": int(host[-1]) if count else None,
+                         "last_seq": int(group["seq"][count - 1]) if count else None}
         values = {"late": 0, "overflow": 0, **seq_counters(group["seq"][:count]),
                   **(counters or {}).get(name, {})}
         group.attrs.update(count=count, **values)
@@ -464,6 +533,8 @@ def finalize_episode(f: h5py.File, *, status: str, end_attrs: dict[str, Any] | N
     end.setdefault("end_time", iso_utc(end_ns))
     end.setdefault("duration_s", (end_ns - int(f.attrs["start_time_ns"])) / 1e9)
     end["end_time_ns"] = end_ns
+    if ledger is not None:
+        end["ledger"] = json.dumps(ledger(written), separators=(",", ":"))
     f.attrs.update({k: _attr_value(v) for k, v in end.items() if k != "status"})
     master = master_stream or str(f.attrs.get("master_stream", "")) or default_master(
         s for s, _ in streams.values())

@@ -19,8 +19,9 @@ import numpy as np
 
 from collector.codecs import CodecError, decode_jpeg
 from collector.episode import (LIBVER, COUNTERS, EVENT_DATASETS, JPEG_SUFFIX, OFFSETS_SUFFIX,
-                               OUTCOMES, ROOT_ATTRS, SCHEMA_VERSION, STATUSES, TIME_DATASETS,
+                               OUTCOMES, ROOT_ATTRS, SCHEMA_VERSION, SCHEMA_VERSIONS, STATUSES, TIME_DATASETS,
                                finalize_episode, seq_counters, stream_groups, stream_length)
+from collector.ledger import ledger_problems, read_ledger
 from collector.protocol import JPEG
 from collector.streams import StreamSpec
 from collector.sync import read_sync_group, skew_stats_ms
@@ -204,9 +205,26 @@ class Episode:
                 "encodings": self.encodings(name)}
         keys = ("uuid", "task", "operator", "station", "prompt", "outcome", "status", "start_time",
                 "end_time", "duration_s", "master_stream", "schema_version", "tags", "notes")
+        ledger = self.ledger
         return {"path": str(self.path), **{k: self.attrs.get(k) for k in keys},
                 "interrupted": self.interrupted, "file_bytes": self.path.stat().st_size,
-                "events": kinds, "streams": streams}
+                "events": kinds, "streams": streams, "ledger": ledger,
+                "integrity": self.integrity_problems()}
+
+    @property
+    def ledger(self) -> dict[str, Any] | None:
+        """The integrity ledger (:mod:`collector.ledger`), or ``None`` for files without one
+        (schema 1, interrupted or recovered episodes)."""
+        return read_ledger(self.attrs)
+
+    def integrity_problems(self) -> list[str]:
+        """What is missing from this episode and why, in words ("cam0: last 5.5 s missing");
+        empty when the ledger balances and every stream covers the whole episode."""
+        problems = ledger_problems(self.ledger)
+        status = self.attrs.get("status")
+        if status == "failed":
+            problems.insert(0, f"the recording failed: {self.attrs.get('end_reason') or 'see the log'}")
+        return problems
 
 
 def _dataset_names(spec: StreamSpec, encodings: dict[str, str]) -> list[str]:
@@ -242,9 +260,9 @@ def open_episode(path: str | Path) -> Episode:
         if version is None or "streams" not in h5:
             raise EpisodeError(f"{path}: an HDF5 file but not a collector episode "
                                "(no schema_version attribute or /streams group)")
-        if int(version) != SCHEMA_VERSION:
+        if int(version) not in SCHEMA_VERSIONS:
             raise EpisodeError(f"{path}: schema version {version} is not supported "
-                               f"(this reader knows {SCHEMA_VERSION})")
+                               f"(this reader knows {', '.join(map(str, SCHEMA_VERSIONS))})")
         return Episode(path, h5, swmr)
     except EpisodeError:
         h5.close()
@@ -275,6 +293,8 @@ def _problems(ep: Episode, allow_recovered: bool) -> list[str]:
         problems.append(f"status {status!r} is not one of {STATUSES}")
     elif status == "recording":
         problems.append("status is 'recording': the recording was interrupted (run collector recover)")
+    elif status == "failed":
+        pass  # said by integrity_problems()
     elif status == "recovered" and not allow_recovered:
         problems.append("status is 'recovered': the end of the recording may be lost")
     if a.get("outcome") not in OUTCOMES:
@@ -299,8 +319,24 @@ def _problems(ep: Episode, allow_recovered: bool) -> list[str]:
         problems.append(f"/events must hold exactly {', '.join(EVENT_DATASETS)}")
     elif len({events[k].shape[0] for k in EVENT_DATASETS}) != 1:
         problems.append("/events datasets have different lengths")
-    if status in ("complete", "recovered"):
+    if status in ("complete", "recovered", "failed"):
         problems += _sync_problems(ep)
+    problems += ep.integrity_problems()
+    problems += _window_problems(ep)
+    return problems
+
+
+def _window_problems(ep: Episode) -> list[str]:
+    """Samples captured outside the episode's window: they belong to another episode."""
+    ledger = ep.ledger
+    if not ledger or "start_ns" not in ledger:
+        return []
+    problems = []
+    for name in ep.streams:
+        t = ep.timestamps(name)["t_host_ns"]
+        outside = int(np.count_nonzero((t < ledger["start_ns"]) | (t >= ledger["stop_ns"])))
+        if outside:
+            problems.append(f"stream '{name}': {outside} samples captured outside the episode")
     return problems
 
 
@@ -401,7 +437,27 @@ def format_info(summary: dict[str, Any]) -> str:
             f"{skew['p50_ms']:.1f}/{skew['p99_ms']:.1f}/{skew['max_ms']:.1f} ({skew['unmatched']})")
         lines.append(f"  {name:<22}{st['kind']:<11}{st['count']:>8}{rate:>16}{st['gaps']:>6}"
                      f"{st['missing']:>8}{st['restarts']:>9}{st['overflow']:>9}   {skew_text}")
+    lines += ["", *format_ledger(s.get("ledger"), s.get("integrity", []))]
     return "\n".join(lines)
+
+
+def format_ledger(ledger: dict[str, Any] | None, problems: list[str]) -> list[str]:
+    """The integrity ledger as the lines ``collector info`` prints."""
+    if not ledger or not isinstance(ledger.get("streams"), dict):
+        return ["  integrity: " + ("; ".join(problems) if problems else
+                                   "no ledger (older, interrupted or recovered episode)")]
+    lines = [f"  {'integrity ledger':<22}{'published':>10}{'written':>9}{'missing':>8}"
+             f"{'head s':>8}{'tail s':>8}   reasons"]
+    for name, st in ledger["streams"].items():
+        missing = {k: v for k, v in st.get("missing", {}).items() if v}
+        published = "?" if st.get("published") is None else str(st["published"])
+        head = "-" if st.get("head_s") is None else f"{st['head_s']:.2f}"
+        tail = "-" if st.get("tail_s") is None else f"{st['tail_s']:.2f}"
+        reasons = ", ".join(f"{k} {v}" for k, v in missing.items()) or st.get("note") or "-"
+        lines.append(f"  {name:<22}{published:>10}{st.get('written', 0):>9}"
+                     f"{sum(missing.values()):>8}{head:>8}{tail:>8}   {reasons}")
+    lines.append("  integrity: " + ("; ".join(problems) if problems else "OK: every published sample is in the file"))
+    return lines
 
 
 def recover_episode(path: str | Path, out: str | Path | None = None) -> Path:

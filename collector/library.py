@@ -36,14 +36,9 @@ def episode_path(rec: RecordingConfig, meta: dict[str, Any], uuid: str, when: da
     return Path(rec.output) / relative
 
 
-def update_episode_attrs(path: str | Path, **attrs: Any) -> None:
-    """Set operator-editable attributes (outcome, notes, tags, trim) on a finished episode,
-    leaving every dataset untouched.
-
-    Every value is checked before the file is opened, so a bad value changes nothing. ``trim``
-    is ``[start_s, end_s]`` (see :func:`parse_trim`) or ``None`` to remove it. An interrupted
-    file (still flagged open by its writer) is refused: run ``collector recover`` first.
-    """
+def editable_attr_values(attrs: dict[str, Any]) -> dict[str, str | None]:
+    """``attrs`` checked and converted to how episodes store them (``None``: remove the
+    attribute); raises ``ValueError`` saying what is wrong."""
     unknown = set(attrs) - set(EDITABLE_ATTRS)
     if unknown:
         raise ValueError(f"cannot edit {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE_ATTRS)}")
@@ -59,6 +54,18 @@ def update_episode_attrs(path: str | Path, **attrs: Any) -> None:
             values[key] = None if value is None else json.dumps(list(parse_trim(value)))
         else:
             values[key] = str(value)
+    return values
+
+
+def update_episode_attrs(path: str | Path, **attrs: Any) -> None:
+    """Set operator-editable attributes (outcome, notes, tags, trim) on a finished episode,
+    leaving every dataset untouched.
+
+    Every value is checked before the file is opened, so a bad value changes nothing. ``trim``
+    is ``[start_s, end_s]`` (see :func:`parse_trim`) or ``None`` to remove it. An interrupted
+    file (still flagged open by its writer) is refused: run ``collector recover`` first.
+    """
+    values = editable_attr_values(attrs)
     try:
         f = h5py.File(path, "r+")
     except OSError as exc:
@@ -174,3 +181,15 @@ def sample_checksum(path: str | Path) -> str:
                 digest.update(np.ascontiguousarray(obj[()]).tobytes())
         f.visititems(visit)
     return digest.hexdigest()
+
+
+def format_free_space(free_mb: float, reserve_mb: float, folder: str | Path) -> str:
+    """The recorder's disk-full message, never with a negative figure: free space below the
+    reserve (or none at all) reads as ``"disk is full"``, e.g. ``"/data: disk is full (0 MB
+    left, recording.reserve_mb = 0)"`` or ``"/data: only 12 MB left (recording.reserve_mb =
+    64)"``. ``free_mb`` may be negative when the caller subtracts what it is about to write."""
+    left = max(0.0, float(free_mb))
+    reserve = max(0.0, float(reserve_mb))
+    if left < 1.0:
+        return f"{folder}: disk is full (0 MB left, recording.reserve_mb = {reserve:g})"
+    return f"{folder}: only {left:.0f} MB left (recording.reserve_mb = {reserve:g})"

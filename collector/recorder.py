@@ -1,17 +1,22 @@
 """The recorder: subscribes to every node's data endpoint and writes episodes, in its own process.
 
-Three threads, so that neither ZeroMQ nor HDF5 ever waits on the other:
+Episodes are windows on the capture clock (:mod:`collector.episode_window`): a sample belongs to
+the episode whose ``[start, stop)`` holds its ``t_host_ns``, whenever it arrives, and after Stop
+an episode drains until every stream has delivered past the stop instant while the next one may
+already record. Four threads, so that neither ZeroMQ nor HDF5 nor a node ever waits on another:
 
-* the receiver drains the SUB socket (no receive limit), tracks ``seq`` gaps and per-stream
-  health, and hands samples of a running episode to a byte-bounded queue;
-* the writer appends them to the :class:`~collector.episode.EpisodeWriter` and flushes at least
-  every ``flush_interval_s``; episode start/stop travel through the same queue, so every sample
-  received before "stop" is in the file;
+* the receiver drains the SUB sockets (no receive limit), tracks ``seq`` gaps and per-stream
+  health, routes each sample to its episode and hands it to a byte-bounded queue; a failure while
+  handling one message is contained to it and counted;
+* the writer (:class:`~collector.episode_sink.EpisodeSink`) appends to the open episode files,
+  flushes at least every ``flush_interval_s`` and closes drained episodes with their ledger;
+* the finisher asks the nodes what they published at each start and stop instant (the
+  integrity ledger, :mod:`collector.ledger`) and queues the close;
 * the main thread answers control requests (``status``, ``start``, ``stop``, ``discard``,
   ``tag``, ``shutdown``) on a REP socket.
 
-Nothing is dropped silently: gaps, restarts, malformed messages, unknown streams and queue
-overflows are counted in the status and written into the episode as events.
+Nothing is dropped silently: gaps, restarts, malformed messages, unknown streams, queue overflows
+and undrained tails are counted in the status, the episode's events and its ledger.
 
 Run: ``python -m collector.recorder --ctl ENDPOINT --nodes JSON --recording JSON``.
 """
@@ -28,8 +33,7 @@ import signal
 import threading
 import time
 import uuid as uuidlib
-from collections import deque
-from concurrent.futures import Future
+from collections import OrderedDict, deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,41 +41,31 @@ from typing import Any
 import zmq
 
 from . import __version__, protocol
-from .bus import Subscriber, fetch_describe, node_endpoints
+from .bus import Subscriber, fetch_describe, node_endpoints, request, serve_requests
 from .clocksync import ClockEstimator, Pinger
 from .config import RecordingConfig, from_mapping, to_mapping
-from .episode import EpisodeWriter
+from .episode_sink import DiskFullError, EpisodeSink  # noqa: F401  (DiskFullError: public)
+from .episode_window import CLOSING, DRAINING, EpisodeWindow
 from .health import StreamHealth, percentiles
-from .library import episode_path, move_to_trash, update_episode_attrs
+from .ledger import SourceMarks
+from .library import editable_attr_values, episode_path, move_to_trash, update_episode_attrs
 from .protocol import Describe, Event, Sample
 from .streams import StreamSpec
-from .writer_lock import marker_path
 
 log = logging.getLogger("collector.recorder")
 
-#: The writer queue holds at most this many bytes of samples before it counts overflows.
-QUEUE_LIMIT_BYTES = 2 * 1024**3
 #: Seconds between clock exchanges with each tcp:// node (collector.clocksync).
 CLOCK_INTERVAL_S = 1.0
-#: After a backlog over this many bytes drains, freed memory is handed back to the OS.
-TRIM_AFTER_BYTES = 256 << 20
-
-
-def _release_memory() -> None:
-    """Return freed heap memory to the OS (glibc ``malloc_trim``). A drained backlog of received
-    frames (allocated by ZeroMQ's I/O thread) otherwise stays in the process's RSS for good.
-    Measured: a 1,500-frame depth backlog (peak RSS ~0.9-1.0 GB) left 229 MB without the trim,
-    138 MB with it (run side by side)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
-class DiskFullError(OSError):
-    """Free space fell below ``recording.reserve_mb``."""
+#: Samples captured after the last episode's stop are held this long (and at most
+#: UNROUTED_BYTES) in case a start arrives whose instant lies before them: a recorder that
+#: answers the start late (busy, paused) still gets the episode's first samples.
+UNROUTED_S = 5.0
+UNROUTED_BYTES = 256 << 20
+#: Finished episodes whose results ``status`` keeps.
+FINISHED_KEPT = 50
+#: A start or stop instant may lie at most this far from the recorder's clock (a request's
+#: ``t_ns`` is taken by the client when the operator pressed the key).
+INSTANT_TOLERANCE_NS = 600 * 10**9
 
 
 class Recorder:
@@ -84,29 +78,26 @@ class Recorder:
         self.context = context or zmq.Context.instance()
         self.endpoints = {name: node_endpoints(base) for name, base in nodes.items()}
         self.specs: dict[str, StreamSpec] = {}
+        self.node_of: dict[str, str] = {}
         self.node_state: dict[str, str] = {}
         for name, ep in self.endpoints.items():
             self._learn(fetch_describe(ep.ctl, timeout_s=describe_timeout_s))
         self.unknown_streams: dict[str, int] = {}
+        self.receiver_failures = 0
         self.overflow = 0
-        self._queue: queue.Queue = queue.Queue()
-        self._queued_bytes = 0
-        self._backlog_peak = 0
-        self._lock = threading.Lock()
-        self._recording = False
-        self._writer: EpisodeWriter | None = None
-        self._episode: dict[str, Any] | None = None
-        self._episode_streams: set[str] = set()
-        self._episode_overflow: dict[str, int] = {}
-        self._last_path: Path | None = None
         self.error: str | None = None
-        self._unflushed_t_host: list[int] = []
-        self.disk_latency_ms: deque = deque(maxlen=200_000)
-        self.flush_ms: deque = deque(maxlen=10_000)
+        self._lock = threading.Lock()
+        self._windows: list[EpisodeWindow] = []   # open: recording and draining, by start
+        self._current: EpisodeWindow | None = None
+        self._last: EpisodeWindow | None = None
+        self.finished: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._unrouted: deque[tuple[Sample, int]] = deque()
+        self._unrouted_bytes = 0
         self._stop = threading.Event()
-        self._subscriber = Subscriber([ep.data for ep in self.endpoints.values()], context=self.context,
-                                      counters=StreamHealth)
+        self._subscriber = Subscriber({name: ep.data for name, ep in self.endpoints.items()},
+                                      context=self.context, counters=StreamHealth)
         self.health: dict[str, StreamHealth] = self._subscriber.tracker.streams
+        self.sink = EpisodeSink(recording, self.health, self._on_write_failure)
         # Nodes on tcp:// may run on another host with its own clock: estimate offset and drift
         # before the first sample, keep estimating, and map their timestamps onto ours.
         self.clocks = {name: ClockEstimator() for name, ep in self.endpoints.items()
@@ -114,45 +105,82 @@ class Recorder:
         self._pingers = {name: Pinger(self.endpoints[name].ctl, self.context) for name in self.clocks}
         for name in self.clocks:
             self._sync_clock(name)
+        self._jobs: queue.Queue = queue.Queue()
         self._clock_thread = threading.Thread(target=self._clock_loop, name="clocks", daemon=True)
         self._receiver = threading.Thread(target=self._receive_loop, name="receiver", daemon=True)
-        self._writer_thread = threading.Thread(target=self._write_loop, name="writer", daemon=True)
+        self._finisher = threading.Thread(target=self._finish_loop, name="finisher", daemon=True)
         self._receiver.start()
-        self._writer_thread.start()
+        self._finisher.start()
         if self.clocks:
             self._clock_thread.start()
 
     def _learn(self, describe: Describe) -> None:
-        for data in describe.streams:
-            spec = StreamSpec.from_dict(data)
+        specs = [StreamSpec.from_dict(data) for data in describe.streams]  # all or nothing
+        for spec in specs:
             self.specs[spec.name] = spec
+            self.node_of[spec.name] = describe.node
         self.node_state.setdefault(describe.node, "connected")
 
     # ---- receiver thread -------------------------------------------------------------------
     def _receive_loop(self) -> None:
         sub = self._subscriber
-        while not self._stop.is_set():
-            message = sub.receive(100)
-            if message is None:
-                continue
-            t_recv = protocol.now_ns()
-            if isinstance(message, Sample):
-                self._on_sample(message, t_recv, sub.last_anomaly)
-            elif isinstance(message, Event):
-                if message.node in self.clocks:
-                    message.t_host_ns = self.clocks[message.node].to_local(message.t_host_ns)
-                self.node_state[message.node] = message.kind if message.kind in (
-                    "connected", "disconnected", "stalled", "error") else "connected"
-                if self._recording:
-                    self._put(("event", message.t_host_ns, message.kind, message.stream or "",
-                               {"node": message.node, **message.detail}), 0)
-            elif isinstance(message, Describe):
-                known = set(self.specs)
-                self._learn(message)
-                if set(self.specs) - known:
-                    log.warning("node %s declared new streams; they are recorded from the next episode",
-                                message.node)
-        sub.close()
+        try:
+            while not self._stop.is_set():
+                message = sub.receive(50)
+                if message is not None:
+                    try:
+                        self._on_message(message, sub.last_anomaly)
+                    except Exception as exc:  # contained to this message: counted, shown
+                        self._on_receiver_failure(message, exc)
+                self._adopt_unrouted()
+                self._check_drains()
+        except BaseException as exc:  # should never happen; if it does, no episode is "complete"
+            self._thread_failed("receiver", exc)
+        finally:
+            sub.close()
+
+    def _on_message(self, message: Any, anomaly: tuple[str, int] | None) -> None:
+        if isinstance(message, Sample):
+            self._on_sample(message, protocol.now_ns(), anomaly)
+        elif isinstance(message, Event):
+            self._on_event(message)
+        elif isinstance(message, Describe):
+            known = set(self.specs)
+            self._learn(message)
+            if set(self.specs) - known:
+                log.warning("node %s declared new streams; they are recorded from the next episode",
+                            message.node)
+
+    def _on_receiver_failure(self, message: Any, exc: Exception) -> None:
+        self.receiver_failures += 1
+        stream = getattr(message, "stream", None)
+        if isinstance(message, Sample):
+            window = self._window_for(message.t_host_ns)
+            if window is not None and stream in window.streams:
+                window.tally(stream).receiver_failure += 1
+        if self.receiver_failures <= 10 or self.receiver_failures % 1000 == 0:
+            log.error("failed handling a message from %s (%d so far): %s",
+                      getattr(message, "node", "?"), self.receiver_failures, str(exc)[:200])
+
+    def _on_event(self, event: Event) -> None:
+        if event.node in self.clocks:
+            event.t_host_ns = self.clocks[event.node].to_local(event.t_host_ns)
+        self.node_state[event.node] = event.kind if event.kind in (
+            "connected", "disconnected", "stalled", "error") else "connected"
+        window = self._window_for(event.t_host_ns) or self._current
+        if event.kind in ("disconnected", "stalled", "error"):
+            with self._lock:  # a lost device delivers no tail: do not wait for it
+                for w in self._windows:
+                    w.pending -= {s for s in w.pending if self.node_of.get(s) == event.node}
+        if window is not None and window.state != CLOSING:
+            self.sink.put(("event", window.uuid, event.t_host_ns, event.kind, event.stream or "",
+                           {"node": event.node, **event.detail}))
+
+    def _window_for(self, t_ns: int) -> EpisodeWindow | None:
+        for window in self._windows:
+            if window.holds(t_ns):
+                return window
+        return None
 
     def _on_sample(self, sample: Sample, t_recv: int, anomaly: tuple[str, int] | None) -> None:
         clock = self.clocks.get(sample.node)
@@ -162,30 +190,165 @@ class Recorder:
         h.recent.append(t_recv)
         h.latency_ms = (t_recv - sample.t_host_ns) / 1e6
         h.last_t_recv_ns = t_recv
-        if not self._recording:
+        for window in self._windows:
+            window.note_arrival(sample.stream, sample.t_host_ns)
+        self._adopt_unrouted()
+        window = self._window_for(sample.t_host_ns)
+        if window is None:
+            self._hold_unrouted(sample, t_recv)
             return
-        if sample.stream not in self._episode_streams:
+        self._route(window, sample, t_recv, anomaly)
+
+    def _hold_unrouted(self, sample: Sample, t_recv: int) -> None:
+        """Keep a sample captured outside every episode for a while: a start may yet arrive
+        whose instant lies before it."""
+        if any(sample.t_host_ns < w.stop_ns for w in self._windows):
+            return  # before or inside a finished window: never part of a later episode
+        self._unrouted.append((sample, t_recv))
+        self._unrouted_bytes += sample.nbytes()
+        horizon = sample.t_host_ns - int(UNROUTED_S * 1e9)
+        while self._unrouted and (self._unrouted_bytes > UNROUTED_BYTES
+                                  or self._unrouted[0][0].t_host_ns < horizon):
+            self._unrouted_bytes -= self._unrouted.popleft()[0].nbytes()
+
+    def _adopt_unrouted(self) -> None:
+        """Move held samples into an episode that started since: before any newer sample, so
+        every stream stays in capture order."""
+        current = self._current
+        if current is None or current.adopted:
+            return
+        current.adopted = True
+        held, self._unrouted, self._unrouted_bytes = self._unrouted, deque(), 0
+        for sample, t_recv in held:
+            if current.holds(sample.t_host_ns):
+                self._route(current, sample, t_recv, None)
+
+    def _route(self, window: EpisodeWindow, sample: Sample, t_recv: int,
+               anomaly: tuple[str, int] | None) -> None:
+        if sample.stream not in window.streams:
             self.unknown_streams[sample.stream] = self.unknown_streams.get(sample.stream, 0) + 1
+            return
+        tally = window.tally(sample.stream)
+        if window.state == CLOSING:
+            tally.late += 1  # arrived after its episode stopped waiting: the ledger's tail
             return
         if anomaly:
             kind, value = anomaly
             detail = {"missing": value} if kind == "gap" else {"seq": value}
-            self._put(("event", sample.t_host_ns, kind, sample.stream, detail), 0)
+            self.sink.put(("event", window.uuid, sample.t_host_ns, kind, sample.stream, detail))
         size = sample.nbytes()
-        if self._queued_bytes + size > QUEUE_LIMIT_BYTES:
+        if not self.sink.fits(size):
             self.overflow += 1
-            self._episode_overflow[sample.stream] = self._episode_overflow.get(sample.stream, 0) + 1
+            tally.overflow += 1
             if self.overflow == 1 or self.overflow % 100 == 0:
                 log.error("writer queue full (%d MB): %d samples not recorded",
-                          self._queued_bytes >> 20, self.overflow)
+                          self.sink.queued_bytes >> 20, self.overflow)
             return
-        self._put(("sample", sample, t_recv), size)
+        tally.add(sample.t_host_ns, sample.seq)
+        self.sink.put(("sample", window.uuid, sample, t_recv), size)
 
-    def _put(self, item: tuple, size: int) -> None:
+    def _check_drains(self) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._queued_bytes += size
-            self._backlog_peak = max(self._backlog_peak, self._queued_bytes)
-        self._queue.put((item, size))
+            done = [w for w in self._windows if w.drained(now)]
+            for window in done:
+                window.state = CLOSING
+        for window in done:
+            if window.pending:
+                log.warning("episode %s: %s did not deliver their tail within %g s",
+                            window.uuid[:8], ", ".join(sorted(window.pending)),
+                            self.recording.drain_timeout_s)
+            self._jobs.put(("finish", window))
+
+    # ---- finisher thread: the nodes' side of the ledger, then the close ----------------------
+    def _finish_loop(self) -> None:
+        while True:
+            job, window = self._jobs.get()
+            if job == "quit":
+                return
+            try:
+                if job == "start":
+                    for node in self._nodes_of(window):
+                        window.marks[node] = self._marks(node, window.start_ns)
+                    continue
+                self._close_window(window)
+            except Exception as exc:
+                log.exception("finishing episode %s failed", window.uuid[:8])
+                self._publish_result(window, {"ok": False, "error": f"{type(exc).__name__}: {exc}",
+                                              "path": str(window.path)})
+
+    def _nodes_of(self, window: EpisodeWindow) -> set[str]:
+        return {window.node_of[s] for s in window.streams if s in window.node_of}
+
+    def _marks(self, node: str, at_ns: int) -> SourceMarks:
+        """What ``node`` had published by ``at_ns`` (its own clock for tcp:// nodes)."""
+        clock = self.clocks.get(node)
+        remote_ns = int(at_ns + clock.offset_at(at_ns)) if clock is not None else at_ns
+        try:
+            reply = request(self.endpoints[node].ctl, "published", timeout_s=2.0, context=self.context,
+                            at_ns=remote_ns)
+        except Exception as exc:
+            return SourceMarks(error=f"node {node} did not answer: {exc}")
+        if not reply.get("ok") or not isinstance(reply.get("streams"), dict):
+            return SourceMarks(error=f"node {node} cannot report what it published "
+                               f"({reply.get('error', 'no answer')})")
+        return SourceMarks(start=reply)
+
+    def _close_window(self, window: EpisodeWindow) -> None:
+        if not window.discard:
+            for node in self._nodes_of(window):
+                stop = self._marks(node, window.stop_ns)
+                mark = window.marks.setdefault(node, SourceMarks(error=stop.error))
+                mark.stop, mark.error = stop.start, mark.error or stop.error
+        malformed = {"by_reason": dict(getattr(self._subscriber, "malformed", {}))}
+        result = self.sink.call("close", window=window, malformed=malformed)
+        with self._lock:
+            if window in self._windows:
+                self._windows.remove(window)
+        if window.discard and result.get("discarded"):
+            move_to_trash(window.path, Path(self.recording.output))
+        self._publish_result(window, {"ok": True, **window.summary(), **result})
+
+    def _publish_result(self, window: EpisodeWindow, result: dict[str, Any]) -> None:
+        window.result = result
+        self.finished[window.uuid] = result
+        while len(self.finished) > FINISHED_KEPT:
+            self.finished.popitem(last=False)
+        window.closed.set()
+
+    # ---- failures ----------------------------------------------------------------------------
+    def _on_write_failure(self, exc: Exception) -> None:
+        """On the writer thread: a write failed; stop every episode, closing it if possible."""
+        self.error = f"{type(exc).__name__}: {exc}"
+        log.error("recording stopped: %s", self.error)
+        with self._lock:
+            windows, self._windows, self._current = list(self._windows), [], None
+            if windows:
+                self._last = windows[-1]
+        try:
+            self.sink._do_fail_all(self.error)
+        except Exception as close_exc:
+            self.error += f"; {close_exc}"
+        for window in windows:
+            self._publish_result(window, {"ok": False, **window.summary(), "error": self.error})
+
+    def _thread_failed(self, name: str, exc: BaseException) -> None:
+        self.error = f"the recorder's {name} thread failed: {type(exc).__name__}: {exc}"
+        log.critical("%s", self.error, exc_info=exc)
+        now = protocol.now_ns()
+        with self._lock:
+            current, self._current = self._current, None
+            for window in self._windows:
+                window.failed = True
+                window.end_reason = self.error
+                window.pending.clear()
+            if current is not None:
+                current.begin_drain(now, set(), 0.0)
+            windows = [w for w in self._windows if w.state != CLOSING]
+            for window in windows:
+                window.state = CLOSING
+        for window in windows:
+            self._jobs.put(("finish", window))
 
     # ---- clock thread ----------------------------------------------------------------------
     def _sync_clock(self, node: str) -> None:
@@ -194,8 +357,9 @@ class Recorder:
             log.warning("node %s did not answer the clock exchange", node)
             return
         estimate = self.clocks[node].add(*exchange)
-        if self._recording:
-            self._put(("event", exchange[2], "clock", "", {"node": node, **estimate.to_dict()}), 0)
+        if self._current is not None:
+            self.sink.put(("event", self._current.uuid, exchange[2], "clock", "",
+                           {"node": node, **estimate.to_dict()}))
 
     def _clock_loop(self) -> None:
         while not self._stop.wait(CLOCK_INTERVAL_S):
@@ -207,132 +371,6 @@ class Recorder:
         for pinger in self._pingers.values():
             pinger.close()
 
-    # ---- writer thread ---------------------------------------------------------------------
-    def _write_loop(self) -> None:
-        last_flush = time.monotonic()
-        while True:
-            try:
-                (item, size) = self._queue.get(timeout=0.05)
-            except queue.Empty:
-                item, size = None, 0
-            if size:
-                with self._lock:
-                    self._queued_bytes -= size
-            if self._backlog_peak > TRIM_AFTER_BYTES and self._queued_bytes < TRIM_AFTER_BYTES // 16:
-                self._backlog_peak = 0
-                log.info("writer backlog drained; releasing its memory")
-                _release_memory()
-            if item is not None:
-                kind = item[0]
-                if kind == "quit":
-                    return
-                try:
-                    self._apply(item)
-                except Exception as exc:  # a failing disk must not kill the receiver
-                    self._fail(exc)
-            if self._writer is not None and time.monotonic() - last_flush >= self.recording.flush_interval_s:
-                # Flushes start every interval (not an interval after the last one ended), so a
-                # slow flush does not stretch what a crash can lose beyond interval + one flush.
-                last_flush = time.monotonic()
-                try:
-                    self._check_disk()
-                    if self._writer is not None:
-                        started = time.perf_counter()
-                        self._writer.flush()
-                        self.flush_ms.append((time.perf_counter() - started) * 1e3)
-                        self._note_flushed()
-                except Exception as exc:
-                    self._fail(exc)
-
-    def _apply(self, item: tuple) -> None:
-        kind = item[0]
-        if kind == "sample":
-            if self._writer is not None:
-                try:
-                    self._writer.append(item[1], item[2])
-                    self._unflushed_t_host.append(item[1].t_host_ns)
-                except ValueError as exc:  # a sample that does not match its declared spec
-                    self._writer.add_event(item[1].t_host_ns, "rejected", item[1].stream, {"reason": str(exc)})
-        elif kind == "event":
-            if self._writer is not None:
-                self._writer.add_event(item[1], item[2], item[3], item[4])
-        elif kind == "command":
-            _, action, future, args = item
-            try:
-                future.set_result(getattr(self, f"_writer_{action}")(**args))
-            except Exception as exc:
-                future.set_exception(exc)
-
-    def _note_flushed(self) -> None:
-        # Capture-to-disk latency: a sample is on disk once the flush after its append returns.
-        now = protocol.now_ns()
-        self.disk_latency_ms.extend((now - t) / 1e6 for t in self._unflushed_t_host)
-        self._unflushed_t_host.clear()
-
-    def _fail(self, exc: Exception) -> None:
-        """Stop the episode after a write error, closing it as far as the disk allows."""
-        if self._writer is not None:
-            self._last_path = self._writer.path
-        self.error = f"{type(exc).__name__}: {exc}"
-        log.error("recording stopped: %s", self.error)
-        self._recording = False
-        if self._writer is None:
-            return
-        try:
-            self._writer_close(discard=False, end_reason=self.error)
-        except Exception as close_exc:  # e.g. no space even for the closing attributes
-            self.error += (f"; closing failed ({close_exc}): the file holds everything up to the "
-                           "last flush, run 'collector recover' once there is space")
-        self._episode = None
-
-    def _check_disk(self) -> None:
-        if self._writer is None:
-            return
-        # What the coming flush writes counts as used: the reserve must survive it.
-        pending_mb = self._writer.buffered_bytes / 2**20
-        free_mb = shutil.disk_usage(self._writer.path.parent).free / 2**20 - pending_mb
-        if free_mb < self.recording.reserve_mb:
-            self._fail(DiskFullError(
-                f"only {free_mb:.0f} MB left on {self._writer.path.parent}; recording stopped "
-                f"to keep {self.recording.reserve_mb:g} MB for closing the episode "
-                "(recording.reserve_mb)"))
-
-    def _writer_open(self, path: Path, specs: list[StreamSpec], attrs: dict) -> None:
-        rec = self.recording
-        self._writer = EpisodeWriter(path, specs, attrs, compression=rec.compression,
-                                     color_encoding=rec.color_encoding, jpeg_quality=rec.jpeg_quality)
-
-    def _writer_close(self, discard: bool, end_reason: str = "") -> dict[str, Any]:
-        writer, self._writer = self._writer, None
-        if writer is None:
-            return {}
-        episode = self._episode or {}
-        for stream in episode.get("streams", []):
-            h = self.health.get(stream, StreamHealth())
-            base = episode["baseline"].get(stream, (0, 0, 0))
-            writer.set_counters(stream, gaps=h.gaps - base[0], missing=h.missing - base[1],
-                                restarts=h.restarts - base[2],
-                                overflow=self._episode_overflow.get(stream, 0))
-        if discard:
-            writer.abort()
-            marker_path(writer.path).unlink(missing_ok=True)  # discarded, not to be recovered
-            return {"counts": writer.counts}
-        end = datetime.now(timezone.utc)
-        self._unflushed_t_host.clear()
-        try:
-            path = writer.close(status="complete", master_stream=episode.get("master"), end_attrs={
-                "end_time": end.isoformat(), "end_time_ns": time.time_ns(), "end_reason": end_reason,
-                "duration_s": (time.time_ns() - episode["start_ns"]) / 1e9})
-        except Exception:
-            writer.abort()
-            raise
-        return {"counts": writer.counts, "path": str(path)}
-
-    def _command(self, action: str, timeout_s: float = 60.0, **args) -> Any:
-        future: Future = Future()
-        self._put(("command", action, future, args), 0)
-        return future.result(timeout_s)
-
     # ---- control ---------------------------------------------------------------------------
     def master_stream(self, streams: list[str]) -> str:
         if self.recording.master_stream:
@@ -340,18 +378,35 @@ class Recorder:
         colors = [s for s in streams if self.specs[s].kind == "color"]
         return (colors or streams)[0]
 
-    def start(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Open a new episode file and record every declared stream into it."""
-        if self._recording:
+    def _instant(self, t_ns: Any) -> int:
+        now = protocol.now_ns()
+        if t_ns is None:
+            return now
+        if not isinstance(t_ns, int) or isinstance(t_ns, bool) or abs(t_ns - now) > INSTANT_TOLERANCE_NS:
+            raise ValueError(f"t_ns must be an integer within {INSTANT_TOLERANCE_NS // 10**9} s of "
+                             f"the recorder's clock, got {t_ns!r}")
+        return min(t_ns, now)
+
+    @property
+    def recording_now(self) -> bool:
+        return self._current is not None
+
+    def start(self, meta: dict[str, Any] | None = None, t_ns: int | None = None) -> dict[str, Any]:
+        """Open a new episode starting at instant ``t_ns`` (default: now) on the capture clock.
+        An earlier episode may still be draining."""
+        if self._current is not None:
             return {"ok": False, "error": "already recording"}
+        if not (self._receiver.is_alive() and self.sink.alive):
+            return {"ok": False, "error": self.error or "the recorder's threads are not running"}
+        try:
+            start_ns = self._instant(t_ns)
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
         meta = dict(meta or {})
         free_gb = shutil.disk_usage(_existing_parent(Path(self.recording.output))).free / 1e9
         if free_gb < self.recording.min_free_gb:
             return {"ok": False, "error": f"only {free_gb:.1f} GB free on {self.recording.output}; "
                     f"need {self.recording.min_free_gb} GB (recording.min_free_gb)"}
-        uuid = str(uuidlib.uuid4())
-        now = datetime.now(timezone.utc)
-        path = episode_path(self.recording, meta, uuid, now)
         streams = sorted(self.specs)
         if not streams:
             return {"ok": False, "error": "no streams declared by any node"}
@@ -359,57 +414,106 @@ class Recorder:
         if master not in self.specs:
             return {"ok": False, "error": f"master stream '{master}' is not declared by any node "
                     f"(streams: {', '.join(streams)})"}
+        with self._lock:  # never overlap the previous episode's window
+            start_ns = max([start_ns, *(w.stop_ns for w in self._windows)])
+        uuid = str(uuidlib.uuid4())
+        now = datetime.now(timezone.utc)
+        path = episode_path(self.recording, meta, uuid, now)
         attrs = {"uuid": uuid, "task": str(meta.get("task", "")), "operator": str(meta.get("operator", "")),
                  "station": str(meta.get("station", "")), "prompt": str(meta.get("prompt", "")),
                  "notes": str(meta.get("notes", "")), "tags": json.dumps(list(meta.get("tags", []))),
-                 "outcome": "unknown", "start_time": now.isoformat(), "start_time_ns": time.time_ns(),
+                 "outcome": "unknown", "start_time_ns": start_ns,
                  "app_version": __version__, "master_stream": master,
                  "recording_config": json.dumps(to_mapping(self.recording))}
+        window = EpisodeWindow(uuid=uuid, path=path, streams=streams, master=master,
+                               start_ns=start_ns, node_of=dict(self.node_of),
+                               baseline={s: (h.gaps, h.missing, h.restarts) for s, h in self.health.items()})
         self.error = None
-        self._command("open", path=path, specs=[self.specs[s] for s in streams], attrs=attrs)
-        self._episode = {"uuid": uuid, "path": str(path), "streams": streams, "master": master,
-                         "start_ns": attrs["start_time_ns"],
-                         "baseline": {s: (h.gaps, h.missing, h.restarts) for s, h in self.health.items()}}
-        self._episode_streams = set(streams)
-        self._episode_overflow: dict[str, int] = {}
-        self._recording = True
+        # The open is queued before the window can receive samples, so it precedes them.
+        opened = self.sink.submit("open", window=window, specs=[self.specs[s] for s in streams],
+                                  attrs=attrs)
+        with self._lock:
+            self._windows.append(window)
+            self._current = window
+        try:
+            opened.result(60.0)
+        except Exception as exc:
+            with self._lock:
+                self._windows.remove(window)
+                self._current = None
+            return {"ok": False, "error": f"cannot create {path}: {type(exc).__name__}: {exc}"}
+        self._jobs.put(("start", window))
         for node, clock in self.clocks.items():  # every episode holds the estimate it started with
             if clock.estimate is not None:
-                self._put(("event", protocol.now_ns(), "clock", "",
-                           {"node": node, **clock.estimate.to_dict()}), 0)
+                self.sink.put(("event", uuid, protocol.now_ns(), "clock", "",
+                               {"node": node, **clock.estimate.to_dict()}))
         log.info("recording %s", path)
-        return {"ok": True, "path": str(path), "uuid": uuid}
+        return {"ok": True, "path": str(path), "uuid": uuid, "start_ns": start_ns}
 
-    def stop(self, discard: bool = False) -> dict[str, Any]:
-        """Finish (or discard) the running episode; every sample received before now is in it."""
-        if not self._recording:
+    def stop(self, discard: bool = False, t_ns: int | None = None, wait: bool = True,
+             timeout_s: float = 120.0) -> dict[str, Any]:
+        """End the running episode at instant ``t_ns`` (default: now). It drains (keeps every
+        sample captured before the instant, whenever it arrives) and closes with its ledger;
+        ``wait`` returns only then, else at once (the next episode can start meanwhile)."""
+        window = self._current
+        if window is None:
             return {"ok": False, "error": self.error or "not recording"}
-        self._recording = False
-        result = self._command("close", discard=discard)
-        episode, self._episode = self._episode, None
+        try:
+            stop_ns = self._instant(t_ns)
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        expected = {s for s in window.streams if window.tallies.get(s) and window.tallies[s].queued
+                    and self.node_state.get(window.node_of.get(s, "")) not in ("disconnected", "stalled", "error")}
+        with self._lock:
+            self._current = None
+            window.discard = discard
+            window.begin_drain(stop_ns, set() if discard else expected, self.recording.drain_timeout_s)
+        self._last = None if discard else window
         if discard:
-            move_to_trash(Path(episode["path"]), Path(self.recording.output))
-            self._last_path = None
-        else:
-            self._last_path = Path(result["path"])
-        return {"ok": True, "discarded": discard, **episode, **result,
+            self._check_drains()
+        if wait:
+            return self.wait_closed(window.uuid, timeout_s)
+        return {"ok": True, "discarded": discard, "draining": True, **window.summary(),
                 "error": self.error}
 
+    def wait_closed(self, uuid: str, timeout_s: float = 120.0) -> dict[str, Any]:
+        """The result of episode ``uuid`` once closed (path, counts, ledger problems)."""
+        window = next((w for w in [*self._windows, self._last] if w is not None and w.uuid == uuid), None)
+        if window is None:
+            return self.finished.get(uuid) or {"ok": False, "error": f"no episode {uuid}"}
+        if not window.closed.wait(timeout_s):
+            return {"ok": False, "error": f"episode {uuid[:8]} did not close within {timeout_s} s"}
+        return {**window.result, "error": window.result.get("error") or self.error}
+
     def discard(self) -> dict[str, Any]:
-        """Discard the running episode, or else the last finished one (moved to ``.trash``)."""
-        if self._recording:
-            return self.stop(discard=True)
-        if self._last_path is None or not self._last_path.exists():
+        """Discard the running episode, or else the last one (moved to ``.trash``)."""
+        if self._current is not None:  # nothing to drain: closes (and moves) at once
+            return self.stop(discard=True, wait=True, timeout_s=60.0)
+        window = self._last
+        if window is None:
             return {"ok": False, "error": "no episode to discard"}
-        target = move_to_trash(self._last_path, Path(self.recording.output))
-        self._last_path = None
+        self._last = None
+        with window.lock:
+            if window.state != "closed":
+                window.discard = True  # still draining: thrown away when it closes
+                return {"ok": True, "discarded": True, "path": str(window.path)}
+        if not window.path.exists():
+            return {"ok": False, "error": "no episode to discard"}
+        target = move_to_trash(window.path, Path(self.recording.output))
         return {"ok": True, "discarded": True, "trash": str(target)}
 
     def tag(self, **attrs: Any) -> dict[str, Any]:
-        if self._last_path is None:
+        """Set outcome/notes/tags on the last episode (applied at close if it still drains)."""
+        window = self._last
+        if window is None:
             return {"ok": False, "error": "no finished episode to tag"}
-        update_episode_attrs(self._last_path, **attrs)
-        return {"ok": True, "path": str(self._last_path)}
+        with window.lock:
+            if window.state != "closed":
+                window.end_attrs.update({k: v for k, v in editable_attr_values(attrs).items()
+                                         if v is not None})
+                return {"ok": True, "path": str(window.path)}
+        update_episode_attrs(window.path, **attrs)
+        return {"ok": True, "path": str(window.path)}
 
     def status(self) -> dict[str, Any]:
         now = protocol.now_ns()
@@ -423,28 +527,38 @@ class Recorder:
                              "latency_ms": round(h.latency_ms, 3),
                              "age_s": (now - h.last_t_recv_ns) / 1e9 if h.last_t_recv_ns else None,
                              "last_t_host_ns": h.last_t_host_ns}
-        episode = None
-        if self._episode:
-            episode = {k: self._episode[k] for k in ("uuid", "path", "master", "start_ns")}
-            episode["elapsed_s"] = (now - self._episode["start_ns"]) / 1e9
-        return {"ok": True, "recording": self._recording, "episode": episode, "streams": streams,
+        episode, current = None, self._current
+        if current is not None:
+            episode = {"uuid": current.uuid, "path": str(current.path), "master": current.master,
+                       "start_ns": current.start_ns, "elapsed_s": (now - current.start_ns) / 1e9}
+        last = self._last
+        threads = {"receiver": self._receiver.is_alive(), "writer": self.sink.alive,
+                   "finisher": self._finisher.is_alive()}
+        return {"ok": True, "recording": current is not None, "episode": episode, "streams": streams,
                 "nodes": dict(self.node_state), "malformed": self._subscriber.malformed_count,
+                "malformed_by_reason": dict(getattr(self._subscriber, "malformed", {})),
+                "receiver_failures": self.receiver_failures,
                 "unknown_streams": dict(self.unknown_streams), "overflow": self.overflow,
-                "queued_mb": self._queued_bytes / 2**20, "error": self.error,
-                "disk_latency_ms": percentiles(self.disk_latency_ms),
-                "flush_ms": percentiles(self.flush_ms),
+                "queued_mb": self.sink.queued_bytes / 2**20, "error": self.error or self.sink.error,
+                "threads": threads,
+                "draining": [w.summary() for w in self._windows if w.state in (DRAINING, CLOSING)],
+                "finished": dict(self.finished),
+                "disk_latency_ms": percentiles(self.sink.disk_latency_ms),
+                "flush_ms": percentiles(self.sink.flush_ms),
                 "clocks": {n: c.estimate.to_dict() for n, c in self.clocks.items() if c.estimate},
-                "last_path": str(self._last_path) if self._last_path else None}
+                "last_path": str(last.path) if last else None,
+                "last_uuid": last.uuid if last else None}
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one control request (see the module docstring); never waits for a close."""
         cmd = request.get("cmd")
         args = {k: v for k, v in request.items() if k != "cmd"}
         if cmd == "status":
             return self.status()
         if cmd == "start":
-            return self.start(args.get("meta"))
+            return self.start(args.get("meta"), t_ns=args.get("t_ns"))
         if cmd == "stop":
-            return self.stop()
+            return self.stop(t_ns=args.get("t_ns"), wait=False)
         if cmd == "discard":
             return self.discard()
         if cmd == "tag":
@@ -453,12 +567,16 @@ class Recorder:
             return {"ok": True, "t_host_ns": protocol.now_ns()}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
-    def close(self) -> None:
-        """Finish a running episode, then stop the threads."""
-        if self._recording:
-            self.stop()
-        self._put(("quit",), 0)
-        self._writer_thread.join(30)
+    def close(self, timeout_s: float | None = None) -> None:
+        """Finish a running episode, let every episode drain and close, then stop the threads."""
+        if self._current is not None:
+            self.stop(wait=False)
+        deadline = time.monotonic() + (timeout_s or self.recording.drain_timeout_s + 30.0)
+        for window in list(self._windows):
+            window.closed.wait(max(0.0, deadline - time.monotonic()))
+        self._jobs.put(("quit", None))
+        self._finisher.join(5)
+        self.sink.stop(30)
         self._stop.set()
         self._receiver.join(5)
         if self._clock_thread.is_alive():
@@ -472,28 +590,26 @@ def _existing_parent(path: Path) -> Path:
 
 
 def serve(recorder: Recorder, ctl_endpoint: str, stop: threading.Event) -> None:
+    """Answer control requests on ``ctl_endpoint`` until ``shutdown``, a signal, or the parent
+    process exiting (then the episode is finished rather than orphaned)."""
     sock = recorder.context.socket(zmq.REP)
     sock.setsockopt(zmq.LINGER, 0)
     sock.bind(ctl_endpoint)
     parent = os.getppid()
+
+    def handle(request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("cmd") == "shutdown":
+            stop.set()
+            return {"ok": True}
+        return recorder.handle(request)
+
+    def idle() -> None:
+        if os.getppid() != parent:
+            log.warning("parent process exited; finishing and stopping")
+            stop.set()
+
     try:
-        while not stop.is_set():
-            if not sock.poll(100):
-                if os.getppid() != parent:  # the app died: finish the episode rather than orphan it
-                    log.warning("parent process exited; finishing and stopping")
-                    stop.set()
-                continue
-            try:
-                request = json.loads(sock.recv())
-                if request.get("cmd") == "shutdown":
-                    stop.set()
-                    reply = {"ok": True}
-                else:
-                    reply = recorder.handle(request)
-            except Exception as exc:  # the recorder outlives a bad request
-                log.exception("control request failed")
-                reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            sock.send(json.dumps(reply).encode())
+        serve_requests(sock, handle, stop, idle=idle)
     finally:
         sock.close()
 

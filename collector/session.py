@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import protocol
 from .config import AppConfig
 from .health import StreamStatus
 from .supervisor import Supervisor
@@ -111,13 +113,17 @@ class Session:
 
     def start_episode(self, **meta: Any) -> dict[str, Any]:
         """Start recording an episode; ``meta`` overrides the session's task, operator, notes..."""
-        reply = self._request("start", meta=self.episode_meta(**meta))
+        # The instant is taken here, when the operator asked: a busy recorder that answers
+        # late still cuts the episode where it was meant to start (and stop).
+        reply = self._request("start", meta=self.episode_meta(**meta), t_ns=protocol.now_ns())
         self._emit("episode_started", reply)
         return reply
 
     def stop_episode(self) -> dict[str, Any]:
-        """Finish the running episode; its outcome stays ``unknown`` until tagged."""
-        reply = self._request("stop")
+        """End the running episode now; its outcome stays ``unknown`` until tagged. Returns at
+        once: the episode drains and closes in the background (:meth:`wait_closed`), and the
+        next one can start meanwhile."""
+        reply = self._request("stop", t_ns=protocol.now_ns())
         self.episodes_recorded += 1
         self.last_episode = reply
         self._emit("episode_stopped", reply)
@@ -141,6 +147,18 @@ class Session:
         reply = self._request("tag", **params)
         self._emit("episode_tagged", {**reply, **params})
         return reply
+
+    def wait_closed(self, uuid: str, timeout_s: float = 120.0) -> dict[str, Any]:
+        """Wait until episode ``uuid`` has drained and closed; its result (``path``, ``status``,
+        ``problems``: what its integrity ledger says is missing, in words)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            result = self._request("status").get("finished", {}).get(uuid)
+            if result is not None:
+                return result
+            if time.monotonic() >= deadline:
+                raise SessionError(f"episode {uuid[:8]} did not close within {timeout_s:g} s")
+            time.sleep(0.05)
 
     # ---- state -------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ def recorded(tmp_path_factory):
         health = {s.name: s for s in session.health()}
         stopped = session.stop_episode()
         session.tag_episode("success", notes="clean run")
+        stopped.update(session.wait_closed(stopped["uuid"]))
     return started, stopped, health
 
 
