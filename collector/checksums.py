@@ -107,7 +107,9 @@ def jpeg_frame_problems(group: h5py.Group, field: str, count: int,
     bounds = np.concatenate([[0], ends])
     data = group[field + _JPEG_SUFFIX]
     crc_ds = group.get(field + CRC_SUFFIX)
-    crcs = crc_ds[:count] if crc_ds is not None else None
+    crcs, crc_known = None, None
+    if crc_ds is not None:
+        crcs, crc_known = _readable(crc_ds, count)
     wanted = np.unique(np.asarray(list(frames), np.int64)) if frames is not None else np.arange(count)
     wanted = wanted[(wanted >= 0) & (wanted < count)]
     problems: dict[int, str] = {}
@@ -131,11 +133,30 @@ def jpeg_frame_problems(group: h5py.Group, field: str, count: int,
             except Exception:
                 problems[int(k)] = f"checksum mismatch in '{field}{_JPEG_SUFFIX}'"
                 continue
+            if crcs is not None and not crc_known[k]:
+                continue  # its CRC's chunk is unreadable: the chunk scan reports those samples
             why = _frame_problem(raw, None if crcs is None else int(crcs[k]), decode, shape)
             if why:
                 problems[int(k)] = why
         i = j
     return problems
+
+
+def _readable(ds: h5py.Dataset, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``count`` rows of ``ds`` and which of them could be read (chunk by chunk)."""
+    values, known = np.zeros((count, *ds.shape[1:]), ds.dtype), np.ones(count, bool)
+    try:
+        values[:] = ds[:count]
+        return values, known
+    except Exception:
+        pass
+    for lo, hi in unreadable_rows(ds):
+        known[lo:min(hi, count)] = False
+    for lo in range(0, count, ds.chunks[0]):
+        hi = min(count, lo + ds.chunks[0])
+        if known[lo:hi].all():
+            values[lo:hi] = ds[lo:hi]
+    return values, known
 
 
 def _frame_problem(raw: np.ndarray, crc: int | None, decode: bool,
