@@ -167,6 +167,9 @@ class RecordingConfig:
     #: (a backlog in the queues, a paused recorder); what is still missing then is recorded as
     #: "tail not drained" in the episode's ledger. The next episode can start meanwhile.
     drain_timeout_s: float = 10.0
+    #: Fletcher-32 on every chunk and a CRC per sample and per JPEG frame (collector.checksums),
+    #: so `collector validate --deep` names damaged samples. Off only to measure their cost.
+    checksums: bool = True
 
     def validate(self) -> None:
         if not 0 < self.drain_timeout_s <= 300:

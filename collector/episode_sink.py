@@ -189,7 +189,8 @@ class EpisodeSink:
         rec = self.recording
         self._writers[window.uuid] = EpisodeWriter(
             window.path, specs, attrs, compression=rec.compression,
-            color_encoding=rec.color_encoding, jpeg_quality=rec.jpeg_quality)
+            color_encoding=rec.color_encoding, jpeg_quality=rec.jpeg_quality,
+            checksums=rec.checksums)
         self._rejected[window.uuid] = {}
 
     def _do_close(self, window: EpisodeWindow, malformed: dict[str, dict[str, int]]) -> dict[str, Any]:
