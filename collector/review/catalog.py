@@ -39,7 +39,7 @@ CACHE_DIR = ".collector-review"
 CACHE_FILE = "summaries.json"
 THUMBNAIL_DIR = "thumbnails"
 #: Bumped whenever a summary or quality field changes meaning: older caches are recomputed.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def episode_files(root: Path) -> list[Path]:

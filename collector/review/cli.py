@@ -34,8 +34,10 @@ def _matches(s: Any, args: argparse.Namespace) -> bool:
 
 
 def format_table(summaries: list) -> str:
-    """Summaries as the aligned text table ``collector ls`` prints."""
+    """Summaries as the aligned text table ``collector ls`` prints; an episode with integrity
+    problems has one ``! sentence`` line per problem under its row."""
     rows = [("started", "task", "operator", "station", "dur s", "outcome", "tags", "flags", "MB", "file")]
+    notes: dict[int, list[str]] = {}
     for s in summaries:
         if not s.ok:
             rows.append(("-", "-", "-", "-", "-", "DAMAGED", "", "damaged", f"{s.file_bytes / 1e6:.1f}",
@@ -43,10 +45,17 @@ def format_table(summaries: list) -> str:
             continue
         started = s.start_time[:19].replace("T", " ")
         duration = f"{s.duration_s:.1f}" + ("*" if s.trim else "")
+        flags = ",".join(f.upper() if f == "failed" else f for f in s.flags)
         rows.append((started, s.task, s.operator, s.station, duration, s.outcome, ",".join(s.tags),
-                     ",".join(s.flags), f"{s.file_bytes / 1e6:.1f}", s.name))
+                     flags, f"{s.file_bytes / 1e6:.1f}", s.name))
+        notes[len(rows) - 1] = s.integrity
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
+    lines = []
+    for i, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+        # What the integrity ledger says is missing, under its episode's row, in words.
+        lines += [f"    ! {problem}" for problem in notes.get(i, [])]
+    return "\n".join(lines)
 
 
 def format_stats(board: Any) -> str:

@@ -3,7 +3,8 @@
 :func:`quality_report` reads an open :class:`~collector.episode_reader.Episode` once and returns
 plain data (JSON-able, cached by :mod:`collector.review.catalog`): per-stream drops, gaps and
 stalls, the sync skew distribution, glove disconnects, idle time at the start and end (from
-glove motion), and the flags a table shows. Duration outliers need the whole folder, so
+glove motion), what the integrity ledger says is missing (``integrity``, in words: "cam0/color:
+last 5.5 s missing"; read from a root attribute, no sample data), and the flags a table shows. Duration outliers need the whole folder, so
 :func:`duration_outliers` runs over the summaries of every episode.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 import numpy as np
+
+from collector.ledger import ledger_problems
 
 #: A gap between two samples longer than this many nominal periods (and ``STALL_MIN_S``) is a stall.
 STALL_PERIODS = 5.0
@@ -30,6 +33,8 @@ SKEW_HISTOGRAM_BINS = 20
 #: Every flag a report may raise, with the sentence a table tooltip or a report shows.
 FLAGS = {
     "damaged": "the file cannot be read as an episode",
+    "failed": "the recording failed (a recorder thread died): the episode is not complete",
+    "incomplete": "the integrity ledger shows samples missing, or a stream's head or tail missing",
     "interrupted": "the recording never finished (run collector recover)",
     "recovered": "completed by collector recover: the end of the recording may be lost",
     "drops": "samples were lost (sequence gaps or writer overflow)",
@@ -183,8 +188,13 @@ def quality_report(episode: Any) -> dict[str, Any]:
         flags.add("recovered")
     if total == 0:
         flags.add("empty")
+    integrity = episode.integrity_problems()
+    if attrs.get("status") == "failed":
+        flags.add("failed")
+    if ledger_problems(episode.ledger):
+        flags.add("incomplete")
     return {"streams": streams, "events": kinds, "disconnects": disconnects, "idle": idle,
-            "flags": sorted(flags)}
+            "integrity": integrity, "flags": sorted(flags)}
 
 
 def duration_outliers(durations: Iterable[tuple[str, str, float]], *, min_group: int = 5,

@@ -53,6 +53,9 @@ class EpisodeSummary:
     surprise_stream: str = ""
     quality: dict[str, Any] = field(default_factory=dict)
     flags: list[str] = field(default_factory=list)
+    #: What is missing and why, one sentence each ("cam0/color: last 5.5 s missing", "the
+    #: recording failed: ..."); empty for a clean episode or a file without a ledger.
+    integrity: list[str] = field(default_factory=list)
     thumbnail: str = ""  # file name of the JPEG thumbnail in the cache folder, or ""
 
     @property
@@ -149,7 +152,8 @@ def summarize_episode(path: str | Path, thumbnail_dir: Path | None = None) -> Ep
                 duration_s=_duration(episode), master_stream=str(a.get("master_stream", "")),
                 streams={n: s.kind for n, s in episode.streams.items()},
                 surprise_stream=surprise_stream(episode.streams), quality=quality,
-                flags=list(quality["flags"]), **curation_fields(a))
+                flags=list(quality["flags"]), integrity=list(quality["integrity"]),
+                **curation_fields(a))
             if thumbnail_dir is not None:
                 summary.thumbnail = _write_thumbnail(episode, summary, thumbnail_dir)
         except Exception as exc:  # a damaged dataset must list as damaged, not break the listing

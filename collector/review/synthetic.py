@@ -2,6 +2,7 @@
 
     write_synthetic_episode("demo/ep.h5", duration_s=6, idle_start_s=1.5, gap=(2.0, 0.3),
                             disconnect_at_s=4.0, surprise_peaks_s=[3.0])
+    write_synthetic_ledger("demo/ep.h5", undrained={"cam0/color": 45})   # "45 samples missing"
 
 The camera shows a moving square over a gradient, the glove moves its wrist and fingers between
 the idle spans, and every timestamp is computed (no sleeping), so a file takes milliseconds.
@@ -14,7 +15,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+import json
+
+import h5py
+
 from collector.episode import EpisodeWriter
+from collector.ledger import SourceMarks, build_ledger
 from collector.protocol import Sample
 from collector.streams import FieldSpec, StreamSpec
 
@@ -102,3 +108,48 @@ def write_synthetic_episode(path: str | Path, *, duration_s: float = 4.0, idle_s
         writer.add_event(ns(disconnect_at_s), "disconnected", "", {"node": "glove"})
         writer.add_event(ns(disconnect_at_s + 0.2), "connected", "", {"node": "glove"})
     return writer.close(end_attrs={"end_time_ns": ns(duration_s + 0.05)})
+
+
+def write_synthetic_ledger(path: str | Path, *, undrained: dict[str, int] | None = None,
+                           lost: dict[str, int] | None = None, stop_s: float | None = None,
+                           failed: str = "") -> dict[str, Any]:
+    """Give a finished episode an integrity ledger (:mod:`collector.ledger`) built from what the
+    file holds, as the recorder would, and return it.
+
+    Args:
+        undrained: per stream, samples the source published that never arrived before the drain
+            time ran out ("tail not drained").
+        lost: per stream, samples published but never received ("lost in transport").
+        stop_s: the episode's stop instant in seconds after its start (default: its end time), so
+            a stream whose samples end early shows a missing tail.
+        failed: mark the recording failed for this reason (status ``"failed"``).
+    """
+    undrained, lost = undrained or {}, lost or {}
+    with h5py.File(path, "r+") as f:
+        start_ns = int(f.attrs["start_time_ns"])
+        stop_ns = start_ns + int(stop_s * 1e9) if stop_s is not None else int(f.attrs["end_time_ns"])
+        streams, written, marks, node_of = {}, {}, {}, {}
+        groups: dict[str, Any] = {}
+        f["streams"].visititems(lambda key, obj: groups.setdefault(key, obj)
+                                if isinstance(obj, h5py.Group) and "t_host_ns" in obj else None)
+        for stream, stream_group in groups.items():
+            name = stream.split("/")[0]
+            t, seq = stream_group["t_host_ns"][:], stream_group["seq"][:]
+            streams[stream] = float(stream_group.attrs.get("rate_hz", 0.0))
+            written[stream] = {"count": int(t.size), "first_t_ns": int(t[0]) if t.size else None,
+                               "last_t_ns": int(t[-1]) if t.size else None,
+                               "last_seq": int(seq[-1]) if seq.size else None}
+            published = int(t.size) + undrained.get(stream, 0) + lost.get(stream, 0)
+            node_of[stream] = name
+            mark = marks.setdefault(name, SourceMarks(start={"boot": "synthetic", "streams": {}},
+                                                      stop={"boot": "synthetic", "streams": {}}))
+            mark.start["streams"][stream] = {"count": 0, "seq": -1, "known": True}
+            mark.stop["streams"][stream] = {"count": published, "seq": published - 1, "known": True}
+        ledger = build_ledger(start_ns=start_ns, stop_ns=stop_ns, streams=streams, written=written,
+                              rejected={}, tallies={}, marks=marks, node_of=node_of,
+                              undrained=set(undrained), transport_gaps=lost)
+        f.attrs["ledger"] = json.dumps(ledger)
+        if failed:
+            f.attrs["status"] = "failed"
+            f.attrs["end_reason"] = failed
+    return ledger

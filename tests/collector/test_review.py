@@ -11,7 +11,7 @@ from collector.library import parse_trim, sample_checksum as data_checksum, trim
 from collector.review import EpisodeCatalog, build_dashboard, summarize_episode
 from collector.review.catalog import CACHE_DIR, CACHE_FILE
 from collector.review.playback import EpisodePlayback
-from collector.review.synthetic import synthetic_specs, write_synthetic_episode
+from collector.review.synthetic import synthetic_specs, write_synthetic_episode, write_synthetic_ledger
 
 
 @pytest.fixture
@@ -204,3 +204,24 @@ def test_an_interrupted_recording_plays_paired_by_host_time(tmp_path):
         assert playback.episode.sync is None and playback.frame_count == 30
         assert int(playback.frame(12)["cam0/color"][0, 0, 0]) == 12
         assert playback.times_s[1] == pytest.approx(0.0333, abs=1e-3)
+
+
+def test_integrity_problems_are_listed_in_words_and_flagged(tmp_path):
+    # The camera stops 1.5 s before the stop and 45 of its frames never arrived: the summary
+    # says so in the ledger's words; a clean ledger says nothing; a failed recording is failed.
+    short = write_synthetic_episode(tmp_path / "short.h5", duration_s=4, stall=(2.5, 2.0))
+    write_synthetic_ledger(short, undrained={"cam0/color": 45})
+    clean = write_synthetic_episode(tmp_path / "clean.h5", duration_s=4, start_ns=1_790_000_100_000_000_000)
+    write_synthetic_ledger(clean)
+    failed = write_synthetic_episode(tmp_path / "failed.h5", duration_s=4, start_ns=1_790_000_200_000_000_000)
+    write_synthetic_ledger(failed, failed="the receiver thread died")
+    by_name = {s.name: s for s in EpisodeCatalog(tmp_path).scan()}
+    assert by_name["short.h5"].integrity == ["cam0/color: 45 samples missing (45 tail not drained)",
+                                             "cam0/color: last 1.6 s missing"]
+    assert "incomplete" in by_name["short.h5"].flags and "failed" not in by_name["short.h5"].flags
+    assert by_name["clean.h5"].integrity == [] and by_name["clean.h5"].flags == []
+    assert by_name["failed.h5"].integrity == ["the recording failed: the receiver thread died"]
+    assert "failed" in by_name["failed.h5"].flags and by_name["failed.h5"].status == "failed"
+    # The cached summaries say the same.
+    cached = {s.name: s for s in EpisodeCatalog(tmp_path).scan()}
+    assert cached["short.h5"].integrity == by_name["short.h5"].integrity

@@ -11,7 +11,7 @@ import pytest
 
 from collector.cli import main
 from collector.library import sample_checksum as data_checksum
-from collector.review.synthetic import write_synthetic_episode
+from collector.review.synthetic import write_synthetic_episode, write_synthetic_ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,6 +55,36 @@ def test_ls_lists_recorded_synthetic_and_damaged_episodes(folder, capsys):
     assert main(["ls", str(folder), "--stats"]) == 0
     stats = capsys.readouterr().out
     assert stats.startswith("3 episodes") and "success rate 100%" in stats and "1 damaged" in stats
+
+
+def test_ls_says_what_is_missing_and_which_recording_failed(tmp_path, capsys):
+    short = write_synthetic_episode(tmp_path / "short.h5", duration_s=4, stall=(2.5, 2.0),
+                                    attrs={"task": "pick"})
+    write_synthetic_ledger(short, undrained={"cam0/color": 45})
+    failed = write_synthetic_episode(tmp_path / "failed.h5", duration_s=4, attrs={"task": "pick"},
+                                     start_ns=1_790_000_100_000_000_000)
+    write_synthetic_ledger(failed, failed="the receiver thread died")
+    clean = write_synthetic_episode(tmp_path / "clean.h5", duration_s=4, attrs={"task": "pick"},
+                                    start_ns=1_790_000_200_000_000_000)
+    write_synthetic_ledger(clean)
+    assert main(["ls", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    row = {name: i for i, line in enumerate(lines) for name in ("short.h5", "failed.h5", "clean.h5")
+           if line.endswith(name)}
+    assert "incomplete" in lines[row["short.h5"]]
+    assert lines[row["short.h5"] + 1].strip() == "! cam0/color: 45 samples missing (45 tail not drained)"
+    assert lines[row["short.h5"] + 2].strip() == "! cam0/color: last 1.6 s missing"
+    assert "FAILED" in lines[row["failed.h5"]]
+    assert lines[row["failed.h5"] + 1].strip() == "! the recording failed: the receiver thread died"
+    clean_row = row["clean.h5"]
+    assert "!" not in lines[clean_row] and (clean_row + 1 == len(lines) or "!" not in lines[clean_row + 1])
+    assert "incomplete = " in captured.err and "failed = " in captured.err
+
+    assert main(["ls", str(tmp_path), "--json"]) == 0
+    listed = {Path(s["path"]).name: s for s in json.loads(capsys.readouterr().out)}
+    assert listed["short.h5"]["integrity"][-1] == "cam0/color: last 1.6 s missing"
+    assert listed["clean.h5"]["integrity"] == []
 
 
 def test_curate_and_trash_from_the_command_line(folder, capsys):
