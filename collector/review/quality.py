@@ -49,6 +49,21 @@ FLAGS = {
 }
 
 
+def flag_sentences(flags: Iterable[str], integrity: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """``(flag, sentence)`` rows explaining ``flags``, as the report, the review window and their
+    tooltips show them: each flag's sentence from :data:`FLAGS`, except that ``failed`` and
+    ``incomplete`` are explained by the episode's own integrity sentences (``integrity``, see
+    :meth:`collector.episode_reader.Episode.integrity_problems`), one row each."""
+    flags, integrity = list(flags), list(integrity)
+    failed = [p for p in integrity if p.startswith("the recording failed")]
+    missing = [p for p in integrity if p not in failed]
+    rows: list[tuple[str, str]] = []
+    for flag in flags:
+        own = failed if flag == "failed" else missing if flag == "incomplete" else []
+        rows += [(flag, sentence) for sentence in own] or [(flag, FLAGS.get(flag, flag))]
+    return rows
+
+
 def _stalls(t_host_ns: np.ndarray, seq: np.ndarray, rate_hz: float, t0_ns: int) -> list[dict[str, float]]:
     """Pauses without lost samples (seq unbroken): the device stopped delivering. Pauses where
     seq jumps are drops, reported as gaps."""

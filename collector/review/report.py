@@ -1,8 +1,8 @@
 """``collector report DIR --html out.html``: one self-contained HTML file a lab manager can mail.
 
 Dashboard plots (matplotlib, drawn headless with the Agg backend, inlined as SVG), then a table of
-every episode with its thumbnail (inlined JPEG), curation and quality flags, damaged files listed
-with their reason.
+every episode with its thumbnail (inlined JPEG), curation and quality flags (with what the integrity
+ledger says is missing, in words), damaged files listed with their reason.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .dashboard import GroupStats, build_dashboard
-from .quality import FLAGS
+from .quality import FLAGS, flag_sentences
 
 _CSS = """
 body{font:14px/1.4 -apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:24px;color:#1d232a;background:#f6f7f9}
@@ -34,6 +34,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 img.thumb{width:128px;border-radius:4px;display:block}
 .flag{display:inline-block;background:#fff2d6;color:#7a4b00;border-radius:10px;padding:1px 8px;margin:1px;font-size:12px}
 .damaged{background:#fde3e3;color:#8a1c1c}
+.problem{color:#8a1c1c;font-size:12px;margin-top:2px}
 .success{color:#1c7a3a;font-weight:600} .failure{color:#b3261e;font-weight:600} .unknown{color:#5b6570}
 """
 
@@ -139,7 +140,12 @@ def write_html_report(catalog: Any, out: Path) -> Path:
                         f"{e(s.error)}</td><td class=num>{s.file_bytes / 1e6:.1f}</td><td>{e(s.path)}</td></tr>")
             continue
         thumb = _image_uri(catalog.thumbnail_path(s))
-        flags = "".join(f"<span class='flag' title='{e(FLAGS.get(f, f))}'>{e(f)}</span>" for f in s.flags)
+        flags = "".join(f"<span class='flag{' damaged' if f == 'failed' else ''}' "
+                        f"title='{e(FLAGS.get(f, f))}'>{e(f)}</span>" for f in s.flags)
+        # What the integrity ledger says is missing, in its own words, under the flags.
+        flags += "".join(f"<div class=problem>{e(sentence)}</div>"
+                         for flag, sentence in flag_sentences(s.flags, s.integrity)
+                         if flag in ("failed", "incomplete") and sentence != FLAGS[flag])
         trim = f"<br><small>trim {s.trim[0]:.1f}–{s.trim[1]:.1f} s</small>" if s.trim else ""
         rows.append(
             f"<tr><td>{f'<img class=thumb src={thumb!r}>' if thumb else ''}</td>"

@@ -117,6 +117,26 @@ def test_report_writes_a_self_contained_html_page(folder, tmp_path):
     assert "half.h5" in page and "damaged" in page and "idle-start" in page
 
 
+def test_report_says_what_is_missing_per_episode(tmp_path):
+    root = tmp_path / "recordings"
+    short = write_synthetic_episode(root / "short.h5", duration_s=4, stall=(2.5, 2.0), attrs={"task": "pick"})
+    write_synthetic_ledger(short, undrained={"cam0/color": 45})
+    failed = write_synthetic_episode(root / "failed.h5", duration_s=4, attrs={"task": "pick"},
+                                     start_ns=1_790_000_100_000_000_000)
+    write_synthetic_ledger(failed, failed="the receiver thread died")
+    clean = write_synthetic_episode(root / "clean.h5", duration_s=4, attrs={"task": "pick"},
+                                    start_ns=1_790_000_200_000_000_000)
+    write_synthetic_ledger(clean)
+    out = tmp_path / "report.html"
+    assert main(["report", str(root), "--html", str(out)]) == 0
+    rows = {name: row for row in out.read_text().split("<tr>") for name in ("short.h5", "failed.h5", "clean.h5")
+            if f"{name}</small>" in row}
+    assert "cam0/color: last 1.6 s missing" in rows["short.h5"]
+    assert "cam0/color: 45 samples missing (45 tail not drained)" in rows["short.h5"]
+    assert "the recording failed: the receiver thread died" in rows["failed.h5"]
+    assert "missing" not in rows["clean.h5"] and "failed" not in rows["clean.h5"]
+
+
 def test_review_command_launches_the_window_as_its_own_program(monkeypatch, tmp_path):
     calls = []
     monkeypatch.setattr(subprocess, "call", lambda command: calls.append(command) or 0)

@@ -7,7 +7,7 @@ import pytest
 from PySide6 import QtCore
 
 from collector.library import sample_checksum
-from collector.review.synthetic import T0_NS, write_synthetic_episode
+from collector.review.synthetic import T0_NS, write_synthetic_episode, write_synthetic_ledger
 from ui.review.table import COLUMN, SUMMARY_ROLE
 from ui.review.window import QtReviewWindow
 
@@ -162,6 +162,35 @@ def test_trash_then_undo_and_a_damaged_file_is_explained(window, qtbot, folder):
     assert review.player.playback is None and not review.player.play_button.isEnabled()
     assert "Damaged file" in review.quality.text.toPlainText()
     assert not review.curation.outcome_buttons["success"].isEnabled()
+
+
+def test_quality_tab_says_what_is_missing_and_that_a_recording_failed(qtbot, tmp_path):
+    short = write_synthetic_episode(tmp_path / "short.h5", duration_s=4, stall=(2.5, 2.0), width=64,
+                                    height=48, attrs={"task": "pick"})
+    write_synthetic_ledger(short, undrained={"cam0/color": 45})
+    failed = write_synthetic_episode(tmp_path / "failed.h5", duration_s=3, width=64, height=48,
+                                     attrs={"task": "pick"}, start_ns=T0_NS + 10**11)
+    write_synthetic_ledger(failed, failed="the receiver thread died")
+    clean = write_synthetic_episode(tmp_path / "clean.h5", duration_s=3, width=64, height=48,
+                                    attrs={"task": "pick"}, start_ns=T0_NS + 2 * 10**11)
+    write_synthetic_ledger(clean)
+    window = QtReviewWindow(tmp_path)
+    qtbot.addWidget(window)
+    window.show()
+    review = window.review
+    qtbot.waitUntil(lambda: review.model.rowCount() == 3, timeout=20_000)
+
+    select(qtbot, review, "short.h5")
+    text = review.quality.text.toPlainText()
+    assert "cam0/color: last 1.6 s missing" in text and "45 samples missing (45 tail not drained)" in text
+    row = shown_names(review).index("short.h5")
+    assert "cam0/color: last 1.6 s missing" in review.proxy.index(row, COLUMN["Quality"]).data(QtCore.Qt.ToolTipRole)
+    select(qtbot, review, "failed.h5")
+    assert "the recording failed: the receiver thread died" in review.quality.text.toPlainText()
+    select(qtbot, review, "clean.h5")
+    text = review.quality.text.toPlainText()
+    assert "no quality flags" in text and "missing" not in text and "failed" not in text
+    window.close()
 
 
 def test_review_window_runs_as_its_own_program():

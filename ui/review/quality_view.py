@@ -9,7 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from collector.review import FLAGS, EpisodeSummary
+from collector.review import EpisodeSummary, flag_sentences
 
 from .. import theme
 
@@ -24,9 +24,11 @@ def quality_html(s: EpisodeSummary) -> str:
     warn, ok, dim = theme.LEVEL_COLORS["warn"], theme.LEVEL_COLORS["ok"], theme.TEXT_DIM
     parts = [f"<h3>{e(s.task or 'untitled')} · {e(s.operator or '?')} · {s.duration_s:.1f} s</h3>"]
     if s.flags:
+        bad = theme.LEVEL_COLORS["bad"]
         parts.append("<table cellspacing=2>" + "".join(
-            f"<tr><td style='color:{warn}'><b>⚑ {e(f)}</b></td><td>{e(FLAGS.get(f, f))}</td></tr>"
-            for f in s.flags) + "</table>")
+            f"<tr><td style='color:{bad if f == 'failed' else warn}'><b>⚑ {e(f)}</b></td>"
+            f"<td>{e(sentence)}</td></tr>" for f, sentence in flag_sentences(s.flags, s.integrity))
+            + "</table>")
     else:
         parts.append(f"<p style='color:{ok}'><b>✓ no quality flags</b></p>")
     head = "".join(f"<th align=right>{h}</th>" for h in

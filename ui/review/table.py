@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from PySide6 import QtCore, QtGui
 
-from collector.review import FLAGS, EpisodeSummary
+from collector.review import EpisodeSummary, flag_sentences
 
 from .. import theme
 
@@ -107,12 +107,13 @@ class EpisodeTableModel(QtCore.QAbstractTableModel):
             if name == "Outcome":
                 return QtGui.QColor(theme.OUTCOME_COLORS.get(s.outcome, theme.TEXT_DIM))
             if name == "Quality":
-                return QtGui.QColor(theme.LEVEL_COLORS["warn" if s.flags else "ok"])
+                level = "bad" if "failed" in s.flags else "warn" if s.flags else "ok"
+                return QtGui.QColor(theme.LEVEL_COLORS[level])
         if role == QtCore.Qt.ToolTipRole:
             if not s.ok:
                 return f"{s.path}\n{s.error}"
             if name == "Quality" and s.flags:
-                return "\n".join(f"{f}: {FLAGS.get(f, f)}" for f in s.flags)
+                return "\n".join(f"{f}: {sentence}" for f, sentence in flag_sentences(s.flags, s.integrity))
             if name in ("File", "Started", "Task"):
                 thumb = self.thumbnail_folder / s.thumbnail if self.thumbnail_folder and s.thumbnail else None
                 image = f"<img src='{html.escape(str(thumb))}'><br>" if thumb and thumb.exists() else ""
