@@ -6,7 +6,9 @@ the episode); the recorder is asked to finish its episode before anything is sto
 
 Liveness watchdog: a node that is alive but has published no sample for its
 ``liveness_timeout_s`` (default 5 s; 0: off) while its streams are expected is restarted too
-(stopped with SIGTERM, SIGKILL if it does not go within 2 s). The recorder's ``status`` says how
+(stopped with SIGTERM, SIGKILL if it does not go within 2 s), once two checks at least
+:data:`CONFIRM_SILENCE_S` apart have seen it silent; a (re)started node that has not published
+yet gets at least :data:`STARTUP_GRACE_S`. The recorder's ``status`` says how
 old each stream's last sample is; a node whose last event says it is ``disconnected`` or in
 ``error`` is reconnecting to its device and reporting it, so it is left alone. The restarted node
 announces itself (``connected``) and its ``seq`` restarts, which the episode records.
@@ -34,6 +36,11 @@ from .config import AppConfig, NodeConfig, to_mapping
 
 log = logging.getLogger("collector.supervisor")
 
+#: A node must be seen silent by two checks at least this far apart before it is restarted.
+CONFIRM_SILENCE_S = 0.5
+#: A (re)started node that has not published yet is given at least this long.
+STARTUP_GRACE_S = 15.0
+
 
 class StartupError(RuntimeError):
     """A process did not come up; the message carries the end of its log."""
@@ -53,9 +60,12 @@ class Child:
     liveness_timeout_s: float = 0.0
     #: ``time.monotonic()`` of the last start.
     started_at: float = 0.0
+    #: When the watchdog first saw it silent (None: it was not, at the last check).
+    silent_since: float | None = None
 
     def start(self, env: dict[str, str]) -> None:
         self.started_at = time.monotonic()
+        self.silent_since = None
         log_file = open(self.log_path, "ab")
         self.process = subprocess.Popen(self.argv, stdout=log_file, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, env=env,
@@ -217,7 +227,7 @@ class Supervisor:
         """Live local nodes that published no sample for their liveness timeout, with why."""
         now = time.monotonic()
         judged = [c for c in self.nodes.values() if c.liveness_timeout_s > 0 and not c.remote
-                  and c.alive and now - c.started_at > c.liveness_timeout_s]
+                  and c.alive and now - c.started_at > c.liveness_timeout_s]  # else: too early
         if not judged or self.recorder is None or not self.recorder.alive:
             return {}
         if status is None:
@@ -239,7 +249,17 @@ class Supervisor:
             since_start = now - child.started_at
             # A stream not heard of since this process started is as old as the process.
             idle = min(since_start if a is None else min(float(a), since_start) for a in ages)
-            if idle > child.liveness_timeout_s:
+            # Until its first sample, a (re)started node may take longer: opening a device or
+            # importing an SDK takes seconds, and restarting it for that would loop.
+            limit = child.liveness_timeout_s if idle < since_start else \
+                max(child.liveness_timeout_s, STARTUP_GRACE_S)
+            if idle <= limit:
+                child.silent_since = None
+            elif child.silent_since is None:
+                # Seen once: confirm at a later check. A recorder that was itself paused answers
+                # its first status with every stream stale, before it has read its backlog.
+                child.silent_since = now
+            elif now - child.silent_since >= CONFIRM_SILENCE_S:
                 silent[child.name] = (f"published no sample for {idle:.1f} s "
                                       f"(liveness_timeout_s = {child.liveness_timeout_s:g})")
         return silent
