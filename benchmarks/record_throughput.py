@@ -9,14 +9,31 @@ The disk's own sequential write bandwidth is measured first, in the same run, as
     python benchmarks/record_throughput.py --checksums on off --cameras 1   # the writer's cost of
                                                                               # Fletcher-32 and CRCs
 
+    python benchmarks/record_throughput.py --ledger --episodes 5 --seconds 6   # back-to-back
+                                                                              # episodes, ledger
+
 ``--checksums`` times the episode writer alone (``EpisodeWriter(checksums=...)``) on the same
 simulated samples, on and off: CPU seconds per second of recording and MB/s, per codec and
 color encoding (the processes and sockets are the same either way).
+
+``--ledger`` records ``--episodes`` back-to-back episodes (Stop, then Start at once: zero reset
+time) from one 640x480 simulated camera and a ``--glove-hz`` glove, for checksums on and off,
+without and with a CPU competitor (``--competitors`` processes spinning, default one per core),
+and prints per configuration: what the nodes published inside the episodes' windows (ledger),
+what was written, what is missing by reason, samples written outside their episode's window
+(must be 0), ledger balance (episodes whose every stream balances with nothing missing, over
+all; must be 100 %; "books": episodes whose every stream balances, missing samples accounted
+for), samples that arrived after their episode had closed ("late"), Stop -> ready p50/p99 (from calling ``stop_episode`` until the next
+``start_episode`` has returned) and the recorder's CPU seconds per recorded second (from the
+first Start until the last episode has closed). The four configurations run in one process,
+interleaved, so the checksums on/off CPU ratio is quoted side by side. An episode that does not
+balance is described with ``collector info``'s text.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -29,7 +46,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collector.config import sim_config  # noqa: E402
-from collector.episode_reader import open_episode  # noqa: E402
+from collector.episode_reader import format_info, open_episode  # noqa: E402
+from collector.ledger import MISSING_REASONS  # noqa: E402
 from collector.session import Session  # noqa: E402
 
 
@@ -131,6 +149,128 @@ def run(cameras: int, compression: str, seconds: float, out: Path) -> dict:
     }
 
 
+def _spin() -> None:
+    while True:
+        pass
+
+
+def start_competitors(count: int) -> list[multiprocessing.Process]:
+    """``count`` processes spinning on the CPU at the recorder's priority, until terminated."""
+    procs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(count)]
+    for proc in procs:
+        proc.start()
+    return procs
+
+
+def stop_competitors(procs: list[multiprocessing.Process]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.join(5.0)
+
+
+def back_to_back(checksums: bool, episodes: int, seconds: float, glove_hz: float, out: Path) -> dict:
+    """Record ``episodes`` episodes of ``seconds`` each with zero reset time; the ledger's
+    account of every one, Stop -> ready times and the recorder's CPU per recorded second."""
+    config = sim_config(seed=0, cameras=1, glove_rate_hz=glove_hz)
+    config.recording.output = out
+    config.recording.checksums = checksums
+    config.recording.min_free_gb = 0.1
+    uuids, ready_s, stop_s, start_s = [], [], [], []
+    with Session(config) as session:
+        recorder = psutil.Process(session.supervisor.recorder.process.pid)
+        deadline = time.monotonic() + 30.0  # every stream live before the first Start
+        while time.monotonic() < deadline:
+            streams = session.status()["streams"]
+            if len(streams) >= 3 and all(s["received"] > 0 for s in streams.values()):
+                break
+            time.sleep(0.1)
+        cpu0 = recorder.cpu_times()
+        session.start_episode(task="bench-ledger")
+        for k in range(episodes):
+            time.sleep(seconds)
+            t0 = time.perf_counter()
+            stopped = session.stop_episode()
+            stop_s.append(time.perf_counter() - t0)
+            uuids.append(stopped["uuid"])
+            if k + 1 < episodes:
+                t1 = time.perf_counter()
+                session.start_episode(task="bench-ledger")
+                ready_s.append(time.perf_counter() - t0)
+                start_s.append(time.perf_counter() - t1)
+        results = [session.wait_closed(uuid) for uuid in uuids]
+        cpu1 = recorder.cpu_times()
+    totals = {"published": 0, "written": 0, **{r: 0 for r in MISSING_REASONS}}
+    balanced, books, late, outside, unbalanced, recorded_s = 0, 0, 0, 0, [], 0.0
+    for k, result in enumerate(results):
+        with open_episode(result["path"]) as ep:
+            ledger = ep.ledger or {}
+            start_ns, stop_ns = ledger.get("start_ns", 0), ledger.get("stop_ns", 0)
+            recorded_s += (stop_ns - start_ns) / 1e9
+            ok = bool(ledger.get("streams")) and result.get("status") != "failed"
+            books += ok and all(s["balanced"] is True for s in ledger["streams"].values())
+            for name, s in (ledger.get("streams") or {}).items():
+                totals["published"] += s["published"] or 0
+                totals["written"] += s["written"]
+                for reason, n in s["missing"].items():
+                    totals[reason] = totals.get(reason, 0) + n
+                late += s.get("late", 0)
+                ok &= s["balanced"] is True and not any(s["missing"].values())
+                t = ep.timestamps(name)["t_host_ns"].astype(np.int64)
+                outside += int(np.count_nonzero((t < start_ns) | (t >= stop_ns)))
+            if ok:
+                balanced += 1
+            else:
+                unbalanced.append(f"episode {k + 1} of {len(results)} (kept)\n" + format_info(ep.summary()))
+        if ok:
+            Path(result["path"]).unlink()
+    return {**totals, "episodes": len(results), "balanced": balanced, "books": books, "late": late, "outside": outside,
+            "ready_s": ready_s, "stop_s": stop_s, "start_s": start_s, "unbalanced": unbalanced,
+            "cpu_per_s": ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / recorded_s,
+            "recorded_s": recorded_s}
+
+
+def ledger_report(args: argparse.Namespace, out: Path) -> None:
+    """The ``--ledger`` table (see the module docstring)."""
+    competitors = args.competitors if args.competitors is not None else os.cpu_count() or 1
+    print(f"{args.episodes} back-to-back episodes x {args.seconds:g} s, 1 camera 640x480 + glove "
+          f"{args.glove_hz:g} Hz; cores: {os.cpu_count()}; competitor: {competitors} spinning processes")
+    print("ready: from calling stop_episode until the next start_episode has returned (stop: "
+          "stop_episode alone, start: start_episode alone); episode files that balance are deleted")
+    reasons = [r for r in MISSING_REASONS]
+    short = {"dropped_at_device": "device", "overflow": "overflow", "rejected": "rejected",
+             "receiver_failure": "recv fail", "tail_not_drained": "tail", "lost_in_transport": "transport"}
+    print(f"{'competitor':>10} {'checksums':>9} {'published':>9} {'written':>8} "
+          + " ".join(f"{short[r]:>9}" for r in reasons)
+          + f" {'late':>6} {'outside':>7} {'books':>6} {'balance':>8} {'ready p50':>9} {'ready p99':>9} {'stop p99':>8} {'start p99':>9} {'rec CPU s/s':>11}")
+    cpu: dict[tuple[str, str], float] = {}
+    unbalanced = []
+    for load in ("off", "on"):
+        procs = start_competitors(competitors) if load == "on" else []
+        try:
+            for mode in args.ledger_checksums:
+                r = back_to_back(mode == "on", args.episodes, args.seconds, args.glove_hz, out)
+                cpu[load, mode] = r["cpu_per_s"]
+                ready = np.array(r["ready_s"] or [np.nan]) * 1e3
+                stop = np.array(r["stop_s"]) * 1e3
+                start = np.array(r["start_s"] or [np.nan]) * 1e3
+                print(f"{load:>10} {mode:>9} {r['published']:>9} {r['written']:>8} "
+                      + " ".join(f"{r[x]:>9}" for x in reasons)
+                      + f" {r['late']:>6} {r['outside']:>7} {100 * r['books'] / r['episodes']:>5.0f}%"
+                      f" {100 * r['balanced'] / r['episodes']:>7.0f}%"
+                      f" {np.percentile(ready, 50):>7.0f}ms {np.percentile(ready, 99):>7.0f}ms"
+                      f" {np.percentile(stop, 99):>6.0f}ms {np.percentile(start, 99):>7.0f}ms {r['cpu_per_s']:>11.3f}", flush=True)
+                unbalanced += [(load, mode, text) for text in r["unbalanced"]]
+        finally:
+            stop_competitors(procs)
+    for load in ("off", "on"):
+        if (load, "on") in cpu and (load, "off") in cpu:
+            print(f"recorder CPU, checksums on / off, competitor {load}: "
+                  f"{cpu[load, 'on'] / cpu[load, 'off']:.2f}x")
+    for load, mode, text in unbalanced:
+        print(f"\nnot balanced (competitor {load}, checksums {mode}):\n{text}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -140,9 +280,20 @@ def main() -> None:
     parser.add_argument("--checksums", nargs="+", choices=["on", "off"],
                         help="instead: the episode writer's cost with checksums on and off")
     parser.add_argument("--color-encoding", nargs="+", default=["raw", "jpeg"])
+    parser.add_argument("--ledger", action="store_true",
+                        help="instead: back-to-back episodes, with and without a CPU competitor")
+    parser.add_argument("--episodes", type=int, default=5, help="--ledger: episodes per configuration")
+    parser.add_argument("--glove-hz", type=float, default=1000.0, help="--ledger: glove rate")
+    parser.add_argument("--competitors", type=int,
+                        help="--ledger: spinning processes in the competitor (default: one per core)")
+    parser.add_argument("--ledger-checksums", nargs="+", choices=["on", "off"], default=["on", "off"],
+                        help="--ledger: checksum settings to record with")
     args = parser.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="collector-bench-"))
     out.mkdir(parents=True, exist_ok=True)
+    if args.ledger:
+        ledger_report(args, out)
+        return
     if args.checksums:
         print(f"episode writer alone, {args.seconds:g} s of data per run; cores: {os.cpu_count()}")
         print(f"{'cams':>4} {'codec':>5} {'color':>5} {'checksums':>9} {'CPU s/s':>8} {'MB/s':>7} {'file MB':>8}")
