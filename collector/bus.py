@@ -131,6 +131,7 @@ class NodePublisher:
         self._describe = describe
         #: What this node published, for the recorder's integrity ledger (collector.ledger).
         self.published = PublishLog()
+        self._truth = _open_publish_record(describe.node)
         self._handlers = {"describe": lambda _req: self._describe_reply(),
                           "published": self._published_reply,
                           "ping": lambda _req: {"ok": True, "t_host_ns": protocol.now_ns()}}
@@ -203,6 +204,8 @@ class NodePublisher:
         frames = protocol.encode(message)
         if isinstance(message, Sample):
             self.published.note(message.stream, message.t_host_ns, message.seq)
+            if self._truth is not None:
+                self._truth.write(f"{message.stream} {message.seq} {message.t_host_ns}\n")
         self.data.send_multipart(frames, copy=False)
         try:
             self.live.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
@@ -214,6 +217,21 @@ class NodePublisher:
         self._ctl_thread.join(2)
         self.data.close()
         self.live.close()
+        if self._truth is not None:
+            self._truth.close()
+
+
+#: A folder: every node appends ``stream seq t_host_ns`` per published sample to ``<node>.log``
+#: in it. Ground truth for the integrity tests (tests/collector/test_integrity.py), independent
+#: of the ledger's own books; off unless set.
+PUBLISH_RECORD_ENV = "COLLECTOR_PUBLISH_RECORD"
+
+
+def _open_publish_record(node: str):
+    folder = os.environ.get(PUBLISH_RECORD_ENV)
+    if not folder:
+        return None
+    return open(os.path.join(folder, f"{node}.log"), "a", buffering=1)  # line-buffered: survives a kill
 
 
 _control_log = ThrottledLog(log)

@@ -217,10 +217,12 @@ class Episode:
         (schema 1, interrupted or recovered episodes)."""
         return read_ledger(self.attrs)
 
-    def integrity_problems(self) -> list[str]:
+    def integrity_problems(self, *, accounted: bool = True) -> list[str]:
         """What is missing from this episode and why, in words ("cam0: last 5.5 s missing");
-        empty when the ledger balances and every stream covers the whole episode."""
-        problems = ledger_problems(self.ledger)
+        empty when every published sample is in the file. Without ``accounted``, only what
+        makes the episode invalid: a failed recording, books that do not balance, a stream
+        whose first or last seconds are missing."""
+        problems = ledger_problems(self.ledger, accounted=accounted)
         status = self.attrs.get("status")
         if status == "failed":
             problems.insert(0, f"the recording failed: {self.attrs.get('end_reason') or 'see the log'}")
@@ -321,7 +323,7 @@ def _problems(ep: Episode, allow_recovered: bool) -> list[str]:
         problems.append("/events datasets have different lengths")
     if status in ("complete", "recovered", "failed"):
         problems += _sync_problems(ep)
-    problems += ep.integrity_problems()
+    problems += ep.integrity_problems(accounted=False)
     problems += _window_problems(ep)
     return problems
 

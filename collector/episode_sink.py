@@ -185,13 +185,19 @@ class EpisodeSink:
                                                       writer.path.parent) +
                                     "; recording stopped to keep the reserve for closing the episode")
 
-    def _do_open(self, window: EpisodeWindow, specs: list[StreamSpec], attrs: dict) -> None:
+    def open(self, window: EpisodeWindow, specs: list[StreamSpec], attrs: dict) -> None:
+        """Create the episode file now, on the caller's thread (a backlog in the queue must not
+        delay a start), and queue its registration: call before any of its samples is queued.
+        From then on only the writer thread uses it."""
         rec = self.recording
-        self._writers[window.uuid] = EpisodeWriter(
-            window.path, specs, attrs, compression=rec.compression,
-            color_encoding=rec.color_encoding, jpeg_quality=rec.jpeg_quality,
-            checksums=rec.checksums)
-        self._rejected[window.uuid] = {}
+        writer = EpisodeWriter(window.path, specs, attrs, compression=rec.compression,
+                               color_encoding=rec.color_encoding, jpeg_quality=rec.jpeg_quality,
+                               checksums=rec.checksums)
+        self.submit("register", uuid=window.uuid, writer=writer)
+
+    def _do_register(self, uuid: str, writer: EpisodeWriter) -> None:
+        self._writers[uuid] = writer
+        self._rejected[uuid] = {}
 
     def _do_close(self, window: EpisodeWindow, malformed: dict[str, dict[str, int]]) -> dict[str, Any]:
         """Flush, balance the ledger, finalize (or discard) the episode of ``window``."""
@@ -223,7 +229,7 @@ class EpisodeSink:
                 streams={s: spec.rate_hz for s, spec in writer.specs.items()}, written=written,
                 rejected=rejected, tallies=window.tallies, marks=window.marks,
                 node_of=window.node_of, malformed=malformed, undrained=set(window.pending),
-                transport_gaps=transport_gaps))
+                transport_gaps=transport_gaps, kinds={s: spec.kind for s, spec in writer.specs.items()}))
             return books
 
         status = "failed" if window.failed else "complete"

@@ -39,6 +39,9 @@ REASON_WORDS = {"dropped_at_device": "dropped at the device", "overflow": "write
                 "rejected": "rejected as malformed", "receiver_failure": "receiver failure",
                 "tail_not_drained": "tail not drained", "lost_in_transport": "lost in transport"}
 LEDGER_VERSION = 1
+#: Stream kinds that are silent by design part of the time (a teleop command stream stops while
+#: the deadman is released or after an e-stop), so their coverage is not checked.
+UNCOVERED_KINDS = ("command",)
 
 
 def coverage_tolerance_s(rate_hz: float) -> float:
@@ -80,13 +83,12 @@ class PublishLog:
         with self._lock:
             for stream, history in self._history.items():
                 entries = list(history)
-                known = not entries or entries[0][0] < at_ns or entries[0][1] == 1
+                pruned = entries[0][1] - 1 if entries else 0  # published before the history
+                known = not entries or entries[0][0] < at_ns or pruned == 0
+                # Counted by capture time, not publish order: a node may publish out of order.
                 before = [e for e in entries if e[0] < at_ns]
-                if before:
-                    count, seq = before[-1][1], before[-1][2]
-                else:  # nothing kept before at_ns: the count just before the oldest kept sample
-                    count, seq = (entries[0][1] - 1 if entries else 0), -1
-                out[stream] = {"count": count, "seq": seq, "known": known}
+                out[stream] = {"count": pruned + len(before),
+                               "seq": max((e[2] for e in before), default=-1), "known": known}
         return {"boot": self.boot, "streams": out}
 
 
@@ -141,7 +143,8 @@ def build_ledger(*, start_ns: int, stop_ns: int, streams: dict[str, float],
                  tallies: dict[str, StreamTally], marks: dict[str, SourceMarks],
                  node_of: dict[str, str], malformed: dict[str, dict[str, int]] | None = None,
                  undrained: set[str] | frozenset = frozenset(),
-                 transport_gaps: dict[str, int] | None = None) -> dict[str, Any]:
+                 transport_gaps: dict[str, int] | None = None,
+                 kinds: dict[str, str] | None = None) -> dict[str, Any]:
     """The ledger of one episode (see the module docstring). ``streams`` maps each stream to
     its nominal rate, ``node_of`` to its node; ``written`` gives each stream's ``count``,
     ``first_t_ns``, ``last_t_ns`` and ``last_seq`` in the file, ``rejected`` what the writer
@@ -170,7 +173,8 @@ def build_ledger(*, start_ns: int, stop_ns: int, streams: dict[str, float],
                 missing["lost_in_transport"] = max(0, rest)
         first, last = stored["first_t_ns"], stored["last_t_ns"]
         out[name] = {
-            "node": node_of.get(name, ""), "rate_hz": rate, "published": published,
+            "node": node_of.get(name, ""), "kind": (kinds or {}).get(name, ""), "rate_hz": rate,
+            "published": published,
             "written": n_written, "missing": {"dropped_at_device": dropped or 0, **missing},
             "late": tally.late, "balanced": balanced, "note": note,
             "first_t_ns": first, "last_t_ns": last,
@@ -195,9 +199,11 @@ def read_ledger(attrs: Any) -> dict[str, Any] | None:
     return ledger if isinstance(ledger, dict) else {"unreadable": True}
 
 
-def ledger_problems(ledger: dict[str, Any] | None) -> list[str]:
+def ledger_problems(ledger: dict[str, Any] | None, *, accounted: bool = True) -> list[str]:
     """What a reader must know about an episode's completeness, one sentence per stream and
-    problem: unbalanced books, missing samples by reason, a missing head or tail."""
+    problem: unbalanced books, a missing head or tail and (with ``accounted``) samples missing
+    for a known reason. Without ``accounted`` it is what makes an episode invalid: books that
+    do not balance or coverage that falls short."""
     if ledger is None:
         return []
     if ledger.get("unreadable") or not isinstance(ledger.get("streams"), dict):
@@ -209,10 +215,12 @@ def ledger_problems(ledger: dict[str, Any] | None) -> list[str]:
             problems.append(f"{name}: the ledger does not balance (published {s['published']}, "
                             f"written {s['written']}): samples from outside the episode?")
         missing = {k: v for k, v in s.get("missing", {}).items() if v}
-        if missing:
+        if missing and accounted:
             total = sum(missing.values())
             problems.append(f"{name}: {total} samples missing (" + ", ".join(
                 f"{n} {REASON_WORDS.get(k, k)}" for k, n in missing.items()) + ")")
+        if s.get("kind") in UNCOVERED_KINDS:
+            continue
         tolerance = coverage_tolerance_s(float(s.get("rate_hz") or 0))
         if s.get("first_t_ns") is None:
             if s.get("published") != 0:

@@ -61,6 +61,8 @@ CLOCK_INTERVAL_S = 1.0
 #: answers the start late (busy, paused) still gets the episode's first samples.
 UNROUTED_S = 5.0
 UNROUTED_BYTES = 256 << 20
+#: Seconds after a start instant that the nodes are asked what they had published by then.
+MARK_DELAY_S = 1.0
 #: Finished episodes whose results ``status`` keeps.
 FINISHED_KEPT = 50
 #: A start or stop instant may lie at most this far from the recorder's clock (a request's
@@ -268,6 +270,9 @@ class Recorder:
                 return
             try:
                 if job == "start":
+                    # Late enough that each node has published what it captured before the
+                    # start (publishing lags capture), early enough for its history to hold it.
+                    time.sleep(max(0.0, window.start_ns / 1e9 + MARK_DELAY_S - time.time()))
                     for node in self._nodes_of(window):
                         window.marks[node] = self._marks(node, window.start_ns)
                     continue
@@ -297,6 +302,13 @@ class Recorder:
     def _close_window(self, window: EpisodeWindow) -> None:
         if not window.discard:
             for node in self._nodes_of(window):
+                # Asked again now, the start count is exact even for a node that published
+                # late under load; the early answer serves when the history no longer reaches.
+                start = self._marks(node, window.start_ns).start
+                early = window.marks.setdefault(node, SourceMarks())
+                if start is not None and all(s["known"] for s in start["streams"].values()) and (
+                        early.start is None or early.start["boot"] == start["boot"]):
+                    early.start = start
                 stop = self._marks(node, window.stop_ns)
                 mark = window.marks.setdefault(node, SourceMarks(error=stop.error))
                 mark.stop, mark.error = stop.start, mark.error or stop.error
@@ -429,19 +441,13 @@ class Recorder:
                                start_ns=start_ns, node_of=dict(self.node_of),
                                baseline={s: (h.gaps, h.missing, h.restarts) for s, h in self.health.items()})
         self.error = None
-        # The open is queued before the window can receive samples, so it precedes them.
-        opened = self.sink.submit("open", window=window, specs=[self.specs[s] for s in streams],
-                                  attrs=attrs)
+        try:  # registered with the writer before the window can receive samples
+            self.sink.open(window, [self.specs[s] for s in streams], attrs)
+        except Exception as exc:
+            return {"ok": False, "error": f"cannot create {path}: {type(exc).__name__}: {exc}"}
         with self._lock:
             self._windows.append(window)
             self._current = window
-        try:
-            opened.result(60.0)
-        except Exception as exc:
-            with self._lock:
-                self._windows.remove(window)
-                self._current = None
-            return {"ok": False, "error": f"cannot create {path}: {type(exc).__name__}: {exc}"}
         self._jobs.put(("start", window))
         for node, clock in self.clocks.items():  # every episode holds the estimate it started with
             if clock.estimate is not None:
@@ -462,7 +468,9 @@ class Recorder:
             stop_ns = self._instant(t_ns)
         except ValueError as exc:
             return {"ok": False, "error": str(exc)}
-        expected = {s for s in window.streams if window.tallies.get(s) and window.tallies[s].queued
+        # Wait for every stream that is delivering (it may not have reached this episode yet:
+        # a paused recorder reads its backlog after the stop), not for a lost device's.
+        expected = {s for s in window.streams if s in self.health and self.health[s].received
                     and self.node_state.get(window.node_of.get(s, "")) not in ("disconnected", "stalled", "error")}
         with self._lock:
             self._current = None

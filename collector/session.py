@@ -164,7 +164,7 @@ class Session:
     def status(self) -> dict[str, Any]:
         """The recorder's status plus the processes' states."""
         reply = self._request("status")
-        reply["processes"] = self.supervisor.check()
+        reply["processes"] = self.supervisor.check(reply)
         return reply
 
     @property

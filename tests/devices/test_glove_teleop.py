@@ -18,6 +18,7 @@ from devices.sim_camera.node import SimCamera
 from devices.sim_world.motion import wrist_quat
 from devices.teleop.estop import EstopSender
 from devices.teleop.node import TeleopNode
+from tests.waiting import wait_for
 
 
 def teleop_config(tmp_path, epoch_ns: int) -> AppConfig:
@@ -41,12 +42,14 @@ def test_recording_with_serial_glove_and_teleop(tmp_path):
     estop = EstopSender(f"ipc://{tmp_path}/estop")
     try:
         with Session(config) as session:
+            wait_for(lambda: all(session.status()["streams"].get(s, {}).get("received")
+                                 for s in ("glove/hand", "cam0/color", "teleop/command")))
             session.start_episode()
             time.sleep(3.0)
             t_estop = time.time_ns()
             estop.send("estop", "test", seconds=0.3)
             time.sleep(0.7)
-            path = session.stop_episode()["path"]
+            path = session.wait_closed(session.stop_episode()["uuid"])["path"]
     finally:
         estop.close()
     assert validate_episode(path) == []

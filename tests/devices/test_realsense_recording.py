@@ -58,7 +58,10 @@ def test_recording_survives_playback_into_the_episode(rs_recording, playing):
     node.stop()
     time.sleep(0.2)
     path = recorder.stop()["path"]
-    assert validate_episode(path) == []
+    # The episode starts before the node does and ends after it: its ledger says so (first and
+    # last fractions of a second missing), and nothing else is wrong.
+    problems = validate_episode(path)
+    assert all(("first" in p or "last" in p) and "s missing" in p for p in problems), problems
     with open_episode(path) as ep:
         assert set(ep.streams) == {"cam0/color", "cam0/depth"}
         color, depth = ep.streams["cam0/color"], ep.streams["cam0/depth"]
