@@ -220,3 +220,39 @@ def test_hostile_input_is_rejected_and_counted_while_the_episode_carries_on(tmp_
     with open_episode(started["path"]) as ep:
         assert not [e for e in ep.events() if e["kind"] == "disconnected"]
         assert ep.ledger["malformed"]["by_reason"]["forged_sender"] >= 2
+
+
+def test_a_dead_receiver_thread_fails_the_episode_not_completes_it(tmp_path):
+    """Should a recorder thread die anyway, the episode is closed as ``failed``, the status
+    says why, and validate refuses it (measured before: 0 Hz for the rest of the episode, yet it
+    ended ``complete`` and valid)."""
+    from collector.config import RecordingConfig
+    from collector.recorder import Recorder
+    from devices.node import Node
+    from devices.sim_glove.node import SimGlove
+
+    endpoint = f"ipc://{tmp_path}/glove"
+    node = Node(SimGlove("glove", {"seed": 1, "rate_hz": 200.0}), endpoint)
+    runner = threading.Thread(target=node.run, daemon=True)
+    runner.start()
+    recorder = Recorder({"glove": endpoint}, RecordingConfig(output=tmp_path / "rec", min_free_gb=0.0))
+    try:
+        wait_for(lambda: recorder.status()["streams"].get("glove/hand", {}).get("received", 0) > 0)
+        started = recorder.start({"task": "t"})
+        wait_for(lambda: recorder.status()["streams"]["glove/hand"]["received"] > 100)
+
+        def broken(timeout_ms):
+            raise MemoryError("simulated: the receiver cannot go on")
+        recorder._subscriber.receive = broken
+        status = wait_for(lambda: (lambda s: s if not s["recording"] else None)(recorder.status()))
+        assert "receiver thread failed" in status["error"] and not status["threads"]["receiver"]
+        result = recorder.wait_closed(started["uuid"], 30)
+        assert result["status"] == "failed"
+        assert not recorder.start({"task": "t"})["ok"]  # no new episode on a dead receiver
+    finally:
+        recorder.close()
+        node.stop()
+        runner.join(5)
+        node.close()
+    problems = validate_episode(started["path"])
+    assert any("the recording failed" in p and "receiver thread failed" in p for p in problems), problems
