@@ -7,6 +7,13 @@ health, and the glove's record button. Actions run on a worker thread and return
 GUI never blocks on the recorder; observers get ``(event, data)`` calls from background threads
 (a Qt view forwards them through a queued signal).
 
+Stop returns at once: the episode drains (samples captured before the stop still arrive) and
+closes in the background. Once the recorder reports it closed, the model emits
+``episode_closed`` with its ``status`` and ``problems`` (what its integrity ledger says is
+missing, in words: "cam0/color: last 5.5 s missing"), then a ``warning`` naming the problems or,
+for a failed recording, an ``error``. ``last_episode["closed"]`` is false until then; tagging
+works meanwhile (the recorder applies the tag at close).
+
     model = CollectModel(sim_config())
     model.open()                       # starts the nodes and the recorder (blocking)
     model.start_episode().result()     # same as pressing Space
@@ -63,6 +70,8 @@ class CollectModel:
         self.episode: dict[str, Any] | None = None      # the running episode's reply
         self.episode_started_at: float | None = None    # monotonic
         self.last_episode: dict[str, Any] | None = None  # the last finished one, with "outcome"
+        self._closing: dict[str, dict[str, Any]] = {}    # stopped, not yet closed: uuid -> episode
+        self._closing_lock = threading.Lock()
         self.notes = ""
         self.countdown_until: float | None = None
         self.health: list[DeviceHealth] = []
@@ -280,7 +289,8 @@ class CollectModel:
             self._set_state(IDLE)
             raise
         self.episode, self.episode_started_at = None, None
-        self.last_episode = {**reply, "outcome": "unknown"}
+        self.last_episode = {**reply, "outcome": "unknown", "closed": False, "problems": []}
+        self._await_close(self.last_episode)
         self._emit("cue", {"kind": "stop"})
         self._emit("episode_stopped", self.last_episode)
         if reply.get("error"):
@@ -306,6 +316,9 @@ class CollectModel:
             self._set_state(IDLE if was != RECORDING else RECORDING)
             raise
         self.episode = self.episode_started_at = None
+        if self.last_episode is not None and was != RECORDING:
+            with self._closing_lock:  # a draining episode is thrown away when it closes
+                self._closing.pop(self.last_episode.get("uuid", ""), None)
         self.last_episode = None
         self.countdown_until = None
         self._emit("episode_discarded", reply)
@@ -415,14 +428,45 @@ class CollectModel:
                 and asked_at > started):
             # The recorder ended the episode on its own (disk reserve, write error).
             self.episode = self.episode_started_at = None
-            self.last_episode = {"path": status.get("last_path"), "outcome": "unknown"}
+            self.last_episode = {"path": status.get("last_path"), "uuid": status.get("last_uuid"),
+                                 "outcome": "unknown", "closed": False, "problems": []}
+            self._await_close(self.last_episode)
             self.session.episodes_recorded += 1
             self._emit("error", {"action": "record", "message": status.get("error") or
                                  "the recorder stopped the episode"})
             self._emit("episode_stopped", self.last_episode)
             self._set_state(IDLE)
+        self._note_closed(status)
         self.health = self._health_board.assess(status, self.live)
         self.data_rate_bps = sum(
             s["rate_hz"] * self.specs[name].bytes_per_sample
             for name, s in status["streams"].items() if name in self.specs)
         self._emit("health", {"devices": self.health})
+
+    def _await_close(self, episode: dict[str, Any]) -> None:
+        if episode.get("uuid"):
+            with self._closing_lock:
+                self._closing[episode["uuid"]] = episode
+
+    def _note_closed(self, status: dict[str, Any]) -> None:
+        """Say, for each stopped episode the recorder now reports closed, whether it is whole."""
+        finished = status.get("finished") or {}
+        with self._closing_lock:
+            closed = [(self._closing.pop(uuid), finished[uuid]) for uuid in list(self._closing)
+                      if uuid in finished]
+        for episode, result in closed:
+            if result.get("discarded"):
+                continue
+            failed = result.get("status") == "failed" or not result.get("ok", True)
+            problems = [str(p) for p in result.get("problems") or []]
+            if failed:
+                reason = result.get("error") or status.get("error") or "see the recorder log"
+                problems.insert(0, f"the recording failed: {reason}")
+            episode.update(closed=True, status="failed" if failed else result.get("status", "complete"),
+                           problems=problems, path=result.get("path") or episode.get("path"))
+            self._emit("episode_closed", dict(episode))
+            name = Path(episode.get("path") or "episode").name
+            if failed:
+                self._emit("error", {"action": "record", "message": f"{name}: " + "; ".join(problems)})
+            elif problems:
+                self._emit("warning", {"message": f"{name} is incomplete: " + "; ".join(problems)})

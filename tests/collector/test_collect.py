@@ -71,3 +71,55 @@ def load_config_copy(config):
     import copy
 
     return copy.deepcopy(config)
+
+
+def test_stop_returns_at_once_and_the_closed_episode_says_what_is_missing(tmp_path):
+    config = tiny_config(tmp_path / "rec")
+    config.session.reset_countdown_s = 0.0
+    model = CollectModel(config)
+    events = []
+    model.subscribe(lambda name, data: events.append((name, data)))
+    model.open()
+    try:
+        model.start_episode().result(30)
+        time.sleep(0.5)  # something to record
+        stopped = model.stop_episode().result(60)
+        # Tagging works while the episode still drains: the recorder applies it at close.
+        model.mark("success").result(30)
+        wait_for(lambda: model.last_episode["closed"], timeout_s=30)
+        (closed,) = [d for n, d in events if n == "episode_closed"]
+        assert closed["uuid"] == stopped["uuid"] and closed["status"] == "complete"
+        assert closed["problems"] == [] and closed["path"] == stopped["path"]
+        assert not [d for n, d in events if n in ("warning", "error")]
+        with h5py.File(stopped["path"]) as f:
+            assert f.attrs["status"] == "complete" and f.attrs["outcome"] == "success"
+
+        # What the recorder reports for an incomplete and for a failed episode reaches the
+        # operator in words (these results are hard to provoke on demand with live devices).
+        real_status = model.session.status
+        results = {}
+        model.session.status = lambda: {**real_status(), "finished": results}
+        for outcome in ("incomplete", "failed"):
+            model.start_episode().result(30)
+            time.sleep(0.2)
+            reply = model.stop_episode().result(60)
+            results[reply["uuid"]] = {
+                "ok": True, "uuid": reply["uuid"], "path": reply["path"],
+                "status": "failed" if outcome == "failed" else "complete",
+                "problems": ["cam0/color: last 5.5 s missing"]}
+            if outcome == "failed":
+                results[reply["uuid"]]["error"] = "the receiver thread died"
+            wait_for(lambda: model.last_episode["closed"], timeout_s=30)
+        name = lambda p: p.rsplit("/", 1)[-1]  # noqa: E731
+        closed = [d for n, d in events if n == "episode_closed"][1:]
+        assert [d["status"] for d in closed] == ["complete", "failed"]
+        assert closed[0]["problems"] == ["cam0/color: last 5.5 s missing"]
+        assert closed[1]["problems"] == ["the recording failed: the receiver thread died",
+                                         "cam0/color: last 5.5 s missing"]
+        warnings = [d["message"] for n, d in events if n == "warning"]
+        errors = [d["message"] for n, d in events if n == "error"]
+        assert warnings == [f"{name(closed[0]['path'])} is incomplete: cam0/color: last 5.5 s missing"]
+        assert errors == [f"{name(closed[1]['path'])}: the recording failed: the receiver thread died; "
+                          "cam0/color: last 5.5 s missing"]
+    finally:
+        model.close()

@@ -1,5 +1,6 @@
 """The collect window on real simulated device processes, driven as an operator would (keys, clicks)."""
 
+import html
 import json
 import time
 from pathlib import Path
@@ -40,6 +41,9 @@ def test_record_tag_discard_with_hotkeys(window_factory, small_sim_config, wait_
     qtbot.keyClick(window, QtCore.Qt.Key_S)
     qtbot.waitUntil(lambda: model.last_episode and model.last_episode["outcome"] == "success")
     qtbot.waitUntil(lambda: "SUCCESS" in window.session_panel.last.text())
+    # Stop returns at once; the episode drains and closes, then the panel says it is whole.
+    qtbot.waitUntil(lambda: "nothing missing" in window.session_panel.last.text(), timeout=20_000)
+    assert model.last_episode["closed"] and model.last_episode["problems"] == []
     (first,) = episode_files(tmp_path)
     with open_episode(first) as episode:
         assert episode.attrs["outcome"] == "success"
@@ -68,13 +72,14 @@ def test_record_tag_discard_with_hotkeys(window_factory, small_sim_config, wait_
     wait_state(model, "idle")
     click_when_enabled(qtbot, window.controls.failure)
     qtbot.waitUntil(lambda: model.last_episode and model.last_episode["outcome"] == "failure")
+    qtbot.waitUntil(lambda: model.last_episode["closed"], timeout=20_000)
     second = [p for p in episode_files(tmp_path) if p != first][0]
     with h5py.File(second) as f:
         assert f.attrs["outcome"] == "failure"
         assert json.loads(f.attrs["tags"]) == []
     qtbot.keyClick(window, QtCore.Qt.Key_Backspace)
     qtbot.waitUntil(lambda: episode_files(tmp_path) == [first], timeout=20_000)
-    assert model.episodes_recorded == 1
+    qtbot.waitUntil(lambda: model.episodes_recorded == 1)  # counted down once the reply is in
 
     # The Review tab lists what was recorded, with its outcome; collect keys rest meanwhile.
     window.tabs.setCurrentIndex(1)
@@ -101,6 +106,28 @@ def test_health_strip_turns_red_on_stalled_camera(window_factory, small_sim_conf
     qtbot.waitUntil(lambda: window.banner.isVisible() and "cam0" in window.banner.text())
 
 
+def test_an_episode_missing_camera_frames_is_shown_as_incomplete(window_factory, small_sim_config,
+                                                                 wait_state, qtbot, tmp_path):
+    # The camera stops delivering mid-episode (its node stays alive): once the episode has
+    # closed, the operator reads what is missing from it, in words.
+    window, model = window_factory(small_sim_config(tmp_path, stall_at_s=4.0, stall_s=60.0))
+    click_when_enabled(qtbot, window.controls.record)
+    wait_state(model, "recording")
+    qtbot.waitUntil(lambda: window.health_strip.level("cam0") == "bad", timeout=15_000)
+    click_when_enabled(qtbot, window.controls.record)
+    wait_state(model, "idle")
+    qtbot.waitUntil(lambda: model.last_episode["closed"], timeout=20_000)
+    problems = model.last_episode["problems"]
+    assert any(p.startswith("cam0/color: ") for p in problems), problems
+    assert model.last_episode["status"] == "complete"
+    qtbot.waitUntil(lambda: "INCOMPLETE" in window.session_panel.last.text())
+    assert html.escape(problems[0]) in window.session_panel.last.text()
+    qtbot.waitUntil(lambda: window.banner.isVisible() and "is incomplete: cam0/color: " in window.banner.text())
+    (path,) = episode_files(tmp_path)
+    with open_episode(path) as episode:  # the file says the same
+        assert episode.integrity_problems() == problems
+
+
 def test_close_while_recording_finishes_the_episode(window_factory, small_sim_config, wait_state, qtbot, tmp_path):
     window, model = window_factory(small_sim_config(tmp_path))
     click_when_enabled(qtbot, window.controls.record)
@@ -123,6 +150,7 @@ def test_glove_record_button_starts_and_stops(window_factory, small_sim_config, 
     window, model = window_factory(config)
     wait_state(model, "recording", timeout=15_000)
     qtbot.waitUntil(lambda: model.episodes_recorded == 1, timeout=15_000)
+    qtbot.waitUntil(lambda: model.last_episode["closed"], timeout=20_000)  # drained and closed
     (path,) = episode_files(tmp_path)
     with open_episode(path) as episode:
         duration = episode.summary()["duration_s"]

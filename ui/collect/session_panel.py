@@ -1,10 +1,16 @@
-"""Session panel: who records what where, notes, the episode counter and timer, disk left."""
+"""Session panel: who records what where, notes, the episode counter and timer, disk left, and
+the last episode (outcome, and once closed whether anything is missing from it, in words)."""
 
 from __future__ import annotations
+
+import html
 
 from PySide6 import QtCore, QtWidgets
 
 from .. import theme
+
+#: Integrity problems listed under the last episode; the rest are counted.
+MAX_PROBLEMS_SHOWN = 3
 
 
 def _combo(items: list[str], current: str) -> QtWidgets.QComboBox:
@@ -129,11 +135,27 @@ class QtSessionPanel(QtWidgets.QFrame):
             self.disk.setText(f"<span style='color:{color}'>●</span> disk {format_bytes(free)} free{rate}")
 
     def show_last(self, episode: dict | None) -> None:
+        """The last episode: its outcome, file, and once closed whether it is whole, in words."""
         if not episode:
             self.last.setText("No episode to mark")
             return
         outcome = episode.get("outcome", "unknown")
-        name = (episode.get("path") or "").rsplit("/", 1)[-1]
-        self.last.setText(f"Last: <span style='color:{theme.OUTCOME_COLORS.get(outcome)}'>"
-                          f"<b>{outcome.upper()}</b></span> "
-                          f"<span style='color:{theme.TEXT_DIM}; font-size:11px'>{name}</span>")
+        name = html.escape((episode.get("path") or "").rsplit("/", 1)[-1])
+        dim, warn, bad = theme.TEXT_DIM, theme.LEVEL_COLORS["warn"], theme.LEVEL_COLORS["bad"]
+        text = (f"Last: <span style='color:{theme.OUTCOME_COLORS.get(outcome)}'><b>{outcome.upper()}</b></span> "
+                f"<span style='color:{dim}; font-size:11px'>{name}</span>")
+        problems = episode.get("problems") or []
+        if episode.get("closed") is False:
+            text += f"<br><span style='color:{dim}; font-size:11px'>saving…</span>"
+        elif episode.get("status") == "failed":
+            text += f"<br><span style='color:{bad}'><b>✖ RECORDING FAILED</b></span>"
+        elif problems:
+            text += f"<br><span style='color:{warn}'><b>⚠ INCOMPLETE</b></span>"
+        elif episode.get("closed"):
+            text += f"<br><span style='color:{theme.LEVEL_COLORS['ok']}; font-size:11px'>✓ saved, nothing missing</span>"
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        more = len(problems) - len(shown)
+        text += "".join(f"<br><span style='font-size:11px'>· {html.escape(p)}</span>" for p in shown)
+        if more > 0:
+            text += f"<br><span style='color:{dim}; font-size:11px'>and {more} more (collector info)</span>"
+        self.last.setText(text)

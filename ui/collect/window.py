@@ -182,11 +182,11 @@ class QtCollectWindow(QtWidgets.QMainWindow):
             self.health_strip.update_health(data.get("devices", []))
             if data.get("error"):
                 self.show_banner(data["error"], "bad")
-        elif name in ("episode_stopped", "episode_tagged", "episode_discarded"):
+        elif name in ("episode_stopped", "episode_tagged", "episode_discarded", "episode_closed"):
             self.session_panel.show_last(self.model.last_episode)
             self._on_state(self.model.state)
             if name == "episode_stopped":
-                self.show_banner("Episode saved. Mark it: S success, F failure "
+                self.show_banner("Episode stopped. Mark it: S success, F failure "
                                  "(or leave it unknown); Backspace discards it.", "ok")
             elif name == "episode_discarded":
                 self.show_banner("Episode discarded (moved to the trash folder). "
