@@ -52,6 +52,8 @@ STATUS_INTERVAL_S = 0.5
 TICK_S = 0.05
 #: A glove button press closer than this to the previous one is contact bounce.
 BUTTON_DEBOUNCE_S = 0.5
+#: Integrity sentences a closed episode's warning or error names; the rest are counted.
+PROBLEMS_IN_MESSAGE = 2
 
 
 class CollectModel:
@@ -466,7 +468,11 @@ class CollectModel:
                            problems=problems, path=result.get("path") or episode.get("path"))
             self._emit("episode_closed", dict(episode))
             name = Path(episode.get("path") or "episode").name
+            # A banner line, not a report: the first sentences, the rest counted.
+            said = "; ".join(problems[:PROBLEMS_IN_MESSAGE])
+            if len(problems) > PROBLEMS_IN_MESSAGE:
+                said += f" (and {len(problems) - PROBLEMS_IN_MESSAGE} more: collector info {name})"
             if failed:
-                self._emit("error", {"action": "record", "message": f"{name}: " + "; ".join(problems)})
+                self._emit("error", {"action": "record", "message": f"{name}: {said}"})
             elif problems:
-                self._emit("warning", {"message": f"{name} is incomplete: " + "; ".join(problems)})
+                self._emit("warning", {"message": f"{name} is incomplete: {said}"})
