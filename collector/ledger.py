@@ -222,9 +222,8 @@ def ledger_problems(ledger: dict[str, Any] | None, *, accounted: bool = True) ->
         if s.get("kind") in UNCOVERED_KINDS:
             continue
         tolerance = coverage_tolerance_s(float(s.get("rate_hz") or 0))
-        if s.get("first_t_ns") is None:
-            if s.get("published") != 0:
-                problems.append(f"{name}: no samples in the episode ({duration_s:.1f} s)")
+        if s.get("first_t_ns") is None:  # a device silent from before the start included
+            problems.append(f"{name}: no samples in the episode ({duration_s:.1f} s)")
             continue
         if s["head_s"] > tolerance:
             problems.append(f"{name}: first {s['head_s']:.1f} s missing")

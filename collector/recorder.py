@@ -505,6 +505,7 @@ class Recorder:
             if window.state != "closed":
                 window.discard = True  # still draining: thrown away when it closes
                 return {"ok": True, "discarded": True, "path": str(window.path)}
+        window.closed.wait(60.0)
         if not window.path.exists():
             return {"ok": False, "error": "no episode to discard"}
         target = move_to_trash(window.path, Path(self.recording.output))
@@ -520,6 +521,7 @@ class Recorder:
                 window.end_attrs.update({k: v for k, v in editable_attr_values(attrs).items()
                                          if v is not None})
                 return {"ok": True, "path": str(window.path)}
+        window.closed.wait(60.0)  # past the point of taking attributes: wait until the file is
         update_episode_attrs(window.path, **attrs)
         return {"ok": True, "path": str(window.path)}
 
@@ -611,10 +613,17 @@ def serve(recorder: Recorder, ctl_endpoint: str, stop: threading.Event) -> None:
             return {"ok": True}
         return recorder.handle(request)
 
+    parent_seen_ns = [protocol.now_ns()]
+
     def idle() -> None:
-        if os.getppid() != parent:
-            log.warning("parent process exited; finishing and stopping")
-            stop.set()
+        if os.getppid() == parent:
+            parent_seen_ns[0] = protocol.now_ns()
+            return
+        # The nodes go with the app, so the episode ends when the app was last seen alive,
+        # not when this loop noticed (up to a poll later, after the nodes' last samples).
+        log.warning("parent process exited; finishing and stopping")
+        recorder.stop(t_ns=parent_seen_ns[0], wait=False)
+        stop.set()
 
     try:
         serve_requests(sock, handle, stop, idle=idle)
