@@ -217,7 +217,10 @@ def test_hostile_input_is_rejected_and_counted_while_the_episode_carries_on(tmp_
             result = session.wait_closed(stopped["uuid"], 60)
     finally:
         rogue.close()
-    assert result["status"] == "complete" and result["problems"] == [], result
+    # The rogue's one valid stream never published: said so, and nothing else is wrong.
+    assert result["status"] == "complete", result
+    assert result["problems"] == ["rogue/x: no samples in the episode"] or all(
+        p.startswith("rogue/x: no samples") for p in result["problems"]), result["problems"]
     check_against_truth(result["path"], published_record(publish_record))
     with open_episode(started["path"]) as ep:
         assert not [e for e in ep.events() if e["kind"] == "disconnected"]
