@@ -39,7 +39,7 @@ END = b"end"
 
 
 def _frames_rgbd(seq: int, color: np.ndarray, depth: np.ndarray) -> list:
-    from collector import protocol
+    from collector.wire import protocol
     return protocol.encode(protocol.Sample(
         node="cam0", stream="cam0/rgbd", seq=seq, t_device_ns=seq, t_host_ns=time.time_ns(),
         fields={"color": color, "depth": depth}))
@@ -51,9 +51,9 @@ def _frames_rgbd(seq: int, color: np.ndarray, depth: np.ndarray) -> list:
 def _unpaced_receiver(kind: str, endpoint: str, ready, results) -> None:
     import zmq
 
-    from collector import protocol
-    from collector.bus import Subscriber
-    from collector.protocol import Event, ProtocolError, Sample
+    from collector.wire import protocol
+    from collector.wire.bus import Subscriber
+    from collector.wire.protocol import Event, ProtocolError, Sample
 
     ctx = zmq.Context()
     subscriber = None
@@ -111,9 +111,9 @@ def _unpaced_receiver(kind: str, endpoint: str, ready, results) -> None:
 def run_unpaced(kind: str, rundir: str, messages: int, node_rate: float) -> dict:
     import zmq
 
-    from collector import protocol
-    from collector.bus import NodePublisher, reliable_hwm
-    from collector.protocol import Describe, Event
+    from collector.wire import protocol
+    from collector.wire.bus import NodePublisher, reliable_hwm
+    from collector.wire.protocol import Describe, Event
 
     spawn = mp.get_context("spawn")
     endpoint = f"ipc://{rundir}/{kind}"
@@ -194,8 +194,8 @@ def run_unpaced(kind: str, rundir: str, messages: int, node_rate: float) -> dict
 def _node(node: str, rundir: str, streams: dict, rate_hz: float, seconds: float, seen, go,
           stop) -> None:
     """One device node: ``streams`` maps stream name to a list of (field, shape, dtype)."""
-    from collector.bus import NodePublisher
-    from collector.protocol import Describe, Event, Sample
+    from collector.wire.bus import NodePublisher
+    from collector.wire.protocol import Describe, Event, Sample
 
     publisher = NodePublisher(f"ipc://{rundir}/{node}", Describe(node=node, streams=[]),
                               messages_per_second=rate_hz * len(streams))
@@ -231,8 +231,8 @@ def _node(node: str, rundir: str, streams: dict, rate_hz: float, seconds: float,
 
 def _recorder(endpoints: list[str], nodes: list[str], seen: dict, results, timeout_s: float,
               kind: str, stop) -> None:
-    from collector.bus import LatestSubscriber, Subscriber
-    from collector.protocol import Event, Sample
+    from collector.wire.bus import LatestSubscriber, Subscriber
+    from collector.wire.protocol import Event, Sample
 
     if kind == "display":                        # displays: newest sample only, live endpoints
         latest = LatestSubscriber(endpoints)

@@ -38,8 +38,8 @@ import psutil
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-from collector.bus import Subscriber, node_endpoints  # noqa: E402
-from collector.protocol import Event, Sample  # noqa: E402
+from collector.wire.bus import Subscriber, node_endpoints  # noqa: E402
+from collector.wire.protocol import Event, Sample  # noqa: E402
 from devices.glove.firmware import FirmwareProcess  # noqa: E402
 
 

@@ -38,7 +38,7 @@ def main() -> int:
     import pyqtgraph as pg
     from PySide6 import QtWidgets
 
-    from collector.collect import CollectModel
+    from collector.recording.collect import CollectModel
     from collector.config import sim_config
     from devices.sim_camera.node import read_barcode
     from ui import theme

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from collector.config import RecordingConfig  # noqa: E402
-from collector.episode_reader import open_episode  # noqa: E402
-from collector.recorder import Recorder  # noqa: E402
-from devices.base import DeviceDisconnected  # noqa: E402
-from devices.node import Node  # noqa: E402
+from collector.storage.reader import open_episode  # noqa: E402
+from collector.recording.recorder import Recorder  # noqa: E402
+from collector.wire.device import DeviceDisconnected  # noqa: E402
+from collector.wire.node import Node  # noqa: E402
 from devices.realsense.node import RealSenseCamera  # noqa: E402
 from devices.realsense.synthetic import write_synthetic_recording  # noqa: E402
 

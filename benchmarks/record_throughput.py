@@ -46,9 +46,9 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collector.config import sim_config  # noqa: E402
-from collector.episode_reader import format_info, open_episode  # noqa: E402
-from collector.ledger import MISSING_REASONS  # noqa: E402
-from collector.session import Session  # noqa: E402
+from collector.storage.reader import format_info, open_episode  # noqa: E402
+from collector.storage.ledger import MISSING_REASONS  # noqa: E402
+from collector.recording.session import Session  # noqa: E402
 
 
 def disk_bandwidth_mb_s(folder: Path, total_mb: int = 1024) -> float:
@@ -70,9 +70,9 @@ def checksum_cost(cameras: int, compression: str, color_encoding: str, checksums
                   seconds: float, out: Path) -> dict:
     """Write ``seconds`` of 30 fps 640x480 RGB-D per camera plus a 1 kHz glove through
     EpisodeWriter, flushing every 0.5 s of data; CPU time and throughput of the writer alone."""
-    from collector.episode import EpisodeWriter
-    from collector.protocol import Sample
-    from collector.streams import FieldSpec, StreamSpec
+    from collector.storage.writer import EpisodeWriter
+    from collector.wire.protocol import Sample
+    from collector.wire.streams import FieldSpec, StreamSpec
 
     rng = np.random.default_rng(0)
     specs = [StreamSpec(f"cam{i}/color", "color", 30.0, [FieldSpec("rgb", "uint8", (480, 640, 3))])

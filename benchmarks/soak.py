@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from collector.config import sim_config  # noqa: E402
-from collector.episode_reader import open_episode, validate_episode  # noqa: E402
-from collector.session import Session  # noqa: E402
+from collector.storage.reader import open_episode, validate_episode  # noqa: E402
+from collector.recording.session import Session  # noqa: E402
 
 
 def rss_mb(pid: int) -> float | None:

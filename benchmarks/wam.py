@@ -69,8 +69,8 @@ def bench_eval(path: Path, data: str, max_windows: int) -> None:
 
 def bench_capture(path: Path, seconds: float) -> None:
     from collector.config import sim_config
-    from collector.episode_reader import open_episode
-    from collector.session import Session
+    from collector.storage.reader import open_episode
+    from collector.recording.session import Session
 
     print(f"\ncapture, {seconds:g} s episodes, one 640x480 RGB-D camera at 30 fps + 200 Hz glove:")
     print(f"{'':18}{'samples':>9}{'missing':>9}{'late frames':>13}{'capture->recorder p50/p99 ms':>31}")

@@ -23,8 +23,9 @@ import threading
 import time
 from pathlib import Path
 
-from . import __version__
-from .config import AppConfig, ConfigError, load_config, save_config, sim_config
+from collector import __version__
+from collector.config import AppConfig, load_config, save_config, sim_config
+from collector.wire.options import ConfigError
 
 log = logging.getLogger("collector")
 
@@ -58,11 +59,11 @@ def _status_line(status: dict) -> str:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from .session import Session, SessionError
-    from .supervisor import StartupError
+    from collector.recording.session import Session, SessionError
+    from collector.recording.supervisor import StartupError
 
     config = _app_config(args)
-    from .recovery import recover_interrupted
+    from collector.storage.recovery import recover_interrupted
     for result in recover_interrupted(config.recording.output):  # left by a crash last time
         print(("" if result.ok else "error: ") + result.message, file=sys.stderr)
     stop = threading.Event()
@@ -113,7 +114,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 def _report_closed(session, uuid: str, quiet: bool) -> bool:
     """Print a closed episode's path (stdout) and what it lacks; True if it failed."""
-    from .episode_reader import format_info, open_episode
+    from collector.storage.reader import format_info, open_episode
 
     result = session.wait_closed(uuid)
     if result.get("path"):
@@ -130,7 +131,7 @@ def _report_closed(session, uuid: str, quiet: bool) -> bool:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .episode_reader import EpisodeError, format_info, open_episode
+    from collector.storage.reader import EpisodeError, format_info, open_episode
 
     try:
         with open_episode(args.file) as episode:
@@ -142,12 +143,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .episode_reader import validate_episode
+    from collector.storage.reader import validate_episode
 
     problems = validate_episode(args.file)
     checked = True
-    if args.deep:  # every chunk and every JPEG frame (collector.checksums)
-        from .checksums import deep_report
+    if args.deep:  # every chunk and every JPEG frame (collector.storage.checksums)
+        from collector.storage.checksums import deep_report
         damage, checked = deep_report(args.file)
         problems += [p for p in damage if p not in problems]
     if problems:
@@ -161,7 +162,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
-    from .recovery import recover_tree
+    from collector.storage.recovery import recover_tree
 
     results = recover_tree(args.path)
     for result in results:
@@ -265,13 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_argument("--json", action="store_true", help="print the raw JSON")
     devices.set_defaults(func=cmd_devices)
 
-    from .review.cli import add_commands as add_review_commands
+    from collector.review.cli import add_commands as add_review_commands
     add_review_commands(sub)  # ls, report, curate, trash, review
-    from .wam.cli import add_commands as add_wam_commands
+    from collector.wam.cli import add_commands as add_wam_commands
     add_wam_commands(sub)  # wam train, wam eval, wam info
-    from .export.cli import add_commands as add_export_commands
+    from collector.export.cli import add_commands as add_export_commands
     add_export_commands(sub)  # export robomimic|aloha|lerobot
-    from .security import add_commands as add_security_commands
+    from collector.wire.security import add_commands as add_security_commands
     add_security_commands(sub)  # keys
     return parser
 

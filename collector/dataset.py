@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from collector.episode_reader import Episode, EpisodeError, open_episode
+from collector.storage.reader import Episode, EpisodeError, open_episode
 from collector.export.common import check_consistent
 from collector.export.selection import (EpisodeFilter, EpisodeSteps, SignalMapping, camera_key,
                                         drop_damaged_steps, load_steps, read_images,

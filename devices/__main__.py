@@ -1,5 +1,66 @@
+"""Run one driver as a device node: ``python -m devices DRIVER --name NAME --endpoint ENDPOINT``.
+
+    python -m devices sim_camera --name cam0 --endpoint ipc:///tmp/x/cam0 --options '{"fps": 30}'
+
+The driver comes from the registry (devices/registry.py); the node runtime is
+:class:`collector.wire.node.Node`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
 import sys
 
-from .node import main
+from collector.wire.device import DeviceError
+from collector.wire.node import RESTART_REASON_ENV, Node
+from collector.wire.security import CurveServer
+from devices.registry import DRIVERS, driver_class
 
-sys.exit(main())
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devices", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("driver", choices=sorted(DRIVERS))
+    parser.add_argument("--name", required=True, help="node name, the prefix of its streams")
+    parser.add_argument("--endpoint", required=True, help="base endpoint, ipc://PATH or tcp://HOST:PORT")
+    parser.add_argument("--options", default="{}", help="driver options as a JSON object")
+    parser.add_argument("--curve-secret", help="this node's CurveZMQ secret key file (collector keys): "
+                        "encrypt, and admit only the clients in --curve-authorized")
+    parser.add_argument("--curve-authorized", help="folder of the public keys (*.key) of the apps "
+                        "allowed to connect")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow a plain tcp:// bind beyond loopback (trusted networks only)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
+    curve = None
+    try:
+        if args.curve_secret or args.curve_authorized:
+            if not (args.curve_secret and args.curve_authorized):
+                raise ValueError("--curve-secret and --curve-authorized go together")
+            curve = CurveServer(args.curve_secret, args.curve_authorized)
+        device = driver_class(args.driver)(args.name, json.loads(args.options))
+        node = Node(device, args.endpoint, curve=curve, insecure=args.insecure,
+                    restart_reason=os.environ.pop(RESTART_REASON_ENV, ""))
+    except (ValueError, DeviceError) as exc:  # SecurityError is a ValueError
+        if curve is not None:
+            curve.stop()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: node.stop())
+    try:
+        node.run()
+    finally:
+        node.close()
+        if curve is not None:
+            curve.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

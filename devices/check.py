@@ -3,7 +3,7 @@
 Reads a JSON list of ``{"name", "driver", "options"}`` and prints a JSON list of error messages
 (empty when all are valid), each the driver config's exact message, e.g.
 ``cam0.options: unknown option 'fsp' (known: ...)``. The core and the GUI call it in a child
-process (see :func:`collector.supervisor.check_node_options`), since they may not import drivers.
+process (see :func:`collector.recording.supervisor.check_node_options`), since they may not import drivers.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import sys
 
-from collector.config import ConfigError, from_mapping
+from collector.wire.options import ConfigError, from_mapping
 
-from .registry import driver_class
+from devices.registry import driver_class
 
 
 def check(nodes: list[dict]) -> list[str]:

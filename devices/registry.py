@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from .base import Device
+from collector.wire.device import Device
 
 DRIVERS: dict[str, str] = {
     "sim_camera": "devices.sim_camera.node:SimCamera",

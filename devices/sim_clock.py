@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
 
-from collector.config import ConfigError
+from collector.wire.options import ConfigError
 
-from .base import DeviceDisconnected, DeviceError
-from .sim_world.rng import unit
+from collector.wire.device import DeviceDisconnected, DeviceError
+from devices.sim_world.rng import unit
 
 #: Below this much time left, stop sleeping (the OS may oversleep ~0.1 ms) and yield instead.
 SPIN_S = 0.0003

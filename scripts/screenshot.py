@@ -32,7 +32,7 @@ def main() -> int:
 
     from PySide6 import QtWidgets
 
-    from collector.collect import CollectModel
+    from collector.recording.collect import CollectModel
     from collector.config import sim_config
     from ui import theme
     from ui.collect.window import QtCollectWindow

@@ -14,7 +14,8 @@ import signal
 import sys
 from pathlib import Path
 
-from collector.config import ConfigError, load_config, sim_config
+from collector.config import load_config, sim_config
+from collector.wire.options import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
               "'collector record --sim --duration 10'.", file=sys.stderr)
         return 2
 
-    from collector.collect import CollectModel
+    from collector.recording.collect import CollectModel
 
-    from .collect.window import QtCollectWindow
+    from ui.collect.window import QtCollectWindow
 
     app = application("collector")
     window = QtCollectWindow(CollectModel(config, config_path=args.config))
@@ -65,7 +66,7 @@ def application(name: str):
     """The QApplication, styled (created on first use)."""
     from PySide6 import QtWidgets
 
-    from . import theme
+    from ui import theme
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setApplicationName(name)

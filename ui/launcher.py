@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
         from collector.cli import main as cli_main
 
         return cli_main(argv)
-    from .app import main as gui_main
+    from ui.app import main as gui_main
 
     return gui_main(argv)
 

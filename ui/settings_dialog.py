@@ -7,8 +7,9 @@ from pathlib import Path
 
 from PySide6 import QtWidgets
 
-from collector.config import AppConfig, ConfigError, from_mapping, to_mapping
-from collector.supervisor import check_node_options
+from collector.config import AppConfig
+from collector.wire.options import ConfigError, from_mapping, to_mapping
+from collector.recording.supervisor import check_node_options
 
 DEFAULT_CONFIG_NAME = "collector.toml"
 

@@ -14,7 +14,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from collector.wam.preview import PreviewState, WamPreview
 
-from . import theme
+from ui import theme
 
 #: Horizons (s) shown in the strip.
 STRIP_HORIZONS = (0.25, 0.5, 1.0, 1.5, 2.0)

@@ -25,7 +25,7 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from collector.episode_reader import open_episode
+from collector.storage.reader import open_episode
 from collector.export.common import (ExportError, ExportResult, Stopwatch, atomic_output, batches,
                                      load_episodes, progress, tree_bytes, velocity)
 from collector.export.selection import EpisodeFilter, SignalMapping, camera_key, read_images

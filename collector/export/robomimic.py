@@ -28,7 +28,7 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from collector.episode_reader import open_episode
+from collector.storage.reader import open_episode
 from collector.export.common import (ExportResult, Stopwatch, atomic_output, batches,
                                      field_groups, load_episodes, progress, tree_bytes)
 from collector.export.selection import (EpisodeFilter, SignalMapping, camera_key, read_images,

@@ -29,8 +29,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from collector.episode_reader import Episode, EpisodeError, open_episode
-from collector.sync import build_sync_index, default_max_skew_ns, sync_time_ns
+from collector.storage.reader import Episode, EpisodeError, open_episode
+from collector.storage.sync import build_sync_index, default_max_skew_ns, sync_time_ns
 
 #: Units of fields that describe where things are (what a robot can be commanded to), as opposed
 #: to forces, rates and raw sensor readings; ``next``-state actions default to these.
@@ -360,7 +360,7 @@ def frame_damage(ep: Episode, camera: str, field: str, frames: np.ndarray, *,
     JPEG frames are checked against their CRC32 (files without CRCs: decoded when ``thorough``,
     else their header and end marker checked); raw frames, only when ``thorough``, by reading
     their chunks (Fletcher-32)."""
-    from collector.checksums import jpeg_frame_problems, raw_frame_problems
+    from collector.storage.checksums import jpeg_frame_problems, raw_frame_problems
 
     group = ep.h5[f"streams/{camera}"]
     count = ep.count(camera)

@@ -10,7 +10,7 @@ The catalog is the model behind ``collector ls``, ``collector report`` and the r
 
 Summaries (facts, curation, quality report, thumbnail) are cached in ``<root>/.collector-review/``,
 keyed by each file's relative path, size and modification time, so a file is opened again only
-when it changed. Curation writes attributes only (:func:`collector.library.update_episode_attrs`)
+when it changed. Curation writes attributes only (:func:`collector.storage.library.update_episode_attrs`)
 and refreshes the cached entry without recomputing the quality report (the samples did not
 change). Observers (``catalog.observers.append(callback)``) get ``(event, payload)`` for
 ``scanned``, ``curated``, ``trashed`` and ``restored``.
@@ -28,10 +28,10 @@ from typing import Any, Callable, Iterable
 
 import h5py
 
-from collector.library import TRASH_DIR, move_to_trash, restore_from_trash, update_episode_attrs
+from collector.storage.library import TRASH_DIR, move_to_trash, restore_from_trash, update_episode_attrs
 
-from .quality import duration_outliers
-from .summary import EpisodeSummary, curation_fields, summarize_episode
+from collector.review.quality import duration_outliers
+from collector.review.summary import EpisodeSummary, curation_fields, summarize_episode
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class EpisodeCatalog:
     # ---- curation --------------------------------------------------------------------------
     def curate(self, path: str | Path, **attrs: Any) -> EpisodeSummary:
         """Set ``outcome``, ``tags``, ``notes`` and/or ``trim`` on ``path`` (attributes only;
-        see :func:`collector.library.update_episode_attrs`) and return the updated summary."""
+        see :func:`collector.storage.library.update_episode_attrs`) and return the updated summary."""
         path = Path(path)
         update_episode_attrs(path, **attrs)
         with h5py.File(path, "r") as f:

@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .quality import FLAGS
+from collector.review.quality import FLAGS
 
 
 def _catalog(path: str, no_cache: bool = False):
-    from .catalog import EpisodeCatalog
+    from collector.review.catalog import EpisodeCatalog
 
     return EpisodeCatalog(path, use_cache=not no_cache)
 
@@ -76,7 +76,7 @@ def format_stats(board: Any) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from .dashboard import build_dashboard
+    from collector.review.dashboard import build_dashboard
 
     if not Path(args.dir).exists():
         print(f"error: {args.dir}: no such folder", file=sys.stderr)
@@ -95,7 +95,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_html_report
+    from collector.review.report import write_html_report
 
     if not Path(args.dir).exists():
         print(f"error: {args.dir}: no such folder", file=sys.stderr)
@@ -110,9 +110,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_curate(args: argparse.Namespace) -> int:
     import h5py
 
-    from collector.library import update_episode_attrs
+    from collector.storage.library import update_episode_attrs
 
-    from .summary import curation_fields
+    from collector.review.summary import curation_fields
 
     path = Path(args.file)
     changes: dict[str, Any] = {}
@@ -146,7 +146,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
 
 def cmd_trash(args: argparse.Namespace) -> int:
-    from collector.library import TRASH_DIR, move_to_trash, restore_from_trash
+    from collector.storage.library import TRASH_DIR, move_to_trash, restore_from_trash
 
     path = Path(args.file)
     if not path.is_file():

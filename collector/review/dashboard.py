@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .summary import EpisodeSummary
+from collector.review.summary import EpisodeSummary
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from collector.episode_reader import open_episode
+from collector.storage.reader import open_episode
 
 CAMERA_KINDS = ("color", "depth")
 #: Event kinds shown as jump targets (the others are bookkeeping).

@@ -1,6 +1,6 @@
 """Quality report of one episode: what a reviewer checks before an episode goes into training.
 
-:func:`quality_report` reads an open :class:`~collector.episode_reader.Episode` once and returns
+:func:`quality_report` reads an open :class:`~collector.storage.reader.Episode` once and returns
 plain data (JSON-able, cached by :mod:`collector.review.catalog`): per-stream drops, gaps and
 stalls, the sync skew distribution, glove disconnects, idle time at the start and end (from
 glove motion), what the integrity ledger says is missing (``integrity``, in words: "cam0/color:
@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from collector.ledger import ledger_problems
+from collector.storage.ledger import ledger_problems
 
 #: A gap between two samples longer than this many nominal periods (and ``STALL_MIN_S``) is a stall.
 STALL_PERIODS = 5.0
@@ -53,7 +53,7 @@ def flag_sentences(flags: Iterable[str], integrity: Iterable[str] = ()) -> list[
     """``(flag, sentence)`` rows explaining ``flags``, as the report, the review window and their
     tooltips show them: each flag's sentence from :data:`FLAGS`, except that ``failed`` and
     ``incomplete`` are explained by the episode's own integrity sentences (``integrity``, see
-    :meth:`collector.episode_reader.Episode.integrity_problems`), one row each."""
+    :meth:`collector.storage.reader.Episode.integrity_problems`), one row each."""
     flags, integrity = list(flags), list(integrity)
     failed = [p for p in integrity if p.startswith("the recording failed")]
     missing = [p for p in integrity if p not in failed]

@@ -14,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .dashboard import GroupStats, build_dashboard
-from .quality import FLAGS, flag_sentences
+from collector.review.dashboard import GroupStats, build_dashboard
+from collector.review.quality import FLAGS, flag_sentences
 
 _CSS = """
 body{font:14px/1.4 -apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;margin:24px;color:#1d232a;background:#f6f7f9}

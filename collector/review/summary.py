@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from collector.codecs import encode_jpeg
-from collector.episode_reader import EpisodeError, open_episode
-from collector.library import parse_trim
+from collector.storage.codecs import encode_jpeg
+from collector.storage.reader import EpisodeError, open_episode
+from collector.storage.library import parse_trim
 
-from .quality import quality_report
+from collector.review.quality import quality_report
 
 #: Width of the thumbnails stored beside the cache (pixels).
 THUMBNAIL_WIDTH = 192

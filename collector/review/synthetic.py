@@ -19,10 +19,10 @@ import json
 
 import h5py
 
-from collector.episode import EpisodeWriter
-from collector.ledger import SourceMarks, build_ledger
-from collector.protocol import Sample
-from collector.streams import FieldSpec, StreamSpec
+from collector.storage.writer import EpisodeWriter
+from collector.storage.ledger import SourceMarks, build_ledger
+from collector.wire.protocol import Sample
+from collector.wire.streams import FieldSpec, StreamSpec
 
 T0_NS = 1_790_000_000_000_000_000
 
@@ -113,7 +113,7 @@ def write_synthetic_episode(path: str | Path, *, duration_s: float = 4.0, idle_s
 def write_synthetic_ledger(path: str | Path, *, undrained: dict[str, int] | None = None,
                            lost: dict[str, int] | None = None, stop_s: float | None = None,
                            failed: str = "") -> dict[str, Any]:
-    """Give a finished episode an integrity ledger (:mod:`collector.ledger`) built from what the
+    """Give a finished episode an integrity ledger (:mod:`collector.storage.ledger`) built from what the
     file holds, as the recorder would, and return it.
 
     Args:

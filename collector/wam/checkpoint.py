@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import DEFAULT_ACTION_FIELDS, Normalizer
-from .model import WamConfig, WorldActionModel
+from collector.wam.data import DEFAULT_ACTION_FIELDS, Normalizer
+from collector.wam.model import WamConfig, WorldActionModel
 
 FORMAT = "collector-wam"
 FORMAT_VERSION = 2

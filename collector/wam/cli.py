@@ -23,9 +23,9 @@ def _say(text: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
-    from .data import DatasetError
-    from .model import WamConfig
-    from .train import TrainOptions, train
+    from collector.wam.data import DatasetError
+    from collector.wam.model import WamConfig
+    from collector.wam.train import TrainOptions, train
 
     torch.set_num_threads(args.threads)
     config = WamConfig(image_size=args.image_size, context=args.context, horizon=args.horizon,
@@ -49,9 +49,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from .checkpoint import Checkpoint, CheckpointError
-    from .data import find_episodes
-    from .evaluate import evaluate, format_report
+    from collector.wam.checkpoint import Checkpoint, CheckpointError
+    from collector.wam.data import find_episodes
+    from collector.wam.evaluate import evaluate, format_report
 
     torch.set_num_threads(args.threads)
     try:
@@ -78,8 +78,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .checkpoint import Checkpoint, CheckpointError
-    from .model import parameter_count
+    from collector.wam.checkpoint import Checkpoint, CheckpointError
+    from collector.wam.model import parameter_count
 
     try:
         checkpoint = Checkpoint.load(args.checkpoint)

@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from ..episode_reader import EpisodeError, open_episode
+from collector.storage.reader import EpisodeError, open_episode
 
 log = logging.getLogger(__name__)
 

@@ -19,11 +19,11 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint
-from .data import WindowSet, find_episodes, load_clips
-from .metrics import masked_mse, moving_mask, psnr, ssim
-from .model import WorldActionModel
-from .train import pick_device, to_tensors
+from collector.wam.checkpoint import Checkpoint
+from collector.wam.data import WindowSet, find_episodes, load_clips
+from collector.wam.metrics import masked_mse, moving_mask, psnr, ssim
+from collector.wam.model import WorldActionModel
+from collector.wam.train import pick_device, to_tensors
 
 #: Horizons (seconds) shown in the table; the JSON report has every step.
 TABLE_HORIZONS = (0.25, 0.5, 1.0, 1.5, 2.0)

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from .. import protocol
-from ..bus import LIVE_HWM, Subscriber, fetch_describe, node_endpoints
-from ..codecs import decode_jpeg
-from ..protocol import Describe, Sample
-from ..streams import StreamSpec
-from .data import resize_frame
+from collector.wire import protocol
+from collector.wire.bus import LIVE_HWM, Subscriber, fetch_describe, node_endpoints
+from collector.storage.codecs import decode_jpeg
+from collector.wire.protocol import Describe, Sample
+from collector.wire.streams import StreamSpec
+from collector.wam.data import resize_frame
 
 log = logging.getLogger("collector.wam.node")
 

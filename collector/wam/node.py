@@ -41,13 +41,13 @@ from collections import deque
 import numpy as np
 import zmq
 
-from .. import protocol
-from ..bus import NodePublisher
-from ..protocol import Describe, Event, Sample
-from ..streams import FieldSpec, StreamSpec
-from .data import nearest_index
-from .geometry import field_slice, project_to_image
-from .history import Frame, LiveHistory
+from collector.wire import protocol
+from collector.wire.bus import NodePublisher
+from collector.wire.protocol import Describe, Event, Sample
+from collector.wire.streams import FieldSpec, StreamSpec
+from collector.wam.data import nearest_index
+from collector.wam.geometry import field_slice, project_to_image
+from collector.wam.history import Frame, LiveHistory
 
 log = logging.getLogger("collector.wam.node")
 
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(args.nice)
     import torch
 
-    from .checkpoint import CheckpointError, Predictor
+    from collector.wam.checkpoint import CheckpointError, Predictor
 
     torch.set_num_threads(args.threads)
     try:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
-from ..bus import LIVE_HWM, Subscriber, node_endpoints, request
-from ..protocol import Event, Sample
+from collector.wire.bus import LIVE_HWM, Subscriber, node_endpoints, request
+from collector.wire.protocol import Event, Sample
 
 #: A prediction older than this many node periods (at least 1 s) makes the preview "slow".
 SLOW_PERIODS = 4
@@ -102,7 +102,7 @@ class WamPreview:
 
     @classmethod
     def for_supervisor(cls, supervisor, **kwargs) -> "WamPreview":
-        """Follow the node a started :class:`~collector.supervisor.Supervisor` runs (a restarted
+        """Follow the node a started :class:`~collector.recording.supervisor.Supervisor` runs (a restarted
         node keeps its endpoint, so the preview reconnects by itself), or say why there is none."""
         return cls(supervisor.wam_endpoint, rate_hz=supervisor.config.wam.rate_hz,
                    unavailable_reason=supervisor.wam_error or "no WAM node is running", **kwargs)

@@ -16,10 +16,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint
-from .data import DEFAULT_ACTION_FIELDS, Normalizer, WindowSet, find_episodes, load_clips, split_by_episode
-from .metrics import psnr
-from .model import WamConfig, WorldActionModel, action_loss, frame_loss, parameter_count
+from collector.wam.checkpoint import Checkpoint
+from collector.wam.data import DEFAULT_ACTION_FIELDS, Normalizer, WindowSet, find_episodes, load_clips, split_by_episode
+from collector.wam.metrics import psnr
+from collector.wam.model import WamConfig, WorldActionModel, action_loss, frame_loss, parameter_count
 
 log = logging.getLogger(__name__)
 

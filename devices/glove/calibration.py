@@ -108,7 +108,7 @@ def _capture(glove, seconds: float) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .node import Glove  # serial only when capturing
+    from devices.glove.node import Glove  # serial only when capturing
 
     parser = argparse.ArgumentParser(prog="python -m devices.glove.calibration",
                                      description=__doc__,

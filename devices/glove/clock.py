@@ -21,7 +21,7 @@ from collections import deque
 
 import numpy as np
 
-from ..clock_check import ClockCheck
+from devices.clock_check import ClockCheck
 
 BIN_S = 0.25
 WINDOW_S = 20.0

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from . import wire
+from devices.glove import wire
 
 PROBE_S = 1.2
 PROBE_BAUDRATES = (921600,)

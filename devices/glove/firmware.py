@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sim_clock import DeviceClock
-from ..sim_world import FINGER_NAMES, JOINT_NAMES, World
-from . import wire
+from devices.sim_clock import DeviceClock
+from devices.sim_world import FINGER_NAMES, JOINT_NAMES, World
+from devices.glove import wire
 
 BAUD_CONSTANTS = {b: getattr(termios, f"B{b}") for b in
                   (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1000000, 2000000)

@@ -27,13 +27,13 @@ from typing import Literal
 
 import numpy as np
 
-from collector.config import ConfigError
-from collector.streams import FieldSpec, StreamSpec
+from collector.wire.options import ConfigError
+from collector.wire.streams import FieldSpec, StreamSpec
 
-from ..base import Device, DeviceDisconnected, DeviceError, Reading
-from . import wire
-from .calibration import Calibration, CalibrationError, calibration_path
-from .clock import OnlineClockMap
+from collector.wire.device import Device, DeviceDisconnected, DeviceError, Reading
+from devices.glove import wire
+from devices.glove.calibration import Calibration, CalibrationError, calibration_path
+from devices.glove.clock import OnlineClockMap
 
 log = logging.getLogger(__name__)
 

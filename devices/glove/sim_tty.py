@@ -16,11 +16,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from collector.config import ConfigError
+from collector.wire.options import ConfigError
 
-from ..base import Device, Reading
-from .firmware import FirmwareProcess
-from .node import Glove
+from collector.wire.device import Device, Reading
+from devices.glove.firmware import FirmwareProcess
+from devices.glove.node import Glove
 
 
 @dataclass

@@ -19,7 +19,7 @@ from collections import deque
 
 import numpy as np
 
-from ..clock_check import ClockCheck
+from devices.clock_check import ClockCheck
 
 #: The device clock may run this much faster or slower than the host's (crystals: ~10-100 ppm).
 MAX_DRIFT_PPM = 1000.0

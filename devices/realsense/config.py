@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from collector.config import ConfigError
+from collector.wire.options import ConfigError
 
 #: Options that change the camera, which a recording cannot do.
 LIVE_ONLY_OPTIONS = ("serial", "auto_exposure", "exposure_us", "depth_exposure_us",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .profiles import camera_info, sdk
+from devices.realsense.profiles import camera_info, sdk
 
 
 def find_cameras() -> list[dict[str, Any]]:

@@ -25,13 +25,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from collector.streams import FieldSpec, StreamSpec
+from collector.wire.streams import FieldSpec, StreamSpec
 
-from ..base import Device, DeviceDisconnected, DeviceError, Reading
-from .clock import HostClockEstimate
-from .config import RealSenseConfig
-from .discover import attached_serials
-from .profiles import (IDENTITY, camera_info, extrinsics_dict, intrinsics_dict, pick_profile, sdk,
+from collector.wire.device import Device, DeviceDisconnected, DeviceError, Reading
+from devices.realsense.clock import HostClockEstimate
+from devices.realsense.config import RealSenseConfig
+from devices.realsense.discover import attached_serials
+from devices.realsense.profiles import (IDENTITY, camera_info, extrinsics_dict, intrinsics_dict, pick_profile, sdk,
                        sensor_for, video_profiles)
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from ..base import DeviceError
+from collector.wire.device import DeviceError
 
 
 def sdk():

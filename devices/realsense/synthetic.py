@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base import DeviceError
-from .profiles import sdk
+from collector.wire.device import DeviceError
+from devices.realsense.profiles import sdk
 
 #: Seconds between starting the sensors and the first frame (the recorder's warm-up).
 WARMUP_S = 0.3

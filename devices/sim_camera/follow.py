@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from collector.bus import LatestSubscriber, node_endpoints
+from collector.wire.bus import LatestSubscriber, node_endpoints
 from devices.sim_world import WorldState
 from devices.sim_world.motion import quat_matrix
 

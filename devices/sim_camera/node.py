@@ -12,15 +12,15 @@ import logging
 import time
 from dataclasses import dataclass
 
-from collector.bus import node_endpoints
-from collector.config import ConfigError
-from collector.streams import FieldSpec, StreamSpec
+from collector.wire.bus import node_endpoints
+from collector.wire.options import ConfigError
+from collector.wire.streams import FieldSpec, StreamSpec
 
-from ..base import Device, DeviceError, Reading
-from ..sim_clock import SimTicker, SimTimingOptions
-from ..sim_world import World
-from .follow import CommandFollower
-from .render import Renderer, camera_for_view
+from collector.wire.device import Device, DeviceError, Reading
+from devices.sim_clock import SimTicker, SimTimingOptions
+from devices.sim_world import World
+from devices.sim_camera.follow import CommandFollower
+from devices.sim_camera.render import Renderer, camera_for_view
 
 log = logging.getLogger(__name__)
 

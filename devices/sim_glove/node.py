@@ -12,12 +12,12 @@ from typing import Literal
 
 import numpy as np
 
-from collector.config import ConfigError
-from collector.streams import FieldSpec, StreamSpec
+from collector.wire.options import ConfigError
+from collector.wire.streams import FieldSpec, StreamSpec
 
-from ..base import Device, DeviceError, Reading
-from ..sim_clock import SimTicker, SimTimingOptions
-from ..sim_world import FINGER_NAMES, JOINT_NAMES, World
+from collector.wire.device import Device, DeviceError, Reading
+from devices.sim_clock import SimTicker, SimTimingOptions
+from devices.sim_world import FINGER_NAMES, JOINT_NAMES, World
 
 #: Separates the glove's random streams (drops, latency, sensor noise) from the cameras'.
 _TAG = 7

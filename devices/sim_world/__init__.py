@@ -5,7 +5,7 @@ evaluates ``world.state_at((host_time_ns - epoch_ns) / 1e9)``; since the world i
 of time, a camera and a glove in different processes agree without talking to each other.
 """
 
-from .world import (CUBES, CYCLE_S, FINGER_LENGTH, FINGER_NAMES, FINGER_THICKNESS, FINGER_WIDTH,
+from devices.sim_world.world import (CUBES, CYCLE_S, FINGER_LENGTH, FINGER_NAMES, FINGER_THICKNESS, FINGER_WIDTH,
                     GRASP_DEPTH, JOINT_NAMES, MAX_APERTURE, PHASES, TABLE_HALF_X, TABLE_HALF_Y,
                     Cube, World, WorldState)
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import motion
-from .motion import Segment
-from .rng import KeyedRandom
+from devices.sim_world import motion
+from devices.sim_world.motion import Segment
+from devices.sim_world.rng import KeyedRandom
 
 CYCLE_S = 8.5
 GRAVITY = 9.80665

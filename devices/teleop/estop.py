@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from collector.bus import NodePublisher
-from collector.protocol import Describe
+from collector.wire.bus import NodePublisher
+from collector.wire.protocol import Describe
 
-from .node import estop_event
+from devices.teleop.node import estop_event
 
 
 class EstopSender:

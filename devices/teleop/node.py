@@ -1,4 +1,4 @@
-"""``teleop`` driver: runs :class:`collector.teleop.Teleop` as a node on the bus.
+"""``teleop`` driver: runs :class:`devices.teleop.logic.Teleop` as a node on the bus.
 
 Subscribes to the glove node's data endpoint (``glove_endpoint``, its base endpoint as in the
 config) and to any ``estop_endpoints``; publishes, at ``rate_hz``:
@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from collector import protocol
-from collector.bus import Subscriber, node_endpoints
-from collector.config import ConfigError
-from collector.protocol import Event, Sample
-from collector.streams import FieldSpec, StreamSpec
-from collector.teleop import MODE_NAMES, GloveInput, Teleop, TeleopConfig
+from collector.wire import protocol
+from collector.wire.bus import Subscriber, node_endpoints
+from collector.wire.options import ConfigError
+from collector.wire.protocol import Event, Sample
+from collector.wire.streams import FieldSpec, StreamSpec
+from devices.teleop.logic import MODE_NAMES, GloveInput, Teleop, TeleopConfig
 
-from ..base import Device, DeviceError, Reading
+from collector.wire.device import Device, DeviceError, Reading
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from collector.episode import EpisodeWriter
-from collector.protocol import Sample
-from collector.streams import FieldSpec, StreamSpec
+from collector.storage.writer import EpisodeWriter
+from collector.wire.protocol import Sample
+from collector.wire.streams import FieldSpec, StreamSpec
 from devices.sim_camera.node import SimCamera
 from devices.sim_glove.node import SimGlove
 
@@ -81,7 +81,7 @@ def write_sim_episode(path, *, seed: int = 0, seconds: float = 2.0, cameras: int
 
 def glove_world(path):
     """The glove's world and device clock of an episode written by :func:`write_sim_episode`."""
-    from collector.episode_reader import open_episode
+    from collector.storage.reader import open_episode
     from devices.sim_clock import DeviceClock
     from devices.sim_world import World
 

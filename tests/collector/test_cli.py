@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 from collector.cli import main
-from collector.episode_reader import open_episode
+from collector.storage.reader import open_episode
 
 ROOT = Path(__file__).resolve().parents[2]
 

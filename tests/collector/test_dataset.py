@@ -11,10 +11,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from collector.dataset import EpisodeDataset
-from collector.episode_reader import open_episode
+from collector.storage.reader import open_episode
 from collector.export.selection import (EpisodeFilter, SelectionError, SignalMapping, load_steps,
                                         split_by_episode)
-from sim_episodes import COMMAND_OFFSET, glove_world, write_library, write_sim_episode
+from tests.collector.sim_episodes import COMMAND_OFFSET, glove_world, write_library, write_sim_episode
 
 
 @pytest.fixture(scope="module")

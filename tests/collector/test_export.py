@@ -18,14 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from collector.cli import main
-from collector.episode_reader import open_episode
+from collector.storage.reader import open_episode
 from collector.export import common
 from collector.export.aloha import export_aloha
 from collector.export.common import ExportError
 from collector.export.lerobot import export_lerobot
 from collector.export.robomimic import export_robomimic
 from collector.export.selection import SignalMapping, load_steps
-from sim_episodes import write_library, write_sim_episode
+from tests.collector.sim_episodes import write_library, write_sim_episode
 
 GRIP = SignalMapping(action="next:glove/hand:wrist_pos,grip")
 

@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from collector.episode import EpisodeWriter
-from collector.library import parse_trim, sample_checksum as data_checksum, trim_mask, update_episode_attrs
+from collector.storage.writer import EpisodeWriter
+from collector.storage.library import parse_trim, sample_checksum as data_checksum, trim_mask, update_episode_attrs
 from collector.review import EpisodeCatalog, build_dashboard, summarize_episode
 from collector.review.catalog import CACHE_DIR, CACHE_FILE
 from collector.review.playback import EpisodePlayback
@@ -187,7 +187,7 @@ def test_no_cache_mode_writes_nothing_into_the_folder(folder):
 
 
 def test_an_interrupted_recording_plays_paired_by_host_time(tmp_path):
-    from collector.protocol import Sample
+    from collector.wire.protocol import Sample
 
     path = tmp_path / "killed.h5"
     writer = EpisodeWriter(path, synthetic_specs(32, 24), {"start_time_ns": 10**18})

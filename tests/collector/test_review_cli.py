@@ -10,7 +10,7 @@ import h5py
 import pytest
 
 from collector.cli import main
-from collector.library import sample_checksum as data_checksum
+from collector.storage.library import sample_checksum as data_checksum
 from collector.review.synthetic import write_synthetic_episode, write_synthetic_ledger
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from collector.bus import default_endpoint, new_runtime_dir, request, node_endpoints
+from collector.wire.bus import default_endpoint, new_runtime_dir, request, node_endpoints
 from collector.config import sim_config
-from collector.episode_reader import open_episode
-from collector.session import Session
+from collector.storage.reader import open_episode
+from collector.recording.session import Session
 from collector.wam import preview as preview_module
 from collector.wam.checkpoint import Predictor
 from collector.wam.node import InferenceNode
@@ -21,7 +21,7 @@ from collector.wam.preview import WamPreview
 from collector.wam.surprise import surprise_summary
 from tests.waiting import wait_for
 
-from test_wam import tiny_checkpoint  # tests/collector is on sys.path (pytest rootdir mode)
+from tests.collector.test_wam import tiny_checkpoint
 
 SMALL_CAMERA = {"width": 160, "height": 120}
 

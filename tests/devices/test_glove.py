@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.config import ConfigError
-from devices.base import DeviceDisconnected, DeviceError
+from collector.wire.options import ConfigError
+from collector.wire.device import DeviceDisconnected, DeviceError
 from devices.glove.calibration import calibrate
 from devices.glove.discover import find_gloves
 from devices.glove.firmware import FirmwareProcess

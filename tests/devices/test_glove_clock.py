@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.bus import Subscriber, node_endpoints
-from collector.protocol import Event, Sample
-from devices.base import DeviceDisconnected
+from collector.wire.bus import Subscriber, node_endpoints
+from collector.wire.protocol import Event, Sample
+from collector.wire.device import DeviceDisconnected
 from devices.glove.clock import OnlineClockMap
 from devices.glove.firmware import FirmwareProcess
 from devices.glove.node import Glove

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from collector.bus import Subscriber, node_endpoints
-from collector.protocol import Event, Sample
+from collector.wire.bus import Subscriber, node_endpoints
+from collector.wire.protocol import Event, Sample
 from devices.glove.firmware import FirmwareProcess
 from devices.glove.node import Glove
 from tests.waiting import wait_for

@@ -7,12 +7,13 @@ import time
 import numpy as np
 import pytest
 
-from collector.bus import NodePublisher
-from collector.config import AppConfig, ConfigError, NodeConfig
-from collector.episode_reader import open_episode, validate_episode
-from collector.protocol import Describe, Sample
-from collector.session import Session
-from collector.teleop import ESTOP
+from collector.wire.bus import NodePublisher
+from collector.config import AppConfig, NodeConfig
+from collector.wire.options import ConfigError
+from collector.storage.reader import open_episode, validate_episode
+from collector.wire.protocol import Describe, Sample
+from collector.recording.session import Session
+from devices.teleop.logic import ESTOP
 from devices.sim_camera.follow import wrist_euler_of
 from devices.sim_camera.node import SimCamera
 from devices.sim_world.motion import wrist_quat

@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from collector.config import ConfigError
-from devices.base import DeviceDisconnected, DeviceError
+from collector.wire.options import ConfigError
+from collector.wire.device import DeviceDisconnected, DeviceError
 from devices.realsense.discover import find_cameras
 from devices.realsense.node import RealSenseCamera, apply_options
 from devices.realsense.profiles import pick_profile

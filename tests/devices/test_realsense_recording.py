@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from collector.config import RecordingConfig
-from collector.episode_reader import open_episode, validate_episode
-from collector.recorder import Recorder
-from devices.base import DeviceDisconnected, DeviceError
-from devices.node import Node
+from collector.storage.reader import open_episode, validate_episode
+from collector.recording.recorder import Recorder
+from collector.wire.device import DeviceDisconnected, DeviceError
+from collector.wire.node import Node
 from devices.realsense.node import RealSenseCamera
 from tests.waiting import wait_for
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from collector.config import ConfigError
+from collector.wire.options import ConfigError
 from devices.sim_camera.node import SimCamera
 from devices.sim_camera.render import FINGER_COLOR, Renderer, camera_for_view
 from devices.sim_world import FINGER_LENGTH, World

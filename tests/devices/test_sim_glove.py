@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from collector.bus import Subscriber, node_endpoints
-from collector.config import ConfigError
-from collector.protocol import Sample
-from devices.base import DeviceDisconnected, DeviceError
+from collector.wire.bus import Subscriber, node_endpoints
+from collector.wire.options import ConfigError
+from collector.wire.protocol import Sample
+from collector.wire.device import DeviceDisconnected, DeviceError
 from devices.sim_clock import DeviceClock
 from devices.sim_glove.node import SimGlove
 from devices.sim_world import World

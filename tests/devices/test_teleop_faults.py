@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from collector.bus import Subscriber, node_endpoints
-from collector.protocol import Sample
-from collector.teleop import ACTIVE, HOLD
+from collector.wire.bus import Subscriber, node_endpoints
+from collector.wire.protocol import Sample
+from devices.teleop.logic import ACTIVE, HOLD
 
 ROOT = Path(__file__).resolve().parents[2]
 MS = 1_000_000

@@ -1,6 +1,6 @@
 import pytest
 
-from collector.collect import CollectModel
+from collector.recording.collect import CollectModel
 from collector.config import sim_config
 
 

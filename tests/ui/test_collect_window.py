@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 from PySide6 import QtCore
 
-from collector.episode_reader import open_episode
+from collector.storage.reader import open_episode
 
 
 def episode_files(out: Path) -> list[Path]:

@@ -6,7 +6,7 @@ import h5py
 import pytest
 from PySide6 import QtCore
 
-from collector.library import sample_checksum
+from collector.storage.library import sample_checksum
 from collector.review.synthetic import T0_NS, write_synthetic_episode, write_synthetic_ledger
 from ui.review.table import COLUMN, SUMMARY_ROLE
 from ui.review.window import QtReviewWindow

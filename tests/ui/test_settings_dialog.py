@@ -1,6 +1,6 @@
 """The settings dialog validates with the config's exact messages and saves TOML the CLI reads."""
 
-from collector.collect import CollectModel
+from collector.recording.collect import CollectModel
 from collector.config import load_config, sim_config
 from ui.settings_dialog import QtSettingsDialog
 

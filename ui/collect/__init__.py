@@ -1,1 +1,1 @@
-"""The collect window: the operator's live view over :class:`collector.collect.CollectModel`."""
+"""The collect window: the operator's live view over :class:`collector.recording.collect.CollectModel`."""

@@ -9,7 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from .. import theme
+from ui import theme
 
 #: Depth shown from 0 to this many millimetres (a tabletop scene; farther is clipped).
 DEPTH_RANGE_MM = 2000

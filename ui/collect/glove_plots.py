@@ -8,7 +8,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
 
-from .. import theme
+from ui import theme
 
 #: Plot groups: label -> the fields they show (the first present field of each is plotted).
 GROUPS = {

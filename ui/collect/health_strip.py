@@ -6,9 +6,9 @@ import html
 
 from PySide6 import QtCore, QtWidgets
 
-from collector.health import DeviceHealth
+from collector.recording.health import DeviceHealth
 
-from .. import theme
+from ui import theme
 
 
 def _stream_line(stream) -> str:

@@ -7,7 +7,7 @@ import html
 
 from PySide6 import QtCore, QtWidgets
 
-from .. import theme
+from ui import theme
 
 #: Integrity problems listed under the last episode; the rest are counted.
 MAX_PROBLEMS_SHOWN = 3

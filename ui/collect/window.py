@@ -1,6 +1,6 @@
 """The collect window: live cameras, glove plots, health strip, session panel and record controls.
 
-A thin view over :class:`collector.collect.CollectModel`: every button and hotkey calls a model
+A thin view over :class:`collector.recording.collect.CollectModel`: every button and hotkey calls a model
 method (which returns at once), model events arrive through :class:`ui.bridge.ModelEvents` on the
 GUI thread, and a timer at display rate draws the newest frames and plot data.
 """
@@ -12,14 +12,14 @@ import logging
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from .. import theme
-from ..bridge import ModelEvents
-from ..sounds import Cues
-from .camera_grid import QtCameraGrid
-from .controls import QtRecordControls
-from .glove_plots import QtGlovePlots, QtHandView
-from .health_strip import QtHealthStrip
-from .session_panel import QtSessionPanel
+from ui import theme
+from ui.bridge import ModelEvents
+from ui.sounds import Cues
+from ui.collect.camera_grid import QtCameraGrid
+from ui.collect.controls import QtRecordControls
+from ui.collect.glove_plots import QtGlovePlots, QtHandView
+from ui.collect.health_strip import QtHealthStrip
+from ui.collect.session_panel import QtSessionPanel
 
 log = logging.getLogger("ui.collect")
 
@@ -156,7 +156,7 @@ class QtCollectWindow(QtWidgets.QMainWindow):
             return
         folder = str(self.model.config.recording.output)
         if self.review is None:
-            from ..review.window import QtReviewWidget
+            from ui.review.window import QtReviewWidget
 
             self.review = QtReviewWidget(folder)
             self.review.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
@@ -214,7 +214,7 @@ class QtCollectWindow(QtWidgets.QMainWindow):
             self._show_prompt()
 
     def _on_opened(self) -> None:
-        from ..wam_preview import QtWamPreview
+        from ui.wam_preview import QtWamPreview
 
         if self.wam_view is not None:
             self.wam_view.close()
@@ -268,7 +268,7 @@ class QtCollectWindow(QtWidgets.QMainWindow):
 
     # ---- settings and closing ------------------------------------------------------------------
     def open_settings(self) -> None:
-        from ..settings_dialog import QtSettingsDialog
+        from ui.settings_dialog import QtSettingsDialog
 
         dialog = QtSettingsDialog(self.model, self)
         dialog.exec()

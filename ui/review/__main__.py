@@ -14,8 +14,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dir", nargs="?", default="recordings", help="folder of episodes (default: recordings)")
     args = parser.parse_args(argv)
 
-    from ..app import application, run_window
-    from .window import QtReviewWindow
+    from ui.app import application, run_window
+    from ui.review.window import QtReviewWindow
 
     app = application("collector review")
     return run_window(app, QtReviewWindow(args.dir))

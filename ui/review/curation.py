@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtWidgets
 
 from collector.review import EpisodeSummary
 
-from .. import theme
+from ui import theme
 
 
 class QtCurationPanel(QtWidgets.QWidget):

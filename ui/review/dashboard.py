@@ -9,7 +9,7 @@ from PySide6 import QtCore, QtWidgets
 
 from collector.review import Dashboard, GroupStats, build_dashboard
 
-from .. import theme
+from ui import theme
 
 OUTCOME_ORDER = ("success", "failure", "unknown")
 

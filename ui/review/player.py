@@ -13,7 +13,7 @@ from PySide6 import QtCore, QtWidgets
 
 from collector.review.playback import EpisodePlayback, Marker
 
-from .. import theme
+from ui import theme
 
 SPEEDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 #: Fields plotted per stream, in order; other streams plot their first field.

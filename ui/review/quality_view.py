@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtWidgets
 
 from collector.review import EpisodeSummary, flag_sentences
 
-from .. import theme
+from ui import theme
 
 
 def quality_html(s: EpisodeSummary) -> str:

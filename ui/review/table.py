@@ -10,7 +10,7 @@ from PySide6 import QtCore, QtGui
 
 from collector.review import EpisodeSummary, flag_sentences
 
-from .. import theme
+from ui import theme
 
 SORT_ROLE = QtCore.Qt.UserRole + 1
 SUMMARY_ROLE = QtCore.Qt.UserRole + 2

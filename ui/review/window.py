@@ -14,15 +14,15 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from collector.episode_reader import EpisodeError
+from collector.storage.reader import EpisodeError
 from collector.review import EpisodeCatalog, EpisodeSummary
 
-from .. import theme
-from .curation import QtCurationPanel
-from .dashboard import QtDashboard
-from .player import QtEpisodePlayer
-from .quality_view import QtQualityReport
-from .table import COLUMN, SUMMARY_ROLE, EpisodeFilterProxy, EpisodeTableModel
+from ui import theme
+from ui.review.curation import QtCurationPanel
+from ui.review.dashboard import QtDashboard
+from ui.review.player import QtEpisodePlayer
+from ui.review.quality_view import QtQualityReport
+from ui.review.table import COLUMN, SUMMARY_ROLE, EpisodeFilterProxy, EpisodeTableModel
 
 log = logging.getLogger("ui.review")
 

@@ -1,0 +1,657 @@
+"""The recorder: subscribes to every node's data endpoint and writes episodes, in its own process.
+
+Episodes are windows on the capture clock (:mod:`collector.recording.episode_window`): a sample belongs to
+the episode whose ``[start, stop)`` holds its ``t_host_ns``, whenever it arrives, and after Stop
+an episode drains until every stream has delivered past the stop instant while the next one may
+already record. Four threads, so that neither ZeroMQ nor HDF5 nor a node ever waits on another:
+
+* the receiver drains the SUB sockets (no receive limit), tracks ``seq`` gaps and per-stream
+  health, routes each sample to its episode and hands it to a byte-bounded queue; a failure while
+  handling one message is contained to it and counted;
+* the writer (:class:`~collector.recording.episode_sink.EpisodeSink`) appends to the open episode files,
+  flushes at least every ``flush_interval_s`` and closes drained episodes with their ledger;
+* the finisher asks the nodes what they published at each start and stop instant (the
+  integrity ledger, :mod:`collector.storage.ledger`) and queues the close;
+* the main thread answers control requests (``status``, ``start``, ``stop``, ``discard``,
+  ``tag``, ``shutdown``) on a REP socket.
+
+Nothing is dropped silently: gaps, restarts, malformed messages, unknown streams, queue overflows
+and undrained tails are counted in the status, the episode's events and its ledger.
+
+Run: ``python -m collector.recording.recorder --ctl ENDPOINT --nodes JSON --recording JSON``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import threading
+import time
+import uuid as uuidlib
+from collections import OrderedDict, deque
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from collector import __version__, protocol
+from collector.wire.bus import Subscriber, fetch_describe, node_endpoints, request, serve_requests
+from collector.wire.clocksync import ClockEstimator, Pinger
+from collector.config import RecordingConfig
+from collector.wire.options import from_mapping, to_mapping
+from collector.recording.episode_sink import DiskFullError, EpisodeSink  # noqa: F401  (DiskFullError: public)
+from collector.recording.episode_window import CLOSING, DRAINING, EpisodeWindow
+from collector.recording.health import StreamHealth, percentiles
+from collector.storage.ledger import SourceMarks
+from collector.storage.library import editable_attr_values, episode_path, move_to_trash, update_episode_attrs
+from collector.wire.protocol import Describe, Event, Sample
+from collector.wire.streams import StreamSpec
+
+log = logging.getLogger("collector.recording.recorder")
+
+#: Seconds between clock exchanges with each tcp:// node (collector.wire.clocksync).
+CLOCK_INTERVAL_S = 1.0
+#: Samples captured after the last episode's stop are held this long (and at most
+#: UNROUTED_BYTES) in case a start arrives whose instant lies before them: a recorder that
+#: answers the start late (busy, paused) still gets the episode's first samples.
+UNROUTED_S = 5.0
+UNROUTED_BYTES = 256 << 20
+#: Seconds after a start instant that the nodes are asked what they had published by then.
+MARK_DELAY_S = 1.0
+#: Finished episodes whose results ``status`` keeps.
+FINISHED_KEPT = 50
+#: A start or stop instant may lie at most this far from the recorder's clock (a request's
+#: ``t_ns`` is taken by the client when the operator pressed the key).
+INSTANT_TOLERANCE_NS = 600 * 10**9
+
+
+class Recorder:
+    """Receives from nodes and records episodes; drive it with :meth:`handle` (JSON commands)."""
+
+    def __init__(self, nodes: dict[str, str], recording: RecordingConfig, *,
+                 context: zmq.Context | None = None, describe_timeout_s: float = 10.0) -> None:
+        """``nodes`` maps node name to its base endpoint."""
+        self.recording = recording
+        self.context = context or zmq.Context.instance()
+        self.endpoints = {name: node_endpoints(base) for name, base in nodes.items()}
+        self.specs: dict[str, StreamSpec] = {}
+        self.node_of: dict[str, str] = {}
+        self.node_state: dict[str, str] = {}
+        for name, ep in self.endpoints.items():
+            self._learn(fetch_describe(ep.ctl, timeout_s=describe_timeout_s))
+        self.unknown_streams: dict[str, int] = {}
+        self.receiver_failures = 0
+        self.overflow = 0
+        self.error: str | None = None
+        self._lock = threading.Lock()
+        self._windows: list[EpisodeWindow] = []   # open: recording and draining, by start
+        self._current: EpisodeWindow | None = None
+        self._last: EpisodeWindow | None = None
+        self.finished: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._unrouted: deque[tuple[Sample, int]] = deque()
+        self._unrouted_bytes = 0
+        self._stop = threading.Event()
+        self._subscriber = Subscriber({name: ep.data for name, ep in self.endpoints.items()},
+                                      context=self.context, counters=StreamHealth)
+        self.health: dict[str, StreamHealth] = self._subscriber.tracker.streams
+        self.sink = EpisodeSink(recording, self.health, self._on_write_failure)
+        # Nodes on tcp:// may run on another host with its own clock: estimate offset and drift
+        # before the first sample, keep estimating, and map their timestamps onto ours.
+        self.clocks = {name: ClockEstimator() for name, ep in self.endpoints.items()
+                       if ep.ctl.startswith("tcp://")}
+        self._pingers = {name: Pinger(self.endpoints[name].ctl, self.context) for name in self.clocks}
+        for name in self.clocks:
+            self._sync_clock(name)
+        self._jobs: queue.Queue = queue.Queue()
+        self._clock_thread = threading.Thread(target=self._clock_loop, name="clocks", daemon=True)
+        self._receiver = threading.Thread(target=self._receive_loop, name="receiver", daemon=True)
+        self._finisher = threading.Thread(target=self._finish_loop, name="finisher", daemon=True)
+        self._receiver.start()
+        self._finisher.start()
+        if self.clocks:
+            self._clock_thread.start()
+
+    def _learn(self, describe: Describe) -> None:
+        specs = [StreamSpec.from_dict(data) for data in describe.streams]  # all or nothing
+        for spec in specs:
+            self.specs[spec.name] = spec
+            self.node_of[spec.name] = describe.node
+        self.node_state.setdefault(describe.node, "connected")
+
+    # ---- receiver thread -------------------------------------------------------------------
+    def _receive_loop(self) -> None:
+        sub = self._subscriber
+        try:
+            while not self._stop.is_set():
+                message = sub.receive(50)
+                if message is not None:
+                    try:
+                        self._on_message(message, sub.last_anomaly)
+                    except Exception as exc:  # contained to this message: counted, shown
+                        self._on_receiver_failure(message, exc)
+                self._adopt_unrouted()
+                self._check_drains()
+        except BaseException as exc:  # should never happen; if it does, no episode is "complete"
+            self._thread_failed("receiver", exc)
+        finally:
+            sub.close()
+
+    def _on_message(self, message: Any, anomaly: tuple[str, int] | None) -> None:
+        if isinstance(message, Sample):
+            self._on_sample(message, protocol.now_ns(), anomaly)
+        elif isinstance(message, Event):
+            self._on_event(message)
+        elif isinstance(message, Describe):
+            known = set(self.specs)
+            self._learn(message)
+            if set(self.specs) - known:
+                log.warning("node %s declared new streams; they are recorded from the next episode",
+                            message.node)
+
+    def _on_receiver_failure(self, message: Any, exc: Exception) -> None:
+        self.receiver_failures += 1
+        stream = getattr(message, "stream", None)
+        if isinstance(message, Sample):
+            window = self._window_for(message.t_host_ns)
+            if window is not None and stream in window.streams:
+                window.tally(stream).receiver_failure += 1
+        if self.receiver_failures <= 10 or self.receiver_failures % 1000 == 0:
+            log.error("failed handling a message from %s (%d so far): %s",
+                      getattr(message, "node", "?"), self.receiver_failures, str(exc)[:200])
+
+    def _on_event(self, event: Event) -> None:
+        if event.node in self.clocks:
+            event.t_host_ns = self.clocks[event.node].to_local(event.t_host_ns)
+        self.node_state[event.node] = event.kind if event.kind in (
+            "connected", "disconnected", "stalled", "error") else "connected"
+        window = self._window_for(event.t_host_ns) or self._current
+        if event.kind in ("disconnected", "stalled", "error"):
+            with self._lock:  # a lost device delivers no tail: do not wait for it
+                for w in self._windows:
+                    w.pending -= {s for s in w.pending if self.node_of.get(s) == event.node}
+        if window is not None and window.state != CLOSING:
+            self.sink.put(("event", window.uuid, event.t_host_ns, event.kind, event.stream or "",
+                           {"node": event.node, **event.detail}))
+
+    def _window_for(self, t_ns: int) -> EpisodeWindow | None:
+        for window in self._windows:
+            if window.holds(t_ns):
+                return window
+        return None
+
+    def _on_sample(self, sample: Sample, t_recv: int, anomaly: tuple[str, int] | None) -> None:
+        clock = self.clocks.get(sample.node)
+        if clock is not None:
+            sample.t_host_ns = clock.to_local(sample.t_host_ns)
+        h = self.health[sample.stream]  # created and seq-counted by the subscriber's tracker
+        h.recent.append(t_recv)
+        h.latency_ms = (t_recv - sample.t_host_ns) / 1e6
+        h.last_t_recv_ns = t_recv
+        for window in self._windows:
+            window.note_arrival(sample.stream, sample.t_host_ns)
+        self._adopt_unrouted()
+        window = self._window_for(sample.t_host_ns)
+        if window is None:
+            self._hold_unrouted(sample, t_recv)
+            return
+        self._route(window, sample, t_recv, anomaly)
+
+    def _hold_unrouted(self, sample: Sample, t_recv: int) -> None:
+        """Keep a sample captured outside every episode for a while: a start may yet arrive
+        whose instant lies before it."""
+        if any(sample.t_host_ns < w.stop_ns for w in self._windows):
+            return  # before or inside a finished window: never part of a later episode
+        self._unrouted.append((sample, t_recv))
+        self._unrouted_bytes += sample.nbytes()
+        horizon = sample.t_host_ns - int(UNROUTED_S * 1e9)
+        while self._unrouted and (self._unrouted_bytes > UNROUTED_BYTES
+                                  or self._unrouted[0][0].t_host_ns < horizon):
+            self._unrouted_bytes -= self._unrouted.popleft()[0].nbytes()
+
+    def _adopt_unrouted(self) -> None:
+        """Move held samples into an episode that started since: before any newer sample, so
+        every stream stays in capture order."""
+        current = self._current
+        if current is None or current.adopted:
+            return
+        current.adopted = True
+        held, self._unrouted, self._unrouted_bytes = self._unrouted, deque(), 0
+        for sample, t_recv in held:
+            if current.holds(sample.t_host_ns):
+                self._route(current, sample, t_recv, None)
+
+    def _route(self, window: EpisodeWindow, sample: Sample, t_recv: int,
+               anomaly: tuple[str, int] | None) -> None:
+        if sample.stream not in window.streams:
+            self.unknown_streams[sample.stream] = self.unknown_streams.get(sample.stream, 0) + 1
+            return
+        tally = window.tally(sample.stream)
+        if window.state == CLOSING:
+            tally.late += 1  # arrived after its episode stopped waiting: the ledger's tail
+            return
+        if anomaly:
+            kind, value = anomaly
+            detail = {"missing": value} if kind == "gap" else {"seq": value}
+            self.sink.put(("event", window.uuid, sample.t_host_ns, kind, sample.stream, detail))
+        size = sample.nbytes()
+        if not self.sink.fits(size):
+            self.overflow += 1
+            tally.overflow += 1
+            if self.overflow == 1 or self.overflow % 100 == 0:
+                log.error("writer queue full (%d MB): %d samples not recorded",
+                          self.sink.queued_bytes >> 20, self.overflow)
+            return
+        tally.add(sample.t_host_ns, sample.seq)
+        self.sink.put(("sample", window.uuid, sample, t_recv), size)
+
+    def _check_drains(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            done = [w for w in self._windows if w.drained(now)]
+            for window in done:
+                window.state = CLOSING
+        for window in done:
+            if window.pending:
+                log.warning("episode %s: %s did not deliver their tail within %g s",
+                            window.uuid[:8], ", ".join(sorted(window.pending)),
+                            self.recording.drain_timeout_s)
+            self._jobs.put(("finish", window))
+
+    # ---- finisher thread: the nodes' side of the ledger, then the close ----------------------
+    def _finish_loop(self) -> None:
+        while True:
+            job, window = self._jobs.get()
+            if job == "quit":
+                return
+            try:
+                if job == "start":
+                    # Late enough that each node has published what it captured before the
+                    # start (publishing lags capture), early enough for its history to hold it.
+                    time.sleep(max(0.0, window.start_ns / 1e9 + MARK_DELAY_S - time.time()))
+                    for node in self._nodes_of(window):
+                        window.marks[node] = self._marks(node, window.start_ns)
+                    continue
+                self._close_window(window)
+            except Exception as exc:
+                log.exception("finishing episode %s failed", window.uuid[:8])
+                self._publish_result(window, {"ok": False, "error": f"{type(exc).__name__}: {exc}",
+                                              "path": str(window.path)})
+
+    def _nodes_of(self, window: EpisodeWindow) -> set[str]:
+        return {window.node_of[s] for s in window.streams if s in window.node_of}
+
+    def _marks(self, node: str, at_ns: int) -> SourceMarks:
+        """What ``node`` had published by ``at_ns`` (its own clock for tcp:// nodes)."""
+        clock = self.clocks.get(node)
+        remote_ns = int(at_ns + clock.offset_at(at_ns)) if clock is not None else at_ns
+        try:
+            reply = request(self.endpoints[node].ctl, "published", timeout_s=2.0, context=self.context,
+                            at_ns=remote_ns)
+        except Exception as exc:
+            return SourceMarks(error=f"node {node} did not answer: {exc}")
+        if not reply.get("ok") or not isinstance(reply.get("streams"), dict):
+            return SourceMarks(error=f"node {node} cannot report what it published "
+                               f"({reply.get('error', 'no answer')})")
+        return SourceMarks(start=reply)
+
+    def _close_window(self, window: EpisodeWindow) -> None:
+        if not window.discard:
+            for node in self._nodes_of(window):
+                # Asked again now, the start count is exact even for a node that published
+                # late under load; the early answer serves when the history no longer reaches.
+                start = self._marks(node, window.start_ns).start
+                early = window.marks.setdefault(node, SourceMarks())
+                if start is not None and all(s["known"] for s in start["streams"].values()) and (
+                        early.start is None or early.start["boot"] == start["boot"]):
+                    early.start = start
+                stop = self._marks(node, window.stop_ns)
+                mark = window.marks.setdefault(node, SourceMarks(error=stop.error))
+                mark.stop, mark.error = stop.start, mark.error or stop.error
+        malformed = {"by_reason": dict(getattr(self._subscriber, "malformed", {}))}
+        result = self.sink.call("close", window=window, malformed=malformed)
+        with self._lock:
+            if window in self._windows:
+                self._windows.remove(window)
+        if window.discard and result.get("discarded"):
+            move_to_trash(window.path, Path(self.recording.output))
+        self._publish_result(window, {"ok": True, **window.summary(), **result})
+
+    def _publish_result(self, window: EpisodeWindow, result: dict[str, Any]) -> None:
+        window.result = result
+        self.finished[window.uuid] = result
+        while len(self.finished) > FINISHED_KEPT:
+            self.finished.popitem(last=False)
+        window.closed.set()
+
+    # ---- failures ----------------------------------------------------------------------------
+    def _on_write_failure(self, exc: Exception) -> None:
+        """On the writer thread: a write failed; stop every episode, closing it if possible."""
+        self.error = f"{type(exc).__name__}: {exc}"
+        log.error("recording stopped: %s", self.error)
+        with self._lock:
+            windows, self._windows, self._current = list(self._windows), [], None
+            if windows:
+                self._last = windows[-1]
+        try:
+            self.sink._do_fail_all(self.error)
+        except Exception as close_exc:
+            self.error += f"; {close_exc}"
+        for window in windows:
+            self._publish_result(window, {"ok": False, **window.summary(), "error": self.error})
+
+    def _thread_failed(self, name: str, exc: BaseException) -> None:
+        self.error = f"the recorder's {name} thread failed: {type(exc).__name__}: {exc}"
+        log.critical("%s", self.error, exc_info=exc)
+        now = protocol.now_ns()
+        with self._lock:
+            current, self._current = self._current, None
+            for window in self._windows:
+                window.failed = True
+                window.end_reason = self.error
+                window.pending.clear()
+            if current is not None:
+                current.begin_drain(now, set(), 0.0)
+            windows = [w for w in self._windows if w.state != CLOSING]
+            for window in windows:
+                window.state = CLOSING
+        for window in windows:
+            self._jobs.put(("finish", window))
+
+    # ---- clock thread ----------------------------------------------------------------------
+    def _sync_clock(self, node: str) -> None:
+        exchange = self._pingers[node].best_of(8)
+        if exchange is None:
+            log.warning("node %s did not answer the clock exchange", node)
+            return
+        estimate = self.clocks[node].add(*exchange)
+        if self._current is not None:
+            self.sink.put(("event", self._current.uuid, exchange[2], "clock", "",
+                           {"node": node, **estimate.to_dict()}))
+
+    def _clock_loop(self) -> None:
+        while not self._stop.wait(CLOCK_INTERVAL_S):
+            for node in self.clocks:
+                try:
+                    self._sync_clock(node)
+                except Exception as exc:  # a clock exchange must never stop the recording
+                    log.warning("clock exchange with %s failed: %s", node, exc)
+        for pinger in self._pingers.values():
+            pinger.close()
+
+    # ---- control ---------------------------------------------------------------------------
+    def master_stream(self, streams: list[str]) -> str:
+        if self.recording.master_stream:
+            return self.recording.master_stream
+        colors = [s for s in streams if self.specs[s].kind == "color"]
+        return (colors or streams)[0]
+
+    def _instant(self, t_ns: Any) -> int:
+        now = protocol.now_ns()
+        if t_ns is None:
+            return now
+        if not isinstance(t_ns, int) or isinstance(t_ns, bool) or abs(t_ns - now) > INSTANT_TOLERANCE_NS:
+            raise ValueError(f"t_ns must be an integer within {INSTANT_TOLERANCE_NS // 10**9} s of "
+                             f"the recorder's clock, got {t_ns!r}")
+        return min(t_ns, now)
+
+    @property
+    def recording_now(self) -> bool:
+        return self._current is not None
+
+    def start(self, meta: dict[str, Any] | None = None, t_ns: int | None = None) -> dict[str, Any]:
+        """Open a new episode starting at instant ``t_ns`` (default: now) on the capture clock.
+        An earlier episode may still be draining."""
+        if self._current is not None:
+            return {"ok": False, "error": "already recording"}
+        if not (self._receiver.is_alive() and self.sink.alive):
+            return {"ok": False, "error": self.error or "the recorder's threads are not running"}
+        try:
+            start_ns = self._instant(t_ns)
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        meta = dict(meta or {})
+        free_gb = shutil.disk_usage(_existing_parent(Path(self.recording.output))).free / 1e9
+        if free_gb < self.recording.min_free_gb:
+            return {"ok": False, "error": f"only {free_gb:.1f} GB free on {self.recording.output}; "
+                    f"need {self.recording.min_free_gb} GB (recording.min_free_gb)"}
+        streams = sorted(self.specs)
+        if not streams:
+            return {"ok": False, "error": "no streams declared by any node"}
+        master = self.master_stream(streams)
+        if master not in self.specs:
+            return {"ok": False, "error": f"master stream '{master}' is not declared by any node "
+                    f"(streams: {', '.join(streams)})"}
+        with self._lock:  # never overlap the previous episode's window
+            start_ns = max([start_ns, *(w.stop_ns for w in self._windows)])
+        uuid = str(uuidlib.uuid4())
+        now = datetime.now(timezone.utc)
+        path = episode_path(self.recording, meta, uuid, now)
+        attrs = {"uuid": uuid, "task": str(meta.get("task", "")), "operator": str(meta.get("operator", "")),
+                 "station": str(meta.get("station", "")), "prompt": str(meta.get("prompt", "")),
+                 "notes": str(meta.get("notes", "")), "tags": json.dumps(list(meta.get("tags", []))),
+                 "outcome": "unknown", "start_time_ns": start_ns,
+                 "app_version": __version__, "master_stream": master,
+                 "recording_config": json.dumps(to_mapping(self.recording))}
+        window = EpisodeWindow(uuid=uuid, path=path, streams=streams, master=master,
+                               start_ns=start_ns, node_of=dict(self.node_of),
+                               baseline={s: (h.gaps, h.missing, h.restarts) for s, h in self.health.items()})
+        self.error = None
+        try:  # registered with the writer before the window can receive samples
+            self.sink.open(window, [self.specs[s] for s in streams], attrs)
+        except Exception as exc:
+            return {"ok": False, "error": f"cannot create {path}: {type(exc).__name__}: {exc}"}
+        with self._lock:
+            self._windows.append(window)
+            self._current = window
+        self._jobs.put(("start", window))
+        for node, clock in self.clocks.items():  # every episode holds the estimate it started with
+            if clock.estimate is not None:
+                self.sink.put(("event", uuid, protocol.now_ns(), "clock", "",
+                               {"node": node, **clock.estimate.to_dict()}))
+        log.info("recording %s", path)
+        return {"ok": True, "path": str(path), "uuid": uuid, "start_ns": start_ns}
+
+    def stop(self, discard: bool = False, t_ns: int | None = None, wait: bool = True,
+             timeout_s: float = 120.0) -> dict[str, Any]:
+        """End the running episode at instant ``t_ns`` (default: now). It drains (keeps every
+        sample captured before the instant, whenever it arrives) and closes with its ledger;
+        ``wait`` returns only then, else at once (the next episode can start meanwhile)."""
+        window = self._current
+        if window is None:
+            return {"ok": False, "error": self.error or "not recording"}
+        try:
+            stop_ns = self._instant(t_ns)
+        except ValueError as exc:
+            return {"ok": False, "error": str(exc)}
+        # Wait for every stream that is delivering (it may not have reached this episode yet:
+        # a paused recorder reads its backlog after the stop), not for a lost device's.
+        expected = {s for s in window.streams if s in self.health and self.health[s].received
+                    and self.node_state.get(window.node_of.get(s, "")) not in ("disconnected", "stalled", "error")}
+        with self._lock:
+            self._current = None
+            window.discard = discard
+            window.begin_drain(stop_ns, set() if discard else expected, self.recording.drain_timeout_s)
+        self._last = None if discard else window
+        if discard:
+            self._check_drains()
+        if wait:
+            return self.wait_closed(window.uuid, timeout_s)
+        return {"ok": True, "discarded": discard, "draining": True, **window.summary(),
+                "error": self.error}
+
+    def wait_closed(self, uuid: str, timeout_s: float = 120.0) -> dict[str, Any]:
+        """The result of episode ``uuid`` once closed (path, counts, ledger problems)."""
+        window = next((w for w in [*self._windows, self._last] if w is not None and w.uuid == uuid), None)
+        if window is None:
+            return self.finished.get(uuid) or {"ok": False, "error": f"no episode {uuid}"}
+        if not window.closed.wait(timeout_s):
+            return {"ok": False, "error": f"episode {uuid[:8]} did not close within {timeout_s} s"}
+        return {**window.result, "error": window.result.get("error") or self.error}
+
+    def discard(self) -> dict[str, Any]:
+        """Discard the running episode, or else the last one (moved to ``.trash``)."""
+        if self._current is not None:  # nothing to drain: closes (and moves) at once
+            return self.stop(discard=True, wait=True, timeout_s=60.0)
+        window = self._last
+        if window is None:
+            return {"ok": False, "error": "no episode to discard"}
+        self._last = None
+        with window.lock:
+            if window.state != "closed":
+                window.discard = True  # still draining: thrown away when it closes
+                return {"ok": True, "discarded": True, "path": str(window.path)}
+        window.closed.wait(60.0)
+        if not window.path.exists():
+            return {"ok": False, "error": "no episode to discard"}
+        target = move_to_trash(window.path, Path(self.recording.output))
+        return {"ok": True, "discarded": True, "trash": str(target)}
+
+    def tag(self, **attrs: Any) -> dict[str, Any]:
+        """Set outcome/notes/tags on the last episode (applied at close if it still drains)."""
+        window = self._last
+        if window is None:
+            return {"ok": False, "error": "no finished episode to tag"}
+        with window.lock:
+            if window.state != "closed":
+                window.end_attrs.update({k: v for k, v in editable_attr_values(attrs).items()
+                                         if v is not None})
+                return {"ok": True, "path": str(window.path)}
+        window.closed.wait(60.0)  # past the point of taking attributes: wait until the file is
+        update_episode_attrs(window.path, **attrs)
+        return {"ok": True, "path": str(window.path)}
+
+    def status(self) -> dict[str, Any]:
+        now = protocol.now_ns()
+        streams = {}
+        for name in sorted(set(self.specs) | set(self.health)):
+            h = self.health.get(name, StreamHealth())
+            spec = self.specs.get(name)
+            streams[name] = {"received": h.received, "gaps": h.gaps, "missing": h.missing,
+                             "restarts": h.restarts, "rate_hz": h.rate_hz(now),
+                             "nominal_hz": spec.rate_hz if spec else None,
+                             "latency_ms": round(h.latency_ms, 3),
+                             "age_s": (now - h.last_t_recv_ns) / 1e9 if h.last_t_recv_ns else None,
+                             "last_t_host_ns": h.last_t_host_ns}
+        episode, current = None, self._current
+        if current is not None:
+            episode = {"uuid": current.uuid, "path": str(current.path), "master": current.master,
+                       "start_ns": current.start_ns, "elapsed_s": (now - current.start_ns) / 1e9}
+        last = self._last
+        threads = {"receiver": self._receiver.is_alive(), "writer": self.sink.alive,
+                   "finisher": self._finisher.is_alive()}
+        return {"ok": True, "recording": current is not None, "episode": episode, "streams": streams,
+                "nodes": dict(self.node_state), "malformed": self._subscriber.malformed_count,
+                "malformed_by_reason": dict(getattr(self._subscriber, "malformed", {})),
+                "receiver_failures": self.receiver_failures,
+                "unknown_streams": dict(self.unknown_streams), "overflow": self.overflow,
+                "queued_mb": self.sink.queued_bytes / 2**20, "error": self.error or self.sink.error,
+                "threads": threads,
+                "draining": [w.summary() for w in self._windows if w.state in (DRAINING, CLOSING)],
+                "finished": dict(self.finished),
+                "disk_latency_ms": percentiles(self.sink.disk_latency_ms),
+                "flush_ms": percentiles(self.sink.flush_ms),
+                "clocks": {n: c.estimate.to_dict() for n, c in self.clocks.items() if c.estimate},
+                "last_path": str(last.path) if last else None,
+                "last_uuid": last.uuid if last else None}
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one control request (see the module docstring); never waits for a close."""
+        cmd = request.get("cmd")
+        args = {k: v for k, v in request.items() if k != "cmd"}
+        if cmd == "status":
+            return self.status()
+        if cmd == "start":
+            return self.start(args.get("meta"), t_ns=args.get("t_ns"))
+        if cmd == "stop":
+            return self.stop(t_ns=args.get("t_ns"), wait=False)
+        if cmd == "discard":
+            return self.discard()
+        if cmd == "tag":
+            return self.tag(**args)
+        if cmd == "ping":
+            return {"ok": True, "t_host_ns": protocol.now_ns()}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Finish a running episode, let every episode drain and close, then stop the threads."""
+        if self._current is not None:
+            self.stop(wait=False)
+        deadline = time.monotonic() + (timeout_s or self.recording.drain_timeout_s + 30.0)
+        for window in list(self._windows):
+            window.closed.wait(max(0.0, deadline - time.monotonic()))
+        self._jobs.put(("quit", None))
+        self._finisher.join(5)
+        self.sink.stop(30)
+        self._stop.set()
+        self._receiver.join(5)
+        if self._clock_thread.is_alive():
+            self._clock_thread.join(5)
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def serve(recorder: Recorder, ctl_endpoint: str, stop: threading.Event) -> None:
+    """Answer control requests on ``ctl_endpoint`` until ``shutdown``, a signal, or the parent
+    process exiting (then the episode is finished rather than orphaned)."""
+    sock = recorder.context.socket(zmq.REP)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(ctl_endpoint)
+    parent = os.getppid()
+
+    def handle(request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("cmd") == "shutdown":
+            stop.set()
+            return {"ok": True}
+        return recorder.handle(request)
+
+    parent_seen_ns = [protocol.now_ns()]
+
+    def idle() -> None:
+        if os.getppid() == parent:
+            parent_seen_ns[0] = protocol.now_ns()
+            return
+        # The nodes go with the app, so the episode ends when the app was last seen alive,
+        # not when this loop noticed (up to a poll later, after the nodes' last samples).
+        log.warning("parent process exited; finishing and stopping")
+        recorder.stop(t_ns=parent_seen_ns[0], wait=False)
+        stop.set()
+
+    try:
+        serve_requests(sock, handle, stop, idle=idle)
+    finally:
+        sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m collector.recording.recorder", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ctl", required=True, help="control endpoint to bind")
+    parser.add_argument("--nodes", required=True, help='JSON object {"node": "base endpoint"}')
+    parser.add_argument("--recording", default="{}", help="JSON of the [recording] options")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s recorder %(levelname)s %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    recorder = Recorder(json.loads(args.nodes),
+                        from_mapping(RecordingConfig, json.loads(args.recording), "recording"))
+    try:
+        serve(recorder, args.ctl, stop)
+    finally:
+        recorder.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

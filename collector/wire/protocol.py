@@ -1,0 +1,422 @@
+"""The collector wire protocol: the one reference implementation.
+
+Every message on the bus is a ZeroMQ multipart message::
+
+    [topic, header, *buffers]
+
+* ``topic``  -- UTF-8 bytes, ``"<type>/<node>[/<stream>]"``; subscribers filter on its prefix.
+* ``header`` -- UTF-8 JSON object with ``"v"`` (protocol version) and ``"type"``.
+* ``buffers``-- raw, C-contiguous array bytes, one per field declared in the header, sent and
+  received without copying (no pickle, no base64).
+
+Message types:
+
+``sample``
+    One sample of one stream: ``node``, ``stream``, ``seq`` (per stream, from 0, +1 per sample),
+    ``t_device_ns`` (the device's own clock), ``t_host_ns`` (host capture time, ``time.time_ns``
+    clock) and ``fields``: a list of ``{"name", "dtype", "shape", "encoding"}``, one per buffer.
+``describe``
+    A node's stream declarations (see :class:`collector.wire.streams.StreamSpec`), sent on request
+    over the node's control socket and published when the node (re)connects.
+``event``
+    Something that happened to a node: ``kind`` (connected, disconnected, stalled, error, ...),
+    ``stream`` (optional), ``t_host_ns`` and a free-form ``detail`` object.
+
+``docs/wire-protocol.md`` describes the same thing for people writing nodes in other languages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+
+SAMPLE = "sample"
+DESCRIBE = "describe"
+EVENT = "event"
+MESSAGE_TYPES = (SAMPLE, DESCRIBE, EVENT)
+
+#: Encodings a field's buffer may carry on the wire.
+RAW = "raw"
+JPEG = "jpeg"
+ENCODINGS = (RAW, JPEG)
+
+#: Most dimensions a field may have (numpy 1.x supports 32, numpy 2 supports 64).
+MAX_NDIM = 32
+
+# Limits a reader enforces before anything reaches a writer (docs/wire-protocol.md, section 3.4).
+#: Longest topic frame, bytes.
+MAX_TOPIC_BYTES = 256
+#: Longest header frame of a sample or event, bytes.
+MAX_HEADER_BYTES = 64 * 1024
+#: Longest header frame of a describe (declarations carry intrinsics, channel names), bytes.
+MAX_DESCRIBE_BYTES = 1024 * 1024
+#: Most fields (buffers) in one sample.
+MAX_FIELDS = 64
+#: Largest buffer of one field, bytes (a 4K RGB frame is 25 MB).
+MAX_BUFFER_BYTES = 256 * 1024 * 1024
+#: Most streams one describe may declare.
+MAX_STREAMS = 64
+#: ``seq`` is an unsigned count that fits an int64; timestamps are int64 ns.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Longest error text; a sender's strings are clipped well below it, never copied whole.
+MAX_ERROR_TEXT = 300
+
+#: Why a message was rejected: :attr:`ProtocolError.reason`, what receivers count by.
+BAD_HEADER = "bad_header"        # not a UTF-8 JSON object, wrong key types, unknown version/type
+BAD_TOPIC = "bad_topic"          # not UTF-8, or does not match the header
+BAD_FIELD = "bad_field"          # a field's dtype, shape, encoding or buffer is wrong
+OUT_OF_RANGE = "out_of_range"    # an integer outside int64 (or seq < 0)
+BAD_DESCRIBE = "bad_describe"    # a stream declaration that StreamSpec refuses
+FORGED_SENDER = "forged_sender"  # a node speaking for another node (collector.wire.bus)
+TOO_LARGE = "too_large"          # over one of the size limits above
+BAD_FRAMES = "bad_frames"        # the wrong number of frames
+BAD_REPLY = "bad_reply"          # a control reply that is not one JSON object (collector.wire.bus)
+REASONS = (BAD_HEADER, BAD_TOPIC, BAD_FIELD, OUT_OF_RANGE, BAD_DESCRIBE, FORGED_SENDER,
+           TOO_LARGE, BAD_FRAMES, BAD_REPLY)
+
+#: A numpy array-protocol typestr such as ``|u1``, ``<u2``, ``<f4``, ``<M8[ns]``: byte order,
+#: kind, item size, optional unit. Structured, sub-array and comma forms are not wire dtypes.
+_TYPESTR = re.compile(r"[<>|=]?[a-zA-Z?][0-9]*(\[[0-9a-zA-Z]+\])?")
+
+log = logging.getLogger(__name__)
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow the wire protocol; the text says exactly what is wrong,
+    ``reason`` (one of :data:`REASONS`) says which kind of wrong, for counting."""
+
+    def __init__(self, message: str, reason: str = BAD_HEADER) -> None:
+        super().__init__(clip(message, MAX_ERROR_TEXT))
+        self.reason = reason
+
+
+def clip(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text)} chars)"
+    return text[:max(0, limit - len(tail))] + tail
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A sender's value for an error text: ``repr`` clipped, so no message grows with input."""
+    return clip(repr(value), limit)
+
+
+@dataclass
+class Sample:
+    """One sample of one stream: named arrays and the two timestamps."""
+
+    node: str
+    stream: str
+    seq: int
+    t_device_ns: int
+    t_host_ns: int
+    fields: dict[str, np.ndarray]
+    encodings: dict[str, str] = field(default_factory=dict)
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.fields.values())
+
+
+@dataclass
+class Describe:
+    """A node's declaration of its streams (a list of ``StreamSpec.to_dict()`` objects)."""
+
+    node: str
+    streams: list[dict[str, Any]]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Event:
+    """A node-level happening: connection state changes, stalls, errors."""
+
+    node: str
+    kind: str
+    t_host_ns: int
+    stream: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+Message = Sample | Describe | Event
+
+
+def _json(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_sample(sample: Sample) -> list:
+    """Frames for ``sample``: the arrays go as buffers without copying when contiguous."""
+    fields = []
+    buffers: list = []
+    for name, array in sample.fields.items():
+        # Not np.ascontiguousarray: it turns a zero-d array into shape (1,).
+        array = np.asarray(array, order="C")
+        if array.dtype.hasobject:
+            raise ProtocolError(f"field '{name}': object dtypes cannot be sent")
+        # An encoded field (e.g. JPEG) travels as its 1-D uint8 byte string.
+        fields.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape),
+                       "encoding": sample.encodings.get(name, RAW)})
+        # A flat uint8 view, not ``array.data.cast("B")``: that fails for dtypes the buffer
+        # protocol cannot describe (datetime64) or cannot cast (non-native byte order, complex).
+        buffers.append(memoryview(array.reshape(-1).view(np.uint8))
+                       if array.ndim and array.nbytes else array.tobytes())
+    header = {
+        "v": PROTOCOL_VERSION, "type": SAMPLE, "node": sample.node, "stream": sample.stream,
+        "seq": int(sample.seq), "t_device_ns": int(sample.t_device_ns),
+        "t_host_ns": int(sample.t_host_ns), "fields": fields,
+    }
+    return [f"{SAMPLE}/{sample.stream}".encode(), _json(header), *buffers]
+
+
+def encode_describe(describe: Describe) -> list[bytes]:
+    header = {"v": PROTOCOL_VERSION, "type": DESCRIBE, "node": describe.node,
+              "streams": describe.streams, "info": describe.info}
+    return [f"{DESCRIBE}/{describe.node}".encode(), _json(header)]
+
+
+def encode_event(event: Event) -> list[bytes]:
+    header = {"v": PROTOCOL_VERSION, "type": EVENT, "node": event.node, "kind": event.kind,
+              "stream": event.stream, "t_host_ns": int(event.t_host_ns), "detail": event.detail}
+    return [f"{EVENT}/{event.node}".encode(), _json(header)]
+
+
+def encode(message: Message) -> list:
+    """Frames for any message."""
+    if isinstance(message, Sample):
+        return encode_sample(message)
+    if isinstance(message, Describe):
+        return encode_describe(message)
+    if isinstance(message, Event):
+        return encode_event(message)
+    raise TypeError(f"cannot encode {type(message).__name__}")
+
+
+def _require(header: dict, key: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in header:
+        raise ProtocolError(f"header has no '{key}'")
+    value = header[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ProtocolError(f"header '{key}' must be {getattr(kind, '__name__', kind)}, "
+                            f"got {type(value).__name__}")
+    return value
+
+
+def _require_int64(header: dict, key: str, low: int = INT64_MIN) -> int:
+    """An integer that fits the int64 datasets it is written to (``low`` .. 2**63-1)."""
+    value = _require(header, key, int)
+    if not low <= value <= INT64_MAX:
+        bounds = "0 .. 2**63-1" if low == 0 else "-2**63 .. 2**63-1, a 64-bit signed integer"
+        raise ProtocolError(f"header '{key}' = {clip(str(value), 40)} is out of range ({bounds})",
+                            OUT_OF_RANGE)
+    return value
+
+
+def _require_field(spec: dict, key: str, kind: type) -> Any:
+    try:
+        return _require(spec, key, kind)
+    except ProtocolError as exc:
+        raise ProtocolError(str(exc), BAD_FIELD) from None
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {clip(text, 30)} is not finite")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (numbers in a header must be finite)")
+
+
+def _frame_bytes(frame) -> memoryview:
+    # zmq.Frame (copy=False) exposes .buffer; bytes and memoryview are used as they are.
+    buffer = getattr(frame, "buffer", frame)
+    return memoryview(buffer)
+
+
+def decode(frames: Sequence) -> Message:
+    """Parse a multipart message; raise :class:`ProtocolError` saying what is wrong.
+
+    Sample buffers become numpy arrays that share memory with the received frames. Every
+    number is range-checked and every size bounded (the ``MAX_*`` limits above) here, so what
+    this returns can go to a writer as it is.
+    """
+    if len(frames) < 2:
+        raise ProtocolError(f"expected at least 2 frames (topic, header), got {len(frames)}",
+                            BAD_FRAMES)
+    if len(frames) > 2 + MAX_FIELDS:
+        raise ProtocolError(f"{len(frames)} frames, at most {2 + MAX_FIELDS} "
+                            f"(topic, header and at most {MAX_FIELDS} fields)", TOO_LARGE)
+    topic_bytes = _frame_bytes(frames[0])
+    if topic_bytes.nbytes > MAX_TOPIC_BYTES:
+        raise ProtocolError(f"topic is {topic_bytes.nbytes} bytes, at most {MAX_TOPIC_BYTES}",
+                            TOO_LARGE)
+    try:
+        topic = bytes(topic_bytes).decode()
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"topic is not UTF-8: {exc}", BAD_TOPIC) from None
+    header_bytes = _frame_bytes(frames[1])
+    limit = MAX_DESCRIBE_BYTES if topic.startswith(f"{DESCRIBE}/") else MAX_HEADER_BYTES
+    if header_bytes.nbytes > limit:
+        raise ProtocolError(f"header is {header_bytes.nbytes} bytes, at most {limit}", TOO_LARGE)
+    try:
+        header = json.loads(bytes(header_bytes), parse_float=_finite_float,
+                            parse_constant=_no_constant)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(f"header is not UTF-8 JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError(f"header must be a JSON object, got {type(header).__name__}")
+    version = _require(header, "v", int)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"unknown protocol version {clip(str(version), 30)} (this reader "
+                            f"speaks {PROTOCOL_VERSION})")
+    kind = _require(header, "type", str)
+    if kind not in MESSAGE_TYPES:
+        raise ProtocolError(f"unknown message type {_show(kind)}")
+    node = _require(header, "node", str)
+    if not topic.startswith(f"{kind}/"):
+        raise ProtocolError(f"topic {_show(topic)} does not match message type '{kind}'", BAD_TOPIC)
+    if kind == DESCRIBE:
+        _expect_topic(topic, f"{DESCRIBE}/{node}")
+        _expect_frames(frames, 2)
+        streams = _require(header, "streams", list)
+        if not all(isinstance(s, dict) for s in streams):
+            raise ProtocolError("header 'streams' must be a list of objects")
+        info = _optional(header, "info", dict) or {}
+        _check_declarations(node, streams)
+        return Describe(node=node, streams=streams, info=info)
+    if header_bytes.nbytes > MAX_HEADER_BYTES:
+        raise ProtocolError(f"header is {header_bytes.nbytes} bytes, at most {MAX_HEADER_BYTES}",
+                            TOO_LARGE)
+    if kind == EVENT:
+        _expect_topic(topic, f"{EVENT}/{node}")
+        _expect_frames(frames, 2)
+        return Event(node=node, kind=_require(header, "kind", str),
+                     t_host_ns=_require_int64(header, "t_host_ns"),
+                     stream=_optional(header, "stream", str),
+                     detail=_optional(header, "detail", dict) or {})
+    return _decode_sample(header, node, topic, frames)
+
+
+def _check_declarations(node: str, streams: list[dict]) -> None:
+    """Each declaration as :class:`StreamSpec` takes it, naming only this node's streams."""
+    from collector.wire.streams import StreamSpec  # streams is plain data; imported here to keep this first
+
+    if len(streams) > MAX_STREAMS:
+        raise ProtocolError(f"describe from node {_show(node)}: {len(streams)} streams, at most "
+                            f"{MAX_STREAMS}", TOO_LARGE)
+    seen: set[str] = set()
+    where = f"describe from node {_show(node)}"
+    for data in streams:
+        try:
+            spec = StreamSpec.from_dict(data)
+        except ValueError as exc:
+            raise ProtocolError(f"{where}: {exc}", BAD_DESCRIBE) from None
+        if spec.node != node:
+            raise ProtocolError(f"{where}: stream '{spec.name}' does not belong to node "
+                                f"{_show(node)}", BAD_DESCRIBE)
+        if spec.name in seen:
+            raise ProtocolError(f"describe from node {_show(node)} declares stream "
+                                f"'{spec.name}' twice", BAD_DESCRIBE)
+        seen.add(spec.name)
+
+
+def _optional(header: dict, key: str, kind: type) -> Any:
+    """``header[key]`` if present and not null, checked like :func:`_require`; else ``None``."""
+    if header.get(key) is None:
+        return None
+    return _require(header, key, kind)
+
+
+def _expect_topic(topic: str, expected: str) -> None:
+    # Subscribers filter on the topic prefix, so it must say exactly what the header says.
+    if topic != expected:
+        raise ProtocolError(f"topic {_show(topic)} does not match the header (expected "
+                            f"{_show(expected)})", BAD_TOPIC)
+
+
+def _expect_frames(frames: Sequence, count: int) -> None:
+    if len(frames) != count:
+        raise ProtocolError(f"expected {count} frames, got {len(frames)}", BAD_FRAMES)
+
+
+def _decode_sample(header: dict, node: str, topic: str, frames: Sequence) -> Sample:
+    stream = _require(header, "stream", str)
+    if not stream.startswith(f"{node}/"):
+        # Stream names are "<node>/<name>": two nodes can never mix their seq counters.
+        raise ProtocolError(f"stream {_show(stream)} does not belong to node {_show(node)}",
+                            BAD_TOPIC)
+    _expect_topic(topic, f"{SAMPLE}/{stream}")
+    seq = _require_int64(header, "seq", low=0)
+    t_device = _require_int64(header, "t_device_ns")
+    t_host = _require_int64(header, "t_host_ns")
+    specs = _require(header, "fields", list)
+    if len(specs) > MAX_FIELDS:
+        raise ProtocolError(f"{len(specs)} fields, at most {MAX_FIELDS} fields", TOO_LARGE)
+    _expect_frames(frames, 2 + len(specs))
+    arrays: dict[str, np.ndarray] = {}
+    encodings: dict[str, str] = {}
+    for spec, frame in zip(specs, frames[2:]):
+        if not isinstance(spec, dict):
+            raise ProtocolError("each field must be an object", BAD_FIELD)
+        name = _require_field(spec, "name", str)
+        shown = _show(name)
+        if name in arrays:
+            raise ProtocolError(f"field {shown} appears twice", BAD_FIELD)
+        encoding = spec.get("encoding", RAW)
+        if not isinstance(encoding, str) or encoding not in ENCODINGS:
+            raise ProtocolError(f"field {shown}: unknown encoding {_show(encoding)}", BAD_FIELD)
+        typestr = _require_field(spec, "dtype", str)
+        if not _TYPESTR.fullmatch(typestr) or len(typestr) > 16:
+            raise ProtocolError(f"field {shown}: bad dtype {_show(typestr)}: not an array-protocol "
+                                f"typestr such as '|u1', '<u2' or '<f4'", BAD_FIELD)
+        try:
+            dtype = np.dtype(typestr)
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError(f"field {shown}: bad dtype '{typestr}': {exc}", BAD_FIELD) from None
+        if dtype.hasobject:
+            raise ProtocolError(f"field {shown}: object dtypes are not allowed", BAD_FIELD)
+        if dtype.itemsize == 0:
+            raise ProtocolError(f"field {shown}: dtype '{typestr}' has no item size", BAD_FIELD)
+        shape = _require_field(spec, "shape", list)
+        if len(shape) > MAX_NDIM:
+            raise ProtocolError(f"field {shown}: {len(shape)} dimensions, at most {MAX_NDIM}",
+                                BAD_FIELD)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise ProtocolError(f"field {shown}: shape must be non-negative integers, "
+                                f"got {_show(shape)}", BAD_FIELD)
+        buffer = _frame_bytes(frame)
+        if buffer.nbytes > MAX_BUFFER_BYTES:
+            raise ProtocolError(f"field {shown}: {buffer.nbytes} bytes, at most {MAX_BUFFER_BYTES}",
+                                TOO_LARGE)
+        expected = math.prod(shape) * dtype.itemsize
+        if buffer.nbytes != expected:
+            raise ProtocolError(f"field {shown}: buffer has {buffer.nbytes} bytes, dtype "
+                                f"{dtype.str} and shape {clip(str(tuple(shape)), 80)} need "
+                                f"{clip(str(expected), 40)}", BAD_FIELD)
+        try:
+            arrays[name] = np.frombuffer(buffer, dtype=dtype).reshape(shape)
+        except ValueError as exc:  # e.g. an empty array with a dimension numpy cannot index
+            raise ProtocolError(f"field {shown}: shape {clip(str(tuple(shape)), 80)}: {exc}",
+                                BAD_FIELD) from None
+        encodings[name] = encoding
+    return Sample(node=node, stream=stream, seq=seq, t_device_ns=t_device, t_host_ns=t_host,
+                  fields=arrays, encodings=encodings)
+
+
+def now_ns() -> int:
+    """Host wall-clock time in ns: the clock every ``t_host_ns`` on the bus uses."""
+    return time.time_ns()
