@@ -40,7 +40,8 @@ from typing import Any
 
 import zmq
 
-from collector import __version__, protocol
+from collector import __version__
+from collector.wire import protocol
 from collector.wire.bus import Subscriber, fetch_describe, node_endpoints, request, serve_requests
 from collector.wire.clocksync import ClockEstimator, Pinger
 from collector.config import RecordingConfig

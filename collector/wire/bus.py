@@ -16,10 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
-import uuid
 import traceback
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -29,6 +27,8 @@ import zmq
 
 from collector.wire import protocol, security
 from collector.wire.publish_log import PublishLog
+from collector.wire.endpoints import (NodeEndpoints, default_endpoint,  # noqa: F401  (the bus's names)
+                                      new_runtime_dir, node_endpoints)
 from collector.wire.protocol import Describe, Event, Message, ProtocolError, Sample, clip
 
 log = logging.getLogger(__name__)
@@ -74,36 +74,6 @@ class ThrottledLog:
             # The frames only: the exception's text may be anything a peer sent.
             line += "\n" + "".join(traceback.format_tb(exc_info.__traceback__)).rstrip()
         self._log.warning("%s", line)
-
-
-@dataclass(frozen=True)
-class NodeEndpoints:
-    data: str
-    live: str
-    ctl: str
-
-
-def node_endpoints(base: str) -> NodeEndpoints:
-    """The three endpoints of a node: ``ipc://X`` gives ``ipc://X.data`` ...; ``tcp://H:P``
-    gives ports P, P+1 and P+2."""
-    if base.startswith("ipc://"):
-        return NodeEndpoints(f"{base}.data", f"{base}.live", f"{base}.ctl")
-    if base.startswith("tcp://"):
-        host, _, port = base[len("tcp://"):].rpartition(":")
-        if not port.isdigit():
-            raise ValueError(f"tcp endpoint '{base}' needs an explicit port, e.g. tcp://127.0.0.1:5550")
-        p = int(port)
-        return NodeEndpoints(f"tcp://{host}:{p}", f"tcp://{host}:{p + 1}", f"tcp://{host}:{p + 2}")
-    raise ValueError(f"endpoint '{base}' must start with ipc:// or tcp://")
-
-
-def new_runtime_dir() -> str:
-    """A fresh private folder for one session's ipc sockets (short: ipc paths max ~100 chars)."""
-    return tempfile.mkdtemp(prefix=f"collector-{os.getpid()}-{uuid.uuid4().hex[:6]}-")
-
-
-def default_endpoint(runtime_dir: str, node: str) -> str:
-    return f"ipc://{os.path.join(runtime_dir, node)}"
 
 
 def reliable_hwm(messages_per_second: float) -> int:

@@ -40,6 +40,8 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from collector.wire.endpoints import node_endpoints
+
 #: Environment variable that carries the client settings to child processes (JSON).
 CURVE_ENV = "COLLECTOR_CURVE"
 
@@ -172,7 +174,6 @@ def configure_client(secret_file: str | Path | None, servers: dict[str, str | Pa
         raise SecurityError("nodes have server_key set but [security] client_secret is empty: "
                             "create one with 'collector keys'")
     public, secret = load_secret(secret_file)
-    from collector.wire.bus import node_endpoints  # bus imports this module
 
     table = {}
     owner: dict[bytes, str] = {}
