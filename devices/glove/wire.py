@@ -90,11 +90,6 @@ class ParserStats:
     def bad_frames(self) -> int:
         return sum(self.bad.values())
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"packets": self.packets, "bytes": self.bytes, "bad_frames": self.bad_frames,
-                "bad": dict(self.bad), "resynced": self.resynced,
-                "garbage_bytes": self.garbage_bytes, "garbage_runs": self.garbage_runs}
-
 
 class GloveFrameParser:
     """Incremental binary-mode parser: :meth:`feed` any bytes, get the complete packets back.

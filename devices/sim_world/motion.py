@@ -44,10 +44,6 @@ class Segment:
                           wobble * np.cos(phi), wobble * np.sin(phi)])
         return cls(phase, float(t0), float(duration), basis, float(omega))
 
-    @property
-    def end_pose(self) -> np.ndarray:
-        return self.basis[0] + self.basis[1]
-
     def evaluate(self, tau: float) -> np.ndarray:
         """Rows position, velocity (per s), acceleration (per s^2) at cycle time ``tau``; (3, 7)."""
         T = self.duration
