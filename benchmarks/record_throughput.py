@@ -12,7 +12,7 @@ The disk's own sequential write bandwidth is measured first, in the same run, as
     python benchmarks/record_throughput.py --ledger --episodes 5 --seconds 6   # back-to-back
                                                                               # episodes, ledger
 
-``--checksums`` times the episode writer alone (``EpisodeWriter(checksums=...)``) on the same
+``--checksums`` times the episode writer alone (``HDF5EpisodeWriter(checksums=...)``) on the same
 simulated samples, on and off: CPU seconds per second of recording and MB/s, per codec and
 color encoding (the processes and sockets are the same either way).
 
@@ -69,8 +69,8 @@ def disk_bandwidth_mb_s(folder: Path, total_mb: int = 1024) -> float:
 def checksum_cost(cameras: int, compression: str, color_encoding: str, checksums: bool,
                   seconds: float, out: Path) -> dict:
     """Write ``seconds`` of 30 fps 640x480 RGB-D per camera plus a 1 kHz glove through
-    EpisodeWriter, flushing every 0.5 s of data; CPU time and throughput of the writer alone."""
-    from collector.storage.writer import EpisodeWriter
+    HDF5EpisodeWriter, flushing every 0.5 s of data; CPU time and throughput of the writer alone."""
+    from collector.storage.writer import HDF5EpisodeWriter
     from collector.wire.protocol import Sample
     from collector.wire.streams import FieldSpec, StreamSpec
 
@@ -88,7 +88,7 @@ def checksum_cost(cameras: int, compression: str, color_encoding: str, checksums
     path.unlink(missing_ok=True)
     proc = psutil.Process()
     cpu0, t0 = proc.cpu_times(), time.perf_counter()
-    writer = EpisodeWriter(path, specs, {"task": "bench"}, compression=compression,
+    writer = HDF5EpisodeWriter(path, specs, {"task": "bench"}, compression=compression,
                            color_encoding=color_encoding, checksums=checksums)
     frames = int(seconds * 30)
     for k in range(frames):

@@ -148,7 +148,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     problems = validate_episode(args.file)
     checked = True
     if args.deep:  # every chunk and every JPEG frame (collector.storage.checksums)
-        from collector.storage.checksums import deep_report
+        from collector.storage.reader import deep_report
         damage, checked = deep_report(args.file)
         problems += [p for p in damage if p not in problems]
     if problems:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from collector.storage.reader import Episode, EpisodeError, open_episode
+from collector.storage import EpisodeError, EpisodeReader, open_episode
 from collector.export.common import check_consistent
 from collector.export.selection import (EpisodeFilter, EpisodeSteps, SignalMapping, camera_key,
                                         drop_damaged_steps, load_steps, read_images,
@@ -115,7 +115,7 @@ class EpisodeDataset(Dataset):
         self._ends = np.cumsum([len(e) for e in episodes]).astype(np.int64)
         self.normalize = normalize
         self.stats = stats if stats is not None else (self._compute_stats() if episodes else {})
-        self._handles: dict[Path, Episode] = {}
+        self._handles: dict[Path, EpisodeReader] = {}
         self._pid = os.getpid()
         #: Steps whose data failed to read in this process: path -> steps (also in ``skipped``).
         self.failed: dict[Path, list[int]] = {}
@@ -131,7 +131,7 @@ class EpisodeDataset(Dataset):
         state["_handles"] = {}
         return state
 
-    def _episode_file(self, path: Path) -> Episode:
+    def _episode_file(self, path: Path) -> EpisodeReader:
         if self._pid != os.getpid():  # a forked worker: never share the parent's HDF5 handles
             self._handles, self._pid = {}, os.getpid()
         if path not in self._handles:

@@ -1,6 +1,6 @@
 """What every export shares: choosing and loading episodes, atomic output, progress, figures.
 
-Exports read episodes read-only (:func:`collector.storage.reader.open_episode`) and write into a
+Exports read episodes read-only (:func:`collector.storage.open_episode`) and write into a
 hidden sibling of the target that is renamed into place only when complete, so an interrupted
 export leaves neither a half-written dataset nor any change to the recordings.
 """
@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from collector.storage.reader import EpisodeError
+from collector.storage import EpisodeError
 from collector.export.selection import (EpisodeFilter, EpisodeSteps, SignalMapping,
                                         drop_damaged_steps, load_steps, select_episodes)
 

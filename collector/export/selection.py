@@ -20,16 +20,15 @@ inside it; the file itself is never changed.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
-from collector.storage.reader import Episode, EpisodeError, open_episode
+from collector.storage import EpisodeError, EpisodeReader, open_episode
+from collector.storage.library import split_by_episode  # noqa: F401  (the one split rule, re-exported)
 from collector.storage.sync import build_sync_index, default_max_skew_ns, sync_time_ns
 
 #: Units of fields that describe where things are (what a robot can be commanded to), as opposed
@@ -109,7 +108,7 @@ class EpisodeFilter:
     allow_recovered: bool = True
     allow_gaps: bool = True
 
-    def rejects(self, ep: Episode) -> str | None:
+    def rejects(self, ep: EpisodeReader) -> str | None:
         """Why ``ep`` is left out, or ``None`` when it is kept."""
         a = ep.attrs
         if ep.interrupted or a.get("status") == "recording":
@@ -127,13 +126,13 @@ class EpisodeFilter:
             return f"tagged {', '.join(banned)}"
         if not self.allow_gaps:
             for name in ep.streams:
-                g = ep.h5[f"streams/{name}"].attrs
+                g = ep.stream_attrs(name)
                 if int(g.get("missing", 0)) or int(g.get("overflow", 0)):
                     return f"stream {name} lost samples"
         return None
 
 
-def episode_tags(ep: Episode) -> list[str]:
+def episode_tags(ep: EpisodeReader) -> list[str]:
     try:
         tags = json.loads(ep.attrs.get("tags") or "[]")
     except ValueError:
@@ -174,19 +173,6 @@ def select_episodes(paths: Iterable[str | Path], episode_filter: EpisodeFilter |
     return kept, skipped
 
 
-def split_by_episode(uuids: Sequence[str], val_fraction: float, seed: int = 0) -> set[str]:
-    """The uuids that go to validation: a stable, seeded choice of ``ceil(fraction * n)``
-    episodes (at least one when ``val_fraction > 0`` and there are two or more episodes).
-
-    Each episode's side depends only on its uuid and the seed ranks, so adding recordings
-    moves few episodes across."""
-    if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    n_val = math.ceil(val_fraction * len(uuids)) if len(uuids) > 1 else 0
-    ranked = sorted(uuids, key=lambda u: hashlib.sha256(f"{seed}:{u}".encode()).hexdigest())
-    return set(ranked[:n_val])
-
-
 @dataclass
 class EpisodeSteps:
     """One episode as steps: see the module docstring."""
@@ -212,7 +198,7 @@ class EpisodeSteps:
         return int(self.t_s.size)
 
 
-def _float_fields(ep: Episode, stream: str, wanted: list[str] | None) -> list[FieldRef]:
+def _float_fields(ep: EpisodeReader, stream: str, wanted: list[str] | None) -> list[FieldRef]:
     if stream not in ep.streams:
         raise SelectionError(f"{ep.path}: no stream '{stream}' (streams: {', '.join(ep.streams)})")
     spec = ep.streams[stream]
@@ -223,7 +209,7 @@ def _float_fields(ep: Episode, stream: str, wanted: list[str] | None) -> list[Fi
     return [FieldRef(stream, f.name) for f in spec.fields if np.dtype(f.dtype).kind == "f"]
 
 
-def _resolve(ep: Episode, mapping: SignalMapping):
+def _resolve(ep: EpisodeReader, mapping: SignalMapping):
     cameras = mapping.cameras if mapping.cameras is not None else [
         name for name, spec in ep.streams.items() if spec.kind == "color"]
     image_fields = {}
@@ -262,7 +248,7 @@ def _resolve(ep: Episode, mapping: SignalMapping):
     return cameras, image_fields, state, refs, next_step, action
 
 
-def _names(ep: Episode, refs: list[FieldRef]) -> list[str]:
+def _names(ep: EpisodeReader, refs: list[FieldRef]) -> list[str]:
     names = []
     for ref in refs:
         fs = ep.streams[ref.stream].field(ref.field)
@@ -272,13 +258,13 @@ def _names(ep: Episode, refs: list[FieldRef]) -> list[str]:
     return names
 
 
-def _sync_times(ep: Episode, stream: str) -> np.ndarray:
+def _sync_times(ep: EpisodeReader, stream: str) -> np.ndarray:
     t = ep.timestamps(stream)
-    fit = json.loads(ep.h5[f"streams/{stream}"].attrs.get("clock_fit", "null") or "null")
+    fit = ep.stream_attrs(stream).get("clock_fit")
     return sync_time_ns(t["t_device_ns"], t["t_host_ns"], fit)
 
 
-def _timeline(ep: Episode, master: str, streams: set[str], rate_hz: float | None
+def _timeline(ep: EpisodeReader, master: str, streams: set[str], rate_hz: float | None
               ) -> tuple[np.ndarray, dict[str, np.ndarray], float]:
     """Step times (ns) and, per stream, the sample index of each step (-1: none)."""
     sync = ep.sync
@@ -302,7 +288,7 @@ def _timeline(ep: Episode, master: str, streams: set[str], rate_hz: float | None
     return t, index, rate
 
 
-def _gather(ep: Episode, refs: list[FieldRef], index: dict[str, np.ndarray], steps: int
+def _gather(ep: EpisodeReader, refs: list[FieldRef], index: dict[str, np.ndarray], steps: int
             ) -> np.ndarray:
     columns, cache = [], {}
     for ref in refs:
@@ -313,7 +299,7 @@ def _gather(ep: Episode, refs: list[FieldRef], index: dict[str, np.ndarray], ste
     return np.concatenate(columns, axis=1) if columns else np.zeros((steps, 0), np.float32)
 
 
-def episode_steps(ep: Episode, mapping: SignalMapping | None = None) -> EpisodeSteps:
+def episode_steps(ep: EpisodeReader, mapping: SignalMapping | None = None) -> EpisodeSteps:
     """The steps of an open episode under ``mapping`` (see the module docstring)."""
     mapping = mapping or SignalMapping()
     cameras, image_fields, state_refs, action_refs, next_step, action_source = _resolve(ep, mapping)
@@ -353,21 +339,14 @@ def load_steps(path: str | Path, mapping: SignalMapping | None = None) -> Episod
         return episode_steps(ep, mapping)
 
 
-def frame_damage(ep: Episode, camera: str, field: str, frames: np.ndarray, *,
+def frame_damage(ep: EpisodeReader, camera: str, field: str, frames: np.ndarray, *,
                  thorough: bool) -> dict[int, str]:
     """Damaged frames among ``frames`` of one camera field: ``{frame: why}``.
 
     JPEG frames are checked against their CRC32 (files without CRCs: decoded when ``thorough``,
     else their header and end marker checked); raw frames, only when ``thorough``, by reading
-    their chunks (Fletcher-32)."""
-    from collector.storage.checksums import jpeg_frame_problems, raw_frame_problems
-
-    group = ep.h5[f"streams/{camera}"]
-    count = ep.count(camera)
-    if ep.encodings(camera).get(field) == "jpeg":
-        return jpeg_frame_problems(group, field, count, frames, decode=thorough,
-                                   shape=ep.streams[camera].field(field).shape)
-    return raw_frame_problems(group[field], frames) if thorough else {}
+    their chunks (Fletcher-32); see :meth:`collector.storage.EpisodeReader.frame_problems`."""
+    return ep.frame_problems(camera, field, frames, thorough=thorough)
 
 
 def drop_damaged_steps(steps: EpisodeSteps, *, thorough: bool = True) -> tuple[EpisodeSteps, list[str]]:
@@ -406,7 +385,7 @@ def resize_images(images: np.ndarray, size: tuple[int, int] | None) -> np.ndarra
     return out
 
 
-def read_images(ep: Episode, steps: EpisodeSteps, camera: str, rows: slice | np.ndarray,
+def read_images(ep: EpisodeReader, steps: EpisodeSteps, camera: str, rows: slice | np.ndarray,
                 size: tuple[int, int] | None = None) -> np.ndarray:
     """Images of ``camera`` at the given steps, ``(N, H, W, 3)`` uint8 RGB, resized."""
     frames = steps.frames[camera][rows]

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from collector.wire import protocol
-from collector.storage.writer import EpisodeWriter
+from collector.storage import EpisodeWriter, create_episode
 from collector.recording.episode_window import EpisodeWindow
 from collector.recording.health import StreamHealth
 from collector.storage.ledger import build_ledger, ledger_problems
 from collector.storage.library import format_free_space
 from collector.config import RecordingConfig
 from collector.wire.streams import StreamSpec
-from collector.storage.writer_lock import marker_path
 
 log = logging.getLogger("collector.recording.recorder")
 
@@ -56,12 +55,16 @@ class EpisodeSink:
     """Owns the writer thread and every open :class:`EpisodeWriter`.
 
     ``on_failure(exc)`` is called (on the writer thread) when writing fails; ``counters()``
-    gives the receiver's per-stream health for the closing counters.
+    gives the receiver's per-stream health for the closing counters. ``writer_factory(path,
+    specs, attrs, **options)`` creates each episode's writer (default
+    :func:`collector.storage.create_episode`: HDF5 files; tests may pass the memory backend).
     """
 
     def __init__(self, recording: RecordingConfig, health: dict[str, StreamHealth],
-                 on_failure: Callable[[Exception], None]) -> None:
+                 on_failure: Callable[[Exception], None], *,
+                 writer_factory: Callable[..., EpisodeWriter] = create_episode) -> None:
         self.recording = recording
+        self._writer_factory = writer_factory
         self._health = health
         self._on_failure = on_failure
         self._queue: queue.Queue = queue.Queue()
@@ -178,11 +181,14 @@ class EpisodeSink:
     def _check_disk(self) -> None:
         for writer in list(self._writers.values()):
             # What the coming flush writes counts as used: the reserve must survive it.
+            folder = writer.storage_folder
+            if folder is None:  # not on a disk (the memory backend)
+                continue
             pending_mb = writer.buffered_bytes / 2**20
-            free_mb = shutil.disk_usage(writer.path.parent).free / 2**20 - pending_mb
+            free_mb = shutil.disk_usage(folder).free / 2**20 - pending_mb
             if free_mb < self.recording.reserve_mb:
                 raise DiskFullError(format_free_space(free_mb, self.recording.reserve_mb,
-                                                      writer.path.parent) +
+                                                      folder) +
                                     "; recording stopped to keep the reserve for closing the episode")
 
     def open(self, window: EpisodeWindow, specs: list[StreamSpec], attrs: dict) -> None:
@@ -190,9 +196,9 @@ class EpisodeSink:
         delay a start), and queue its registration: call before any of its samples is queued.
         From then on only the writer thread uses it."""
         rec = self.recording
-        writer = EpisodeWriter(window.path, specs, attrs, compression=rec.compression,
-                               color_encoding=rec.color_encoding, jpeg_quality=rec.jpeg_quality,
-                               checksums=rec.checksums)
+        writer = self._writer_factory(window.path, specs, attrs, compression=rec.compression,
+                                      color_encoding=rec.color_encoding,
+                                      jpeg_quality=rec.jpeg_quality, checksums=rec.checksums)
         self.submit("register", uuid=window.uuid, writer=writer)
 
     def _do_register(self, uuid: str, writer: EpisodeWriter) -> None:
@@ -213,8 +219,7 @@ class EpisodeSink:
                                 restarts=h.restarts - base[2],
                                 overflow=tally.overflow if tally else 0)
         if window.discard:
-            writer.abort()
-            marker_path(writer.path).unlink(missing_ok=True)  # discarded, not to be recovered
+            writer.discard()  # aborted, and not to be recovered
             return {"counts": writer.counts, "discarded": True}
         with window.lock:
             end_attrs = dict(window.end_attrs)

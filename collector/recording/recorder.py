@@ -432,7 +432,7 @@ class Recorder:
             start_ns = max([start_ns, *(w.stop_ns for w in self._windows)])
         uuid = str(uuidlib.uuid4())
         now = datetime.now(timezone.utc)
-        path = episode_path(self.recording, meta, uuid, now)
+        path = episode_path(self.recording.output, self.recording.path_pattern, meta, uuid, now)
         attrs = {"uuid": uuid, "task": str(meta.get("task", "")), "operator": str(meta.get("operator", "")),
                  "station": str(meta.get("station", "")), "prompt": str(meta.get("prompt", "")),
                  "notes": str(meta.get("notes", "")), "tags": json.dumps(list(meta.get("tags", []))),

@@ -26,8 +26,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import h5py
-
+from collector.storage import read_attrs
 from collector.storage.library import TRASH_DIR, move_to_trash, restore_from_trash, update_episode_attrs
 
 from collector.review.quality import duration_outliers
@@ -205,9 +204,7 @@ class EpisodeCatalog:
         see :func:`collector.storage.library.update_episode_attrs`) and return the updated summary."""
         path = Path(path)
         update_episode_attrs(path, **attrs)
-        with h5py.File(path, "r") as f:
-            fields = curation_fields({k: f.attrs.get(k) for k in ("outcome", "tags", "notes", "trim")})
-        fields = {k: v.decode() if isinstance(v, bytes) else v for k, v in fields.items()}
+        fields = curation_fields(read_attrs(path, ("outcome", "tags", "notes", "trim")))
         summary = self.get(path)
         if summary is None:
             summary = summarize_episode(path, self.thumbnail_folder if self.use_cache else None)

@@ -108,8 +108,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_curate(args: argparse.Namespace) -> int:
-    import h5py
-
+    from collector.storage import EpisodeError, read_attrs
     from collector.storage.library import update_episode_attrs
 
     from collector.review.summary import curation_fields
@@ -126,8 +125,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
         changes["trim"] = None
     try:
         if args.tag or args.untag:
-            with h5py.File(path, "r") as f:
-                current = curation_fields(dict(f.attrs))["tags"]
+            current = curation_fields(read_attrs(path))["tags"]
             tags = [t for t in current if t not in set(args.untag or [])]
             changes["tags"] = tags + [t for t in args.tag or [] if t not in tags]
         if not changes:
@@ -135,9 +133,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         update_episode_attrs(path, **changes)
-        with h5py.File(path, "r") as f:
-            now = curation_fields(dict(f.attrs))
-    except (ValueError, OSError) as exc:
+        now = curation_fields(read_attrs(path))
+    except (ValueError, OSError, EpisodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     trim = f"  trim {now['trim'][0]:g}-{now['trim'][1]:g} s" if now["trim"] else ""

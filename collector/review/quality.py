@@ -1,6 +1,6 @@
 """Quality report of one episode: what a reviewer checks before an episode goes into training.
 
-:func:`quality_report` reads an open :class:`~collector.storage.reader.Episode` once and returns
+:func:`quality_report` reads an open :class:`~collector.storage.EpisodeReader` once and returns
 plain data (JSON-able, cached by :mod:`collector.review.catalog`): per-stream drops, gaps and
 stalls, the sync skew distribution, glove disconnects, idle time at the start and end (from
 glove motion), what the integrity ledger says is missing (``integrity``, in words: "cam0/color:
@@ -53,7 +53,7 @@ def flag_sentences(flags: Iterable[str], integrity: Iterable[str] = ()) -> list[
     """``(flag, sentence)`` rows explaining ``flags``, as the report, the review window and their
     tooltips show them: each flag's sentence from :data:`FLAGS`, except that ``failed`` and
     ``incomplete`` are explained by the episode's own integrity sentences (``integrity``, see
-    :meth:`collector.storage.reader.Episode.integrity_problems`), one row each."""
+    :meth:`collector.storage.EpisodeReader.integrity_problems`), one row each."""
     flags, integrity = list(flags), list(integrity)
     failed = [p for p in integrity if p.startswith("the recording failed")]
     missing = [p for p in integrity if p not in failed]
@@ -157,8 +157,7 @@ def quality_report(episode: Any) -> dict[str, Any]:
         seq = t["seq"].astype(np.int64)
         step = np.diff(seq)
         jumps = step[step > 1]
-        group = episode._group(name)
-        overflow = int(group.attrs.get("overflow", 0))
+        overflow = int(episode.stream_attrs(name).get("overflow", 0))
         missing = int((jumps - 1).sum()) + overflow
         stalls = _stalls(t["t_host_ns"], seq, spec.rate_hz, t0)
         duration = float(t["t_host_ns"][-1] - t["t_host_ns"][0]) / 1e9 if count > 1 else 0.0

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from collector.storage.codecs import encode_jpeg
-from collector.storage.reader import EpisodeError, open_episode
+from collector.storage import EpisodeError, open_episode
 from collector.storage.library import parse_trim
 
 from collector.review.quality import quality_report

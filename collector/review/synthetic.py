@@ -19,7 +19,7 @@ import json
 
 import h5py
 
-from collector.storage.writer import EpisodeWriter
+from collector.storage.writer import HDF5EpisodeWriter
 from collector.storage.ledger import SourceMarks, build_ledger
 from collector.wire.protocol import Sample
 from collector.wire.streams import FieldSpec, StreamSpec
@@ -73,7 +73,7 @@ def write_synthetic_episode(path: str | Path, *, duration_s: float = 4.0, idle_s
         attrs: root attributes (task, operator, outcome, ...).
     """
     specs = synthetic_specs(width, height, glove_hz, surprise_peaks_s is not None)
-    writer = EpisodeWriter(path, specs, {"start_time_ns": start_ns, **(attrs or {})},
+    writer = HDF5EpisodeWriter(path, specs, {"start_time_ns": start_ns, **(attrs or {})},
                            color_encoding=color_encoding)
     ns = lambda s: start_ns + int(s * 1e9)  # noqa: E731
     inside = lambda t, span: span is not None and span[0] <= t < span[0] + span[1]  # noqa: E731

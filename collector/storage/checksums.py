@@ -1,6 +1,6 @@
 """Checksums in episode files: Fletcher-32 per HDF5 chunk, CRC32 per stored JPEG frame.
 
-    from collector.storage.checksums import deep_problems
+    from collector.storage.reader import deep_problems
     for problem in deep_problems("recordings/pick/2026-01-01/ep.h5"):   # what validate --deep runs
         print(problem)            # cam0/color: samples 120-121 damaged (checksum mismatch in 'rgb')
 
@@ -22,48 +22,12 @@ import numpy as np
 
 from collector.storage.codecs import CodecError, decode_jpeg, jpeg_shape
 
-#: Suffix of the per-frame CRC32 dataset beside ``<field>.jpeg`` and ``<field>.offsets``.
-CRC_SUFFIX = ".crc32"
-_JPEG_SUFFIX, _OFFSETS_SUFFIX = ".jpeg", ".offsets"
+from collector.storage.crc import (CRC_SUFFIX, SAMPLE_CRC, SAMPLE_CRC_MAX_BYTES,  # noqa: F401
+                                   checksum_options, frame_crc32, row_crc32, sample_crc_fields)
+from collector.storage.layout import JPEG_SUFFIX as _JPEG_SUFFIX, OFFSETS_SUFFIX as _OFFSETS_SUFFIX
+
 #: Bytes read per request while scanning (a failed block is re-read chunk by chunk).
 _SCAN_BYTES = 16 << 20
-
-
-def checksum_options(enabled: bool) -> dict:
-    """h5py ``create_dataset`` keywords that add HDF5's Fletcher-32 filter to a chunked dataset.
-
-    h5py appends it after any compression filter (Blosc2, LZ4, Zstd from hdf5plugin), so the
-    checksum covers the bytes as stored and is verified before decompression; this works in
-    SWMR mode (checked in tests/collector/test_checksums.py)."""
-    return {"fletcher32": True} if enabled else {}
-
-
-def frame_crc32(frames: Iterable[np.ndarray | bytes]) -> np.ndarray:
-    """CRC32 (zlib's) of each encoded frame, as ``uint32``."""
-    return np.array([zlib.crc32(memoryview(np.ascontiguousarray(f)).cast("B")) for f in frames],
-                    dtype=np.uint32)
-
-
-#: Stream-level dataset: one CRC32 per sample over its small datasets (see :func:`row_crc32`).
-SAMPLE_CRC = "crc32"
-#: Fields with more bytes per sample than this are left to Fletcher-32 alone: a chunk that
-#: large is never zeroed whole by a bad block, the one damage Fletcher-32 cannot see (an
-#: all-zero chunk with an all-zero checksum is self-consistent).
-SAMPLE_CRC_MAX_BYTES = 64 << 10
-
-
-def sample_crc_fields(raw_fields: Iterable[tuple[str, int]], time_columns: Iterable[str]) -> list[str]:
-    """Which datasets the per-sample CRC covers, in order: the time columns, then every raw
-    field of at most :data:`SAMPLE_CRC_MAX_BYTES` per sample (``raw_fields``: name, bytes)."""
-    return [*time_columns, *(name for name, nbytes in raw_fields if nbytes <= SAMPLE_CRC_MAX_BYTES)]
-
-
-def row_crc32(arrays: Iterable[np.ndarray]) -> np.ndarray:
-    """CRC32 of each sample over the stored bytes of several datasets: ``arrays`` are ``(n, ...)``
-    each, in the order of :func:`sample_crc_fields`; returns ``(n,)`` ``uint32``."""
-    rows = [np.ascontiguousarray(a).reshape(a.shape[0], -1).view(np.uint8) for a in arrays]
-    matrix = np.ascontiguousarray(np.concatenate(rows, axis=1))
-    return np.array([zlib.crc32(row) for row in matrix], dtype=np.uint32)
 
 
 def _chunk_blocks(ds: h5py.Dataset) -> Iterator[tuple[int, int]]:
@@ -286,46 +250,3 @@ def stream_damage(group: h5py.Group, count: int | None = None) -> tuple[dict[int
         for frame, why in jpeg_frame_problems(group, field, count, decode=True, shape=shape).items():
             damaged.setdefault(frame, why)
     return damaged, checked
-
-
-def deep_problems(path: str | Path) -> list[str]:
-    """What ``collector validate --deep`` adds: every chunk of every dataset read (Fletcher-32
-    verified where present) and every JPEG frame checked (CRC32, or decoded in older files);
-    one sentence per damaged run of samples, naming the stream. ``[]``: no damage found."""
-    return deep_report(path)[0]
-
-
-def deep_report(path: str | Path) -> tuple[list[str], bool]:
-    """``deep_problems`` and whether the file carries checksums at all."""
-    from collector.storage.reader import EpisodeError, open_episode
-
-    try:
-        episode = open_episode(path)
-    except EpisodeError as exc:
-        return [str(exc)], False
-    problems, checked = [], False
-    with episode:
-        for stream in episode.streams:
-            group = episode.h5[f"streams/{stream}"]
-            try:
-                count = episode.count(stream)
-            except EpisodeError:
-                count = None
-            damaged, has = stream_damage(group, count)
-            checked |= has
-            past = damaged.pop(-1, None)
-            problems += describe_damage(stream, damaged)
-            if past:
-                problems.append(f"{stream}: {past}")
-        for top in ("events", "sync"):
-            if top not in episode.h5:
-                continue
-            datasets = []
-            episode.h5[top].visititems(lambda name, obj: datasets.append((name, obj))
-                                       if isinstance(obj, h5py.Dataset) else None)
-            for name, ds in datasets:
-                checked |= bool(ds.fletcher32)
-                for lo, hi in unreadable_rows(ds):
-                    problems.append(f"/{top}/{name}: rows {lo}-{hi - 1} damaged (checksum mismatch)"
-                                    if ds.fletcher32 else f"/{top}/{name}: rows {lo}-{hi - 1} unreadable")
-    return problems, checked

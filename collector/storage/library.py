@@ -6,16 +6,17 @@ deleted (discarded episodes move to ``<output>/.trash``).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import h5py
 
-from collector.config import RecordingConfig
-from collector.storage.writer import OUTCOMES
+from collector.storage.schema import OUTCOMES
 
 #: Attributes an operator or reviewer may change on a finished episode.
 EDITABLE_ATTRS = ("outcome", "notes", "tags", "trim")
@@ -23,17 +24,36 @@ EDITABLE_ATTRS = ("outcome", "notes", "tags", "trim")
 TRASH_DIR = ".trash"
 
 
-def episode_path(rec: RecordingConfig, meta: dict[str, Any], uuid: str, when: datetime) -> Path:
-    """Where an episode goes: ``rec.output / rec.path_pattern`` filled in (safe file names)."""
+def episode_path(output: str | Path, pattern: str, meta: dict[str, Any], uuid: str,
+                 when: datetime) -> Path:
+    """Where an episode goes: ``output / pattern`` filled in (safe file names); ``pattern``
+    may use ``{task}``, ``{operator}``, ``{station}``, ``{date}``, ``{time}`` and ``{uuid}``
+    (its first 8 characters), e.g. the config's ``recording.path_pattern``."""
     def safe(value: Any) -> str:
         text = str(value or "unknown").strip()
         return "".join(c if c.isalnum() or c in "-_." else "-" for c in text) or "unknown"
     local = when.astimezone()
-    relative = rec.path_pattern.format(
+    relative = pattern.format(
         task=safe(meta.get("task")), operator=safe(meta.get("operator")),
         station=safe(meta.get("station")), date=local.strftime("%Y-%m-%d"),
         time=local.strftime("%H%M%S"), uuid=uuid[:8])
-    return Path(rec.output) / relative
+    return Path(output) / relative
+
+
+def split_by_episode(uuids: Sequence[str], val_fraction: float, seed: int = 0) -> set[str]:
+    """The episode uuids held out for validation: a stable, seeded choice of
+    ``ceil(fraction * n)`` episodes (at least one when ``val_fraction > 0`` and there are two
+    or more episodes).
+
+    The one split rule of the app: exports (robomimic masks, the torch dataset) and WAM training
+    all call it, so an episode held out anywhere is held out everywhere with the same seed. Each
+    episode's side depends only on its uuid and the seed ranks, so adding recordings moves few
+    episodes across."""
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    n_val = math.ceil(val_fraction * len(uuids)) if len(uuids) > 1 else 0
+    ranked = sorted(uuids, key=lambda u: hashlib.sha256(f"{seed}:{u}".encode()).hexdigest())
+    return set(ranked[:n_val])
 
 
 def editable_attr_values(attrs: dict[str, Any]) -> dict[str, str | None]:

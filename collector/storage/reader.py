@@ -18,17 +18,17 @@ import hdf5plugin  # noqa: F401  (registers the LZ4/Zstd/Blosc2 filters for read
 import numpy as np
 
 from collector.storage.codecs import CodecError, decode_jpeg
-from collector.storage.writer import (LIBVER, COUNTERS, EVENT_DATASETS, JPEG_SUFFIX, OFFSETS_SUFFIX,
-                               OUTCOMES, ROOT_ATTRS, SCHEMA_VERSION, SCHEMA_VERSIONS, STATUSES, TIME_DATASETS,
-                               finalize_episode, seq_counters, stream_groups, stream_length)
-from collector.storage.ledger import ledger_problems, read_ledger
+from collector.storage.interface import EpisodeError, EpisodeReader
+from collector.storage.layout import JPEG_SUFFIX, LIBVER, OFFSETS_SUFFIX
+from collector.storage.schema import (COUNTERS, EVENT_DATASETS, OUTCOMES, ROOT_ATTRS, SCHEMA_VERSION,  # noqa: F401
+                                      SCHEMA_VERSIONS, STATUSES, TIME_DATASETS)
+from collector.storage.writer import finalize_episode, stream_groups, stream_length
 from collector.wire.protocol import JPEG
 from collector.wire.streams import StreamSpec
-from collector.storage.sync import read_sync_group, skew_stats_ms
+from collector.storage.sync import read_sync_group
 
-
-class EpisodeError(Exception):
-    """A file that cannot be read as an episode; the text says why."""
+__all__ = ["EpisodeError", "HDF5Episode", "open_episode", "validate_episode", "format_info",
+           "format_ledger", "recover_episode", "read_root_attrs", "deep_problems", "deep_report"]
 
 
 #: What h5py raises for damaged files (bad checksums, cut-off chunks, broken links).
@@ -58,8 +58,8 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-class Episode:
-    """An open episode file; use as a context manager or call :meth:`close`.
+class HDF5Episode(EpisodeReader):
+    """An open HDF5 episode file; use as a context manager or call :meth:`close`.
 
     ``interrupted`` is true when the recording never finished (status ``"recording"``, often a
     file only readable in SWMR mode); such files read up to the writer's last flush.
@@ -87,11 +87,26 @@ class Episode:
     def close(self) -> None:
         self.h5.close()
 
-    def __enter__(self) -> "Episode":
-        return self
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def stream_attrs(self, stream: str) -> dict[str, Any]:
+        found = {k: _plain(v) for k, v in self._group(stream).attrs.items()
+                 if k in COUNTERS or k == "clock_fit"}
+        if "clock_fit" in found:
+            found["clock_fit"] = json.loads(found["clock_fit"] or "null")
+        return found
+
+    def frame_problems(self, stream: str, field: str, frames: Sequence[int] | np.ndarray, *,
+                       thorough: bool) -> dict[int, str]:
+        from collector.storage.checksums import jpeg_frame_problems, raw_frame_problems
+
+        group, count = self._group(stream), self.count(stream)
+        if self.encodings(stream).get(field) == JPEG:
+            return jpeg_frame_problems(group, field, count, frames, decode=thorough,
+                                       shape=self.streams[stream].field(field).shape)
+        return raw_frame_problems(group[field], frames) if thorough else {}
 
     def _group(self, stream: str) -> h5py.Group:
         if stream not in self._groups:
@@ -185,48 +200,7 @@ class Episode:
     @_reads_file
     def summary(self) -> dict[str, Any]:
         """Episode facts and per-stream statistics, as plain data (see :func:`format_info`)."""
-        sync, events = self.sync, self.events()
-        kinds: dict[str, int] = {}
-        for event in events:
-            kinds[event["kind"]] = kinds.get(event["kind"], 0) + 1
-        streams = {}
-        for name, spec in self.streams.items():
-            t = self.timestamps(name)
-            count, host = self.count(name), t["t_host_ns"]
-            duration = float(host[-1] - host[0]) / 1e9 if count > 1 else 0.0
-            pair = (sync or {}).get("streams", {}).get(name)
-            stats = skew_stats_ms(pair["skew_ns"], pair["index"]) if pair else None
-            group = self._group(name)
-            streams[name] = {
-                "kind": spec.kind, "rate_hz": spec.rate_hz, "count": count, "duration_s": duration,
-                "measured_rate_hz": (count - 1) / duration if duration > 0 else 0.0,
-                **seq_counters(t["seq"]), "late": int(group.attrs.get("late", 0)),
-                "overflow": int(group.attrs.get("overflow", 0)), "skew": stats,
-                "encodings": self.encodings(name)}
-        keys = ("uuid", "task", "operator", "station", "prompt", "outcome", "status", "start_time",
-                "end_time", "duration_s", "master_stream", "schema_version", "tags", "notes")
-        ledger = self.ledger
-        return {"path": str(self.path), **{k: self.attrs.get(k) for k in keys},
-                "interrupted": self.interrupted, "file_bytes": self.path.stat().st_size,
-                "events": kinds, "streams": streams, "ledger": ledger,
-                "integrity": self.integrity_problems()}
-
-    @property
-    def ledger(self) -> dict[str, Any] | None:
-        """The integrity ledger (:mod:`collector.storage.ledger`), or ``None`` for files without one
-        (schema 1, interrupted or recovered episodes)."""
-        return read_ledger(self.attrs)
-
-    def integrity_problems(self, *, accounted: bool = True) -> list[str]:
-        """What is missing from this episode and why, in words ("cam0: last 5.5 s missing");
-        empty when every published sample is in the file. Without ``accounted``, only what
-        makes the episode invalid: a failed recording, books that do not balance, a stream
-        whose first or last seconds are missing."""
-        problems = ledger_problems(self.ledger, accounted=accounted)
-        status = self.attrs.get("status")
-        if status == "failed":
-            problems.insert(0, f"the recording failed: {self.attrs.get('end_reason') or 'see the log'}")
-        return problems
+        return super().summary()
 
 
 def _dataset_names(spec: StreamSpec, encodings: dict[str, str]) -> list[str]:
@@ -237,7 +211,7 @@ def _dataset_names(spec: StreamSpec, encodings: dict[str, str]) -> list[str]:
     return names + list(TIME_DATASETS)
 
 
-def open_episode(path: str | Path) -> Episode:
+def open_episode(path: str | Path) -> HDF5Episode:
     """Open an episode for reading; raise :class:`EpisodeError` for anything that is not one."""
     path = Path(path)
     if not path.is_file():
@@ -265,7 +239,7 @@ def open_episode(path: str | Path) -> Episode:
         if int(version) not in SCHEMA_VERSIONS:
             raise EpisodeError(f"{path}: schema version {version} is not supported "
                                f"(this reader knows {', '.join(map(str, SCHEMA_VERSIONS))})")
-        return Episode(path, h5, swmr)
+        return HDF5Episode(path, h5, swmr)
     except EpisodeError:
         h5.close()
         raise
@@ -287,7 +261,7 @@ def validate_episode(path: str | Path, *, allow_recovered: bool = True) -> list[
             return [f"unreadable: {type(exc).__name__}: {exc}"]
 
 
-def _problems(ep: Episode, allow_recovered: bool) -> list[str]:
+def _problems(ep: HDF5Episode, allow_recovered: bool) -> list[str]:
     a, problems = ep.attrs, []
     problems += [f"root attribute '{k}' is missing" for k in ROOT_ATTRS if k not in a]
     status = a.get("status")
@@ -328,7 +302,7 @@ def _problems(ep: Episode, allow_recovered: bool) -> list[str]:
     return problems
 
 
-def _window_problems(ep: Episode) -> list[str]:
+def _window_problems(ep: EpisodeReader) -> list[str]:
     """Samples captured outside the episode's window: they belong to another episode."""
     ledger = ep.ledger
     if not ledger or "start_ns" not in ledger:
@@ -342,7 +316,7 @@ def _window_problems(ep: Episode) -> list[str]:
     return problems
 
 
-def _stream_problems(ep: Episode, name: str, spec: StreamSpec) -> list[str]:
+def _stream_problems(ep: HDF5Episode, name: str, spec: StreamSpec) -> list[str]:
     group, problems, lengths = ep._group(name), [], {}
     encodings = ep.encodings(name)
     for fs in spec.fields:
@@ -396,7 +370,7 @@ def _stream_problems(ep: Episode, name: str, spec: StreamSpec) -> list[str]:
     return problems
 
 
-def _sync_problems(ep: Episode) -> list[str]:
+def _sync_problems(ep: EpisodeReader) -> list[str]:
     sync = ep.sync
     if sync is None:
         return ["/sync is missing"]
@@ -487,7 +461,7 @@ def recover_episode(path: str | Path, out: str | Path | None = None) -> Path:
     return target
 
 
-def _copy_truncated(episode: Episode, dst: h5py.File) -> int:
+def _copy_truncated(episode: HDF5Episode, dst: h5py.File) -> int:
     src = episode.h5
     dst.attrs.update(dict(src.attrs))
     src.copy(src["streams"], dst, "streams")
@@ -510,3 +484,64 @@ def _copy_truncated(episode: Episode, dst: h5py.File) -> int:
     if n:
         end_ns = max(end_ns, int(events["t_ns"][:].max()))
     return end_ns
+
+
+def read_root_attrs(path: str | Path) -> dict[str, Any]:
+    """The root attributes of an episode file as plain values, without reading its streams
+    (listing a thousand files stays fast). Raises :class:`EpisodeError` for a file that cannot
+    be read; an interrupted one is read in SWMR mode."""
+    path = Path(path)
+    try:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            if "open for write" not in str(exc) and "unable to lock" not in str(exc):
+                raise
+            f = h5py.File(path, "r", swmr=True)
+        with f:
+            return {k: _plain(v) for k, v in f.attrs.items()}
+    except (*_DAMAGE, KeyError, ValueError) as exc:
+        raise EpisodeError(f"{path}: cannot be read ({exc})") from None
+
+
+def deep_problems(path: str | Path) -> list[str]:
+    """What ``collector validate --deep`` adds (checks in :mod:`collector.storage.checksums`): every chunk of every dataset read (Fletcher-32
+    verified where present) and every JPEG frame checked (CRC32, or decoded in older files);
+    one sentence per damaged run of samples, naming the stream. ``[]``: no damage found."""
+    return deep_report(path)[0]
+
+
+def deep_report(path: str | Path) -> tuple[list[str], bool]:
+    """``deep_problems`` and whether the file carries checksums at all."""
+    from collector.storage.checksums import describe_damage, stream_damage, unreadable_rows
+
+    try:
+        episode = open_episode(path)
+    except EpisodeError as exc:
+        return [str(exc)], False
+    problems, checked = [], False
+    with episode:
+        for stream in episode.streams:
+            group = episode.h5[f"streams/{stream}"]
+            try:
+                count = episode.count(stream)
+            except EpisodeError:
+                count = None
+            damaged, has = stream_damage(group, count)
+            checked |= has
+            past = damaged.pop(-1, None)
+            problems += describe_damage(stream, damaged)
+            if past:
+                problems.append(f"{stream}: {past}")
+        for top in ("events", "sync"):
+            if top not in episode.h5:
+                continue
+            datasets = []
+            episode.h5[top].visititems(lambda name, obj: datasets.append((name, obj))
+                                       if isinstance(obj, h5py.Dataset) else None)
+            for name, ds in datasets:
+                checked |= bool(ds.fletcher32)
+                for lo, hi in unreadable_rows(ds):
+                    problems.append(f"/{top}/{name}: rows {lo}-{hi - 1} damaged (checksum mismatch)"
+                                    if ds.fletcher32 else f"/{top}/{name}: rows {lo}-{hi - 1} unreadable")
+    return problems, checked

@@ -185,7 +185,7 @@ def recover_in_place(path: str | Path) -> Path:
     (:func:`truncate_past_eoa`); the open-for-write flags are cleared; datasets are cut to whole
     samples, which frees the chunks of a half-written flush inside the file; then the closing
     attributes and ``/sync`` (a few bytes per master frame) are written into that space, as
-    :meth:`EpisodeWriter.close` does. Unlike recovery by copy this is not atomic: a crash in the
+    :meth:`HDF5EpisodeWriter.close` does. Unlike recovery by copy this is not atomic: a crash in the
     middle leaves the file ``recording`` and recovery can run again."""
     import h5py
     import numpy as np

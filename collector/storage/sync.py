@@ -129,6 +129,21 @@ def skew_stats_ms(skew_ns: np.ndarray, index: np.ndarray) -> dict[str, float | i
             "max_ms": float(matched.max()) / 1e6, "unmatched": unmatched}
 
 
+def compute_sync_index(master: str, streams: dict[str, tuple[float, np.ndarray]]) -> dict:
+    """The synchronized index of every other stream against ``master``, as plain data (what
+    :func:`read_sync_group` reads back); ``streams`` as in :func:`write_sync_group`."""
+    t_ns = np.asarray(streams[master][1], np.int64) if master in streams else np.zeros(0, np.int64)
+    result: dict[str, Any] = {"master": master, "method": SYNC_METHOD, "t_ns": t_ns, "streams": {}}
+    for name, (rate_hz, other_t) in streams.items():
+        if name == master or master not in streams:
+            continue
+        bound = default_max_skew_ns(streams[master][0], rate_hz)
+        index, skew = build_sync_index(t_ns, other_t, bound)
+        result["streams"][name] = {"index": index, "skew_ns": skew, "max_skew_ns": bound}
+    result["max_skew_ns"] = max((s["max_skew_ns"] for s in result["streams"].values()), default=0)
+    return result
+
+
 def write_sync_group(f: Any, master: str, streams: dict[str, tuple[float, np.ndarray]]) -> dict:
     """Replace ``f["sync"]`` with the index of every other stream against ``master``.
 
@@ -140,20 +155,13 @@ def write_sync_group(f: Any, master: str, streams: dict[str, tuple[float, np.nda
     if "sync" in f:
         del f["sync"]
     group = f.create_group("sync")
-    t_ns = np.asarray(streams[master][1], np.int64) if master in streams else np.zeros(0, np.int64)
-    result: dict[str, Any] = {"master": master, "method": SYNC_METHOD, "t_ns": t_ns, "streams": {}}
-    for name, (rate_hz, other_t) in streams.items():
-        if name == master or master not in streams:
-            continue
-        bound = default_max_skew_ns(streams[master][0], rate_hz)
-        index, skew = build_sync_index(t_ns, other_t, bound)
+    result = compute_sync_index(master, streams)
+    for name, pair in result["streams"].items():
         sub = group.create_group(name)
-        sub.create_dataset("index", data=index)
-        sub.create_dataset("skew_ns", data=skew)
-        sub.attrs["max_skew_ns"] = bound
-        result["streams"][name] = {"index": index, "skew_ns": skew, "max_skew_ns": bound}
-    group.create_dataset("t_ns", data=t_ns)
-    result["max_skew_ns"] = max((s["max_skew_ns"] for s in result["streams"].values()), default=0)
+        sub.create_dataset("index", data=pair["index"])
+        sub.create_dataset("skew_ns", data=pair["skew_ns"])
+        sub.attrs["max_skew_ns"] = pair["max_skew_ns"]
+    group.create_dataset("t_ns", data=result["t_ns"])
     group.attrs.update(master=master, method=SYNC_METHOD, max_skew_ns=result["max_skew_ns"])
     return result
 

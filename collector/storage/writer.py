@@ -1,6 +1,6 @@
 """Episode files, schema v1: one crash-safe HDF5 file per demonstration (docs/episode-format.md).
 
-:class:`EpisodeWriter` creates every group, dataset and attribute up front, then switches the file
+:class:`HDF5EpisodeWriter` creates every group, dataset and attribute up front, then switches the file
 to SWMR mode and from then on only appends and flushes: a SWMR file killed mid-recording keeps
 everything up to its last flush, where a plain HDF5 file is usually lost whole. ``close()`` reopens
 the file plainly to write the final attributes and the synchronized index.
@@ -10,77 +10,34 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
-from uuid import uuid4
+from typing import Any, Callable
 
 import h5py
 import hdf5plugin
 import numpy as np
 
-from collector import __version__
-from collector.storage.checksums import (CRC_SUFFIX, SAMPLE_CRC, checksum_options, frame_crc32, row_crc32,
-                                 sample_crc_fields)
-from collector.storage.codecs import CodecError, decode_jpeg, encode_jpeg, is_color_image, jpeg_shape
-from collector.wire.protocol import JPEG, RAW, Sample
+from collector.storage.crc import (CRC_SUFFIX, SAMPLE_CRC, checksum_options, frame_crc32, row_crc32,
+                                   sample_crc_fields)
+from collector.storage.interface import EpisodeWriter
+from collector.storage.layout import JPEG_SUFFIX, LIBVER, OFFSETS_SUFFIX
+from collector.storage.schema import (COLOR_ENCODINGS, COMPRESSIONS, COUNTERS, EVENT_DATASETS,  # noqa: F401
+                                      OUTCOMES, ROOT_ATTRS, SCHEMA_VERSION, SCHEMA_VERSIONS, STATUSES,
+                                      TIME_DATASETS, attr_value, check_close, check_counters,
+                                      check_options, default_master, end_attrs_at, event_row,
+                                      field_encodings, iso_utc, prepare_field, root_attrs,
+                                      sample_stream, samples_before, seq_counters, to_json)
+from collector.wire.protocol import JPEG, Sample
 from collector.wire.streams import StreamSpec
 from collector.storage.sync import SYNC_METHOD, fit_device_clock, sync_time_ns, write_sync_group
-from collector.storage.writer_lock import WriterLock
+from collector.storage.writer_lock import WriterLock, marker_path
 
 log = logging.getLogger(__name__)
 
-#: 2: the integrity ledger (root attribute ``ledger``), episodes cut on the capture clock and
-#: the ``failed`` status. Readers accept every version in SCHEMA_VERSIONS.
-SCHEMA_VERSION = 2
-SCHEMA_VERSIONS = (1, 2)
-#: ``failed``: closed after a recorder thread died; what it holds is sound, but not all of it.
-STATUSES = ("recording", "complete", "recovered", "failed")
-OUTCOMES = ("success", "failure", "unknown")
-COMPRESSIONS = ("none", "lz4", "zstd")
-COLOR_ENCODINGS = ("raw", "jpeg")
-#: Root attributes every episode has, with their defaults (``None``: filled in when created).
-ROOT_ATTRS: dict[str, Any] = {
-    "schema_version": SCHEMA_VERSION, "uuid": None, "task": "", "operator": "", "station": "",
-    "prompt": "", "notes": "", "tags": "[]", "outcome": "unknown", "status": "recording",
-    "start_time": None, "start_time_ns": None, "end_time": "", "end_time_ns": 0,
-    "duration_s": 0.0, "app_version": __version__, "master_stream": "",
-    "sync_method": SYNC_METHOD, "compression": "none", "color_encoding": "raw", "jpeg_quality": 90,
-}
-#: Per-sample bookkeeping datasets of every stream, with their dtypes.
-TIME_DATASETS = {"seq": np.uint64, "t_device_ns": np.int64, "t_host_ns": np.int64,
-                 "t_recv_ns": np.int64}
-#: Stream-group attributes written at close.
-COUNTERS = ("count", "gaps", "missing", "restarts", "late", "overflow")
-#: ``/events`` parallel datasets; fixed-length strings because vlen types are unsafe in SWMR.
-EVENT_DATASETS = {"t_ns": np.dtype("<i8"), "kind": np.dtype("S32"), "stream": np.dtype("S64"),
-                  "detail": np.dtype("S512")}
-JPEG_SUFFIX, OFFSETS_SUFFIX = ".jpeg", ".offsets"
 #: A stream whose buffered rows exceed this is written before the next flush.
 EARLY_WRITE_BYTES = 64 << 20
 _JPEG_CHUNK_BYTES = 256 << 10
 _MAX_CHUNK_BYTES = 1 << 20
-LIBVER = ("v110", "latest")  # SWMR needs >= 1.10 formats; no newer, so HDF5 1.10+ can read
-
-
-def iso_utc(t_ns: int) -> str:
-    """``t_ns`` (ns since the epoch) as ISO 8601 UTC with microseconds, e.g. ``...T07:35:25.123456Z``."""
-    t = datetime.fromtimestamp(t_ns // 10**9, timezone.utc) + timedelta(microseconds=t_ns % 10**9 // 1000)
-    return t.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def default_master(specs: Iterable[StreamSpec]) -> str:
-    """The first color stream, else the first stream, else ``""``."""
-    specs = list(specs)
-    color = [s.name for s in specs if s.kind == "color"]
-    return color[0] if color else (specs[0].name if specs else "")
-
-
-def field_encodings(spec: StreamSpec, color_encoding: str) -> dict[str, str]:
-    """How each field of ``spec`` is stored: JPEG for RGB fields of color streams when asked."""
-    jpeg = color_encoding == "jpeg" and spec.kind == "color"
-    return {f.name: JPEG if jpeg and is_color_image(f.dtype, f.shape) else RAW for f in spec.fields}
 
 
 def compression_options(compression: str, dtype: Any) -> dict:
@@ -94,29 +51,12 @@ def compression_options(compression: str, dtype: Any) -> dict:
     return dict(hdf5plugin.Zstd(clevel=1))
 
 
-def _json(value: Any) -> str:
-    # Driver metadata often holds numpy values (intrinsics matrices, scales).
-    return json.dumps(value, default=lambda v: v.tolist() if isinstance(v, (np.ndarray, np.generic))
-                      else str(v))
-
-
-def _attr_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    return value if isinstance(value, (str, bool, int, float, np.generic)) else _json(value)
+_json, _attr_value = to_json, attr_value
 
 
 def _rows_per_chunk(row_bytes: int, rate_hz: float) -> int:
     # About one second of samples, but no chunk over 1 MiB: one image is one chunk.
     return max(1, min(int(np.ceil(rate_hz)), _MAX_CHUNK_BYTES // max(1, row_bytes)))
-
-
-def _fit_json(detail: dict, limit: int) -> bytes:
-    text = out = json.dumps(detail, separators=(",", ":"), default=str).encode()
-    while len(out) > limit:  # keep it valid JSON rather than cutting it mid-token
-        text = text[:len(text) - (len(out) - limit)]
-        out = json.dumps({"truncated": text.decode(errors="ignore")}, separators=(",", ":")).encode()
-    return out
 
 
 class _StreamBuffer:
@@ -132,7 +72,7 @@ class _StreamBuffer:
     n = property(lambda self: len(self.columns["seq"]))
 
 
-class EpisodeWriter:
+class HDF5EpisodeWriter(EpisodeWriter):
     """Writes one episode file; used from one thread (the recorder's writer thread).
 
     ``specs`` are the streams the episode will hold, ``attrs`` the root attributes (task,
@@ -142,12 +82,7 @@ class EpisodeWriter:
     def __init__(self, path: str | Path, specs: list[StreamSpec], attrs: dict[str, Any] | None = None,
                  *, compression: str = "none", color_encoding: str = "raw", jpeg_quality: int = 90,
                  checksums: bool = True) -> None:
-        if compression not in COMPRESSIONS:
-            raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
-        if color_encoding not in COLOR_ENCODINGS:
-            raise ValueError(f"color_encoding must be one of {COLOR_ENCODINGS}, got {color_encoding!r}")
-        if not 1 <= int(jpeg_quality) <= 100:
-            raise ValueError(f"jpeg_quality must be 1..100, got {jpeg_quality}")
+        check_options(compression, color_encoding, jpeg_quality)
         self.path, self.specs = Path(path), {s.name: s for s in specs}
         if len(self.specs) != len(specs):
             raise ValueError(f"stream names must be unique: {[s.name for s in specs]}")
@@ -188,18 +123,8 @@ class EpisodeWriter:
             raise
 
     def _root_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        root = {**ROOT_ATTRS, **attrs, "schema_version": SCHEMA_VERSION, "status": "recording",
-                "compression": self.compression, "color_encoding": self.color_encoding,
-                "jpeg_quality": self.jpeg_quality}
-        start_ns = int(root["start_time_ns"] or time.time_ns())
-        root.update(start_time_ns=start_ns, start_time=root["start_time"] or iso_utc(start_ns),
-                    uuid=root["uuid"] or uuid4().hex)
-        _check_root_values(root)
-        master = root["master_stream"] or default_master(self.specs.values())
-        if master and master not in self.specs:
-            raise ValueError(f"master stream '{master}' is not one of the episode's streams")
-        root["master_stream"] = master
-        return root
+        return root_attrs(attrs, self.specs, compression=self.compression,
+                          color_encoding=self.color_encoding, jpeg_quality=self.jpeg_quality)
 
     def _create_stream(self, buf: _StreamBuffer) -> None:
         spec, g = buf.spec, self._h5.create_group(f"streams/{buf.spec.name}")
@@ -248,16 +173,8 @@ class EpisodeWriter:
         field's name, encoding, dtype or shape differs from the stream's spec.
         """
         self._check_open()
-        name = sample.stream if sample.stream in self._buffers else f"{sample.node}/{sample.stream}"
-        buf = self._buffers.get(name)
-        if buf is None:
-            raise ValueError(f"unknown stream '{sample.stream}' (episode streams: "
-                             f"{', '.join(self._buffers) or 'none'})")
-        if sample.fields.keys() != buf.names:
-            raise ValueError(f"stream '{name}': fields {sorted(sample.fields)} do not match "
-                             f"the spec's {sorted(buf.names)}")
-        if sample.seq < 0:
-            raise ValueError(f"stream '{name}': seq must be >= 0, got {sample.seq}")
+        name = sample_stream(sample, self.specs)
+        buf = self._buffers[name]
         values = {fs.name: self._prepare(name, fs, sample, buf.encodings[fs.name])
                   for fs in buf.spec.fields}
         for field_name, value in values.items():
@@ -274,25 +191,7 @@ class EpisodeWriter:
             self._write_stream(buf)
 
     def _prepare(self, stream: str, fs: Any, sample: Sample, stored: str) -> np.ndarray:
-        array = np.asarray(sample.fields[fs.name])
-        encoding = sample.encodings.get(fs.name, RAW)
-        where = f"stream '{stream}' field '{fs.name}'"
-        if encoding == JPEG:
-            try:
-                shape = jpeg_shape(array)
-            except CodecError as exc:
-                raise ValueError(f"{where}: {exc}") from None
-            if np.dtype(fs.dtype) != np.uint8 or shape != fs.shape:
-                raise ValueError(f"{where}: JPEG of shape {shape} does not match the spec's "
-                                 f"{fs.dtype} {fs.shape}")
-            return array.copy() if stored == JPEG else decode_jpeg(array)
-        if encoding != RAW:
-            raise ValueError(f"{where}: unknown encoding '{encoding}'")
-        if array.dtype.str != fs.dtype:
-            raise ValueError(f"{where}: dtype {array.dtype.str} does not match the spec's {fs.dtype}")
-        if array.shape != fs.shape:
-            raise ValueError(f"{where}: shape {array.shape} does not match the spec's {fs.shape}")
-        return encode_jpeg(array, self.jpeg_quality) if stored == JPEG else array
+        return prepare_field(stream, fs, sample, stored, self.jpeg_quality)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -305,18 +204,12 @@ class EpisodeWriter:
         bytes is replaced by ``{"truncated": <its start>}``.
         """
         self._check_open()
-        self._events.append((int(t_ns), kind.encode()[:32], (stream or "").encode()[:64],
-                             _fit_json(detail or {}, 512)))
+        self._events.append(event_row(t_ns, kind, stream, detail))
 
     def set_counters(self, stream: str, **counters: int | None) -> None:
         """Counters to store as the stream's attributes at close (``gaps``, ``missing``,
         ``restarts``, ``late``, ``overflow``); they replace the counts derived from ``seq``."""
-        if stream not in self._counters:
-            raise ValueError(f"unknown stream '{stream}'")
-        unknown = set(counters) - set(COUNTERS[1:])
-        if unknown:
-            raise ValueError(f"unknown counters {sorted(unknown)} (known: {', '.join(COUNTERS[1:])})")
-        self._counters[stream].update({k: int(v) for k, v in counters.items() if v is not None})
+        self._counters[stream].update(check_counters(stream, self._counters, counters))
 
     @property
     def counts(self) -> dict[str, int]:
@@ -385,12 +278,7 @@ class EpisodeWriter:
         synchronized index. ``end_attrs`` updates root attributes (outcome, notes, tags, ...);
         ``stop_ns`` and ``ledger`` are as in :func:`finalize_episode`. The finished file opens
         with a plain ``h5py.File(path)``. Returns the path."""
-        if status not in STATUSES[1:]:
-            raise ValueError(f"close status must be one of {STATUSES[1:]}, got {status!r}")
-        end_attrs = dict(end_attrs or {})
-        _check_root_values(end_attrs)
-        if master_stream and master_stream not in self.specs:
-            raise ValueError(f"master stream '{master_stream}' is not one of the episode's streams")
+        end_attrs = check_close(status, end_attrs, master_stream, self.specs)
         try:
             self.flush()
         except BaseException:
@@ -408,6 +296,14 @@ class EpisodeWriter:
         self._lock.release(remove=True)
         return self.path
 
+    @property
+    def storage_folder(self) -> Path:
+        return self.path.parent
+
+    def discard(self) -> None:
+        self.abort()
+        marker_path(self.path).unlink(missing_ok=True)  # discarded, not to be recovered
+
     def abort(self) -> None:
         """Close without finalizing: buffered data is flushed if possible, the status stays
         ``"recording"`` (readers report the episode as interrupted). Never raises."""
@@ -424,21 +320,6 @@ class EpisodeWriter:
             log.warning("%s: close on abort failed: %s", self.path, exc)
         self._lock.release(remove=False)
 
-    def __enter__(self) -> "EpisodeWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-def _check_root_values(attrs: dict[str, Any]) -> None:
-    if "outcome" in attrs and attrs["outcome"] not in OUTCOMES:
-        raise ValueError(f"outcome must be one of {OUTCOMES}, got {attrs['outcome']!r}")
-    if "tags" in attrs and not isinstance(attrs["tags"], str):
-        attrs["tags"] = json.dumps(list(attrs["tags"]))
 
 
 def stream_groups(f: h5py.File) -> dict[str, tuple[StreamSpec, h5py.Group]]:
@@ -466,14 +347,6 @@ def stream_length(group: h5py.Group) -> int:
     return min(lengths, default=0)
 
 
-def seq_counters(seq: np.ndarray) -> dict[str, int]:
-    """Gaps (jumps), missing samples inside them and restarts (seq going back) from ``seq``."""
-    step = np.diff(np.asarray(seq).astype(np.int64))
-    jumps = step[step > 1]
-    return {"gaps": int(jumps.size), "missing": int((jumps - 1).sum()),
-            "restarts": int(np.count_nonzero(step <= 0))}
-
-
 def truncate_stream(group: h5py.Group, count: int) -> None:
     """Cut every per-sample dataset of a stream group to its first ``count`` samples (JPEG
     byte datasets to the end of frame ``count``); the file must be open plainly."""
@@ -485,15 +358,6 @@ def truncate_stream(group: h5py.Group, count: int) -> None:
             ds.resize(count, axis=0)
 
 
-def _samples_before(t_host: np.ndarray, stop_ns: int) -> int:
-    # A stream arrives in capture order, so what was captured at or after the stop instant
-    # (routed to the episode before the stop was known) is its tail.
-    count = t_host.size
-    while count and t_host[count - 1] >= stop_ns:
-        count -= 1
-    return count
-
-
 def finalize_episode(f: h5py.File, *, status: str, end_attrs: dict[str, Any] | None = None,
                      master_stream: str | None = None,
                      counters: dict[str, dict[str, int]] | None = None,
@@ -501,7 +365,7 @@ def finalize_episode(f: h5py.File, *, status: str, end_attrs: dict[str, Any] | N
                      ledger: Callable[[dict[str, dict[str, int]]], dict] | None = None) -> None:
     """Write the closing attributes and ``/sync`` into an episode opened plainly for writing.
 
-    Shared by :meth:`EpisodeWriter.close` and recovery. ``end_attrs`` values win; missing
+    Shared by :meth:`HDF5EpisodeWriter.close` and recovery. ``end_attrs`` values win; missing
     ``end_time_ns`` is now, ``end_time``/``duration_s`` follow from it. With ``stop_ns``,
     samples captured at or after it are cut from each stream's tail (they belong to no part of
     this episode). ``ledger(written)`` gets each stream's ``count``, ``first_t_ns``,
@@ -514,7 +378,7 @@ def finalize_episode(f: h5py.File, *, status: str, end_attrs: dict[str, Any] | N
     for name, (spec, group) in streams.items():
         count = stream_length(group)
         if stop_ns is not None:
-            kept = _samples_before(group["t_host_ns"][:count], stop_ns)
+            kept = samples_before(group["t_host_ns"][:count], stop_ns)
             if kept < count:
                 truncate_stream(group, kept)
             count = kept
@@ -529,10 +393,7 @@ def finalize_episode(f: h5py.File, *, status: str, end_attrs: dict[str, Any] | N
         fit = fit_device_clock(t_device, t_host)
         group.attrs["clock_fit"] = json.dumps(fit)
         times[name] = (spec.rate_hz, sync_time_ns(t_device, t_host, fit))
-    end_ns = int(end.get("end_time_ns") or time.time_ns())
-    end.setdefault("end_time", iso_utc(end_ns))
-    end.setdefault("duration_s", (end_ns - int(f.attrs["start_time_ns"])) / 1e9)
-    end["end_time_ns"] = end_ns
+    end = end_attrs_at(end, int(f.attrs["start_time_ns"]))
     if ledger is not None:
         end["ledger"] = json.dumps(ledger(written), separators=(",", ":"))
     f.attrs.update({k: _attr_value(v) for k, v in end.items() if k != "status"})

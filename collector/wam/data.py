@@ -16,7 +16,8 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from collector.storage.reader import EpisodeError, open_episode
+from collector.storage import EpisodeError, open_episode, read_attrs
+from collector.storage.library import split_by_episode as held_out_uuids
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +131,28 @@ def load_clips(paths: Iterable[str | Path], size: int, *, camera: str | None = N
     return clips
 
 
+def episode_uuid(path: str | Path) -> str:
+    """The episode's uuid (its file name when the file cannot be read: it is skipped later)."""
+    try:
+        return str(read_attrs(path, ("uuid",))["uuid"] or Path(path).name)
+    except EpisodeError:
+        return Path(path).name
+
+
 def split_by_episode(paths: Sequence[Path], val_fraction: float, seed: int = 0) -> tuple[list[Path], list[Path]]:
-    """Hold out whole episodes (never windows of a training episode) for validation."""
+    """Hold out whole episodes (never windows of a training episode) for validation, with the
+    app's one split rule (:func:`collector.storage.library.split_by_episode`, by uuid): the
+    episodes held out here are the ones an export with the same seed holds out."""
     paths = list(paths)
     if len(paths) < 2:
         raise DatasetError(f"need at least 2 episodes to hold one out, found {len(paths)}")
-    order = np.random.default_rng(seed).permutation(len(paths))
-    n_val = min(len(paths) - 1, max(1, round(len(paths) * val_fraction)))
-    val = sorted(paths[i] for i in order[:n_val])
-    train = sorted(paths[i] for i in order[n_val:])
+    uuids = {path: episode_uuid(path) for path in paths}
+    held_out = held_out_uuids(list(uuids.values()), val_fraction, seed)
+    val = sorted(p for p in paths if uuids[p] in held_out)
+    train = sorted(p for p in paths if uuids[p] not in held_out)
+    if not val or not train:
+        raise DatasetError(f"val_fraction {val_fraction} of {len(paths)} episodes leaves "
+                           f"{len(train)} for training and {len(val)} for validation")
     return train, val
 
 

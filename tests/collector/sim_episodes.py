@@ -1,7 +1,7 @@
 """Simulated episodes written in simulated time (no sleeping) for the dataset and export tests.
 
 The real simulated drivers (devices/sim_camera, devices/sim_glove) run with ``realtime=False``
-and their readings go through the real :class:`EpisodeWriter`, so files carry the same device
+and their readings go through the real :class:`HDF5EpisodeWriter`, so files carry the same device
 clocks, latency jitter and synchronized index as a recording; the world (devices/sim_world) is
 the ground truth.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from collector.storage.writer import EpisodeWriter
+from collector.storage.writer import HDF5EpisodeWriter
 from collector.wire.protocol import Sample
 from collector.wire.streams import FieldSpec, StreamSpec
 from devices.sim_camera.node import SimCamera
@@ -69,7 +69,7 @@ def write_sim_episode(path, *, seed: int = 0, seconds: float = 2.0, cameras: int
         device.close()
     samples.sort(key=lambda s: s.t_host_ns)
     start_ns = samples[0].t_host_ns - 1_000_000
-    writer = EpisodeWriter(path, specs, {"task": "pick-cube", "operator": "sim", "start_time_ns": start_ns,
+    writer = HDF5EpisodeWriter(path, specs, {"task": "pick-cube", "operator": "sim", "start_time_ns": start_ns,
                                          **(attrs or {})}, color_encoding=color_encoding)
     for i, s in enumerate(samples):
         writer.append(s, s.t_host_ns + 200_000)

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from collector.storage.writer import EpisodeWriter
+from collector.storage.writer import HDF5EpisodeWriter
 from collector.storage.library import parse_trim, sample_checksum as data_checksum, trim_mask, update_episode_attrs
 from collector.review import EpisodeCatalog, build_dashboard, summarize_episode
 from collector.review.catalog import CACHE_DIR, CACHE_FILE
@@ -123,7 +123,7 @@ def test_bad_curation_values_change_nothing(folder):
 
 def test_an_interrupted_recording_cannot_be_curated(tmp_path):
     path = tmp_path / "live.h5"
-    writer = EpisodeWriter(path, synthetic_specs(32, 24))
+    writer = HDF5EpisodeWriter(path, synthetic_specs(32, 24))
     writer.abort()  # status stays "recording"
     with pytest.raises((ValueError, OSError), match="recording|recover"):
         update_episode_attrs(path, outcome="success")
@@ -190,7 +190,7 @@ def test_an_interrupted_recording_plays_paired_by_host_time(tmp_path):
     from collector.wire.protocol import Sample
 
     path = tmp_path / "killed.h5"
-    writer = EpisodeWriter(path, synthetic_specs(32, 24), {"start_time_ns": 10**18})
+    writer = HDF5EpisodeWriter(path, synthetic_specs(32, 24), {"start_time_ns": 10**18})
     for i in range(30):
         t = 10**18 + i * 33_333_333
         writer.append(Sample("cam0", "cam0/color", i, t, t, {"rgb": np.full((24, 32, 3), i, np.uint8)}), t)

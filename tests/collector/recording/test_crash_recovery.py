@@ -17,7 +17,7 @@ import pytest
 from collector.cli import main as cli_main
 from collector.recording.collect import CollectModel
 from collector.config import sim_config
-from collector.storage.writer import EpisodeWriter
+from collector.storage.writer import HDF5EpisodeWriter
 from collector.storage.reader import open_episode, validate_episode
 from collector.wire.protocol import Sample
 from collector.storage.recovery import recover_file, recover_interrupted
@@ -219,10 +219,10 @@ def _interrupted_file(path: Path) -> Path:
     """A small episode whose writer process was SIGKILLed after two flushes."""
     child = f"""
 import sys, time, numpy as np
-from collector.storage.writer import EpisodeWriter
+from collector.storage.writer import HDF5EpisodeWriter
 from collector.wire.protocol import Sample
 from collector.wire.streams import FieldSpec, StreamSpec
-w = EpisodeWriter({str(path)!r}, [StreamSpec("glove/hand", "state", 100, [FieldSpec("q", "<f4", (3,))])])
+w = HDF5EpisodeWriter({str(path)!r}, [StreamSpec("glove/hand", "state", 100, [FieldSpec("q", "<f4", (3,))])])
 for i in range(20):
     t = 1_700_000_000_000_000_000 + i * 10_000_000
     w.append(Sample("glove", "glove/hand", i, t, t, {{"q": np.full(3, i, np.float32)}}), t)
@@ -245,7 +245,7 @@ time.sleep(60)
 def test_a_live_writer_is_never_recovered_a_dead_one_always(tmp_path, capsys):
     spec = StreamSpec("glove/hand", "state", 100, [FieldSpec("q", "<f4", (3,))])
     live = tmp_path / "live.h5"
-    writer = EpisodeWriter(live, [spec])
+    writer = HDF5EpisodeWriter(live, [spec])
     writer.append(Sample("glove", "glove/hand", 0, 1, 1, {"q": np.zeros(3, np.float32)}), 1)
     writer.flush()
     assert writer_alive(live)
@@ -294,7 +294,7 @@ def stuck(f, master, times):  # a kill lands in the middle of finalize_episode
     print("closing", flush=True)
     time.sleep(60)
 E.write_sync_group = stuck
-w = E.EpisodeWriter({str(path)!r}, [StreamSpec("glove/hand", "state", 100, [FieldSpec("q", "<f4", (3,))])])
+w = E.HDF5EpisodeWriter({str(path)!r}, [StreamSpec("glove/hand", "state", 100, [FieldSpec("q", "<f4", (3,))])])
 for i in range(300):
     t = 1_700_000_000_000_000_000 + i * 10_000_000
     w.append(Sample("glove", "glove/hand", i, t, t, {{"q": np.full(3, i, np.float32)}}), t)

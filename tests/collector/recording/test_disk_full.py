@@ -86,14 +86,14 @@ def test_a_disk_that_fills_anyway_gives_a_clear_error(small_disk):
 
 def interrupted_episode(folder: Path) -> Path:
     """An episode whose writer died mid-recording (status ``recording``), 2 s of 30 fps frames."""
-    from collector.storage.writer import EpisodeWriter
+    from collector.storage.writer import HDF5EpisodeWriter
     from collector.wire.protocol import Sample
     from collector.wire.streams import FieldSpec, StreamSpec
 
     specs = [StreamSpec("cam0/color", "color", 30.0, [FieldSpec("rgb", "uint8", (240, 320, 3))]),
              StreamSpec("glove/hand", "state", 200.0, [FieldSpec("joints", "float32", (22,))])]
     path = folder / "full.h5"
-    writer = EpisodeWriter(path, specs, {"task": "fill"})
+    writer = HDF5EpisodeWriter(path, specs, {"task": "fill"})
     frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
     for k in range(60):
         t = time.time_ns() + k * 33_000_000

@@ -14,8 +14,8 @@ import pytest
 from tests.collector import sim_episodes
 from collector.cli import main as cli_main
 from collector.dataset import EpisodeDataset
-from collector.storage.writer import EpisodeWriter
-from collector.storage.checksums import deep_report
+from collector.storage.writer import HDF5EpisodeWriter
+from collector.storage.reader import deep_report
 from collector.storage.reader import open_episode, validate_episode
 from tests.collector.sim_episodes import write_sim_episode
 
@@ -98,7 +98,7 @@ def test_every_corruption_inside_a_data_chunk_is_caught_by_deep_validate(tmp_pat
 
 
 def test_files_without_checksums_stay_valid_and_readable(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sim_episodes, "EpisodeWriter", functools.partial(EpisodeWriter, checksums=False))
+    monkeypatch.setattr(sim_episodes, "HDF5EpisodeWriter", functools.partial(HDF5EpisodeWriter, checksums=False))
     old = write_sim_episode(tmp_path / "old.h5", seed=6, seconds=0.5, color_encoding="jpeg")
     with h5py.File(old, "r") as f:
         assert "rgb.crc32" not in f["streams/cam0/color"]

@@ -10,7 +10,7 @@ import pytest
 
 import collector.storage.writer as episode_module
 from collector.storage.codecs import decode_jpeg, encode_jpeg, jpeg_shape
-from collector.storage.writer import SCHEMA_VERSION, EpisodeWriter
+from collector.storage.writer import SCHEMA_VERSION, HDF5EpisodeWriter
 from collector.storage.reader import (EpisodeError, format_info, open_episode, recover_episode,
                                       validate_episode)
 from collector.wire.protocol import Sample
@@ -49,7 +49,7 @@ def glove_fields(i):
 
 def write_episode(path, compression="none", color_encoding="raw", frames=10, glove=300,
                   close=True, **close_kw):
-    w = EpisodeWriter(path, specs(), {"task": "pick", "operator": "ana", "tags": ["a", "b"],
+    w = HDF5EpisodeWriter(path, specs(), {"task": "pick", "operator": "ana", "tags": ["a", "b"],
                                       "prompt": "pick the cube", "start_time_ns": T0},
                       compression=compression, color_encoding=color_encoding)
     for i in range(glove):
@@ -154,7 +154,7 @@ def test_jpeg_is_standard_and_rgb_ordered(tmp_path):
     spec = [StreamSpec("cam0/color", "color", 30, [FieldSpec("rgb", "|u1", (H, W, 3))])]
     for encoding in ("jpeg", "raw"):
         path = tmp_path / f"{encoding}.h5"
-        with EpisodeWriter(path, spec, {}, color_encoding=encoding) as w:
+        with HDF5EpisodeWriter(path, spec, {}, color_encoding=encoding) as w:
             w.append(Sample("cam0", "cam0/color", 0, 0, T0, {"rgb": buffer}, {"rgb": "jpeg"}), T0)
         with h5py.File(path) as f:
             if encoding == "jpeg":
@@ -164,7 +164,7 @@ def test_jpeg_is_standard_and_rgb_ordered(tmp_path):
 
 
 def test_append_rejects_mismatches_with_exact_messages(tmp_path):
-    w = EpisodeWriter(tmp_path / "e.h5", specs(), {})
+    w = HDF5EpisodeWriter(tmp_path / "e.h5", specs(), {})
     good = glove_fields(0)
     cases = [
         (Sample("x", "x/y", 0, 0, T0, good),
@@ -200,15 +200,15 @@ def test_append_rejects_mismatches_with_exact_messages(tmp_path):
     with pytest.raises(RuntimeError, match="closed"):
         w.append(Sample("glove", "hand", 1, 0, T0, good), T0)
     with pytest.raises(FileExistsError):
-        EpisodeWriter(tmp_path / "e.h5", specs(), {})
+        HDF5EpisodeWriter(tmp_path / "e.h5", specs(), {})
     with pytest.raises(ValueError, match="master stream 'nope/x'"):
-        EpisodeWriter(tmp_path / "f.h5", specs(), {"master_stream": "nope/x"})
+        HDF5EpisodeWriter(tmp_path / "f.h5", specs(), {"master_stream": "nope/x"})
     assert not (tmp_path / "f.h5").exists()
 
 
 def test_large_buffers_are_written_before_the_flush(tmp_path, monkeypatch):
     monkeypatch.setattr(episode_module, "EARLY_WRITE_BYTES", 3 * H * W * 3)
-    w = EpisodeWriter(tmp_path / "e.h5", specs()[:1], {})
+    w = HDF5EpisodeWriter(tmp_path / "e.h5", specs()[:1], {})
     for k in range(7):
         w.append(Sample("cam0", "cam0/color", k, k, T0 + k, {"rgb": color_frame(k)}), T0)
     assert w.counts["cam0/color"] == 6 and w.buffered["cam0/color"] == 1

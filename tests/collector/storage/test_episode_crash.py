@@ -21,14 +21,14 @@ ROOT = Path(__file__).resolve().parents[3]
 CHILD = r"""
 import json, sys, time
 import numpy as np
-from collector.storage.writer import EpisodeWriter
+from collector.storage.writer import HDF5EpisodeWriter
 from collector.wire.protocol import Sample
 from collector.wire.streams import FieldSpec, StreamSpec
 
 path, interval, frame = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 specs = [StreamSpec("glove/hand", "state", 1000, [FieldSpec("q", "<f4", (8,)), FieldSpec("p", "<u2", (5,))]),
          StreamSpec("cam0/color", "color", 30, [FieldSpec("rgb", "|u1", (frame, frame, 3))])]
-w = EpisodeWriter(path, specs, {"task": "crash"}, compression="lz4", color_encoding="jpeg")
+w = HDF5EpisodeWriter(path, specs, {"task": "crash"}, compression="lz4", color_encoding="jpeg")
 t0, i, last = 1_700_000_000_000_000_000, 0, time.monotonic()
 rgb = np.zeros((frame, frame, 3), np.uint8)
 while True:
