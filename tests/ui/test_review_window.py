@@ -104,6 +104,8 @@ def test_player_shows_frames_follows_with_the_cursor_and_jumps(window, qtbot):
     review.table.setFocus()  # where the focus is after listing: the keys drive the player
     qtbot.keyClick(review.table, QtCore.Qt.Key_Right)
     assert player.step == step + 1 and review.current.name == "faulty.h5"
+    player.seek_step(0)  # from the start: a busy machine must not see it play to the end first
+    step = player.step
     player.speed_box.setCurrentText("4×")
     qtbot.keyClick(review.table, QtCore.Qt.Key_Space)
     assert player.playing
@@ -157,6 +159,13 @@ def test_trash_then_undo_and_a_damaged_file_is_explained(window, qtbot, folder):
     qtbot.keyClick(review.table, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier)
     qtbot.waitUntil(lambda: "wipe.h5" in shown_names(review), timeout=10_000)
     assert (folder / "wipe" / "wipe.h5").exists() and str(path).endswith("wipe.h5")
+    qtbot.waitUntil(lambda: review.current is not None and review.current.name == "wipe.h5"
+                    and review.player.playback is not None and review.player.playback.path.name == "wipe.h5")
+    assert review.curation.outcome_buttons["success"].isChecked()
+    qtbot.keyClick(review.table, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier)  # then the outcome key
+    with h5py.File(path) as f:
+        assert f.attrs["outcome"] == "failure"
+    assert review.curation.outcome_buttons["failure"].isChecked()
 
     select(qtbot, review, "half.h5")
     assert review.player.playback is None and not review.player.play_button.isEnabled()

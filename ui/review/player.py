@@ -86,6 +86,7 @@ class QtEpisodePlayer(QtWidgets.QWidget):
         self.step = 0
         self.speed = 1.0
         self.markers: list[Marker] = []
+        self._suspended: tuple[str, int, bool] | None = None  # (path, step, playing) while written
         self._play_origin: tuple[float, float] | None = None  # (wall clock, episode time)
         self.rows: list[dict] = []
         self.cursors: list[pg.InfiniteLine] = []
@@ -185,6 +186,26 @@ class QtEpisodePlayer(QtWidgets.QWidget):
             self.playback.close()
         self.playback, self.markers, self.step = None, [], 0
         self.set_enabled(False)
+
+    def suspend(self, path: str) -> None:
+        """Close ``path`` if it is the open episode, remembering the frame and whether it played:
+        HDF5 will not let this process write (or move) a file it has open for reading."""
+        pb = self.playback
+        if pb is None or str(pb.path) != str(path):
+            return
+        self._suspended = (str(path), self.step, self.playing)
+        self.unload()
+
+    def resume(self, path: str, trim: list[float] | None = None) -> None:
+        """Reopen what :meth:`suspend` closed, at the same frame (raises EpisodeError/OSError)."""
+        suspended, self._suspended = self._suspended, None
+        if suspended is None or suspended[0] != str(path):
+            return
+        _, step, playing = suspended
+        self.load(path, trim)
+        self.seek_step(step)
+        if playing:
+            self.play()
 
     def _plot_fields(self) -> list[tuple[str, str, tuple[str, ...], str]]:
         """``(stream, field, channel names, unit)`` of each plot row."""

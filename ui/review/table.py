@@ -1,4 +1,5 @@
-"""The episode table: a Qt model over the catalog's summaries, and a proxy that sorts and filters."""
+"""The episode table: a Qt model over the review model's summaries, and a proxy that sorts and
+filters them with the review model's filter."""
 
 from __future__ import annotations
 
@@ -125,44 +126,23 @@ class EpisodeTableModel(QtCore.QAbstractTableModel):
 
 
 class EpisodeFilterProxy(QtCore.QSortFilterProxyModel):
-    """Sorts on raw values and keeps rows matching the search text and the filters.
+    """Sorts on raw values and keeps the rows ``accepts(summary)`` keeps (the review model's
+    filter, :meth:`collector.review.model.ReviewModel.matches`); :meth:`refilter` after it changed."""
 
-    The search matches (case-insensitively, every word) task, operator, station, tags, notes,
-    prompt, flags, outcome and file name.
-    """
-
-    def __init__(self, parent=None) -> None:
+    def __init__(self, accepts: Callable[[EpisodeSummary], bool] = lambda s: True, parent=None) -> None:
         super().__init__(parent)
         self.setSortRole(SORT_ROLE)
-        self.search = ""
-        self.outcome = ""      # "" = any
-        self.task = ""         # "" = any
-        self.flagged_only = False
+        self.accepts = accepts
 
-    def set_filter(self, **values: Any) -> None:
+    def refilter(self) -> None:
         if hasattr(self, "beginFilterChange"):  # Qt >= 6.9; invalidateFilter is deprecated there
             self.beginFilterChange()
-            for key, value in values.items():
-                setattr(self, key, value)
             self.endFilterChange(QtCore.QSortFilterProxyModel.Direction.Rows)
         else:
-            for key, value in values.items():
-                setattr(self, key, value)
             self.invalidateFilter()
 
     def filterAcceptsRow(self, row: int, parent) -> bool:  # noqa: N802 (Qt API)
-        s: EpisodeSummary = self.sourceModel().summaries[row]
-        if self.outcome and (s.outcome if s.ok else "damaged") != self.outcome:
-            return False
-        if self.task and s.task != self.task:
-            return False
-        if self.flagged_only and not s.flags:
-            return False
-        if self.search:
-            text = " ".join([s.task, s.operator, s.station, s.prompt, s.notes, s.outcome, s.name,
-                             *s.tags, *s.flags, s.error]).lower()
-            return all(word in text for word in self.search.lower().split())
-        return True
+        return self.accepts(self.sourceModel().summaries[row])
 
     def lessThan(self, left, right) -> bool:  # noqa: N802
         a, b = left.data(SORT_ROLE), right.data(SORT_ROLE)

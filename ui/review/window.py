@@ -2,20 +2,22 @@
 
 :class:`QtReviewWidget` is the whole tool as one widget (the app window can add it as a tab);
 :class:`QtReviewWindow` puts it in a main window with a status bar. Both are views over
-:class:`collector.review.EpisodeCatalog`: listing runs on a worker thread (cached summaries make
-a folder of 1,000 episodes list in about a second), every edit is a catalog call.
+:class:`collector.review.model.ReviewModel`, which lists the folder on its worker thread, keeps
+the selection, filter and undo stack, and curates: every button and key calls a model method, and
+the widgets change only in the ``_on_<event>`` handlers of the model's events (marshalled to the
+Qt thread by one signal).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from collector.review import EpisodeSummary
+from collector.review.model import ReviewFilter, ReviewModel
 from collector.storage.reader import EpisodeError
-from collector.review import EpisodeCatalog, EpisodeSummary
 
 from ui import theme
 from ui.review.curation import QtCurationPanel
@@ -26,27 +28,37 @@ from ui.review.table import COLUMN, SUMMARY_ROLE, EpisodeFilterProxy, EpisodeTab
 
 log = logging.getLogger("ui.review")
 
+ANY_OUTCOME, ANY_TASK = "any outcome", "any task"
+
 
 class QtReviewWidget(QtWidgets.QWidget):
-    """Episodes tab (table | player over curation and quality report) and Dashboard tab."""
+    """Episodes tab (table | player over curation and quality report) and Dashboard tab, over a
+    :class:`ReviewModel` (``model``, or a new one; ``root``: open that folder)."""
 
     scanned = QtCore.Signal(list)
-    _scan_done = QtCore.Signal(object, object)      # summaries or None, error text or None
-    _scan_progress = QtCore.Signal(int, int)
     message = QtCore.Signal(str)                    # for a status bar
+    _event = QtCore.Signal(str, object)             # a model event, delivered on the Qt thread
 
-    def __init__(self, root: str | Path | None = None, parent=None) -> None:
+    def __init__(self, root: str | Path | None = None, parent=None, *, model: ReviewModel | None = None) -> None:
         super().__init__(parent)
-        self.catalog: EpisodeCatalog | None = None
-        self.current: EpisodeSummary | None = None
-        self._last_trashed: tuple[Path, str] | None = None  # (trash path, original path)
-        self._scanning = False
+        self.review_model = model if model is not None else ReviewModel()
         self._build()
         self._shortcuts()
-        self._scan_done.connect(self._on_scanned)
-        self._scan_progress.connect(self._on_progress)
+        self._event.connect(self._on_event)
+        unsubscribe = self.review_model.subscribe(self._event.emit)
+        self.destroyed.connect(lambda *_: unsubscribe())
+        if self.review_model.catalog is not None:
+            self._on_folder(self.review_model.root)
         if root is not None:
             self.open_folder(root)
+
+    @property
+    def catalog(self):
+        return self.review_model.catalog
+
+    @property
+    def current(self) -> EpisodeSummary | None:
+        return self.review_model.current
 
     # ---- layout ------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -64,9 +76,9 @@ class QtReviewWidget(QtWidgets.QWidget):
         self.search.setPlaceholderText("Search task, operator, tags, notes, flags, file…  (Ctrl+F)")
         self.search.setClearButtonEnabled(True)
         self.outcome_filter = QtWidgets.QComboBox()
-        self.outcome_filter.addItems(["any outcome", "success", "failure", "unknown", "damaged"])
+        self.outcome_filter.addItems([ANY_OUTCOME, "success", "failure", "unknown", "damaged"])
         self.task_filter = QtWidgets.QComboBox()
-        self.task_filter.addItem("any task")
+        self.task_filter.addItem(ANY_TASK)
         self.flagged_only = QtWidgets.QCheckBox("flagged only")
         self.progress = QtWidgets.QProgressBar()
         self.progress.setMaximumWidth(160)
@@ -83,7 +95,7 @@ class QtReviewWidget(QtWidgets.QWidget):
         layout.addWidget(self.tabs, 1)
         episodes = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
         self.model = EpisodeTableModel(self)
-        self.proxy = EpisodeFilterProxy(self)
+        self.proxy = EpisodeFilterProxy(self.review_model.matches, self)
         self.proxy.setSourceModel(self.model)
         self.table = QtWidgets.QTableView()
         self.table.setModel(self.proxy)
@@ -118,12 +130,11 @@ class QtReviewWidget(QtWidgets.QWidget):
         self.dashboard = QtDashboard()
         self.tabs.addTab(self.dashboard, "Dashboard")
 
-        self.search.textChanged.connect(lambda text: self._filter(search=text))
-        self.outcome_filter.currentTextChanged.connect(
-            lambda text: self._filter(outcome="" if text == "any outcome" else text))
-        self.task_filter.currentTextChanged.connect(
-            lambda text: self._filter(task="" if text == "any task" else text))
-        self.flagged_only.toggled.connect(lambda on: self._filter(flagged_only=on))
+        model = self.review_model
+        self.search.textChanged.connect(lambda text: model.set_filter(search=text))
+        self.outcome_filter.currentTextChanged.connect(lambda text: model.set_filter(outcome=text))
+        self.task_filter.currentTextChanged.connect(lambda text: model.set_filter(task=text))
+        self.flagged_only.toggled.connect(lambda on: model.set_filter(flagged_only=on))
         self.curation.edit.connect(self.curate)
         self.curation.trash.connect(self.trash_current)
         self.player.position_changed.connect(lambda t: setattr(self.curation, "cursor_s", t))
@@ -134,7 +145,7 @@ class QtReviewWidget(QtWidgets.QWidget):
                 "Shift+Left": lambda: self.player.jump(-1), "Shift+Right": lambda: self.player.jump(1),
                 "S": lambda: self.curate({"outcome": "success"}), "F": lambda: self.curate({"outcome": "failure"}),
                 "U": lambda: self.curate({"outcome": "unknown"}), "Ctrl+S": self.curation.apply,
-                "Delete": self.trash_current, "Ctrl+Z": self.undo_trash, "F5": self.rescan,
+                "Delete": self.trash_current, "Ctrl+Z": self.undo, "F5": self.rescan,
                 "Ctrl+F": self.search.setFocus}
         self.shortcuts = {}
         for key, slot in keys.items():
@@ -153,74 +164,30 @@ class QtReviewWidget(QtWidgets.QWidget):
         if not typing or key in self.TEXT_FIELD_SHORTCUTS:
             slot()
 
-    # ---- folder and listing -----------------------------------------------------------------
+    # ---- actions: each one a model method --------------------------------------------------
     def _choose_folder(self) -> None:
         folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Episodes folder",
-                                                            str(self.catalog.root if self.catalog else Path.cwd()))
+                                                            str(self.review_model.root or Path.cwd()))
         if folder:
             self.open_folder(folder)
 
     def open_folder(self, root: str | Path) -> None:
         """List ``root`` (in the background); the table fills when the scan is done."""
-        self.catalog = EpisodeCatalog(root)
-        self.model.thumbnail_folder = self.catalog.thumbnail_folder
-        self.folder_label.setText(str(Path(root).resolve()))
-        self.rescan()
+        self.review_model.open_folder(root)
 
     def rescan(self) -> None:
-        if self.catalog is None or self._scanning:
-            return
-        self._scanning = True
-        self.refresh_button.setEnabled(False)
-        self.message.emit(f"Listing {self.catalog.root} …")
-        catalog = self.catalog
+        self.review_model.scan()
 
-        def work() -> None:
-            try:
-                summaries = catalog.scan(progress=lambda done, total: self._scan_progress.emit(done, total))
-                self._scan_done.emit(summaries, None)
-            except Exception as exc:  # an unreadable folder must not kill the window
-                log.exception("scan failed")
-                self._scan_done.emit(None, str(exc))
+    def curate(self, changes: dict) -> None:
+        self.review_model.curate(**changes)
 
-        threading.Thread(target=work, name="review-scan", daemon=True).start()
+    def trash_current(self) -> None:
+        self.review_model.trash()
 
-    def _on_progress(self, done: int, total: int) -> None:
-        self.progress.setVisible(done < total)
-        self.progress.setRange(0, total)
-        self.progress.setValue(done)
-        self.message.emit(f"Reading new or changed episodes: {done}/{total}")
+    def undo(self) -> None:
+        self.review_model.undo()
 
-    def _on_scanned(self, summaries, error) -> None:
-        self._scanning = False
-        self.refresh_button.setEnabled(True)
-        self.progress.setVisible(False)
-        if error is not None:
-            self.message.emit(f"Cannot list {self.catalog.root}: {error}")
-            return
-        selected = self.current.path if self.current else None
-        self.model.set_summaries(summaries)
-        tasks = sorted({s.task for s in summaries if s.ok and s.task})
-        current_task = self.task_filter.currentText()
-        self.task_filter.blockSignals(True)
-        self.task_filter.clear()
-        self.task_filter.addItems(["any task", *tasks])
-        self.task_filter.setCurrentText(current_task if current_task in tasks else "any task")
-        self.task_filter.blockSignals(False)
-        for column in range(self.model.columnCount() - 1):
-            self.table.resizeColumnToContents(column)
-        self.dashboard.show_summaries(summaries)
-        damaged = sum(not s.ok for s in summaries)
-        self.message.emit(f"{len(summaries)} episodes" + (f", {damaged} damaged" if damaged else ""))
-        self.scanned.emit(summaries)
-        if selected:
-            self.select_path(selected)
-        elif summaries and self.proxy.rowCount():
-            self.table.selectRow(0)  # something to look at right away
-        self.table.setFocus()  # keys (Space, arrows, S/F/U) act at once
-
-    def _filter(self, **values) -> None:
-        self.proxy.set_filter(**values)
+    undo_trash = undo
 
     def select_path(self, path: str) -> bool:
         """Select (and open) the row of ``path``; ``False`` if it is not shown."""
@@ -232,15 +199,75 @@ class QtReviewWidget(QtWidgets.QWidget):
                 return True
         return False
 
-    # ---- selection ---------------------------------------------------------------------------
     def _on_row(self, current: QtCore.QModelIndex, _previous=None) -> None:
-        summary = current.data(SUMMARY_ROLE) if current.isValid() else None
-        if summary is not None and self.current is not None and summary.path == self.current.path:
-            return
-        self.show_episode(summary)
+        self.review_model.select(current.data(SUMMARY_ROLE).path if current.isValid() else None)
 
-    def show_episode(self, summary: EpisodeSummary | None) -> None:
-        self.current = summary
+    # ---- model events ------------------------------------------------------------------------
+    def _on_event(self, name: str, data: dict) -> None:
+        handler = getattr(self, f"_on_{name}", None)
+        if handler is not None:
+            handler(**data)
+
+    def _on_message(self, text: str) -> None:
+        self.message.emit(text)
+
+    def _on_folder(self, root: Path) -> None:
+        self.model.thumbnail_folder = self.review_model.thumbnail_folder
+        self.folder_label.setText(str(Path(root).resolve()))
+
+    def _on_scan_started(self, root: Path) -> None:
+        self.refresh_button.setEnabled(False)
+
+    def _on_scan_progress(self, done: int, total: int) -> None:
+        self.progress.setVisible(done < total)
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+
+    def _on_scanned(self, summaries: list[EpisodeSummary] | None, tasks: list[str], error: str | None) -> None:
+        self.refresh_button.setEnabled(not self.review_model.scanning)
+        self.progress.setVisible(False)
+        if error is not None:
+            return
+        current = self.review_model.current
+        selected = current.path if current is not None else None
+        self.model.set_summaries(summaries)
+        task = self.task_filter.currentText()
+        self.task_filter.blockSignals(True)
+        self.task_filter.clear()
+        self.task_filter.addItems([ANY_TASK, *tasks])
+        self.task_filter.setCurrentText(task if task in tasks else ANY_TASK)
+        self.task_filter.blockSignals(False)
+        if task not in tasks and self.review_model.filter.task:
+            self.review_model.set_filter(task="")
+        for column in range(self.model.columnCount() - 1):
+            self.table.resizeColumnToContents(column)
+        self.dashboard.show_summaries(summaries)
+        self.scanned.emit(summaries)
+        if selected:
+            self.select_path(selected)
+        elif summaries and self.proxy.rowCount():
+            self.table.selectRow(0)  # something to look at right away
+        self.table.setFocus()  # keys (Space, arrows, S/F/U) act at once
+
+    def _on_filter(self, filter: ReviewFilter) -> None:  # noqa: A002 (the event's name)
+        shown = ((self.search, filter.search), (self.outcome_filter, filter.outcome or ANY_OUTCOME),
+                 (self.task_filter, filter.task or ANY_TASK), (self.flagged_only, filter.flagged_only))
+        for widget, value in shown:  # the filter set from elsewhere (a script, a test) shows too
+            widget.blockSignals(True)
+            if widget is self.search and widget.text() != value:
+                widget.setText(value)
+            elif isinstance(widget, QtWidgets.QComboBox) and widget.currentText() != value:
+                widget.setCurrentText(value)
+            elif widget is self.flagged_only:
+                widget.setChecked(value)
+            widget.blockSignals(False)
+        self.proxy.refilter()
+
+    def _on_selected(self, summary: EpisodeSummary | None) -> None:
+        index = self.table.currentIndex()
+        shown = index.data(SUMMARY_ROLE) if index.isValid() else None
+        if summary is not None and (shown is None or shown.path != summary.path):
+            self.select_path(summary.path)  # selected from elsewhere: show its row
         self.curation.show_summary(summary)
         self.quality.show_summary(summary)
         self.player.unload()
@@ -248,78 +275,38 @@ class QtReviewWidget(QtWidgets.QWidget):
             return
         if not summary.ok:
             self.detail_tabs.setCurrentWidget(self.quality)
-            self.message.emit(f"Damaged: {summary.error}")
             return
         try:
             self.player.load(summary.path, summary.trim)
         except (EpisodeError, OSError) as exc:
             self.message.emit(f"Cannot play {summary.name}: {exc}")
 
-    # ---- curation ----------------------------------------------------------------------------
-    def curate(self, changes: dict) -> None:
-        s = self.current
-        if s is None or not s.ok or self.catalog is None:
-            return
-        # HDF5 will not open a file for writing while this process reads it: close the player's
-        # handle for the edit, then reopen at the same place.
-        step, playing = self.player.step, self.player.playing
-        self.player.unload()
+    def _on_releasing(self, path: str) -> None:
+        self.player.suspend(path)
+
+    def _on_released(self, path: str) -> None:
+        current = self.review_model.current
         try:
-            updated = self.catalog.curate(s.path, **changes)
-        except (ValueError, OSError) as exc:
-            updated = None
-            self.message.emit(f"Not saved: {exc}")
-            self.curation.show_error(f"Not saved: {exc}")
-        if updated is not None:
-            self.current = updated
-            self.model.update_summary(updated)
-            self.curation.show_summary(updated)
-        try:
-            self.player.load(self.current.path, self.current.trim)
-            self.player.seek_step(step)
-            if playing:
-                self.player.play()
+            self.player.resume(path, current.trim if current is not None and current.path == path else None)
         except (EpisodeError, OSError) as exc:
-            self.message.emit(f"Cannot play {self.current.name}: {exc}")
-        if updated is None:
-            return
-        self.dashboard.show_summaries(self.model.summaries)
-        self.message.emit(f"Saved {', '.join(changes)} of {updated.name}")
+            self.message.emit(f"Cannot play {Path(path).name}: {exc}")
 
-    def trash_current(self) -> None:
-        s = self.current
-        if s is None or self.catalog is None:
-            return
-        self.player.unload()  # the file must not be open while it moves
-        try:
-            target = self.catalog.trash(s.path)
-        except OSError as exc:
-            self.message.emit(f"Cannot move to trash: {exc}")
-            return
-        self._last_trashed = (target, s.path)
+    def _on_curated(self, summary: EpisodeSummary, changes: dict) -> None:
+        self.model.update_summary(summary)
+        if self.review_model.current is not None and self.review_model.current.path == summary.path:
+            self.curation.show_summary(summary)
+        self.dashboard.show_summaries(self.review_model.summaries)
+
+    def _on_error(self, action: str, message: str) -> None:
+        if action == "Not saved":
+            self.curation.show_error(f"Not saved: {message}")
+
+    def _on_trashed(self, summary: EpisodeSummary, trash: Path) -> None:
         row = self.table.currentIndex().row()
-        self.current = None
-        self.model.remove_path(s.path)
-        self.dashboard.show_summaries(self.model.summaries)
-        if self.proxy.rowCount():
-            self.table.selectRow(min(row, self.proxy.rowCount() - 1))
-        else:
-            self.show_episode(None)
-        self.message.emit(f"Moved {s.name} to {target.parent} — Ctrl+Z puts it back")
-
-    def undo_trash(self) -> None:
-        if self._last_trashed is None or self.catalog is None:
-            return
-        trashed, original = self._last_trashed
-        self._last_trashed = None
-        try:
-            restored = self.catalog.restore(trashed)
-        except OSError as exc:
-            self.message.emit(f"Cannot restore: {exc}")
-            return
-        self.message.emit(f"Restored {restored}")
-        self.current = EpisodeSummary(str(restored))  # reselect it once listed
-        self.rescan()
+        self.model.remove_path(summary.path)
+        self.dashboard.show_summaries(self.review_model.summaries)
+        if self.review_model.current is None and self.proxy.rowCount():
+            self.table.selectRow(max(0, min(row, self.proxy.rowCount() - 1)))
 
 
 class QtReviewWindow(QtWidgets.QMainWindow):
@@ -337,4 +324,5 @@ class QtReviewWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.review.player.unload()
+        self.review.review_model.close(timeout_s=5.0)
         super().closeEvent(event)
