@@ -60,11 +60,11 @@ def open_episode(path: str | Path, **options: Any) -> EpisodeReader:
     return open_hdf5(path)
 
 
-def read_attrs(path: str | Path, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+def read_attrs(path: str | Path, keys: tuple[str, ...] | None = None, **options: Any) -> dict[str, Any]:
     """An episode's root attributes (only ``keys`` if given) as plain values, without opening
     its streams: the fast path for listings. Raises :class:`EpisodeError`."""
-    if is_memory_path(path):
-        with open_episode(path) as episode:
+    if is_memory_path(path) or "store" in options:
+        with open_episode(path, **options) as episode:
             attrs = dict(episode.attrs)
     else:
         from collector.storage.reader import read_root_attrs

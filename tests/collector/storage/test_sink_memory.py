@@ -1,0 +1,60 @@
+"""The recorder's writer thread (EpisodeSink) on the in-memory backend: no disk, no processes."""
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from collector.config import RecordingConfig
+from collector.recording.episode_sink import EpisodeSink
+from collector.recording.episode_window import EpisodeWindow
+from collector.storage import open_episode
+from collector.storage.memory import EpisodeStore, MemoryEpisodeWriter
+from collector.wire.protocol import Sample
+from collector.wire.streams import FieldSpec, StreamSpec
+
+T0 = 1_700_000_000_000_000_000
+HAND = StreamSpec("glove/hand", "state", 100, [FieldSpec("q", "<f4", (3,))])
+
+
+def sample(i):
+    t = T0 + i * 10_000_000
+    return Sample("glove", "hand", i, t, t, {"q": np.full(3, i, np.float32)})
+
+
+def run_episode(tmp_path, *, discard=False):
+    store, failures = EpisodeStore(), []
+    sink = EpisodeSink(RecordingConfig(output=str(tmp_path)), {}, failures.append,
+                       writer_factory=functools.partial(MemoryEpisodeWriter, store=store))
+    try:
+        window = EpisodeWindow(uuid="u1", path=Path(tmp_path / "ep.h5"), streams=["glove/hand"],
+                               master="glove/hand", start_ns=T0, node_of={"glove/hand": "glove"},
+                               baseline={})
+        sink.open(window, [HAND], {"uuid": "u1" * 16, "task": "pick", "start_time_ns": T0})
+        for i in range(20):
+            sink.put(("sample", "u1", sample(i), T0 + i * 10_000_000 + 1))
+        sink.put(("event", "u1", T0, "marker", "", {"n": 1}))
+        window.stop_ns, window.discard = T0 + 15 * 10_000_000, discard
+        result = sink.call("close", window=window, malformed={})
+    finally:
+        sink.stop()
+    assert not failures and sink.error is None
+    return store, window, result
+
+
+def test_the_sink_records_through_a_writer_factory(tmp_path):
+    store, window, result = run_episode(tmp_path)
+    assert result["status"] == "complete" and result["counts"] == {"glove/hand": 15}
+    assert not list(tmp_path.iterdir())  # nothing touched the disk
+    with open_episode(window.path, store=store) as ep:
+        assert ep.attrs["status"] == "complete" and ep.attrs["task"] == "pick"
+        assert ep.count("glove/hand") == 15  # cut at the stop instant
+        assert ep.ledger["streams"]["glove/hand"]["written"] == 15
+        assert [e["kind"] for e in ep.events()] == ["marker"]
+
+
+def test_a_discarded_episode_stays_interrupted(tmp_path):
+    store, window, result = run_episode(tmp_path, discard=True)
+    assert result["discarded"]
+    with open_episode(window.path, store=store) as ep:
+        assert ep.interrupted and ep.count("glove/hand") == 20
