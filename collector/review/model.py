@@ -237,12 +237,13 @@ class ReviewModel:
 
     # ---- filter and selection ----------------------------------------------------------------
     def set_filter(self, **values: Any) -> ReviewFilter:
-        """Change some of ``search``, ``outcome``, ``task``, ``flagged_only`` ("any" clears one)."""
+        """Change some of ``search``, ``outcome``, ``task``, ``flagged_only`` (``""``, or the menus'
+        "any outcome" / "any task", clears one)."""
         names = {f.name for f in fields(ReviewFilter)}
         unknown = set(values) - names
         if unknown:
             raise ValueError(f"no such filter: {', '.join(sorted(unknown))}")
-        values = {k: "" if isinstance(v, str) and v.startswith("any") else v for k, v in values.items()}
+        values = {k: "" if k in ("outcome", "task") and str(v).startswith("any ") else v for k, v in values.items()}
         if values.get("outcome") and values["outcome"] not in (*OUTCOMES, "damaged"):
             raise ValueError(f"outcome filter {values['outcome']!r}: not one of {OUTCOMES + ('damaged',)}")
         self.filter = replace(self.filter, **values)

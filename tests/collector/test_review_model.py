@@ -72,6 +72,8 @@ def test_filter_and_selection(model):
     assert names(model.visible()) == ["half.h5"]
     assert model.set_filter(outcome="any outcome", task="wipe") == ReviewFilter(task="wipe")
     assert ("filter", {"filter": ReviewFilter(task="wipe")}) in model.events
+    assert model.set_filter(task="", search="any") == ReviewFilter(search="any")  # a word, not "any task"
+    model.set_filter(search="", task="wipe")
     with pytest.raises(ValueError):
         model.set_filter(colour="red")
     path = model.get(model.root / "wipe" / "wipe.h5").path
