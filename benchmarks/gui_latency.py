@@ -65,7 +65,9 @@ def main() -> int:
         node.options["timestamp_barcode"] = True
     config.recording.output = Path(tempfile.mkdtemp(prefix="collector-bench-"))
     config.session.sounds = False
-    config.wam.enabled = args.wam
+    if args.wam:
+        from collector.wam.node import service_config
+        config.services.append(service_config())
     model = CollectModel(config)
     window = QtCollectWindow(model)
     window.resize(1500, 940)

@@ -78,8 +78,9 @@ def bench_capture(path: Path, seconds: float) -> None:
         with tempfile.TemporaryDirectory() as out:
             config = sim_config(seed=1)
             config.recording.output = Path(out)
-            config.wam.enabled = wam
-            config.wam.checkpoint = str(path)
+            if wam:
+                from collector.wam.node import service_config
+                config.services.append(service_config(checkpoint=str(path)))
             with Session(config) as session:
                 time.sleep(2.0)  # the node loads and warms up before the episode starts
                 session.start_episode()

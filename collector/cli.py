@@ -24,10 +24,19 @@ import time
 from pathlib import Path
 
 from collector import __version__
-from collector.config import AppConfig, load_config, save_config, sim_config
+from collector.config import AppConfig, load_config, load_entry_point, save_config, sim_config
 from collector.wire.options import ConfigError
 
 log = logging.getLogger("collector")
+
+#: Packages that add subcommands, each ``module:add_commands(subparsers)``, loaded by name so the
+#: core imports none of them (the WAM is a service beside the core: ``[[services]]``).
+COMMAND_MODULES = (
+    "collector.review.cli:add_commands",     # ls, report, curate, trash, review
+    "collector.wam.cli:add_commands",        # wam train, wam eval, wam info
+    "collector.export.cli:add_commands",     # export robomimic|aloha|lerobot
+    "collector.wire.security:add_commands",  # keys
+)
 
 
 def _app_config(args: argparse.Namespace) -> AppConfig:
@@ -266,14 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_argument("--json", action="store_true", help="print the raw JSON")
     devices.set_defaults(func=cmd_devices)
 
-    from collector.review.cli import add_commands as add_review_commands
-    add_review_commands(sub)  # ls, report, curate, trash, review
-    from collector.wam.cli import add_commands as add_wam_commands
-    add_wam_commands(sub)  # wam train, wam eval, wam info
-    from collector.export.cli import add_commands as add_export_commands
-    add_export_commands(sub)  # export robomimic|aloha|lerobot
-    from collector.wire.security import add_commands as add_security_commands
-    add_security_commands(sub)  # keys
+    for spec in COMMAND_MODULES:
+        try:
+            add_commands = load_entry_point(spec)
+        except ConfigError as exc:  # a broken optional package costs only its own commands
+            log.warning("commands of %s unavailable: %s", spec, exc)
+            continue
+        add_commands(sub)
     return parser
 
 

@@ -1,11 +1,13 @@
 """Typed configuration: dataclasses filled from TOML tables, with exact error messages.
 
-The app config (``collector.toml``) names the device nodes and the recording options; the CLI,
-the supervisor and (later) the GUI all read it through :func:`load_config`.
+The app config (``collector.toml``) names the device nodes, the services started beside them
+(``[[services]]``, e.g. the WAM preview) and the recording options; the CLI, the supervisor and
+the GUI all read it through :func:`load_config`.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 import tomllib
@@ -108,21 +110,87 @@ class SessionInfo:
 
 
 @dataclass
-class WamNodeConfig:
-    """The live World Action Model preview (``[wam]``): an inference node the supervisor starts."""
+class ServiceConfig:
+    """A service the supervisor starts beside the device nodes (``[[services]]``), e.g. the live
+    World Action Model preview. The core knows it only by these strings:
 
-    enabled: bool = False
-    #: Checkpoint file; empty: the one shipped with collector (trained on simulated episodes).
-    checkpoint: str = ""
-    rate_hz: float = 8.0
-    #: Color stream to predict; empty: the checkpoint's camera, else the first color stream.
-    camera: str = ""
-    #: Node name, the prefix of its streams (``wam/surprise`` is recorded with each episode).
-    name: str = "wam"
+    * ``module`` is run as ``python -m MODULE --name NAME --endpoint BASE --nodes JSON
+      --options JSON`` and serves the node protocol at ``BASE`` (ping, describe; its declared
+      streams are recorded like any node's);
+    * ``preview``, if set, is ``"package.module:Class"``, a preview provider the GUI loads and
+      shows beside the live view (``Class(endpoint, name=..., options=...,
+      unavailable_reason=...)`` with ``state()`` and ``close()``).
+
+    A service that does not come up is reported (the preview says why); recording goes on
+    without it.
+    """
+
+    name: str
+    module: str
+    #: Passed to the service as ``--options JSON``; the service validates them.
+    options: dict[str, Any] = field(default_factory=dict)
+    preview: str = ""
+    #: Off: kept in the config (and its options with it), not started.
+    enabled: bool = True
 
     def validate(self) -> None:
-        if not 0.5 <= self.rate_hz <= 30:
-            raise ConfigError(f"rate_hz must be 0.5..30, got {self.rate_hz}")
+        if not self.name or "/" in self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"name {self.name!r} must be letters, digits, '-' or '_'")
+        if not all(part.isidentifier() for part in self.module.split(".")):
+            raise ConfigError(f"module {self.module!r} must be a Python module path, "
+                              "e.g. 'collector.wam.node'")
+        if self.preview and not _is_entry_point(self.preview):
+            raise ConfigError(f"preview {self.preview!r} must be 'package.module:Class', "
+                              "e.g. 'collector.wam.preview:WamPreview'")
+
+
+def _is_entry_point(spec: str) -> bool:
+    module, _, attr = spec.partition(":")
+    return bool(attr) and all(p.isidentifier() for p in module.split(".")) and \
+        all(p.isidentifier() for p in attr.split("."))
+
+
+def load_entry_point(spec: str) -> Any:
+    """The object ``"package.module:Name"`` names (imported on demand, so the caller never
+    imports the module by name).
+
+    Raises:
+        ConfigError: the module cannot be imported or has no such name; the message says which.
+    """
+    if not _is_entry_point(spec):
+        raise ConfigError(f"{spec!r} is not 'package.module:Name'")
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # a broken optional package disables only what names it
+        raise ConfigError(f"cannot import {module_name} ({type(exc).__name__}: {exc})") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"{module_name} has no {attr}") from None
+    return obj
+
+
+def _legacy_wam_service(table: Any, where: str) -> dict[str, Any]:
+    """An old ``[wam]`` table as the ``[[services]]`` entry it means.
+
+    Old configs keep working: ``[wam] enabled = true, checkpoint, rate_hz, camera, name`` became
+    ``[[services]] name = "wam", module = "collector.wam.node", preview =
+    "collector.wam.preview:WamPreview"`` with the other keys as its options.
+    """
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: wam: expected a table, got {type(table).__name__}")
+    table = dict(table)
+    known = {"enabled", "checkpoint", "rate_hz", "camera", "name"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where}: wam: unknown option{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(repr(u) for u in unknown)} (known: {', '.join(sorted(known))})")
+    enabled = table.pop("enabled", False)
+    name = table.pop("name", "wam")
+    return {"name": name, "module": "collector.wam.node", "options": table,
+            "preview": "collector.wam.preview:WamPreview", "enabled": enabled}
 
 
 @dataclass
@@ -140,7 +208,7 @@ class AppConfig:
     nodes: list[NodeConfig] = field(default_factory=list)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     session: SessionInfo = field(default_factory=SessionInfo)
-    wam: WamNodeConfig = field(default_factory=WamNodeConfig)
+    services: list[ServiceConfig] = field(default_factory=list)
     security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def validate(self) -> None:
@@ -148,8 +216,11 @@ class AppConfig:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ConfigError(f"node names must be unique: {', '.join(duplicates)} repeated")
-        if self.wam.enabled and self.wam.name in names:
-            raise ConfigError(f"wam.name '{self.wam.name}' is also a device node's name")
+        services = [s.name for s in self.services if s.enabled]
+        taken = sorted({n for n in services if n in names or services.count(n) > 1})
+        if taken:
+            raise ConfigError(f"service names must be unique and differ from the nodes': "
+                              f"{', '.join(taken)} repeated")
         keyed = [n.name for n in self.nodes if n.server_key]
         if keyed and not self.security.client_secret:
             raise ConfigError(f"nodes {', '.join(keyed)} have server_key but [security] "
@@ -180,6 +251,8 @@ def load_config(path: str | Path) -> AppConfig:
             data = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if "wam" in data:  # the table before [[services]]: old configs keep working
+        data["services"] = [*data.get("services", []), _legacy_wam_service(data.pop("wam"), str(path))]
     return from_mapping(AppConfig, data, where=str(path))
 
 

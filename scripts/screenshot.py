@@ -45,7 +45,9 @@ def main() -> int:
     config.session.task = "pick-cube"
     config.session.prompt = "Pick up the red cube and place it in the bin"
     config.session.sounds = False
-    config.wam.enabled = not args.no_wam
+    if not args.no_wam:
+        from collector.wam.node import service_config
+        config.services.append(service_config())
     model = CollectModel(config)
     window = QtCollectWindow(model)
     width, height = (int(v) for v in args.size.split("x"))

@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="recordings folder")
     parser.add_argument("--no-wam", action="store_true",
                         help="without the live World Action Model preview (on by default for the "
-                             "simulated devices; a config file turns it on with [wam] enabled = true)")
+                             "simulated devices; a config file runs it as a [[services]] entry, "
+                             "see docs/wam.md)")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -43,9 +44,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.output:
         config.recording.output = Path(args.output)
-    if not args.config:
+    if not args.config and not args.no_wam:
         # The shipped checkpoint was trained on the simulator: the preview works out of the box.
-        config.wam.enabled = not args.no_wam
+        from collector.wam.node import service_config
+
+        config.services.append(service_config())
+    elif args.no_wam:
+        config.services = [s for s in config.services if s.module != "collector.wam.node"]
     if (sys.platform.startswith("linux") and not os.environ.get("QT_QPA_PLATFORM")
             and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
         print("error: no display to open the window on (DISPLAY is not set). Run it under a "

@@ -170,7 +170,7 @@ class QtSettingsDialog(QtWidgets.QDialog):
                      "jpeg_quality": self.jpeg_quality.value(), "flush_interval_s": self.flush.value(),
                      "min_free_gb": self.min_free.value(), "reserve_mb": self.reserve.value(),
                      "master_stream": self.master.text().strip()}
-        # Sections this dialog does not edit ([wam], [security]...) are kept as they are.
+        # Sections this dialog does not edit ([[services]], [security]...) are kept as they are.
         return {**to_mapping(self.model.config), "nodes": nodes,
                 "recording": {**to_mapping(self.model.config)["recording"], **recording},
                 "session": session}

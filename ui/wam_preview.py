@@ -120,6 +120,7 @@ class QtWamPreview(QtWidgets.QFrame):
         self.trace.setLabel("left", "surprise")
         self.trace_curve = self.trace.plot(pen=pg.mkPen(theme.LEVEL_COLORS["warn"], width=1.5))
         self.baseline_curve = self.trace.plot(pen=pg.mkPen(theme.TEXT_DIM, width=1, style=QtCore.Qt.PenStyle.DashLine))
+        theme.cache_axes(self.trace)
         layout.addWidget(self.trace)
 
         self._timer = QtCore.QTimer(self)

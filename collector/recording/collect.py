@@ -25,7 +25,6 @@ works meanwhile (the recorder applies the tag at close).
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,7 +39,7 @@ from collector.recording.live import LiveFeed, RecordButtonWatcher
 from collector.storage.recovery import recover_interrupted
 from collector.recording.session import Session, SessionError
 from collector.wire.streams import StreamSpec
-from collector.wam.preview import WamPreview
+from collector.recording.disk import free_bytes, start_refusal
 
 log = logging.getLogger("collector.recording.collect")
 
@@ -65,8 +64,6 @@ class CollectModel:
         self.config_path = Path(config_path) if config_path else None
         self.session = session or Session(config)
         self.live: LiveFeed | None = None
-        #: The WAM preview (predictions, surprise, or why there are none), once open.
-        self.wam: WamPreview | None = None
         self.specs: dict[str, StreamSpec] = {}
         self.state = IDLE
         self.episode: dict[str, Any] | None = None      # the running episode's reply
@@ -106,13 +103,12 @@ class CollectModel:
                 self.specs[spec.name] = spec
         self.live = LiveFeed([node_endpoints(b).live for b in bases.values()],
                              rates_hz={s.name: s.rate_hz for s in self.specs.values()})
-        self.wam = WamPreview.for_supervisor(self.session.supervisor)
         self._buttons = RecordButtonWatcher(self.live, self.specs, debounce_s=BUTTON_DEBOUNCE_S)
-        # The WAM node is a preview, not a device: its own panel says how it does.
+        # A service (the WAM preview) is not a device: its own preview says how it does.
         self._health_board = HealthBoard(
             self.specs, list(self.session.supervisor.node_bases),
             master_stream=self.config.recording.master_stream,
-            ignore_nodes=[self.config.wam.name] if self.config.wam.enabled else [])
+            ignore_nodes=[s.name for s in self.config.services])
         self._stop.clear()
         self._poller = threading.Thread(target=self._poll, name="collect-poller", daemon=True)
         self._poller.start()
@@ -136,8 +132,6 @@ class CollectModel:
         finally:
             if self.live is not None:
                 self.live.close()
-            if self.wam is not None:
-                self.wam.close()
             self.session.close()
             self.opened = False
 
@@ -225,9 +219,10 @@ class CollectModel:
         return self._actions.submit(self._guard, "settings", lambda: self._apply_now(config, save_to))
 
     def _apply_now(self, config: AppConfig, save_to: str | Path | None) -> None:
-        restart = config.nodes != self.config.nodes or config.recording != self.config.recording
+        restart = (config.nodes != self.config.nodes or config.recording != self.config.recording
+                   or config.services != self.config.services)
         if restart and self.state in (RECORDING, STARTING, STOPPING):
-            raise SessionError("stop recording before changing devices or recording options")
+            raise SessionError("stop recording before changing devices, services or recording options")
         self.config = config
         self.session.config = config
         if save_to is not None or self.config_path is not None:
@@ -239,8 +234,6 @@ class CollectModel:
                 self._poller.join(5)
             if self.live is not None:
                 self.live.close()
-            if self.wam is not None:
-                self.wam.close()
             recorded = self.session.episodes_recorded
             self.session.close()
             self.session = Session(config, episodes_recorded=recorded)
@@ -258,12 +251,9 @@ class CollectModel:
     def _start_now(self) -> dict[str, Any]:
         if self.state == RECORDING:
             raise SessionError("already recording")
-        free = self._free_bytes()
-        need = self.config.recording.min_free_gb * 1e9
-        if free is not None and free < need:
-            raise SessionError(f"only {free / 1e9:.1f} GB free on {self.config.recording.output}; "
-                               f"recording needs {self.config.recording.min_free_gb:g} GB "
-                               "(recording.min_free_gb)")
+        refusal = start_refusal(self.config.recording)
+        if refusal:
+            raise SessionError(refusal)
         unhealthy = [d for d in self.health if d.level != "ok"]
         if unhealthy:
             self._emit("warning", {"message": "recording with unhealthy devices: " +
@@ -336,6 +326,17 @@ class CollectModel:
         return reply
 
     # ---- what views read ---------------------------------------------------------------------
+    def service_endpoint(self, name: str) -> tuple[str | None, str]:
+        """``(base endpoint, "")`` of a running service (``[[services]]``), or ``(None, why)``:
+        what a preview provider needs to follow it."""
+        supervisor = self.session.supervisor
+        if supervisor is None or not self.opened:
+            return None, "the devices are not started yet"
+        endpoint = supervisor.service_endpoints.get(name)
+        if endpoint:
+            return endpoint, ""
+        return None, supervisor.service_errors.get(name) or f"the {name} service is not running"
+
     @property
     def episodes_recorded(self) -> int:
         return self.session.episodes_recorded
@@ -361,15 +362,6 @@ class CollectModel:
             return None
         usable = self.disk_free_bytes - self.config.recording.reserve_mb * 2**20
         return max(0.0, usable) / self.data_rate_bps / 3600
-
-    def _free_bytes(self) -> int | None:
-        path = Path(self.config.recording.output).resolve()
-        while not path.exists() and path != path.parent:
-            path = path.parent
-        try:
-            return shutil.disk_usage(path).free
-        except OSError:
-            return None
 
     # ---- background work ---------------------------------------------------------------------
     def _poll(self) -> None:
@@ -416,7 +408,7 @@ class CollectModel:
                                         "stream": event.stream, "detail": event.detail})
 
     def _refresh_status(self) -> None:
-        self.disk_free_bytes = self._free_bytes()
+        self.disk_free_bytes = free_bytes(self.config.recording.output)
         asked_at = time.monotonic()
         try:
             status = self.session.status()
@@ -433,7 +425,7 @@ class CollectModel:
             self.last_episode = {"path": status.get("last_path"), "uuid": status.get("last_uuid"),
                                  "outcome": "unknown", "closed": False, "problems": []}
             self._await_close(self.last_episode)
-            self.session.episodes_recorded += 1
+            self.session.note_stopped_by_recorder(self.last_episode)
             self._emit("error", {"action": "record", "message": status.get("error") or
                                  "the recorder stopped the episode"})
             self._emit("episode_stopped", self.last_episode)

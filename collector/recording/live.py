@@ -68,11 +68,6 @@ class LiveFeed(LatestSubscriber):
         self._received: dict[str, int] = {}
         super().__init__(endpoints, context=context)  # starts the reader thread
 
-    def set_rate(self, stream: str, rate_hz: float) -> None:
-        """Size the history of ``stream`` for ``rate_hz`` (before its first sample arrives)."""
-        with self._lock:
-            self._rates[stream] = rate_hz
-
     def _on_sample(self, sample: Sample) -> None:
         super()._on_sample(sample)
         self._received[sample.stream] = time.time_ns()

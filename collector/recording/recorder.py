@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import queue
-import shutil
 import signal
 import threading
 import time
@@ -46,6 +45,7 @@ from collector.wire.bus import Subscriber, fetch_describe, node_endpoints, reque
 from collector.wire.clocksync import ClockEstimator, Pinger
 from collector.config import RecordingConfig
 from collector.wire.options import from_mapping, to_mapping
+from collector.recording.disk import start_refusal
 from collector.recording.episode_sink import DiskFullError, EpisodeSink  # noqa: F401  (DiskFullError: public)
 from collector.recording.episode_window import CLOSING, DRAINING, EpisodeWindow
 from collector.recording.health import StreamHealth, percentiles
@@ -417,10 +417,9 @@ class Recorder:
         except ValueError as exc:
             return {"ok": False, "error": str(exc)}
         meta = dict(meta or {})
-        free_gb = shutil.disk_usage(_existing_parent(Path(self.recording.output))).free / 1e9
-        if free_gb < self.recording.min_free_gb:
-            return {"ok": False, "error": f"only {free_gb:.1f} GB free on {self.recording.output}; "
-                    f"need {self.recording.min_free_gb} GB (recording.min_free_gb)"}
+        refusal = start_refusal(self.recording)
+        if refusal:
+            return {"ok": False, "error": refusal}
         streams = sorted(self.specs)
         if not streams:
             return {"ok": False, "error": "no streams declared by any node"}
@@ -593,12 +592,6 @@ class Recorder:
         self._receiver.join(5)
         if self._clock_thread.is_alive():
             self._clock_thread.join(5)
-
-
-def _existing_parent(path: Path) -> Path:
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
 
 
 def serve(recorder: Recorder, ctl_endpoint: str, stop: threading.Event) -> None:

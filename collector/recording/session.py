@@ -1,27 +1,22 @@
 """The Qt-free model of a collection session: what the CLI drives now and the GUI drives later.
 
-Every action an operator can take is a method here (start, stop, discard, tag); observers get
-events (``episode_started``, ``episode_stopped``, ``episode_discarded``, ``episode_tagged``,
-``error``) through :meth:`Session.subscribe`. It talks to the recorder process over its control
-socket, so it never blocks on disk I/O longer than a request.
+Every action an operator can take is a method here (start, stop, discard, tag); each returns
+the recorder's reply or raises :class:`SessionError` with a message for the operator. Events for
+views are the collect model's business (:mod:`collector.recording.collect`). It talks to the
+recorder process over its control socket, so it never blocks on disk I/O longer than a request.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from collector.wire import protocol
 from collector.config import AppConfig
 from collector.recording.health import StreamStatus
 from collector.recording.supervisor import Supervisor
-
-log = logging.getLogger("collector.recording.session")
-
-Listener = Callable[[str, dict[str, Any]], None]
 
 #: Seconds to wait for the recorder: closing an episode writes its synchronized index.
 REQUEST_TIMEOUT_S = {"status": 5.0, "start": 30.0, "stop": 120.0, "discard": 120.0, "tag": 30.0}
@@ -39,7 +34,6 @@ class Session:
     supervisor: Supervisor | None = None
     episodes_recorded: int = 0
     last_episode: dict[str, Any] | None = None
-    _listeners: list[Listener] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def open(self) -> None:
@@ -51,7 +45,7 @@ class Session:
     def close(self) -> None:
         """Finish a running episode and stop every process."""
         if self.supervisor is not None:
-            if self.recording:
+            if self.is_recording():
                 self.stop_episode()
             self.supervisor.stop()
 
@@ -66,19 +60,6 @@ class Session:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    # ---- observers ---------------------------------------------------------------------------
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener(event, data)`` on every session event; returns an unsubscribe function."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
-
-    def _emit(self, event: str, data: dict[str, Any]) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event, data)
-            except Exception:
-                log.exception("session listener failed on %s", event)
 
     # ---- actions -----------------------------------------------------------------------------
     def _request(self, cmd: str, **params: Any) -> dict[str, Any]:
@@ -97,10 +78,8 @@ class Session:
                              f"(run 'collector recover'). Its log ends:\n{recorder.log_tail(5)}")
                 else:
                     error = f"the recorder did not answer '{cmd}'"
-                self._emit("error", {"action": cmd, "error": error})
                 raise SessionError(error) from None
         if not reply.get("ok"):
-            self._emit("error", {"action": cmd, "error": reply.get("error")})
             raise SessionError(reply.get("error") or f"{cmd} failed")
         return reply
 
@@ -115,9 +94,7 @@ class Session:
         """Start recording an episode; ``meta`` overrides the session's task, operator, notes..."""
         # The instant is taken here, when the operator asked: a busy recorder that answers
         # late still cuts the episode where it was meant to start (and stop).
-        reply = self._request("start", meta=self.episode_meta(**meta), t_ns=protocol.now_ns())
-        self._emit("episode_started", reply)
-        return reply
+        return self._request("start", meta=self.episode_meta(**meta), t_ns=protocol.now_ns())
 
     def stop_episode(self) -> dict[str, Any]:
         """End the running episode now; its outcome stays ``unknown`` until tagged. Returns at
@@ -126,17 +103,21 @@ class Session:
         reply = self._request("stop", t_ns=protocol.now_ns())
         self.episodes_recorded += 1
         self.last_episode = reply
-        self._emit("episode_stopped", reply)
         return reply
+
+    def note_stopped_by_recorder(self, episode: dict[str, Any]) -> None:
+        """Count an episode the recorder ended on its own (disk reserve, write error), as seen in
+        its ``status``: it is kept, like one stopped by :meth:`stop_episode`."""
+        self.episodes_recorded += 1
+        self.last_episode = episode
 
     def discard_episode(self) -> dict[str, Any]:
         """Throw away the running or the last episode (moved to the trash folder, recoverable)."""
-        was_recording = self.recording
+        was_recording = self.is_recording()
         reply = self._request("discard")
         if not was_recording and self.episodes_recorded:
             self.episodes_recorded -= 1
         self.last_episode = None
-        self._emit("episode_discarded", reply)
         return reply
 
     def tag_episode(self, outcome: str | None = None, *, notes: str | None = None,
@@ -144,9 +125,7 @@ class Session:
         """Mark the last episode success/failure/unknown and set its notes and tags."""
         params = {k: v for k, v in {"outcome": outcome, "notes": notes, "tags": tags}.items()
                   if v is not None}
-        reply = self._request("tag", **params)
-        self._emit("episode_tagged", {**reply, **params})
-        return reply
+        return self._request("tag", **params)
 
     def wait_closed(self, uuid: str, timeout_s: float = 120.0) -> dict[str, Any]:
         """Wait until episode ``uuid`` has drained and closed; its result (``path``, ``status``,
@@ -167,8 +146,9 @@ class Session:
         reply["processes"] = self.supervisor.check(reply)
         return reply
 
-    @property
-    def recording(self) -> bool:
+    def is_recording(self) -> bool:
+        """Whether the recorder has an episode running (asks it: a request, not an attribute);
+        ``False`` when it does not answer."""
         try:
             return bool(self._request("status").get("recording"))
         except (SessionError, TimeoutError):

@@ -1,7 +1,8 @@
 """Starts the device nodes and the recorder as processes, watches them, and stops them cleanly.
 
 Nodes are started by driver name (``python -m devices DRIVER``), so the core never imports a
-driver. A node that dies is restarted (the recorder sees the restart from ``seq`` and marks it in
+driver; services (``[[services]]``, e.g. the WAM preview) by module name (``python -m MODULE
+--name --endpoint --nodes --options``), so it never imports a service either. A node that dies is restarted (the recorder sees the restart from ``seq`` and marks it in
 the episode); the recorder is asked to finish its episode before anything is stopped.
 
 Liveness watchdog: a node that is alive but has published no sample for its
@@ -32,7 +33,7 @@ from typing import Any
 
 from collector.wire import security
 from collector.wire.bus import default_endpoint, new_runtime_dir, node_endpoints, request
-from collector.config import AppConfig, NodeConfig
+from collector.config import AppConfig, NodeConfig, ServiceConfig
 from collector.wire.options import to_mapping
 
 log = logging.getLogger("collector.recording.supervisor")
@@ -101,13 +102,16 @@ class Supervisor:
         self.node_bases: dict[str, str] = {}
         self.nodes: dict[str, Child] = {}
         self.recorder: Child | None = None
-        #: Base endpoint of the WAM inference node once it answers; why it is absent otherwise.
-        self.wam_endpoint: str | None = None
-        self.wam_error: str | None = None if config.wam.enabled else "the WAM preview is off ([wam] enabled = false)"
+        #: Each enabled service's base endpoint once it answers, or why it is absent
+        #: (``service_errors``); a started service is in :attr:`nodes` too.
+        self.service_endpoints: dict[str, str] = {}
+        self.service_errors: dict[str, str] = {
+            s.name: f"the {s.name} service is off (enabled = false)"
+            for s in config.services if not s.enabled}
         self.recorder_ctl = f"ipc://{os.path.join(self.runtime_dir, 'recorder.ctl')}"
         self._env = dict(os.environ)
         # Children must import this checkout's packages however the app was started.
-        root = str(Path(__file__).resolve().parent.parent)
+        root = str(Path(__file__).resolve().parents[2])
         self._env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, self._env.get("PYTHONPATH")]))
         # Nodes with a server_key are reached over CurveZMQ, from this process and its children.
         servers = {n.endpoint: n.server_key for n in config.nodes if n.server_key}
@@ -138,8 +142,9 @@ class Supervisor:
                 child.start(self._env)
         for child in self.nodes.values():
             self._wait_ready(child, timeout_s)
-        if self.config.wam.enabled:
-            self._start_wam(timeout_s)
+        for service in self.config.services:
+            if service.enabled:
+                self._start_service(service, timeout_s)
         argv = [sys.executable, "-m", "collector.recording.recorder", "--ctl", self.recorder_ctl,
                 "--nodes", json.dumps(self.node_bases),
                 "--recording", json.dumps(to_mapping(self.config.recording))]
@@ -148,29 +153,28 @@ class Supervisor:
         self.recorder.start(self._env)
         self._wait_ready(self.recorder, timeout_s)
 
-    def _start_wam(self, timeout_s: float) -> None:
-        """Start the WAM inference node; if it fails, record without it (only the preview is lost)."""
-        wam = self.config.wam
-        base = default_endpoint(self.runtime_dir, wam.name)
-        checkpoint = wam.checkpoint or str(Path(__file__).resolve().parent / "wam" / "checkpoints" / "sim.pt")
-        argv = [sys.executable, "-m", "collector.wam.node", "--name", wam.name, "--endpoint", base,
-                "--nodes", json.dumps(self.node_bases), "--checkpoint", checkpoint,
-                "--rate-hz", str(wam.rate_hz)] + (["--camera", wam.camera] if wam.camera else [])
-        child = Child(wam.name, argv, node_endpoints(base).ctl, Path(self.runtime_dir) / f"{wam.name}.log")
+    def _start_service(self, service: ServiceConfig, timeout_s: float) -> None:
+        """Start one service; if it fails, record without it (its preview says why)."""
+        base = default_endpoint(self.runtime_dir, service.name)
+        argv = [sys.executable, "-m", service.module, "--name", service.name, "--endpoint", base,
+                "--nodes", json.dumps(self.node_bases), "--options", json.dumps(service.options)]
+        child = Child(service.name, argv, node_endpoints(base).ctl,
+                      Path(self.runtime_dir) / f"{service.name}.log")
         child.start(self._env)
         try:
             self._wait_ready(child, timeout_s)
         except StartupError as exc:
-            log.warning("WAM preview unavailable: %s", exc)
-            self.wam_error = str(exc)
+            log.warning("service %s unavailable: %s", service.name, exc)
+            self.service_errors[service.name] = str(exc)
             if child.alive:
                 child.process.send_signal(signal.SIGTERM)
                 _wait_or_kill(child.process, 5)
             return
-        # Registered like a device node: restarted if it dies, its surprise stream recorded.
-        self.nodes[wam.name] = child
-        self.node_bases[wam.name] = base
-        self.wam_endpoint, self.wam_error = base, None
+        # Registered like a device node: restarted if it dies, its declared streams recorded.
+        self.nodes[service.name] = child
+        self.node_bases[service.name] = base
+        self.service_endpoints[service.name] = base
+        self.service_errors.pop(service.name, None)
 
     def _wait_ready(self, child: Child, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -320,7 +324,7 @@ def check_node_options(nodes: list[NodeConfig], timeout_s: float = 30.0) -> list
     Runs the drivers' own config validation in a child process, as the core imports no driver.
     """
     payload = json.dumps([{"name": n.name, "driver": n.driver, "options": n.options} for n in nodes])
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     proc = subprocess.run([sys.executable, "-m", "devices.check", payload], capture_output=True,
                           text=True, timeout=timeout_s, env=env)

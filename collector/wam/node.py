@@ -2,7 +2,15 @@
 
     python -m collector.wam.node --name wam --endpoint ipc:///tmp/x/wam \\
         --nodes '{"cam0": "ipc:///tmp/x/cam0", "glove": "ipc:///tmp/x/glove"}' \\
-        --checkpoint collector/wam/checkpoints/sim.pt --rate-hz 8
+        --options '{"checkpoint": "collector/wam/checkpoints/sim.pt", "rate_hz": 8}'
+
+The supervisor starts it as a service from the config (see :func:`service_config`)::
+
+    [[services]]
+    name = "wam"
+    module = "collector.wam.node"
+    preview = "collector.wam.preview:WamPreview"
+    options = { rate_hz = 8.0 }     # checkpoint, rate_hz, camera, threads, nice: WamOptions
 
 It reads the device nodes' ``live`` endpoints (a few messages deep: when this node falls behind,
 the publishers drop frames for it, never for the recorder), keeps a few seconds of small frames
@@ -38,11 +46,16 @@ import threading
 import time
 from collections import deque
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import zmq
 
+from collector.config import ServiceConfig
 from collector.wire import protocol
 from collector.wire.bus import NodePublisher
+from collector.wire.options import ConfigError, from_mapping
 from collector.wire.protocol import Describe, Event, Sample
 from collector.wire.streams import FieldSpec, StreamSpec
 from collector.wam.data import nearest_index
@@ -53,6 +66,39 @@ log = logging.getLogger("collector.wam.node")
 
 #: Horizon (seconds) whose prediction is compared with the frame that came.
 SURPRISE_HORIZON_S = 1.0
+#: The checkpoint shipped with collector, trained on simulated episodes.
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "sim.pt"
+#: What the GUI loads to show this node's predictions (``[[services]] preview``).
+PREVIEW = "collector.wam.preview:WamPreview"
+
+
+@dataclass
+class WamOptions:
+    """The service's ``options`` table."""
+
+    #: Checkpoint file; empty: the one shipped with collector (trained on simulated episodes).
+    checkpoint: str = ""
+    rate_hz: float = 8.0
+    #: Color stream to predict; empty: the checkpoint's camera, else the first color stream.
+    camera: str = ""
+    # One thread by default: on a small machine busy with capture, two OpenMP threads wait on
+    # each other at every op (measured 5x slower, benchmarks/wam.py --threads 1 vs 2 under load).
+    threads: int = 1
+    #: Lower CPU priority than capture.
+    nice: int = 10
+
+    def validate(self) -> None:
+        if not 0.5 <= self.rate_hz <= 30:
+            raise ConfigError(f"rate_hz must be 0.5..30, got {self.rate_hz}")
+        if self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+
+
+def service_config(name: str = "wam", *, enabled: bool = True, **options) -> ServiceConfig:
+    """The ``[[services]]`` entry that runs this node with ``options`` (see :class:`WamOptions`)."""
+    from_mapping(WamOptions, options, where=f"{name}.options")  # fail here, not in the child
+    return ServiceConfig(name=name, module="collector.wam.node",
+                         options=dict(options), preview=PREVIEW, enabled=enabled)
 
 
 class InferenceNode:
@@ -124,7 +170,8 @@ class InferenceNode:
             return
         log.info("%s %s", state, message)
         self.publisher.send(Event(node=self.name, kind="status", t_host_ns=protocol.now_ns(),
-                                  detail={"state": state, "message": message}))
+                                  detail={"state": state, "message": message,
+                                          "camera": self.history.camera}))
 
     def stop(self) -> None:
         self._stop.set()
@@ -257,31 +304,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="wam", help="node name, the prefix of its streams")
     parser.add_argument("--endpoint", required=True, help="base endpoint, ipc://PATH or tcp://HOST:PORT")
     parser.add_argument("--nodes", required=True, help="JSON object: device node name -> base endpoint")
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--rate-hz", type=float, default=8.0)
-    parser.add_argument("--camera", help="color stream to predict (default: the checkpoint's, "
-                                         "else the first)")
-    # One thread by default: on a small machine busy with capture, two OpenMP threads wait on
-    # each other at every op (measured 5x slower, benchmarks/wam.py --threads 1 vs 2 under load).
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    parser.add_argument("--nice", type=int, default=10, help="lower CPU priority than capture")
+    parser.add_argument("--options", default="{}", help="JSON object: checkpoint, rate_hz, camera, "
+                                                        "threads, nice (WamOptions)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
-    if not 0.5 <= args.rate_hz <= 30:
-        print(f"error: --rate-hz must be 0.5..30, got {args.rate_hz}", file=sys.stderr)
+    try:
+        options = from_mapping(WamOptions, json.loads(args.options), where=f"{args.name}.options")
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.nice:
-        os.nice(args.nice)
+    if options.nice:
+        os.nice(options.nice)
     import torch
 
     from collector.wam.checkpoint import CheckpointError, Predictor
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(options.threads)
     try:
-        predictor = Predictor.from_file(args.checkpoint)
+        predictor = Predictor.from_file(options.checkpoint or str(SHIPPED_CHECKPOINT))
         node = InferenceNode(args.name, args.endpoint, json.loads(args.nodes), predictor,
-                             rate_hz=args.rate_hz, camera=args.camera)
+                             rate_hz=options.rate_hz, camera=options.camera or None)
     except (CheckpointError, ValueError, zmq.ZMQError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -3,7 +3,9 @@ trace, and whether the node is alive.
 
 :class:`WamPreview` reads the inference node's ``live`` endpoint on a background thread (never
 the GUI thread) and keeps only the newest prediction; a view polls :meth:`WamPreview.state` on a
-timer. When there is nothing to show, :attr:`PreviewState.reason` says why in words.
+timer. It is the preview provider of the WAM service (``[[services]] preview =
+"collector.wam.preview:WamPreview"``): the GUI loads it by that name and shows it in
+:attr:`WamPreview.qt_view`. When there is nothing to show, :attr:`PreviewState.reason` says why in words.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
-from collector.wire.bus import LIVE_HWM, Subscriber, node_endpoints, request
-from collector.wire.protocol import Event, Sample
+from collector.wire.bus import LatestSubscriber, node_endpoints, request
+from collector.wire.protocol import Sample
 
 #: A prediction older than this many node periods (at least 1 s) makes the preview "slow".
 SLOW_PERIODS = 4
@@ -78,74 +80,83 @@ class PreviewState:
     node_state: str = ""
 
 
-class WamPreview:
-    """Follows one WAM inference node. ``endpoint`` is its base endpoint, or ``None`` with
-    ``unavailable_reason`` when no node runs (e.g. ``Supervisor.wam_error``)."""
+class WamPreview(LatestSubscriber):
+    """Follows one WAM inference node: a preview provider, loaded by the GUI from the service's
+    ``preview`` entry (``[[services]]``). ``endpoint`` is the node's base endpoint, or ``None``
+    with ``unavailable_reason`` when no node runs (the supervisor's ``service_errors``).
 
-    def __init__(self, endpoint: str | None, *, unavailable_reason: str = "no WAM node is running",
-                 rate_hz: float = 8.0, context: zmq.Context | None = None) -> None:
+    The newest prediction and the surprise trace are read by the bus's
+    :class:`~collector.wire.bus.LatestSubscriber` thread; :meth:`state` is what a view polls.
+    """
+
+    #: The Qt view the GUI shows this provider in (loaded by name, so this module needs no Qt).
+    qt_view = "ui.wam_preview:QtWamPreview"
+
+    def __init__(self, endpoint: str | None, *, name: str = "wam", options: dict | None = None,
+                 unavailable_reason: str = "no WAM node is running", rate_hz: float | None = None,
+                 context: zmq.Context | None = None) -> None:
         self.endpoint = endpoint
+        self.name = name
+        self.options = dict(options or {})
         self.unavailable_reason = unavailable_reason
-        self.rate_hz = rate_hz
-        self._context = context or zmq.Context.instance()
-        self._lock = threading.Lock()
-        self._prediction: Prediction | None = None
+        self.rate_hz = float(rate_hz or self.options.get("rate_hz", 8.0))
+        #: The color stream the predictions are of (from the node; the options' until it says).
+        self.camera: str | None = self.options.get("camera") or None
         self._last_message = 0.0       # monotonic time of the last message from the node
         self._node_state, self._node_message = "", ""
         self._trace: deque[tuple[float, float, float]] = deque()
         self._started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = None
+        super().__init__([node_endpoints(endpoint).live] if endpoint else [], context=context)
         if endpoint:
-            self._thread = threading.Thread(target=self._run, name="wam-preview", daemon=True)
-            self._thread.start()
-
-    @classmethod
-    def for_supervisor(cls, supervisor, **kwargs) -> "WamPreview":
-        """Follow the node a started :class:`~collector.recording.supervisor.Supervisor` runs (a restarted
-        node keeps its endpoint, so the preview reconnects by itself), or say why there is none."""
-        return cls(supervisor.wam_endpoint, rate_hz=supervisor.config.wam.rate_hz,
-                   unavailable_reason=supervisor.wam_error or "no WAM node is running", **kwargs)
-
-    def _run(self) -> None:
-        sub = Subscriber([node_endpoints(self.endpoint).live], hwm=LIVE_HWM, context=self._context)
-        try:
             # Status events sent before we connected are gone: ask once for the current state.
-            reply = request(node_endpoints(self.endpoint).ctl, "status", timeout_s=1.0, context=self._context)
-            with self._lock:
-                self._node_state, self._node_message = reply.get("state", ""), reply.get("message", "")
-                self._last_message = time.monotonic()
-        except (TimeoutError, ValueError):
-            pass
+            threading.Thread(target=self._ask_status, name="wam-preview-status", daemon=True).start()
+
+    def _ask_status(self) -> None:
         try:
-            while not self._stop.is_set():
-                message = sub.receive(100)
-                if message is None:
-                    continue
-                now = time.monotonic()
+            reply = request(node_endpoints(self.endpoint).ctl, "status", timeout_s=1.0,
+                            context=self._context)
+        except (TimeoutError, ValueError):
+            return
+        with self._lock:
+            self._note_status(reply)
+
+    def _note_status(self, detail: dict) -> None:
+        self._node_state = str(detail.get("state", "") or "")
+        self._node_message = str(detail.get("message", "") or "")
+        self.camera = detail.get("camera") or self.camera
+        self._last_message = time.monotonic()
+
+    def _on_sample(self, sample: Sample) -> None:
+        # On the reader thread, under the lock.
+        self._last_message = time.monotonic()
+        if sample.stream.endswith("/prediction"):
+            super()._on_sample(sample)
+        elif sample.stream.endswith("/surprise"):
+            f = sample.fields
+            self._trace.append((sample.t_host_ns / 1e9, float(f["score"]), float(f["baseline"])))
+            while self._trace and self._trace[-1][0] - self._trace[0][0] > TRACE_S:
+                self._trace.popleft()
+
+    def _take_status_events(self) -> None:
+        for event in self.take_events():
+            if event.kind == "status":
                 with self._lock:
-                    self._last_message = now
-                    if isinstance(message, Sample) and message.stream.endswith("/prediction"):
-                        self._prediction = Prediction.from_sample(message)
-                    elif isinstance(message, Sample) and message.stream.endswith("/surprise"):
-                        f = message.fields
-                        self._trace.append((message.t_host_ns / 1e9, float(f["score"]), float(f["baseline"])))
-                        while self._trace and self._trace[-1][0] - self._trace[0][0] > TRACE_S:
-                            self._trace.popleft()
-                    elif isinstance(message, Event) and message.kind == "status":
-                        self._node_state = str(message.detail.get("state", ""))
-                        self._node_message = str(message.detail.get("message", ""))
-        finally:
-            sub.close()
+                    self._note_status(event.detail)
+            else:
+                with self._lock:
+                    self._last_message = time.monotonic()
 
     def state(self) -> PreviewState:
         """What to show now; cheap, safe from any thread."""
         if not self.endpoint:
             return PreviewState(False, self.unavailable_reason)
+        self._take_status_events()
         now_mono, now_ns = time.monotonic(), time.time_ns()
         with self._lock:
-            prediction, last, trace = self._prediction, self._last_message, list(self._trace)
+            newest = next((s for name, s in self._latest.items() if name.endswith("/prediction")), None)
+            last, trace = self._last_message, list(self._trace)
             node_state, node_message = self._node_state, self._node_message
+        prediction = Prediction.from_sample(newest) if newest is not None else None
         t, scores, baselines = (np.array(column, np.float64) for column in zip(*trace)) if trace \
             else (np.empty(0), np.empty(0), np.empty(0))
         common = dict(trace_t=t, trace_score=scores, trace_baseline=baselines, node_state=node_state,
@@ -167,7 +178,12 @@ class WamPreview:
         return PreviewState(True, f"prediction is {age_s:.1f} s old" if slow else "",
                             "slow" if slow else "ok", prediction, age_s, **common)
 
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2)
+    def trajectory(self, stream: str) -> np.ndarray | None:
+        """The predicted hand path over the color ``stream`` (``"cam0/color"``, or a node name),
+        (K, 2) pixels of its image; ``None`` when there is none to draw on it (the predictions
+        are of another camera, or there is no prediction)."""
+        camera = self.camera
+        if not camera or stream not in (camera, camera.split("/", 1)[0]):
+            return None
+        state = self.state()
+        return state.prediction.hand_uv if state.available and state.prediction is not None else None

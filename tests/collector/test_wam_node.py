@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from collector.wire.bus import default_endpoint, new_runtime_dir, request, node_endpoints
-from collector.config import sim_config
+from collector.config import load_config, load_entry_point, sim_config
+from collector.wire.options import ConfigError
 from collector.storage.reader import open_episode
 from collector.recording.session import Session
 from collector.wam import preview as preview_module
 from collector.wam.checkpoint import Predictor
-from collector.wam.node import InferenceNode
+from collector.wam.node import InferenceNode, service_config
 from collector.wam.preview import WamPreview
 from collector.wam.surprise import surprise_summary
 from tests.waiting import wait_for
@@ -98,11 +99,11 @@ def test_supervisor_starts_the_node_and_the_episode_records_its_surprise(tmp_pat
     config = sim_config(seed=2)
     config.nodes[0].options.update(SMALL_CAMERA)
     config.recording.output = tmp_path / "rec"
-    config.wam.enabled = True
-    config.wam.checkpoint = str(tiny_checkpoint(tmp_path / "tiny.pt"))
+    config.services.append(service_config(checkpoint=str(tiny_checkpoint(tmp_path / "tiny.pt"))))
     with Session(config) as session:
-        assert session.supervisor.wam_endpoint and session.supervisor.wam_error is None
-        preview = WamPreview.for_supervisor(session.supervisor)
+        supervisor = session.supervisor
+        assert supervisor.service_endpoints["wam"] and "wam" not in supervisor.service_errors
+        preview = WamPreview(supervisor.service_endpoints["wam"], options=config.services[0].options)
         session.start_episode()
         time.sleep(3.0)
         result = session.stop_episode()
@@ -124,12 +125,12 @@ def test_a_broken_checkpoint_costs_only_the_preview(tmp_path):
     config = sim_config(seed=2)
     config.nodes[0].options.update(SMALL_CAMERA)
     config.recording.output = tmp_path / "rec"
-    config.wam.enabled = True
-    config.wam.checkpoint = str(tmp_path / "missing.pt")
+    config.services.append(service_config(checkpoint=str(tmp_path / "missing.pt")))
     with Session(config) as session:
-        assert session.supervisor.wam_endpoint is None
-        assert "missing.pt: no such file" in session.supervisor.wam_error
-        state = WamPreview.for_supervisor(session.supervisor).state()
+        assert "wam" not in session.supervisor.service_endpoints
+        error = session.supervisor.service_errors["wam"]
+        assert "missing.pt: no such file" in error
+        state = WamPreview(None, unavailable_reason=error).state()
         assert not state.available and "missing.pt: no such file" in state.reason
         session.start_episode()
         time.sleep(0.5)
@@ -137,3 +138,33 @@ def test_a_broken_checkpoint_costs_only_the_preview(tmp_path):
     with open_episode(result["path"]) as episode:
         assert "wam/surprise" not in episode.streams and episode.count("cam0/color") > 5
         assert surprise_summary(episode) is None
+
+
+def test_an_old_wam_table_is_read_as_a_service(tmp_path):
+    # Configs written before [[services]] keep working: [wam] becomes the WAM service entry.
+    path = tmp_path / "old.toml"
+    path.write_text('[[nodes]]\nname = "cam0"\ndriver = "sim_camera"\n\n'
+                    '[wam]\nenabled = true\nrate_hz = 5.0\ncamera = "cam0/color"\n')
+    config = load_config(path)
+    assert config.services == [service_config(rate_hz=5.0, camera="cam0/color")]
+    path.write_text('[wam]\nenabled = false\ncheckpoint = "x.pt"\n')
+    assert load_config(path).services == [service_config(checkpoint="x.pt", enabled=False)]
+    path.write_text('[wam]\nenabeld = true\n')
+    with pytest.raises(ConfigError, match="wam: unknown option 'enabeld'"):
+        load_config(path)
+
+
+def test_service_entries_load_and_their_options_are_checked_before_start(tmp_path):
+    path = tmp_path / "station.toml"
+    path.write_text('[[nodes]]\nname = "cam0"\ndriver = "sim_camera"\n\n'
+                    '[[services]]\nname = "wam"\nmodule = "collector.wam.node"\n'
+                    'preview = "collector.wam.preview:WamPreview"\noptions = { rate_hz = 4.0 }\n')
+    (service,) = load_config(path).services
+    assert service == service_config(rate_hz=4.0)
+    assert load_entry_point(service.preview) is WamPreview
+    with pytest.raises(ConfigError, match="rate_hz must be 0.5..30"):
+        service_config(rate_hz=100.0)
+    path.write_text('[[nodes]]\nname = "wam"\ndriver = "sim_camera"\n\n'
+                    '[[services]]\nname = "wam"\nmodule = "collector.wam.node"\n')
+    with pytest.raises(ConfigError, match="service names must be unique"):
+        load_config(path)

@@ -10,6 +10,7 @@ import numpy as np
 from PySide6 import QtCore
 
 from collector.storage.reader import open_episode
+from collector.wam.node import service_config
 
 
 def episode_files(out: Path) -> list[Path]:
@@ -179,10 +180,12 @@ def test_device_lost_mid_episode_is_shown_and_recording_continues(window_factory
 
 def test_wam_preview_beside_the_live_view(window_factory, small_sim_config, qtbot, tmp_path):
     config = small_sim_config(tmp_path)
-    config.wam.enabled = True  # the shipped checkpoint, trained on the simulator
+    config.services.append(service_config())  # the shipped checkpoint, trained on the simulator
     window, model = window_factory(config)
-    qtbot.waitUntil(lambda: model.wam.state().available, timeout=60_000)
-    qtbot.waitUntil(lambda: window.wam_view.strip.isVisible(), timeout=5_000)
+    qtbot.waitUntil(lambda: len(window.previews) == 1, timeout=30_000)
+    (preview,) = window.previews  # loaded by name from the service entry
+    qtbot.waitUntil(lambda: preview.provider.state().available, timeout=60_000)
+    qtbot.waitUntil(lambda: preview.view.strip.isVisible(), timeout=5_000)
     assert "wam" not in window.health_strip.tiles  # a preview, not a device
     pane = window.cameras.panes["cam0"]
     qtbot.waitUntil(lambda: pane.trajectory.getData()[0] is not None

@@ -2,12 +2,13 @@
 
 from collector.recording.collect import CollectModel
 from collector.config import load_config, sim_config
+from collector.wam.node import service_config
 from ui.settings_dialog import QtSettingsDialog
 
 
 def test_settings_dialog_rejects_typos_and_saves(qtbot, tmp_path):
     config = sim_config(cameras=1)
-    config.wam.enabled, config.wam.rate_hz = True, 5.0
+    config.services.append(service_config(rate_hz=5.0, enabled=False))
     config.nodes[1].remote, config.nodes[1].endpoint = True, "tcp://10.0.0.5:5550"
     model = CollectModel(config, config_path=tmp_path / "station.toml")
     dialog = QtSettingsDialog(model)
@@ -28,6 +29,6 @@ def test_settings_dialog_rejects_typos_and_saves(qtbot, tmp_path):
     assert saved.recording.compression == "lz4"
     assert saved.session.reset_countdown_s == 3.0
     # What the dialog does not show is kept.
-    assert saved.wam.enabled and saved.wam.rate_hz == 5.0
+    assert saved.services == [service_config(rate_hz=5.0, enabled=False)]
     assert saved.nodes[1].remote
     model.close()

@@ -1,4 +1,5 @@
-"""The collect window: live cameras, glove plots, health strip, session panel and record controls.
+"""The collect window: live cameras, glove plots, health strip, session panel, record controls and
+the services' previews (``ui.collect.previews``: the WAM's predicted futures when it runs).
 
 A thin view over :class:`collector.recording.collect.CollectModel`: every button and hotkey calls a model
 method (which returns at once), model events arrive through :class:`ui.bridge.ModelEvents` on the
@@ -19,6 +20,7 @@ from ui.collect.camera_grid import QtCameraGrid
 from ui.collect.controls import QtRecordControls
 from ui.collect.glove_plots import QtGlovePlots, QtHandView
 from ui.collect.health_strip import QtHealthStrip
+from ui.collect.previews import ServicePreview, open_previews
 from ui.collect.session_panel import QtSessionPanel
 
 log = logging.getLogger("ui.collect")
@@ -89,9 +91,10 @@ class QtCollectWindow(QtWidgets.QMainWindow):
         left = QtWidgets.QVBoxLayout()
         self.cameras = QtCameraGrid(self.model)
         left.addWidget(self.cameras, 3)
-        self.wam_slot = QtWidgets.QVBoxLayout()  # the WAM preview, once the model is open
-        self.wam_view = None
-        left.addLayout(self.wam_slot)
+        # The services' previews (the WAM's predicted futures), once the model is open.
+        self.preview_slot = QtWidgets.QVBoxLayout()
+        self.previews: list[ServicePreview] = []
+        left.addLayout(self.preview_slot)
         lower = QtWidgets.QHBoxLayout()
         self.plots = QtGlovePlots(self.model)
         self.hand = QtHandView(self.model)
@@ -214,20 +217,24 @@ class QtCollectWindow(QtWidgets.QMainWindow):
             self._show_prompt()
 
     def _on_opened(self) -> None:
-        from ui.wam_preview import QtWamPreview
-
-        if self.wam_view is not None:
-            self.wam_view.close()
-            self.wam_view.setParent(None)
-        self.wam_view = QtWamPreview(self.model.wam)
-        theme.cache_axes(self.wam_view.trace)
-        self.wam_slot.addWidget(self.wam_view)
+        self._close_previews()
+        self.previews = open_previews(self.model)
+        for preview in self.previews:
+            self.preview_slot.addWidget(preview.view)
+        # What a camera pane may draw over its image (a provider's ``trajectory(stream)``).
+        self.cameras.previews = [p.provider for p in self.previews if p.provider is not None]
         self.cameras.build()
         self.plots.build()
         self.hand.build()
         self._on_state(self.model.state)
         self.statusBar().showMessage("Space record/stop · Backspace discard & re-record · S success · "
                                      "F failure · Esc skip reset · Ctrl+, settings")
+
+    def _close_previews(self) -> None:
+        for preview in self.previews:
+            preview.close()
+            preview.view.setParent(None)
+        self.previews = []
 
     def _on_state(self, state: str) -> None:
         label, color = STATE_LABELS.get(state, ("STARTING DEVICES", theme.TEXT_DIM))
@@ -281,6 +288,7 @@ class QtCollectWindow(QtWidgets.QMainWindow):
                 self.statusBar().showMessage("Finishing the episode…")
                 QtWidgets.QApplication.processEvents()
             self.events.detach()
+            self._close_previews()
             if self.review is not None:
                 self.review.close()
             self.model.close()
