@@ -25,6 +25,9 @@ MAX_FIELD_BYTES = 2**32
 
 _FIELD_KEYS = ("name", "dtype", "shape", "unit", "channel_names")
 _STREAM_KEYS = ("name", "kind", "rate_hz", "fields")
+#: Kinds whose samples are pictures, and the field a declaration without ``image_field`` shows
+#: (declarations written before ``image_field`` existed: the field of that name, else the first).
+IMAGE_KINDS = {"color": "rgb", "depth": "depth"}
 
 
 def _is_int(value: Any) -> bool:
@@ -110,6 +113,9 @@ class StreamSpec:
     fields: list[FieldSpec]
     #: Free metadata written to the episode: intrinsics, depth_scale, serial, clock model...
     meta: dict[str, Any] = field(default_factory=dict)
+    #: The field that is the picture (``(H, W, 3)`` uint8 RGB for ``color``, ``(H, W)`` for
+    #: ``depth``), declared by camera drivers; ``None`` leaves it to :meth:`image`'s inference.
+    image_field: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
@@ -132,6 +138,13 @@ class StreamSpec:
             raise ValueError(f"stream '{self.name}': field names must be unique and non-empty")
         if not isinstance(self.meta, dict):
             raise ValueError(f"stream '{self.name}': 'meta' must be an object, got {type(self.meta).__name__}")
+        if self.image_field is not None:
+            if self.kind not in IMAGE_KINDS:
+                raise ValueError(f"stream '{self.name}': image_field is for kinds "
+                                 f"{', '.join(IMAGE_KINDS)}, not {self.kind!r}")
+            if self.image_field not in names:
+                raise ValueError(f"stream '{self.name}': image_field {self.image_field!r:.60} "
+                                 f"is not one of its fields ({', '.join(names)})")
 
     @property
     def node(self) -> str:
@@ -147,10 +160,25 @@ class StreamSpec:
     def bytes_per_sample(self) -> int:
         return sum(f.nbytes for f in self.fields)
 
+    def image(self) -> str | None:
+        """The name of the field to show as a picture, or ``None`` for a stream that is no picture.
+
+        The declared :attr:`image_field`; for older declarations of kind ``color``/``depth``,
+        the field named ``rgb``/``depth`` if there is one, else the first field.
+        """
+        if self.image_field is not None:
+            return self.image_field
+        if self.kind not in IMAGE_KINDS:
+            return None
+        names = [f.name for f in self.fields]
+        return IMAGE_KINDS[self.kind] if IMAGE_KINDS[self.kind] in names else names[0]
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for f in data["fields"]:
             f["shape"] = list(f["shape"])
+        if data["image_field"] is None:
+            del data["image_field"]  # an undeclared image reads as before (see image())
         return data
 
     @classmethod
@@ -171,5 +199,8 @@ class StreamSpec:
             raise ValueError(f"{where}: 'fields' must be a list, got {type(data['fields']).__name__}")
         fields = [FieldSpec.from_dict(f, f"{where}: field {i}") for i, f in enumerate(data["fields"])]
         meta = data.get("meta")
+        image_field = data.get("image_field")
+        if image_field is not None and not isinstance(image_field, str):
+            raise ValueError(f"{where}: 'image_field' must be a field name, got {image_field!r:.60}")
         return cls(name=name, kind=data["kind"], rate_hz=data["rate_hz"], fields=fields,
-                   meta={} if meta is None else meta)
+                   meta={} if meta is None else meta, image_field=image_field)

@@ -93,7 +93,8 @@ class RealSenseCamera(Device):
             specs.append(StreamSpec(f"{self.name}/{kind}", kind, float(plan.fps), [
                 image, FieldSpec("frame_number", "uint64", ()),
                 FieldSpec("timestamp_domain", "uint8", ()),
-                FieldSpec("t_arrival_ns", "int64", (), unit="ns")], meta=dict(plan.meta)))
+                FieldSpec("t_arrival_ns", "int64", (), unit="ns")], meta=dict(plan.meta),
+                image_field=image.name))
         return specs
 
     def info(self) -> dict:

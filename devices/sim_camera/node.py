@@ -110,10 +110,11 @@ class SimCamera(Device):
                                                   "translation": [0.0, 0.0, 0.0]})
         return [
             StreamSpec(f"{self.name}/color", "color", c.fps,
-                       [FieldSpec("rgb", "uint8", (c.height, c.width, 3))], meta=dict(common)),
+                       [FieldSpec("rgb", "uint8", (c.height, c.width, 3))], meta=dict(common),
+                       image_field="rgb"),
             StreamSpec(f"{self.name}/depth", "depth", c.fps,
                        [FieldSpec("depth", "uint16", (c.height, c.width), unit="mm")],
-                       meta=depth_meta),
+                       meta=depth_meta, image_field="depth"),
         ]
 
     def info(self) -> dict:

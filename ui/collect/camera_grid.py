@@ -59,15 +59,17 @@ class QtCameraPane(pg.GraphicsLayoutWidget):
                                           symbolSize=5, symbolBrush=theme.ACCENT, symbolPen=None)
         self.trajectory.setZValue(8)
         view.addItem(self.trajectory, ignoreBounds=True)
+        #: The streams this pane draws (set by :meth:`QtCameraGrid.build`).
+        self.color_stream: str | None = None
+        self.depth_stream: str | None = None
         self.shown_seq: dict[str, int] = {}
         self._frame_times: list[float] = []
         self.display_fps = 0.0
         self._size = None
 
-    def show_color(self, sample) -> None:
-        rgb = sample.fields.get("rgb")
-        if rgb is None:
-            rgb = next(iter(sample.fields.values()))
+    def show_color(self, sample, field: str | None = None) -> None:
+        """Draw ``sample``'s ``field`` (the stream's declared image; default its first field)."""
+        rgb = sample.fields[field] if field is not None else next(iter(sample.fields.values()))
         self.color_item.setImage(rgb, autoLevels=False, levels=(0, 255))
         height, width = rgb.shape[:2]
         if self._size != (width, height):
@@ -85,12 +87,11 @@ class QtCameraPane(pg.GraphicsLayoutWidget):
         self._frame_times = [t for t in self._frame_times if now - t < 1.0] + [now]
         self.display_fps = len(self._frame_times) / 1.0
 
-    def show_depth(self, sample) -> None:
+    def show_depth(self, sample, field: str | None = None) -> None:
+        """Draw ``sample``'s ``field`` (the stream's declared image) as the depth inset."""
         if self.depth_item is None:
             return
-        depth = sample.fields.get("depth")
-        if depth is None:
-            depth = next(iter(sample.fields.values()))
+        depth = sample.fields[field] if field is not None else next(iter(sample.fields.values()))
         # The inset is a third of the image: colour-map a third of the pixels per axis.
         self.depth_item.setImage(depth[::DEPTH_STEP, ::DEPTH_STEP], autoLevels=False,
                                  levels=(0, DEPTH_RANGE_MM))
@@ -129,23 +130,36 @@ class QtCameraGrid(QtWidgets.QWidget):
         self.shown: list[tuple[str, int, int]] = []
 
     def build(self) -> None:
-        """Create one pane per camera node from the model's stream declarations."""
-        cameras: dict[str, bool] = {}
+        """Create one pane per camera from the model's stream declarations.
+
+        A pane shows a colour stream (its declared image field, whatever the stream is named)
+        with the same node's depth stream as an inset; a node with several colour streams gets a
+        pane per stream, named by the stream, else the pane is named by the node.
+        """
+        colors: dict[str, list[str]] = {}
+        depths: dict[str, str] = {}
         for name, spec in sorted(self.model.specs.items()):
-            node = name.split("/", 1)[0]
+            if spec.image() is None:
+                continue
             if spec.kind == "color":
-                cameras.setdefault(node, False)
+                colors.setdefault(spec.node, []).append(name)
             elif spec.kind == "depth":
-                cameras[node] = True
+                depths.setdefault(spec.node, name)
+        panes: list[tuple[str, str | None, str | None]] = []  # (pane name, colour, depth)
+        for node in sorted(set(colors) | set(depths)):
+            streams = colors.get(node) or [None]
+            for color in streams:
+                panes.append((node if len(streams) == 1 else color, color, depths.get(node)))
         for pane in self.panes.values():
             pane.setParent(None)
         self.panes.clear()
-        self.placeholder.setVisible(not cameras)
-        if not cameras:
+        self.placeholder.setVisible(not panes)
+        if not panes:
             self.placeholder.setText("No cameras in this configuration")
-        columns = max(1, math.ceil(math.sqrt(len(cameras))))
-        for i, (node, has_depth) in enumerate(cameras.items()):
-            pane = self.panes[node] = QtCameraPane(node, has_depth)
+        columns = max(1, math.ceil(math.sqrt(len(panes))))
+        for i, (name, color, depth) in enumerate(panes):
+            pane = self.panes[name] = QtCameraPane(name, depth is not None)
+            pane.color_stream, pane.depth_stream = color, depth
             self.layout_.addWidget(pane, i // columns, i % columns)
 
     def refresh(self) -> None:
@@ -155,30 +169,36 @@ class QtCameraGrid(QtWidgets.QWidget):
         latest = live.latest()
         recording = self.model.state == "recording"
         health = {s.name: s for d in self.model.health for s in d.streams}
-        for node, pane in self.panes.items():
-            color, depth = latest.get(f"{node}/color"), latest.get(f"{node}/depth")
+        specs = self.model.specs
+        for name, pane in self.panes.items():
+            color = latest.get(pane.color_stream) if pane.color_stream else None
+            depth = latest.get(pane.depth_stream) if pane.depth_stream else None
             if color is not None and pane.shown_seq.get("color") != color.seq:
-                pane.show_color(color)
+                pane.show_color(color, specs[pane.color_stream].image())
                 self.shown.append((color.stream, color.t_host_ns, time.time_ns(),
                                    live.received_ns(color.stream)))
                 del self.shown[:-1000]
             if depth is not None and pane.shown_seq.get("depth") != depth.seq:
-                pane.show_depth(depth)
-            self._draw_prediction(node, pane)
-            stream = health.get(f"{node}/color")
+                pane.show_depth(depth, specs[pane.depth_stream].image())
+            self._draw_prediction(pane)
+            stream = health.get(pane.color_stream or pane.depth_stream)
             rate = f"{stream.status.rate_hz:.0f}/{stream.status.nominal_hz:g} fps" if stream else ""
-            pane.set_caption(f" {node}  {rate} ", recording)
+            pane.set_caption(f" {name}  {rate} ", recording)
 
-    def _draw_prediction(self, node: str, pane: QtCameraPane) -> None:
-        wam = getattr(self.model, "wam", None)
-        camera = self.model.config.wam.camera or self._first_color()
-        if wam is None or not camera or camera.split("/", 1)[0] != node:
+    def _draw_prediction(self, pane: QtCameraPane) -> None:
+        # The services' preview providers, set by the collect window (ui.collect.previews): one
+        # may have a path to draw over this pane's image (the WAM's predicted hand).
+        if pane.color_stream is None:
             return
-        state = wam.state()
-        prediction = state.prediction if state.available else None
-        pane.show_trajectory(prediction.hand_uv if prediction is not None else None,
-                             pane._size or (1, 1))
+        for preview in getattr(self, "previews", ()):
+            trajectory = getattr(preview, "trajectory", None)
+            uv = trajectory(pane.color_stream) if trajectory is not None else None
+            if uv is not None or getattr(preview, "camera", None) in (
+                    pane.color_stream, pane.color_stream.split("/", 1)[0]):
+                pane.show_trajectory(uv, pane._size or (1, 1))
+                return
 
     def _first_color(self) -> str | None:
-        colors = sorted(n for n, s in self.model.specs.items() if s.kind == "color")
+        colors = sorted(n for n, s in self.model.specs.items()
+                        if s.kind == "color" and s.image() is not None)
         return colors[0] if colors else None
