@@ -3,7 +3,8 @@
     python -m devices sim_camera --name cam0 --endpoint ipc:///tmp/x/cam0 --options '{"fps": 30}'
 
 The driver comes from the registry (devices/registry.py); the node runtime is
-:class:`collector.wire.node.Node`.
+:class:`collector.wire.node.Node`. A driver whose SDK is missing or broken exits with status 2
+and one line naming the SDK; the other drivers are unaffected.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
+from collector.wire.device import DeviceError
 from collector.wire.options import ConfigError, from_mapping
 
 from devices.registry import driver_class
@@ -23,7 +24,7 @@ def check(nodes: list[dict]) -> list[str]:
         try:
             cls = driver_class(node.get("driver", ""))
             from_mapping(cls.Config, node.get("options") or {}, where=f"{name}.options")
-        except (ConfigError, ValueError) as exc:
+        except (ConfigError, ValueError, DeviceError) as exc:  # DeviceError: its SDK is broken
             errors.append(f"{name}: {exc}" if not str(exc).startswith(name) else str(exc))
     return errors
 

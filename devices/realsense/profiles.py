@@ -12,7 +12,7 @@ def sdk():
     """The pyrealsense2 module, or a DeviceError that says how to get it."""
     try:
         import pyrealsense2 as rs
-    except ImportError as exc:
+    except Exception as exc:  # absent (ImportError) or broken (OSError from its library, ...)
         raise DeviceError(f"pyrealsense2 cannot be imported ({exc}); install it with "
                           "'pip install pyrealsense2' and the system library libusb-1.0-0") from None
     return rs
