@@ -32,7 +32,7 @@ from collector.wire.streams import FieldSpec, StreamSpec
 
 from collector.wire.device import Device, DeviceDisconnected, DeviceError, Reading
 from devices.glove import wire
-from devices.glove.calibration import Calibration, CalibrationError, calibration_path
+from devices.glove.calibration_data import Calibration, CalibrationError, calibration_path
 from devices.glove.clock import OnlineClockMap
 
 log = logging.getLogger(__name__)
