@@ -62,3 +62,22 @@ def test_two_colour_streams_of_one_node_get_a_pane_each(qtbot):
     qtbot.addWidget(grid)
     grid.build()
     assert sorted(grid.panes) == ["stereo/left", "stereo/right"]
+
+
+def test_a_preview_draws_its_path_over_the_declared_colour_stream(qtbot):
+    from ui.collect.camera_grid import QtCameraGrid
+
+    head = StreamSpec("head/image", "color", 30.0, [FieldSpec("pixels", "uint8", (12, 16, 3))],
+                      image_field="pixels")
+    model = fake_model([head])
+    grid = QtCameraGrid(model)
+    qtbot.addWidget(grid)
+    asked = []
+    grid.previews = [SimpleNamespace(trajectory=lambda s: asked.append(s) or np.array([[2.0, 3.0], [4.0, 5.0]]))]
+    grid.build()
+    model.live.samples["head/image"] = Sample("head", "head/image", 1, 0, 1,
+                                              {"pixels": np.zeros((12, 16, 3), np.uint8)})
+    grid.refresh()
+    assert asked == ["head/image"]
+    xs, ys = grid.panes["head"].trajectory.getData()
+    assert list(xs) == [2.0, 4.0] and list(ys) == [3.0, 5.0]

@@ -126,6 +126,8 @@ class QtCameraGrid(QtWidgets.QWidget):
         self.placeholder.setAlignment(QtCore.Qt.AlignCenter)
         self.placeholder.setObjectName("dim")
         self.layout_.addWidget(self.placeholder, 0, 0)
+        #: The services' preview providers (set by the window); see :meth:`_draw_prediction`.
+        self.previews: list = []
         #: (stream, capture ns, drawn ns, received ns) of frames drawn, for latency measurements.
         self.shown: list[tuple[str, int, int]] = []
 
@@ -186,19 +188,14 @@ class QtCameraGrid(QtWidgets.QWidget):
             pane.set_caption(f" {name}  {rate} ", recording)
 
     def _draw_prediction(self, pane: QtCameraPane) -> None:
-        # The services' preview providers, set by the collect window (ui.collect.previews): one
-        # may have a path to draw over this pane's image (the WAM's predicted hand).
+        """Draw over the pane's image what a service's preview offers for its colour stream
+        (``trajectory(stream)``: the WAM's predicted hand path, in that image's pixels)."""
         if pane.color_stream is None:
             return
-        for preview in getattr(self, "previews", ()):
-            trajectory = getattr(preview, "trajectory", None)
-            uv = trajectory(pane.color_stream) if trajectory is not None else None
-            if uv is not None or getattr(preview, "camera", None) in (
-                    pane.color_stream, pane.color_stream.split("/", 1)[0]):
-                pane.show_trajectory(uv, pane._size or (1, 1))
+        for provider in self.previews:
+            trajectory = getattr(provider, "trajectory", None)
+            path = trajectory(pane.color_stream) if trajectory is not None else None
+            if path is not None:
+                pane.show_trajectory(path, pane._size or (1, 1))
                 return
-
-    def _first_color(self) -> str | None:
-        colors = sorted(n for n, s in self.model.specs.items()
-                        if s.kind == "color" and s.image() is not None)
-        return colors[0] if colors else None
+        pane.show_trajectory(None, (1, 1))
