@@ -41,38 +41,30 @@ import zmq
 
 from collector import __version__
 from collector.wire import protocol
-from collector.wire.bus import Subscriber, fetch_describe, node_endpoints, request, serve_requests
+from collector.wire.bus import Subscriber, fetch_describe, node_endpoints, serve_requests
 from collector.wire.clocksync import ClockEstimator, Pinger
 from collector.config import RecordingConfig
 from collector.wire.options import from_mapping, to_mapping
 from collector.recording.disk import start_refusal
-from collector.recording.episode_sink import DiskFullError, EpisodeSink  # noqa: F401  (DiskFullError: public)
+from collector.recording.episode_sink import EpisodeSink
 from collector.recording.episode_window import CLOSING, DRAINING, EpisodeWindow
+from collector.recording.finishing import EpisodeFinisher
+from collector.recording.receiving import EpisodeReceiver
 from collector.recording.health import StreamHealth, percentiles
-from collector.storage.ledger import SourceMarks
 from collector.storage.library import editable_attr_values, episode_path, move_to_trash, update_episode_attrs
-from collector.wire.protocol import Describe, Event, Sample
+from collector.wire.protocol import Describe, Sample
 from collector.wire.streams import StreamSpec
 
 log = logging.getLogger("collector.recording.recorder")
 
 #: Seconds between clock exchanges with each tcp:// node (collector.wire.clocksync).
 CLOCK_INTERVAL_S = 1.0
-#: Samples captured after the last episode's stop are held this long (and at most
-#: UNROUTED_BYTES) in case a start arrives whose instant lies before them: a recorder that
-#: answers the start late (busy, paused) still gets the episode's first samples.
-UNROUTED_S = 5.0
-UNROUTED_BYTES = 256 << 20
-#: Seconds after a start instant that the nodes are asked what they had published by then.
-MARK_DELAY_S = 1.0
-#: Finished episodes whose results ``status`` keeps.
-FINISHED_KEPT = 50
 #: A start or stop instant may lie at most this far from the recorder's clock (a request's
 #: ``t_ns`` is taken by the client when the operator pressed the key).
 INSTANT_TOLERANCE_NS = 600 * 10**9
 
 
-class Recorder:
+class Recorder(EpisodeReceiver, EpisodeFinisher):
     """Receives from nodes and records episodes; drive it with :meth:`handle` (JSON commands)."""
 
     def __init__(self, nodes: dict[str, str], recording: RecordingConfig, *,
@@ -124,211 +116,6 @@ class Recorder:
             self.specs[spec.name] = spec
             self.node_of[spec.name] = describe.node
         self.node_state.setdefault(describe.node, "connected")
-
-    # ---- receiver thread -------------------------------------------------------------------
-    def _receive_loop(self) -> None:
-        sub = self._subscriber
-        try:
-            while not self._stop.is_set():
-                message = sub.receive(50)
-                if message is not None:
-                    try:
-                        self._on_message(message, sub.last_anomaly)
-                    except Exception as exc:  # contained to this message: counted, shown
-                        self._on_receiver_failure(message, exc)
-                self._adopt_unrouted()
-                self._check_drains()
-        except BaseException as exc:  # should never happen; if it does, no episode is "complete"
-            self._thread_failed("receiver", exc)
-        finally:
-            sub.close()
-
-    def _on_message(self, message: Any, anomaly: tuple[str, int] | None) -> None:
-        if isinstance(message, Sample):
-            self._on_sample(message, protocol.now_ns(), anomaly)
-        elif isinstance(message, Event):
-            self._on_event(message)
-        elif isinstance(message, Describe):
-            known = set(self.specs)
-            self._learn(message)
-            if set(self.specs) - known:
-                log.warning("node %s declared new streams; they are recorded from the next episode",
-                            message.node)
-
-    def _on_receiver_failure(self, message: Any, exc: Exception) -> None:
-        self.receiver_failures += 1
-        stream = getattr(message, "stream", None)
-        if isinstance(message, Sample):
-            window = self._window_for(message.t_host_ns)
-            if window is not None and stream in window.streams:
-                window.tally(stream).receiver_failure += 1
-        if self.receiver_failures <= 10 or self.receiver_failures % 1000 == 0:
-            log.error("failed handling a message from %s (%d so far): %s",
-                      getattr(message, "node", "?"), self.receiver_failures, str(exc)[:200])
-
-    def _on_event(self, event: Event) -> None:
-        if event.node in self.clocks:
-            event.t_host_ns = self.clocks[event.node].to_local(event.t_host_ns)
-        self.node_state[event.node] = event.kind if event.kind in (
-            "connected", "disconnected", "stalled", "error") else "connected"
-        window = self._window_for(event.t_host_ns) or self._current
-        if event.kind in ("disconnected", "stalled", "error"):
-            with self._lock:  # a lost device delivers no tail: do not wait for it
-                for w in self._windows:
-                    w.pending -= {s for s in w.pending if self.node_of.get(s) == event.node}
-        if window is not None and window.state != CLOSING:
-            self.sink.put(("event", window.uuid, event.t_host_ns, event.kind, event.stream or "",
-                           {"node": event.node, **event.detail}))
-
-    def _window_for(self, t_ns: int) -> EpisodeWindow | None:
-        for window in self._windows:
-            if window.holds(t_ns):
-                return window
-        return None
-
-    def _on_sample(self, sample: Sample, t_recv: int, anomaly: tuple[str, int] | None) -> None:
-        clock = self.clocks.get(sample.node)
-        if clock is not None:
-            sample.t_host_ns = clock.to_local(sample.t_host_ns)
-        h = self.health[sample.stream]  # created and seq-counted by the subscriber's tracker
-        h.recent.append(t_recv)
-        h.latency_ms = (t_recv - sample.t_host_ns) / 1e6
-        h.last_t_recv_ns = t_recv
-        for window in self._windows:
-            window.note_arrival(sample.stream, sample.t_host_ns)
-        self._adopt_unrouted()
-        window = self._window_for(sample.t_host_ns)
-        if window is None:
-            self._hold_unrouted(sample, t_recv)
-            return
-        self._route(window, sample, t_recv, anomaly)
-
-    def _hold_unrouted(self, sample: Sample, t_recv: int) -> None:
-        """Keep a sample captured outside every episode for a while: a start may yet arrive
-        whose instant lies before it."""
-        if any(sample.t_host_ns < w.stop_ns for w in self._windows):
-            return  # before or inside a finished window: never part of a later episode
-        self._unrouted.append((sample, t_recv))
-        self._unrouted_bytes += sample.nbytes()
-        horizon = sample.t_host_ns - int(UNROUTED_S * 1e9)
-        while self._unrouted and (self._unrouted_bytes > UNROUTED_BYTES
-                                  or self._unrouted[0][0].t_host_ns < horizon):
-            self._unrouted_bytes -= self._unrouted.popleft()[0].nbytes()
-
-    def _adopt_unrouted(self) -> None:
-        """Move held samples into an episode that started since: before any newer sample, so
-        every stream stays in capture order."""
-        current = self._current
-        if current is None or current.adopted:
-            return
-        current.adopted = True
-        held, self._unrouted, self._unrouted_bytes = self._unrouted, deque(), 0
-        for sample, t_recv in held:
-            if current.holds(sample.t_host_ns):
-                self._route(current, sample, t_recv, None)
-
-    def _route(self, window: EpisodeWindow, sample: Sample, t_recv: int,
-               anomaly: tuple[str, int] | None) -> None:
-        if sample.stream not in window.streams:
-            self.unknown_streams[sample.stream] = self.unknown_streams.get(sample.stream, 0) + 1
-            return
-        tally = window.tally(sample.stream)
-        if window.state == CLOSING:
-            tally.late += 1  # arrived after its episode stopped waiting: the ledger's tail
-            return
-        if anomaly:
-            kind, value = anomaly
-            detail = {"missing": value} if kind == "gap" else {"seq": value}
-            self.sink.put(("event", window.uuid, sample.t_host_ns, kind, sample.stream, detail))
-        size = sample.nbytes()
-        if not self.sink.fits(size):
-            self.overflow += 1
-            tally.overflow += 1
-            if self.overflow == 1 or self.overflow % 100 == 0:
-                log.error("writer queue full (%d MB): %d samples not recorded",
-                          self.sink.queued_bytes >> 20, self.overflow)
-            return
-        tally.add(sample.t_host_ns, sample.seq)
-        self.sink.put(("sample", window.uuid, sample, t_recv), size)
-
-    def _check_drains(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            done = [w for w in self._windows if w.drained(now)]
-            for window in done:
-                window.state = CLOSING
-        for window in done:
-            if window.pending:
-                log.warning("episode %s: %s did not deliver their tail within %g s",
-                            window.uuid[:8], ", ".join(sorted(window.pending)),
-                            self.recording.drain_timeout_s)
-            self._jobs.put(("finish", window))
-
-    # ---- finisher thread: the nodes' side of the ledger, then the close ----------------------
-    def _finish_loop(self) -> None:
-        while True:
-            job, window = self._jobs.get()
-            if job == "quit":
-                return
-            try:
-                if job == "start":
-                    # Late enough that each node has published what it captured before the
-                    # start (publishing lags capture), early enough for its history to hold it.
-                    time.sleep(max(0.0, window.start_ns / 1e9 + MARK_DELAY_S - time.time()))
-                    for node in self._nodes_of(window):
-                        window.marks[node] = self._marks(node, window.start_ns)
-                    continue
-                self._close_window(window)
-            except Exception as exc:
-                log.exception("finishing episode %s failed", window.uuid[:8])
-                self._publish_result(window, {"ok": False, "error": f"{type(exc).__name__}: {exc}",
-                                              "path": str(window.path)})
-
-    def _nodes_of(self, window: EpisodeWindow) -> set[str]:
-        return {window.node_of[s] for s in window.streams if s in window.node_of}
-
-    def _marks(self, node: str, at_ns: int) -> SourceMarks:
-        """What ``node`` had published by ``at_ns`` (its own clock for tcp:// nodes)."""
-        clock = self.clocks.get(node)
-        remote_ns = int(at_ns + clock.offset_at(at_ns)) if clock is not None else at_ns
-        try:
-            reply = request(self.endpoints[node].ctl, "published", timeout_s=2.0, context=self.context,
-                            at_ns=remote_ns)
-        except Exception as exc:
-            return SourceMarks(error=f"node {node} did not answer: {exc}")
-        if not reply.get("ok") or not isinstance(reply.get("streams"), dict):
-            return SourceMarks(error=f"node {node} cannot report what it published "
-                               f"({reply.get('error', 'no answer')})")
-        return SourceMarks(start=reply)
-
-    def _close_window(self, window: EpisodeWindow) -> None:
-        if not window.discard:
-            for node in self._nodes_of(window):
-                # Asked again now, the start count is exact even for a node that published
-                # late under load; the early answer serves when the history no longer reaches.
-                start = self._marks(node, window.start_ns).start
-                early = window.marks.setdefault(node, SourceMarks())
-                if start is not None and all(s["known"] for s in start["streams"].values()) and (
-                        early.start is None or early.start["boot"] == start["boot"]):
-                    early.start = start
-                stop = self._marks(node, window.stop_ns)
-                mark = window.marks.setdefault(node, SourceMarks(error=stop.error))
-                mark.stop, mark.error = stop.start, mark.error or stop.error
-        malformed = {"by_reason": dict(getattr(self._subscriber, "malformed", {}))}
-        result = self.sink.call("close", window=window, malformed=malformed)
-        with self._lock:
-            if window in self._windows:
-                self._windows.remove(window)
-        if window.discard and result.get("discarded"):
-            move_to_trash(window.path, Path(self.recording.output))
-        self._publish_result(window, {"ok": True, **window.summary(), **result})
-
-    def _publish_result(self, window: EpisodeWindow, result: dict[str, Any]) -> None:
-        window.result = result
-        self.finished[window.uuid] = result
-        while len(self.finished) > FINISHED_KEPT:
-            self.finished.popitem(last=False)
-        window.closed.set()
 
     # ---- failures ----------------------------------------------------------------------------
     def _on_write_failure(self, exc: Exception) -> None:
