@@ -89,3 +89,14 @@ def cache_axes(plot) -> None:
     for name in ("left", "bottom", "right", "top"):
         axis = plot.getPlotItem().getAxis(name) if hasattr(plot, "getPlotItem") else plot.getAxis(name)
         axis.setCacheMode(QtWidgets.QGraphicsItem.DeviceCoordinateCache)
+
+
+#: Depth shown by the colormap: 0 to this many millimetres (0 is "no reading", drawn black).
+DEPTH_RANGE_MM = 2000
+
+
+def depth_lut():
+    """The depth colormap (turbo, 256 entries) with index 0 black: a pixel without a reading."""
+    lut = pg.colormap.get("turbo").getLookupTable(0.0, 1.0, 256)
+    lut[0] = (0, 0, 0)
+    return lut

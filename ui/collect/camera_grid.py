@@ -12,15 +12,10 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from ui import theme
 
 #: Depth shown from 0 to this many millimetres (a tabletop scene; farther is clipped).
-DEPTH_RANGE_MM = 2000
 #: Size of the depth inset relative to the colour image.
 DEPTH_INSET = 0.3
 #: Depth pixels drawn: every DEPTH_STEP-th row and column (the inset cannot show more).
 DEPTH_STEP = 3
-
-
-def depth_lut() -> np.ndarray:
-    return pg.colormap.get("turbo").getLookupTable(0.0, 1.0, 256)
 
 
 class QtCameraPane(pg.GraphicsLayoutWidget):
@@ -43,9 +38,7 @@ class QtCameraPane(pg.GraphicsLayoutWidget):
             self.depth_item.setZValue(5)
             self.depth_item.setBorder(pg.mkPen(theme.BORDER, width=1))
             view.addItem(self.depth_item)
-            lut = depth_lut()
-            lut[0] = (0, 0, 0)  # no depth reading
-            self.depth_item.setLookupTable(lut)
+            self.depth_item.setLookupTable(theme.depth_lut())
         self.label = pg.TextItem(anchor=(0, 0), color=theme.TEXT, fill=pg.mkBrush(0, 0, 0, 150))
         self.label.setZValue(10)
         self.views[0].addItem(self.label, ignoreBounds=True)
@@ -94,7 +87,7 @@ class QtCameraPane(pg.GraphicsLayoutWidget):
         depth = sample.fields[field] if field is not None else next(iter(sample.fields.values()))
         # The inset is a third of the image: colour-map a third of the pixels per axis.
         self.depth_item.setImage(depth[::DEPTH_STEP, ::DEPTH_STEP], autoLevels=False,
-                                 levels=(0, DEPTH_RANGE_MM))
+                                 levels=(0, theme.DEPTH_RANGE_MM))
         self.shown_seq["depth"] = sample.seq
 
     def show_trajectory(self, hand_uv, source_size) -> None:

@@ -19,16 +19,9 @@ SPEEDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 #: Fields plotted per stream, in order; other streams plot their first field.
 PLOT_FIELDS = ("wrist_pos", "finger_joints", "grip", "surprise")
 MAX_PLOTS = 4
-DEPTH_RANGE_MM = 2000
 MARKER_COLORS = {"gap": theme.LEVEL_COLORS["bad"], "disconnected": "#f0883e", "surprise": "#a371f7",
                  "stalled": theme.LEVEL_COLORS["warn"]}
 JUMP_KINDS = {"All marks": None, "Gaps": ("gap",), "Events": "events", "Surprise peaks": ("surprise",)}
-
-
-def _depth_lut() -> np.ndarray:
-    lut = pg.colormap.get("turbo").getLookupTable(0.0, 1.0, 256)
-    lut[0] = (0, 0, 0)
-    return lut
 
 
 class QtCameraViews(pg.GraphicsLayoutWidget):
@@ -52,7 +45,7 @@ class QtCameraViews(pg.GraphicsLayoutWidget):
             view.setMenuEnabled(False)
             item = pg.ImageItem()
             if name.endswith("depth"):
-                item.setLookupTable(_depth_lut())
+                item.setLookupTable(theme.depth_lut())
             view.addItem(item)
             label = pg.TextItem(name, anchor=(0, 0), color=theme.TEXT, fill=pg.mkBrush(0, 0, 0, 150))
             label.setZValue(10)
@@ -70,7 +63,7 @@ class QtCameraViews(pg.GraphicsLayoutWidget):
                 continue
             self.labels[name].setText(name)
             self.labels[name].setColor(theme.TEXT)
-            levels = (0, DEPTH_RANGE_MM) if image.dtype == np.uint16 else (0, 255)
+            levels = (0, theme.DEPTH_RANGE_MM) if image.dtype == np.uint16 else (0, 255)
             item.setImage(image, autoLevels=False, levels=levels)
 
 
