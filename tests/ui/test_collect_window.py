@@ -93,6 +93,7 @@ def test_record_tag_discard_with_hotkeys(window_factory, small_sim_config, wait_
 
 def test_health_strip_turns_red_on_stalled_camera(window_factory, small_sim_config, wait_state, qtbot, tmp_path):
     config = small_sim_config(tmp_path, stall_at_s=2.0, stall_s=30.0)
+    config.nodes[0].liveness_timeout_s = 0  # the watchdog would restart the silent camera
     window, model = window_factory(config)
     qtbot.waitUntil(lambda: "cam0" in window.health_strip.tiles and
                     window.health_strip.level("cam0") == "ok", timeout=15_000)
@@ -111,7 +112,9 @@ def test_an_episode_missing_camera_frames_is_shown_as_incomplete(window_factory,
                                                                  wait_state, qtbot, tmp_path):
     # The camera stops delivering mid-episode (its node stays alive): once the episode has
     # closed, the operator reads what is missing from it, in words.
-    window, model = window_factory(small_sim_config(tmp_path, stall_at_s=4.0, stall_s=60.0))
+    config = small_sim_config(tmp_path, stall_at_s=4.0, stall_s=60.0)
+    config.nodes[0].liveness_timeout_s = 0  # the watchdog would restart the silent camera
+    window, model = window_factory(config)
     click_when_enabled(qtbot, window.controls.record)
     wait_state(model, "recording")
     qtbot.waitUntil(lambda: window.health_strip.level("cam0") == "bad", timeout=15_000)
