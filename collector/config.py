@@ -245,15 +245,34 @@ def sim_config(seed: int = 0, cameras: int = 1, glove_rate_hz: float = 200.0,
     return AppConfig(nodes=nodes, session=SessionInfo(glove_record_button=False))
 
 
+#: Node options that name a file or folder (``from_file``, ``*_file``, ``*_dir``, ``*_path``): a
+#: relative one is relative to the config file, not to wherever the app was started.
+PATH_OPTION_SUFFIXES = ("_file", "_dir", "_path")
+
+
 def load_config(path: str | Path) -> AppConfig:
-    with open(path, "rb") as fh:
-        try:
-            data = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    """Read a config file (``ConfigError`` with one line saying what is wrong, a missing file too)."""
+    try:
+        with open(path, "rb") as fh:
+            try:
+                data = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{path}: no such config file (write one to edit with "
+                          f"'collector config {path}')") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if "wam" in data:  # the table before [[services]]: old configs keep working
         data["services"] = [*data.get("services", []), _legacy_wam_service(data.pop("wam"), str(path))]
-    return from_mapping(AppConfig, data, where=str(path))
+    config = from_mapping(AppConfig, data, where=str(path))
+    base = Path(path).resolve().parent
+    for node in config.nodes:
+        for key, value in node.options.items():
+            if (key.endswith(PATH_OPTION_SUFFIXES) and isinstance(value, str) and value
+                    and not value.startswith("~") and not Path(value).is_absolute()):
+                node.options[key] = str(base / value)
+    return config
 
 
 def save_config(config: AppConfig, path: str | Path) -> None:
