@@ -41,6 +41,8 @@ DRIVERS: dict[str, Driver] = {
     "teleop": Driver("devices.teleop.node:TeleopNode"),
     "realsense": Driver("devices.realsense.node:RealSenseCamera", sdks=("pyrealsense2",),
                         finder="devices.realsense.discover:find_cameras"),
+    "uvc": Driver("devices.uvc.node:UvcCamera", sdks=("cv2",),
+                  finder="devices.uvc.discover:find_cameras"),
     "template": Driver("devices.template.node:TemplateCamera"),
 }
 
