@@ -8,7 +8,7 @@ clocks, none beyond the stream pair's ``max_skew_ns``). Per step:
 
 * ``frames[camera]``: the index of that camera's frame (images are read lazily),
 * ``state``: chosen fields of state streams, concatenated (default: every floating-point field
-  of every ``state`` stream),
+  of every ``state`` stream that is not a model's output, see :func:`is_derived`),
 * ``action``: ``auto`` (default) = the teleop command when the episode has a ``command`` stream,
   else the *next* step's glove state (its position-like fields: unit ``m``, ``rad`` or none).
 
@@ -31,6 +31,9 @@ from collector.storage import EpisodeError, EpisodeReader, open_episode
 from collector.storage.library import split_by_episode  # noqa: F401  (the one split rule, re-exported)
 from collector.storage.sync import build_sync_index, default_max_skew_ns, sync_time_ns
 
+#: Node names whose streams are a model's output (the WAM preview records ``wam/surprise``).
+DERIVED_NODES = ("wam",)
+
 #: Units of fields that describe where things are (what a robot can be commanded to), as opposed
 #: to forces, rates and raw sensor readings; ``next``-state actions default to these.
 POSITION_UNITS = ("m", "rad", "")
@@ -49,6 +52,24 @@ class FieldRef:
 
     def __str__(self) -> str:
         return f"{self.stream}:{self.field}"
+
+
+def is_derived(name: str, spec) -> bool:
+    """Whether stream ``name`` is a model's output rather than a measurement: kind
+    ``prediction``, a ``derived`` flag in its metadata, or a node in :data:`DERIVED_NODES`
+    (``wam/*``). Such streams are never default state or action (they exist only in episodes
+    where the model ran, so a default including them would differ between GUI and headless
+    episodes, and a policy must not learn from another model's guesses); name them with
+    ``--state`` to use them anyway."""
+    meta = getattr(spec, "meta", None) or {}
+    return (spec.kind == "prediction" or bool(meta.get("derived"))
+            or name.split("/")[0] in DERIVED_NODES)
+
+
+def measured_state_streams(ep: EpisodeReader) -> list[str]:
+    """The ``state`` streams of ``ep`` that are measurements (not :func:`is_derived`)."""
+    return [name for name, spec in ep.streams.items()
+            if spec.kind == "state" and not is_derived(name, spec)]
 
 
 def parse_signals(specs: Iterable[str]) -> list[tuple[str, list[str] | None]]:
@@ -221,22 +242,20 @@ def _resolve(ep: EpisodeReader, mapping: SignalMapping):
             raise SelectionError(f"{ep.path}: color stream '{cam}' has no uint8 (H, W, 3) field")
         image_fields[cam] = rgb[0].name
     if mapping.state is None:
-        state = [ref for name, spec in ep.streams.items() if spec.kind == "state"
-                 for ref in _float_fields(ep, name, None)]
+        state = [ref for name in measured_state_streams(ep) for ref in _float_fields(ep, name, None)]
     else:
         state = [ref for stream, fields in parse_signals(mapping.state)
                  for ref in _float_fields(ep, stream, fields)]
     action, next_step = mapping.action, False
     if action == "auto":
-        commands = [n for n, s in ep.streams.items() if s.kind == "command"]
+        commands = [n for n, s in ep.streams.items() if s.kind == "command" and not is_derived(n, s)]
         action = commands[0] if commands else "next"
     if action == "next" or action.startswith("next:"):
         next_step = True
         if action == "next":
-            refs = [r for r in (state or [ref for name, spec in ep.streams.items()
-                                          if spec.kind == "state"
-                                          for ref in _float_fields(ep, name, None)])
-                    if ep.streams[r.stream].field(r.field).unit in POSITION_UNITS]
+            measured = [r for r in state if not is_derived(r.stream, ep.streams[r.stream])] \
+                or [ref for name in measured_state_streams(ep) for ref in _float_fields(ep, name, None)]
+            refs = [r for r in measured if ep.streams[r.stream].field(r.field).unit in POSITION_UNITS]
         else:
             (stream, fields), = parse_signals([action[len("next:"):]])
             refs = _float_fields(ep, stream, fields)

@@ -21,35 +21,52 @@ COMMAND_OFFSET = np.array([0.25, 0.0, 0.05], np.float32)
 COMMAND_SPEC = StreamSpec("teleop/command", "command", 200.0, [
     FieldSpec("target_pos", "float32", (3,), "m", ["x", "y", "z"]),
     FieldSpec("gripper", "float32", (1,), "m", ["aperture"])])
+#: What the GUI's WAM preview adds to an episode: a model's output, declared as collector/wam
+#: declares it (kind ``state``, node ``wam``).
+SURPRISE_SPEC = StreamSpec("wam/surprise", "state", 10.0, [
+    FieldSpec("score", "float32", ()), FieldSpec("baseline", "float32", ()),
+    FieldSpec("horizon_s", "float32", (), "s"), FieldSpec("source_seq", "int64", ()),
+    FieldSpec("frame_seq", "int64", ())])
 
 
-def devices(seed: int, epoch_ns: int, cameras: int, width: int, height: int, glove_rate: float):
+def devices(seed: int, epoch_ns: int, cameras: int, width: int, height: int, glove_rate: float,
+            camera_options: dict | None = None, gloves: dict[str, str] | None = None):
     timing = {"epoch_ns": epoch_ns, "realtime": False}
     cams = [SimCamera(f"cam{i}", {"seed": seed, "view": i, "width": width, "height": height,
                                   "clock_offset_ns": 5_000_000_000 + i, "clock_drift_ppm": 80.0,
-                                  **timing}) for i in range(cameras)]
-    glove = SimGlove("glove", {"seed": seed, "rate_hz": glove_rate, "clock_offset_ns": -3_000_000_000,
-                               "clock_drift_ppm": -50.0, **timing})
+                                  **timing, **(camera_options or {})}) for i in range(cameras)]
+    gloves = gloves or {"glove": "right"}
+    glove = [SimGlove(name, {"seed": seed, "rate_hz": glove_rate, "hand": hand,
+                             "clock_offset_ns": -3_000_000_000, "clock_drift_ppm": -50.0, **timing})
+             for name, hand in gloves.items()]
     return cams, glove
 
 
 def write_sim_episode(path, *, seed: int = 0, seconds: float = 2.0, cameras: int = 1,
                       width: int = 64, height: int = 48, glove_rate: float = 200.0,
                       command: bool = False, attrs: dict | None = None, outcome: str = "success",
-                      color_encoding: str = "raw", epoch_offset_s: float = 1.0):
+                      color_encoding: str = "raw", epoch_offset_s: float = 1.0,
+                      surprise: bool = False, camera_options: dict | None = None,
+                      gloves: dict[str, str] | None = None):
     """Write one finished episode; returns its path. The world starts ``epoch_offset_s`` before
-    the recording, so different offsets show different motion."""
+    the recording, so different offsets show different motion. ``surprise`` adds the WAM
+    preview's ``wam/surprise`` stream (as a GUI session records it); ``camera_options`` go to
+    every camera (e.g. ``drop_fraction``); ``gloves``: node name -> hand (default one right
+    glove named ``glove``)."""
     import time
 
     epoch_ns = time.time_ns() - int(epoch_offset_s * 1e9)
-    cams, glove = devices(seed, epoch_ns, cameras, width, height, glove_rate)
-    specs = [s for c in cams for s in c.streams()] + glove.streams()
+    cams, glove_list = devices(seed, epoch_ns, cameras, width, height, glove_rate, camera_options,
+                               gloves)
+    specs = [s for c in [*cams, *glove_list] for s in c.streams()]
     if command:
         specs.append(COMMAND_SPEC)
+    if surprise:
+        specs.append(SURPRISE_SPEC)
     samples = []
-    for device in [*cams, glove]:
+    for device in [*cams, *glove_list]:
         device.connect()  # all at once: each one's simulated time starts at its connect
-    for device in [*cams, glove]:
+    for device in [*cams, *glove_list]:
         start = None
         while True:
             readings = device.read(1.0)
@@ -66,6 +83,12 @@ def write_sim_episode(path, *, seed: int = 0, seconds: float = 2.0, cameras: int
                                           r.t_host_ns + 300_000, {
                                               "target_pos": r.fields["wrist_pos"] + COMMAND_OFFSET,
                                               "gripper": r.fields["grip"].copy()}))
+                if surprise and r.stream == glove_list[0].stream_name and r.seq % 20 == 0:
+                    k = r.seq // 20
+                    samples.append(Sample("wam", "wam/surprise", k, r.t_host_ns, r.t_host_ns + 400_000, {
+                        "score": np.float32(0.1 + 0.05 * np.sin(k)), "baseline": np.float32(0.05),
+                        "horizon_s": np.float32(0.5), "source_seq": np.int64(k),
+                        "frame_seq": np.int64(k)}))
         device.close()
     samples.sort(key=lambda s: s.t_host_ns)
     start_ns = samples[0].t_host_ns - 1_000_000

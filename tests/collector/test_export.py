@@ -318,3 +318,37 @@ def test_force_replaces_only_a_previous_export(recs, tmp_path, fmt, name, capsys
     err = capsys.readouterr().err
     assert code != 0 and "not a previous collector export" in err and "Traceback" not in err, err
     assert (other.read_bytes() if other.is_file() else tree(other)) == before
+
+
+# --- Issue 16: exports that train as-is ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """A folder of one GUI episode (the WAM preview recorded wam/surprise) and one headless."""
+    root = tmp_path_factory.mktemp("mixed")
+    write_sim_episode(root / "gui.h5", seed=5, seconds=1.0, surprise=True)
+    write_sim_episode(root / "headless.h5", seed=6, seconds=1.0)
+    return root
+
+
+def test_a_models_output_is_never_default_state_or_action(mixed):
+    from collector.export.selection import is_derived
+
+    gui = load_steps(mixed / "gui.h5")
+    headless = load_steps(mixed / "headless.h5")
+    assert not any(n.startswith("wam/") for n in gui.state_names + gui.action_names)
+    assert gui.state_names == headless.state_names and gui.action_names == headless.action_names
+    with open_episode(mixed / "gui.h5") as ep:
+        assert is_derived("wam/surprise", ep.streams["wam/surprise"])
+        assert not is_derived("glove/hand", ep.streams["glove/hand"])
+    # Named explicitly, a model's output is still available.
+    chosen = load_steps(mixed / "gui.h5", SignalMapping(state=["wam/surprise:score"]))
+    assert chosen.state_names == ["wam/surprise/score.0"]
+
+
+@pytest.mark.parametrize("fmt", ["lerobot", "robomimic", "aloha"])
+def test_exports_of_a_folder_mixing_gui_and_headless_episodes_work(mixed, tmp_path, fmt, capsys):
+    out = tmp_path / ("out.hdf5" if fmt == "robomimic" else "out")
+    argv = ["export", fmt, str(mixed), "-o", str(out), "-q"] + (["--vcodec", "h264"] if fmt == "lerobot" else [])
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "2 episodes" in capsys.readouterr().out
