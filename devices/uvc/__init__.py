@@ -1,0 +1,1 @@
+"""The ``uvc`` driver: UVC cameras, video files and image sequences through OpenCV."""
