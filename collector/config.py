@@ -71,8 +71,18 @@ class RecordingConfig:
     #: Fletcher-32 on every chunk and a CRC per sample and per JPEG frame (collector.storage.checksums),
     #: so `collector validate --deep` names damaged samples. Off only to measure their cost.
     checksums: bool = True
+    #: Seconds of every stream kept in memory while not recording: an episode begins this long
+    #: before its trigger (never before the previous episode's stop), so a late press loses nothing.
+    pre_roll_s: float = 3.0
+    #: Memory the pre-roll may hold (MiB); past it the oldest samples go and the pre-roll is
+    #: shorter (the status says how long it is).
+    pre_roll_max_mb: float = 1024.0
 
     def validate(self) -> None:
+        if not 0 <= self.pre_roll_s <= 60:
+            raise ConfigError(f"pre_roll_s must be in [0, 60] s, got {self.pre_roll_s}")
+        if not 16 <= self.pre_roll_max_mb <= 65536:
+            raise ConfigError(f"pre_roll_max_mb must be in [16, 65536] MiB, got {self.pre_roll_max_mb}")
         if not 0 < self.drain_timeout_s <= 300:
             raise ConfigError(f"drain_timeout_s must be in (0, 300] s, got {self.drain_timeout_s}")
         if not 0 < self.flush_interval_s <= 1.0:
