@@ -84,3 +84,22 @@ class ClockCheck:
                               f"{MIN_RATE:g}x to {MAX_RATE:g}x); using host receive times")
                 return ("error", self.fault)
         return notice
+
+
+class CheckedDeviceClock:
+    """What every device-clock estimator says about its clock: ``check`` (a :class:`ClockCheck`)
+    and the notices it queued for the node to publish (``_notices``)."""
+
+    check: ClockCheck
+    _notices: list[tuple[str, str]]
+
+    @property
+    def fault(self) -> str | None:
+        """Why the device clock is not used right now (None: it is)."""
+        return self.check.fault
+
+    def notices(self) -> list[tuple[str, str]]:
+        """``(kind, message)`` since the last call: ``error`` (absurd rate, jump) or
+        ``clock_recovered``."""
+        out, self._notices = self._notices, []
+        return out

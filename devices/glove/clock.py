@@ -21,7 +21,7 @@ from collections import deque
 
 import numpy as np
 
-from devices.clock_check import ClockCheck
+from devices.clock_check import CheckedDeviceClock, ClockCheck
 
 BIN_S = 0.25
 WINDOW_S = 20.0
@@ -29,7 +29,7 @@ WINDOW_S = 20.0
 MIN_BINS_FOR_DRIFT = 8
 
 
-class OnlineClockMap:
+class OnlineClockMap(CheckedDeviceClock):
     """Maps device ns to host ns; feed every sample with :meth:`map`."""
 
     def __init__(self, latency_ns: int = 0) -> None:
@@ -50,17 +50,6 @@ class OnlineClockMap:
         self._fitted = False
         if hasattr(self, "check"):
             self.check.reset()
-
-    @property
-    def fault(self) -> str | None:
-        """Why the glove's clock is not used right now (None: it is)."""
-        return self.check.fault
-
-    def notices(self) -> list[tuple[str, str]]:
-        """``(kind, message)`` since the last call: ``error`` (absurd rate, jump) or
-        ``clock_recovered``."""
-        out, self._notices = self._notices, []
-        return out
 
     @property
     def drift_ppm(self) -> float:

@@ -19,7 +19,7 @@ from collections import deque
 
 import numpy as np
 
-from devices.clock_check import ClockCheck
+from devices.clock_check import CheckedDeviceClock, ClockCheck
 
 #: The device clock may run this much faster or slower than the host's (crystals: ~10-100 ppm).
 MAX_DRIFT_PPM = 1000.0
@@ -27,7 +27,7 @@ MAX_DRIFT_PPM = 1000.0
 RESET_JUMP_NS = 1_000_000_000
 
 
-class HostClockEstimate:
+class HostClockEstimate(CheckedDeviceClock):
     """Maps one device clock to host time from (device time, arrival time) pairs.
 
     Args:
@@ -43,17 +43,6 @@ class HostClockEstimate:
         self._notices: list[tuple[str, str]] = []
         self._last_host = None
         self.reset()
-
-    @property
-    def fault(self) -> str | None:
-        """Why the device clock is not used right now (None: it is)."""
-        return self.check.fault
-
-    def notices(self) -> list[tuple[str, str]]:
-        """``(kind, message)`` since the last call: ``error`` (absurd rate, jump) or
-        ``clock_recovered``."""
-        out, self._notices = self._notices, []
-        return out
 
     def reset(self) -> None:
         """Forget the past (after a reconnect: the device clock may have restarted)."""
