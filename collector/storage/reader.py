@@ -22,7 +22,7 @@ from collector.storage.interface import EpisodeError, EpisodeReader
 from collector.storage.layout import JPEG_SUFFIX, LIBVER, OFFSETS_SUFFIX
 from collector.storage.schema import (COUNTERS, EVENT_DATASETS, OUTCOMES, ROOT_ATTRS, SCHEMA_VERSION,  # noqa: F401
                                       SCHEMA_VERSIONS, STATUSES, TIME_DATASETS)
-from collector.storage.writer import finalize_episode, stream_groups, stream_length
+from collector.storage.writer import finalize_episode, stream_groups, stream_length, truncate_stream
 from collector.wire.protocol import JPEG
 from collector.wire.streams import StreamSpec
 from collector.storage.sync import read_sync_group
@@ -468,12 +468,7 @@ def _copy_truncated(episode: HDF5Episode, dst: h5py.File) -> int:
     end_ns = int(src.attrs.get("start_time_ns", 0))
     for name in episode.streams:
         group, count = dst["streams"][name], episode.count(name)
-        for key, ds in group.items():
-            if key.endswith(JPEG_SUFFIX):
-                ends = group[key[:-len(JPEG_SUFFIX)] + OFFSETS_SUFFIX]
-                ds.resize((int(ends[count - 1]) if count else 0,))
-            else:
-                ds.resize(count, axis=0)
+        truncate_stream(group, count)
         if count:
             end_ns = max(end_ns, int(group["t_recv_ns"][count - 1]))
     events = dst.create_group("events")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from collector.storage.reader import EpisodeError, open_episode, recover_episode
 from collector.storage.library import TRASH_DIR
+from collector.storage.writer import truncate_stream
 from collector.storage.writer_lock import MARKER_SUFFIX, episode_of, marker_path, writer_alive, writer_info
 
 log = logging.getLogger("collector.storage.recovery")
@@ -190,7 +191,7 @@ def recover_in_place(path: str | Path) -> Path:
     import h5py
     import numpy as np
 
-    from collector.storage.writer import EVENT_DATASETS, JPEG_SUFFIX, OFFSETS_SUFFIX, finalize_episode
+    from collector.storage.writer import EVENT_DATASETS, finalize_episode
 
     path = Path(path)
     freed = truncate_past_eoa(path)
@@ -203,12 +204,7 @@ def recover_in_place(path: str | Path) -> Path:
         end_ns = int(f.attrs.get("start_time_ns", 0))
         for name, count in counts.items():
             group = f["streams"][name]
-            for key, ds in group.items():
-                if key.endswith(JPEG_SUFFIX):
-                    ends = group[key[:-len(JPEG_SUFFIX)] + OFFSETS_SUFFIX]
-                    ds.resize((int(ends[count - 1]) if count else 0,))
-                else:
-                    ds.resize(count, axis=0)
+            truncate_stream(group, count)
             if count:
                 end_ns = max(end_ns, int(group["t_recv_ns"][count - 1]))
         if "events" in f:
