@@ -2,10 +2,11 @@
 
     collector                                                 open the collect window (simulated devices)
     collector --config station.toml                           open it on the devices of a config
+    collector gui --cameras 2                                 open it on two simulated cameras
     collector record --sim --duration 10 --task pick-cube     record one simulated episode
     collector record --config station.toml                    record from the devices in a config
     collector info FILE                                       streams, counts, rates, gaps, skew
-    collector validate FILE                                   check against the schema (exit 1 if not)
+    collector validate FILE|DIR                               check against the schema (exit 1 if not)
     collector validate --deep FILE                            also verify every checksum, name damaged samples
     collector recover FILE|DIR                                complete interrupted episodes
     collector keys keys/ --name station                       CurveZMQ keypair for remote nodes
@@ -42,6 +43,8 @@ COMMAND_MODULES = (
 def _app_config(args: argparse.Namespace) -> AppConfig:
     if args.config:
         config = load_config(args.config)
+        from collector.recording.supervisor import check_drivers
+        check_drivers(config)  # unknown drivers and options: refused before any process starts
     else:
         config = sim_config(seed=args.seed, cameras=args.cameras, glove_rate_hz=args.glove_rate)
     rec, info = config.recording, config.session
@@ -71,6 +74,12 @@ def cmd_record(args: argparse.Namespace) -> int:
     from collector.recording.session import Session, SessionError
     from collector.recording.supervisor import StartupError
 
+    if args.duration < 0:
+        print(f"error: --duration must be > 0 s (or 0: until Ctrl-C), got {args.duration:g}", file=sys.stderr)
+        return 2
+    if args.episodes < 1:
+        print(f"error: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
+        return 2
     config = _app_config(args)
     from collector.storage.recovery import recover_interrupted
     for result in recover_interrupted(config.recording.output):  # left by a crash last time
@@ -152,22 +161,37 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_dir():
+        return 0 if _validate_one(path, args.deep) else 1
+    files = sorted(p for p in path.rglob("*.h5") if ".trash" not in p.relative_to(path).parts)
+    if not files:
+        print(f"error: {path}: no episodes (*.h5) in this folder", file=sys.stderr)
+        return 2
+    valid = sum(_validate_one(p, args.deep) for p in files)
+    invalid = len(files) - valid
+    print(f"{len(files)} episodes: {valid} valid" + (f", {invalid} invalid" if invalid else ""))
+    return 1 if invalid else 0
+
+
+def _validate_one(path: Path, deep: bool) -> bool:
+    """Print ``path``'s verdict (and what is wrong on stderr); True if it is valid."""
     from collector.storage.reader import validate_episode
 
-    problems = validate_episode(args.file)
+    problems = validate_episode(path)
     checked = True
-    if args.deep:  # every chunk and every JPEG frame (collector.storage.checksums)
+    if deep:  # every chunk and every JPEG frame (collector.storage.checksums)
         from collector.storage.reader import deep_report
-        damage, checked = deep_report(args.file)
+        damage, checked = deep_report(path)
         problems += [p for p in damage if p not in problems]
     if problems:
-        print(f"{args.file}: INVALID", file=sys.stderr)
+        print(f"{path}: INVALID", file=sys.stderr)
         for problem in problems:
             print(f"  - {problem}", file=sys.stderr)
-        return 1
-    print(f"{args.file}: valid" + ("" if checked else " (no checksums in this file: older "
-                                                        "recorder; JPEG frames decoded instead)"))
-    return 0
+        return False
+    print(f"{path}: valid" + ("" if checked else " (no checksums in this file: older "
+                                                  "recorder; JPEG frames decoded instead)"))
+    return True
 
 
 def cmd_recover(args: argparse.Namespace) -> int:
@@ -228,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"collector {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command")
+    # Run by the entry point (ui/launcher.py), listed here so that --help names it.
+    sub.add_parser("gui", help="open the collect window (the default; collector gui --help)")
 
     rec = sub.add_parser("record", help="record episodes headless")
     source = rec.add_mutually_exclusive_group()
@@ -254,8 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("file")
     info.set_defaults(func=cmd_info)
 
-    val = sub.add_parser("validate", help="check an episode file against the schema")
-    val.add_argument("file")
+    val = sub.add_parser("validate", help="check an episode file (or every episode in a folder)")
+    val.add_argument("file", help="an episode, or a folder: every episode under it, with a summary")
     val.add_argument("--deep", action="store_true",
                      help="also read every chunk and check every checksum (names damaged samples)")
     val.set_defaults(func=cmd_validate)
@@ -293,11 +319,29 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
+    if args.command == "gui":  # only when called as collector.cli; ui/launcher.py runs the window
+        print("error: the window is started by the 'collector' command (ui/launcher.py)", file=sys.stderr)
+        return 2
     try:
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # here, so that a closed pipe is caught below, not at exit
+        return rc
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `collector info FILE | head`: the reader has gone, and that is fine
+        quiet_closed_pipe()
+        return 0
+
+
+def quiet_closed_pipe() -> None:
+    """After a closed stdout, stop Python's exit-time flush from printing a traceback."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

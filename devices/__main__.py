@@ -16,6 +16,8 @@ import os
 import signal
 import sys
 
+import zmq
+
 from collector.wire.device import DeviceError
 from collector.wire.node import RESTART_REASON_ENV, Node
 from collector.wire.security import CurveServer
@@ -45,9 +47,16 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("--curve-secret and --curve-authorized go together")
             curve = CurveServer(args.curve_secret, args.curve_authorized)
         device = driver_class(args.driver)(args.name, json.loads(args.options))
+        if args.endpoint.startswith("ipc://"):  # its folder, as a user would expect
+            folder = os.path.dirname(args.endpoint[len("ipc://"):])
+            try:
+                os.makedirs(folder or ".", exist_ok=True)
+            except OSError as exc:
+                raise ValueError(f"cannot create the folder {folder} of --endpoint "
+                                 f"{args.endpoint} ({exc.strerror})") from None
         node = Node(device, args.endpoint, curve=curve, insecure=args.insecure,
                     restart_reason=os.environ.pop(RESTART_REASON_ENV, ""))
-    except (ValueError, DeviceError) as exc:  # SecurityError is a ValueError
+    except (ValueError, DeviceError, zmq.ZMQError) as exc:  # SecurityError is a ValueError
         if curve is not None:
             curve.stop()
         print(f"error: {exc}", file=sys.stderr)

@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config) if args.config else sim_config(seed=args.seed, cameras=args.cameras)
+        if args.config:  # unknown drivers and options: refused before any process starts
+            from collector.recording.supervisor import check_drivers
+
+            check_drivers(config)
     except (ConfigError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -34,7 +34,7 @@ from typing import Any
 from collector.wire import security
 from collector.wire.bus import default_endpoint, new_runtime_dir, node_endpoints, request
 from collector.config import AppConfig, NodeConfig, ServiceConfig
-from collector.wire.options import to_mapping
+from collector.wire.options import ConfigError, to_mapping
 
 log = logging.getLogger("collector.recording.supervisor")
 
@@ -331,3 +331,15 @@ def check_node_options(nodes: list[NodeConfig], timeout_s: float = 30.0) -> list
     if proc.returncode != 0:
         return [f"could not check the device options: {proc.stderr.strip()[-500:]}"]
     return json.loads(proc.stdout)
+
+
+def check_drivers(config: AppConfig) -> None:
+    """Refuse a config whose local nodes name an unknown driver or options their driver does not
+    take, before any process starts (the CLI and the GUI call it right after loading a config).
+
+    Raises:
+        ConfigError: one line, the drivers' exact messages joined by ``"; "``.
+    """
+    problems = check_node_options([n for n in config.nodes if not n.remote])
+    if problems:
+        raise ConfigError("; ".join(problems))

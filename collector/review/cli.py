@@ -6,7 +6,7 @@
     collector report recordings/ --html report.html    static report with thumbnails and plots
     collector curate FILE --outcome success --tag clean --notes "good grasp" --trim 0.8 11.5
     collector trash FILE                               move to recordings/.trash (recoverable)
-    collector trash --restore recordings/.trash/FILE   put it back
+    collector trash --restore FILE                     put it back (its original or .trash path)
     collector review recordings/                       open the review window
 """
 
@@ -109,7 +109,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_curate(args: argparse.Namespace) -> int:
     from collector.storage import EpisodeError, read_attrs
-    from collector.storage.library import update_episode_attrs
+    from collector.storage.library import check_trim_inside, update_episode_attrs
 
     from collector.review.summary import curation_fields
 
@@ -132,6 +132,12 @@ def cmd_curate(args: argparse.Namespace) -> int:
             print("nothing to change (give --outcome, --tag, --untag, --notes, --trim or --no-trim)",
                   file=sys.stderr)
             return 2
+        if args.trim:
+            try:
+                check_trim_inside(args.trim, float(read_attrs(path).get("duration_s") or 0))
+            except ValueError as exc:
+                print(f"error: {path}: {exc}", file=sys.stderr)
+                return 2
         update_episode_attrs(path, **changes)
         now = curation_fields(read_attrs(path))
     except (ValueError, OSError, EpisodeError) as exc:
@@ -143,16 +149,21 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
 
 def cmd_trash(args: argparse.Namespace) -> int:
-    from collector.storage.library import TRASH_DIR, move_to_trash, restore_from_trash
+    from collector.storage.library import TRASH_DIR, find_in_trash, move_to_trash, restore_from_trash
 
     path = Path(args.file)
+    if args.restore and path.parent.name != TRASH_DIR:  # its original path: find it in the trash
+        root = Path(args.root) if args.root else _recordings_root(path)
+        trashed = find_in_trash(path, root)
+        if trashed is None:
+            print(f"error: {path} is not in the trash of {root}", file=sys.stderr)
+            return 1
+        print(restore_from_trash(trashed, root))
+        return 0
     if not path.is_file():
         print(f"error: {path}: no such file", file=sys.stderr)
         return 1
     if args.restore:
-        if path.parent.name != TRASH_DIR:
-            print(f"error: {path} is not in a {TRASH_DIR} folder", file=sys.stderr)
-            return 1
         print(restore_from_trash(path, path.parent.parent))
         return 0
     root = Path(args.root) if args.root else _recordings_root(path)
@@ -210,7 +221,7 @@ def add_commands(sub: Any) -> None:
 
     trash = sub.add_parser("trash", help="move an episode to the trash, or --restore it")
     trash.add_argument("file")
-    trash.add_argument("--restore", action="store_true", help="put a trashed file back")
+    trash.add_argument("--restore", action="store_true", help="put a trashed file back (give its original path or its path in .trash)")
     trash.add_argument("--root", help="recordings folder holding .trash (default: found from the path)")
     trash.set_defaults(func=cmd_trash)
 

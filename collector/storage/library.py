@@ -101,6 +101,8 @@ def update_episode_attrs(path: str | Path, **attrs: Any) -> None:
                              "/streams group); nothing changed")
         if f.attrs.get("status") == "recording":
             raise ValueError(f"{path}: the recording is not finished (status 'recording')")
+        if values.get("trim"):
+            check_trim_inside(json.loads(values["trim"]), float(f.attrs.get("duration_s") or 0))
         for key, value in values.items():
             if value is None:
                 f.attrs.pop(key, None)
@@ -130,6 +132,19 @@ def parse_trim(value: Any) -> tuple[float, float] | None:
     if not (0 <= start < end) or end == float("inf"):
         raise ValueError(f"trim must satisfy 0 <= start_s < end_s, got [{start:g}, {end:g}]")
     return start, end
+
+
+#: How far a trim may reach past the recorded duration (rounding of ``duration_s``).
+TRIM_TOLERANCE_S = 0.05
+
+
+def check_trim_inside(trim: Any, duration_s: float) -> None:
+    """``ValueError`` unless ``trim`` (``[start_s, end_s]``) lies inside an episode of
+    ``duration_s`` seconds (unknown, 0: not checked)."""
+    start, end = parse_trim(trim) or (0.0, 0.0)
+    if duration_s > 0 and end > duration_s + TRIM_TOLERANCE_S:
+        raise ValueError(f"trim [{start:g}, {end:g}] s reaches outside the episode "
+                         f"(0 to {duration_s:.2f} s)")
 
 
 def trim_mask(t_ns: Any, start_time_ns: int, trim: Any) -> Any:
@@ -176,6 +191,20 @@ def restore_from_trash(trashed: Path, root: Path) -> Path:
     os.replace(trashed, target)
     origin_file.unlink(missing_ok=True)
     return target
+
+
+def find_in_trash(original: Path, root: Path) -> Path | None:
+    """The newest trashed file of ``root`` that came from ``original`` (None: there is none)."""
+    trash = Path(root) / TRASH_DIR
+    wanted = {str(Path(original).resolve())}
+    try:
+        wanted.add(str(Path(original).resolve().relative_to(Path(root).resolve())))
+    except ValueError:
+        pass
+    found = [Path(str(o)[:-len(".origin")]) for o in trash.glob("*.origin")
+             if o.read_text().strip() in wanted]
+    found = [p for p in found if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
 def _free_name(target: Path) -> Path:

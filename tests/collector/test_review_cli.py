@@ -98,7 +98,7 @@ def test_curate_and_trash_from_the_command_line(folder, capsys):
         assert (f.attrs["outcome"], json.loads(f.attrs["tags"]), f.attrs["notes"], json.loads(f.attrs["trim"])) \
             == ("success", ["clean"], "nice", [0.2, 1.5])
     assert data_checksum(path) == before
-    assert main(["curate", str(path), "--trim", "3", "1"]) == 1
+    assert main(["curate", str(path), "--trim", "3", "1"]) == 2  # refused as input, like a trim outside the episode
     assert "0 <= start_s < end_s" in capsys.readouterr().err
 
     assert main(["trash", str(path)]) == 0
