@@ -2,12 +2,14 @@
 
     collector export lerobot recordings/ -o datasets/pick_lerobot --task pick-cube --outcome success
     collector export robomimic recordings/ -o datasets/pick.hdf5 --image-size 84x84 --val-fraction 0.1
-    collector export aloha recordings/ -o datasets/pick_act --episode-len max
+    collector export aloha recordings/ -o datasets/pick_act --depth
     collector export lerobot rec/ -o out --camera cam0/color --state glove/hand:wrist_pos,grip \\
         --action next:glove/hand:wrist_pos,grip --rate 15
 
 The recordings are only read. Default action: the teleop command stream when the episode has
-one, else the next step's glove state (see docs/exports.md).
+one, else the next step's glove state; a model's output (wam/*) is never default state or action.
+ALOHA defaults to ACT's 14 dimensions (layout aloha14) and one episode length; robomimic to
+actions in [-1, 1] (see docs/exports.md).
 """
 
 from __future__ import annotations
@@ -51,12 +53,14 @@ def _common() -> argparse.ArgumentParser:
                      "NODE/STREAM[:fields] (default auto: teleop command, else next glove state)")
     sig.add_argument("--rate", type=float, help="step rate in Hz (default: the first camera's frames)")
     sig.add_argument("--image-size", type=_size, help="resize images to WIDTHxHEIGHT")
+    sig.add_argument("--depth", action="store_true", help="also export each camera's depth stream "
+                     "(uint16, depth scale in the metadata)")
     return p
 
 
 def _selection(args: argparse.Namespace) -> tuple[SignalMapping, EpisodeFilter]:
     mapping = SignalMapping(cameras=args.camera, state=args.state, action=args.action,
-                            rate_hz=args.rate, image_size=args.image_size)
+                            rate_hz=args.rate, image_size=args.image_size, depth=args.depth)
     episode_filter = EpisodeFilter(tasks=args.task, outcomes=args.outcome, tags=args.tag,
                                    exclude_tags=args.exclude_tag,
                                    allow_recovered=not args.no_recovered, allow_gaps=not args.no_gaps)
@@ -76,7 +80,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                                       seed=args.seed, **common)
         elif args.format == "aloha":
             from collector.export.aloha import export_aloha
-            result = export_aloha(args.paths, args.output, episode_len=args.episode_len, **common)
+            result = export_aloha(args.paths, args.output, episode_len=args.episode_len,
+                                  layout=args.layout, act_lookback=not args.no_act_lookback, **common)
         else:
             from collector.export.lerobot import export_lerobot
             result = export_lerobot(args.paths, args.output, vcodec=args.vcodec,
@@ -99,8 +104,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     rm.add_argument("--val-fraction", type=float, default=0.1, help="episodes in mask/valid")
     rm.add_argument("--seed", type=int, default=0, help="seeds the train/valid split")
     al = formats.add_parser("aloha", parents=[common], help="ACT/ALOHA episode_N.hdf5 files")
-    al.add_argument("--episode-len", default="none",
-                    help="none | max | min | N: pad (repeat the last step) or cut to one length")
+    al.add_argument("--episode-len", default="max",
+                    help="max (default) | min | N | none: pad (repeat the last step) or cut every "
+                         "episode to one length, as ACT's get_norm_stats needs")
+    al.add_argument("--layout", choices=["auto", "aloha14", "state"], default="auto",
+                    help="aloha14: ACT's 14 dims from one or two gloves (per hand wrist pos, "
+                         "axis-angle, grip; left then right); state: the selection as is; "
+                         "auto (default): aloha14 when it fits the default mapping")
+    al.add_argument("--no-act-lookback", action="store_true",
+                    help="store /action as selected, not one step earlier for ACT's look-back")
     lr = formats.add_parser("lerobot", parents=[common], help="LeRobot dataset v3.0 folder")
     lr.add_argument("--vcodec", choices=["libsvtav1", "h264"], default="libsvtav1")
     lr.add_argument("--robot-type", help="robot_type in meta/info.json")

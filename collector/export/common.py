@@ -44,6 +44,8 @@ class ExportResult:
     dropped_steps: int = 0
     #: Episodes exported without their damaged frames: path -> one reason per frame.
     damaged: dict[Path, list[str]] = field(default_factory=dict)
+    #: What the export did that a user should know (padding, zero-filled hands, a warning).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def mb_per_s(self) -> float:
@@ -54,6 +56,8 @@ class ExportResult:
                 f"{self.bytes_written / 1e6:.1f} MB in {self.seconds:.1f} s ({self.mb_per_s:.1f} MB/s)")
         if self.dropped_steps:
             text += f"; {self.dropped_steps} steps without every signal left out"
+        for note in self.notes:
+            text += f"\n  note: {note}"
         for path, why in self.skipped.items():
             text += f"\n  skipped {path}: {why}"
         frames = sum(len(r) for r in self.damaged.values())

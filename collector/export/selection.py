@@ -96,6 +96,8 @@ class SignalMapping:
             ``"<node>/<stream>[:fields]"`` (that stream at the same step, e.g. a command).
         rate_hz: step rate; ``None``: the first camera's own frames.
         image_size: ``(width, height)`` to resize images to; ``None``: as recorded.
+        depth: also pair each camera's depth stream (the ``depth`` stream of the same node):
+            ``EpisodeSteps.depth_frames``; a step without a depth frame is left out.
     """
 
     cameras: list[str] | None = None
@@ -103,10 +105,12 @@ class SignalMapping:
     action: str = "auto"
     rate_hz: float | None = None
     image_size: tuple[int, int] | None = None
+    depth: bool = False
 
     def to_dict(self) -> dict:
         return {"cameras": self.cameras, "state": self.state, "action": self.action,
-                "rate_hz": self.rate_hz, "image_size": list(self.image_size) if self.image_size else None}
+                "rate_hz": self.rate_hz, "image_size": list(self.image_size) if self.image_size else None,
+                "depth": self.depth}
 
 
 @dataclass
@@ -214,6 +218,13 @@ class EpisodeSteps:
     dropped: int = 0                         # steps left out: dropouts and the last step
     rate_hz: float = 0.0                     # nominal step rate
     attrs: dict = field(default_factory=dict)
+    # With SignalMapping.depth, per color camera: its depth stream's frame index per step, the
+    # stream, its field, (H, W) and metres per depth unit.
+    depth_frames: dict[str, np.ndarray] = field(default_factory=dict)
+    depth_streams: dict[str, str] = field(default_factory=dict)
+    depth_fields: dict[str, str] = field(default_factory=dict)
+    depth_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    depth_scales: dict[str, float] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.t_s.size)
@@ -265,6 +276,26 @@ def _resolve(ep: EpisodeReader, mapping: SignalMapping):
     if not refs:
         raise SelectionError(f"{ep.path}: action '{mapping.action}' selects no fields")
     return cameras, image_fields, state, refs, next_step, action
+
+
+def depth_stream(ep: EpisodeReader, camera: str) -> tuple[str, str, float]:
+    """``(stream, field, depth_scale)`` of the depth stream beside color ``camera`` (same node);
+    :class:`SelectionError` when there is none or its scale is unknown."""
+    node = camera.split("/")[0]
+    for name, spec in ep.streams.items():
+        if spec.kind != "depth" or name.split("/")[0] != node:
+            continue
+        fields = [f for f in spec.fields if f.name == spec.image_field] or \
+            [f for f in spec.fields if len(f.shape) == 2 and np.dtype(f.dtype).kind == "u"]
+        if not fields:
+            raise SelectionError(f"{ep.path}: depth stream '{name}' has no (H, W) unsigned field")
+        scale = spec.meta.get("depth_scale")
+        if scale is None and fields[0].unit == "mm":
+            scale = 0.001
+        if scale is None:
+            raise SelectionError(f"{ep.path}: depth stream '{name}' declares no depth_scale")
+        return name, fields[0].name, float(scale)
+    raise SelectionError(f"{ep.path}: camera '{camera}' has no depth stream (--depth)")
 
 
 def _names(ep: EpisodeReader, refs: list[FieldRef]) -> list[str]:
@@ -323,7 +354,9 @@ def episode_steps(ep: EpisodeReader, mapping: SignalMapping | None = None) -> Ep
     mapping = mapping or SignalMapping()
     cameras, image_fields, state_refs, action_refs, next_step, action_source = _resolve(ep, mapping)
     master = cameras[0] if cameras else str(ep.attrs.get("master_stream") or next(iter(ep.streams)))
-    streams = {master, *cameras, *(r.stream for r in state_refs + action_refs)}
+    depth = {cam: depth_stream(ep, cam) for cam in cameras} if mapping.depth else {}
+    streams = {master, *cameras, *(d[0] for d in depth.values()),
+               *(r.stream for r in state_refs + action_refs)}
     t, index, rate = _timeline(ep, master, streams, mapping.rate_hz)
     n = t.size
     valid = np.ones(n, bool)
@@ -349,7 +382,12 @@ def episode_steps(ep: EpisodeReader, mapping: SignalMapping | None = None) -> Ep
         state=state[rows], action=action[rows], state_names=_names(ep, state_refs),
         action_names=_names(ep, action_refs),
         action_source=("next:" if next_step else "") + ",".join(map(str, action_refs)),
-        dropped=int(n - rows.size), rate_hz=float(rate), attrs=dict(ep.attrs))
+        dropped=int(n - rows.size), rate_hz=float(rate), attrs=dict(ep.attrs),
+        depth_frames={c: index[d[0]][rows] for c, d in depth.items()},
+        depth_streams={c: d[0] for c, d in depth.items()},
+        depth_fields={c: d[1] for c, d in depth.items()},
+        depth_shapes={c: ep.streams[d[0]].field(d[1]).shape for c, d in depth.items()},
+        depth_scales={c: d[2] for c, d in depth.items()})
 
 
 def load_steps(path: str | Path, mapping: SignalMapping | None = None) -> EpisodeSteps:
@@ -386,6 +424,7 @@ def drop_damaged_steps(steps: EpisodeSteps, *, thorough: bool = True) -> tuple[E
         return steps, reasons
     rows = np.flatnonzero(keep)
     return replace(steps, t_s=steps.t_s[rows], frames={c: f[rows] for c, f in steps.frames.items()},
+                   depth_frames={c: f[rows] for c, f in steps.depth_frames.items()},
                    state=steps.state[rows], action=steps.action[rows],
                    dropped=steps.dropped + int(keep.size - rows.size)), reasons
 
@@ -409,6 +448,22 @@ def read_images(ep: EpisodeReader, steps: EpisodeSteps, camera: str, rows: slice
     """Images of ``camera`` at the given steps, ``(N, H, W, 3)`` uint8 RGB, resized."""
     frames = steps.frames[camera][rows]
     return resize_images(ep.frames(camera, steps.image_fields[camera], frames), size)
+
+
+def read_depth(ep: EpisodeReader, steps: EpisodeSteps, camera: str, rows: slice | np.ndarray,
+               size: tuple[int, int] | None = None) -> np.ndarray:
+    """Depth frames paired with ``camera`` at the given steps, ``(N, H, W)`` uint16 in depth
+    units (``steps.depth_scales[camera]`` metres each), resized with nearest-neighbour (depth
+    values are never blended across an edge)."""
+    import cv2
+
+    frames = steps.depth_frames[camera][rows]
+    depth = ep.frames(steps.depth_streams[camera], steps.depth_fields[camera], frames)
+    depth = depth.reshape(depth.shape[0], *depth.shape[1:3]).astype(np.uint16, copy=False)
+    if size is None or (depth.shape[2], depth.shape[1]) == tuple(size):
+        return depth
+    return np.stack([cv2.resize(d, tuple(size), interpolation=cv2.INTER_NEAREST) for d in depth]) \
+        if len(depth) else np.empty((0, size[1], size[0]), np.uint16)
 
 
 def camera_key(stream: str) -> str:

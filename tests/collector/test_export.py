@@ -108,7 +108,10 @@ def test_aloha_files_load_as_act_reads_them(library, folder, tmp_path):
             actions.append(root["/action"][()])
             n = int(root.attrs["original_length"])
             steps = load_steps(root.attrs["source"], GRIP)
-            assert np.array_equal(root["/action"][:n], steps.action)
+            # One step earlier than the selection's action: ACT (sim=False) reads from t - 1.
+            assert root.attrs["act_lookback_shift"] == 1
+            assert np.array_equal(root["/action"][:n - 1], steps.action[1:])
+            assert np.array_equal(root["/action"][n - 1], steps.action[-1])
             # Padding repeats the last step.
             assert (root["/action"][n:] == steps.action[-1]).all()
             assert np.array_equal(root["/observations/images/cam0"][n - 1],
@@ -261,7 +264,7 @@ def test_cli_exports_and_reports_errors(library, folder, tmp_path, capsys):
 def test_default_action_needs_every_episode_alike(folder, tmp_path):
     # One episode has a teleop command stream, the others do not: the default action differs.
     with pytest.raises(ExportError, match="action_names differ"):
-        export_aloha([folder], tmp_path / "mixed", show_progress=False)
+        export_robomimic([folder], tmp_path / "mixed.hdf5", show_progress=False)
     assert common.check_consistent([]) is None
 
 
@@ -327,7 +330,7 @@ def mixed(tmp_path_factory):
     """A folder of one GUI episode (the WAM preview recorded wam/surprise) and one headless."""
     root = tmp_path_factory.mktemp("mixed")
     write_sim_episode(root / "gui.h5", seed=5, seconds=1.0, surprise=True)
-    write_sim_episode(root / "headless.h5", seed=6, seconds=1.0)
+    write_sim_episode(root / "headless.h5", seed=6, seconds=1.3)
     return root
 
 
@@ -352,3 +355,87 @@ def test_exports_of_a_folder_mixing_gui_and_headless_episodes_work(mixed, tmp_pa
     argv = ["export", fmt, str(mixed), "-o", str(out), "-q"] + (["--vcodec", "h264"] if fmt == "lerobot" else [])
     assert main(argv) == 0, capsys.readouterr().err
     assert "2 episodes" in capsys.readouterr().out
+
+
+def quat_matrices(q):
+    """Rotation matrices of (w, x, y, z) quaternions (the textbook formula)."""
+    out = []
+    for w, x, y, z in np.asarray(q, np.float64) / np.linalg.norm(q, axis=1, keepdims=True):
+        out.append([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                    [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                    [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return np.array(out)
+
+
+def rotvec_matrices(rotvecs):
+    """Rotation matrices of axis-angle vectors, by OpenCV's Rodrigues (independent of the export)."""
+    return np.array([cv2.Rodrigues(np.asarray(r, np.float64).reshape(3, 1))[0] for r in rotvecs])
+
+
+def act_sample(root, start_ts):
+    """What ACT's EpisodicDataset.__getitem__ reads for one start step (sim=False look-back)."""
+    is_sim = bool(root.attrs["sim"])
+    episode_len = root["/action"].shape[0]
+    action = root["/action"][start_ts:] if is_sim else root["/action"][max(0, start_ts - 1):]
+    return root["/observations/qpos"][start_ts], action, episode_len
+
+
+def test_aloha_default_is_equal_lengths_and_aloha14_with_the_chunk_at_the_next_command(mixed, tmp_path):
+    out = tmp_path / "act"
+    result = export_aloha([mixed], out, show_progress=False)
+    files = sorted(out.glob("episode_*.hdf5"))
+    assert len(files) == 2
+    assert "padded" in result.summary() and "repeating" in result.summary()
+    qpos, actions = [], []
+    for path in files:
+        with h5py.File(path, "r") as root:
+            assert root.attrs["layout"] == "aloha14"
+            assert json.loads(root.attrs["missing_hands"]) == ["left"]
+            q, a = root["/observations/qpos"][()], root["/action"][()]
+            assert q.shape[1] == a.shape[1] == 14 and q.dtype == a.dtype == np.float32
+            qpos.append(q)
+            actions.append(a)
+            n = int(root.attrs["original_length"])
+            assert not q[:, :7].any() and not a[:, :7].any()  # the missing left hand: zeros
+            steps = load_steps(root.attrs["source"],
+                               SignalMapping(state=["glove/hand:wrist_pos,wrist_quat,grip"], action="next"))
+            assert np.allclose(q[:n, 7:10], steps.state[:, :3])
+            rotvec = q[:n, 10:13]
+            assert (np.linalg.norm(rotvec, axis=1) <= np.pi + 1e-5).all()
+            assert np.allclose(rotvec_matrices(rotvec), quat_matrices(steps.state[:, 3:7]), atol=1e-4)
+            assert np.allclose(q[:n, 13], steps.state[:, 7])
+            # ACT's own sampling: the chunk starts at the next command, not the current state.
+            for start_ts in range(1, n - 1, 5):
+                current, chunk, _ = act_sample(root, start_ts)
+                assert np.array_equal(chunk[0], q[start_ts + 1])
+                assert not np.array_equal(chunk[0], current)
+    # ACT's get_norm_stats: torch.stack of every episode's qpos and action.
+    assert np.stack(qpos).shape == np.stack(actions).shape
+    manifest = json.loads((out / "steps.json").read_text())
+    assert manifest["state_names"][:7] == ["left/wrist_pos.x", "left/wrist_pos.y", "left/wrist_pos.z",
+                                           "left/wrist_rotvec.x", "left/wrist_rotvec.y",
+                                           "left/wrist_rotvec.z", "left/grip"]
+    assert manifest["action_names"] == manifest["state_names"] and manifest["layout"] == "aloha14"
+
+
+def test_aloha14_maps_two_gloves_left_then_right(tmp_path):
+    rec = write_sim_episode(tmp_path / "rec" / "two.h5", seed=7, seconds=0.6,
+                            gloves={"rglove": "right", "lglove": "left"})
+    export_aloha([rec], tmp_path / "act", layout="aloha14", show_progress=False)
+    with h5py.File(tmp_path / "act" / "episode_0.hdf5", "r") as root:
+        assert json.loads(root.attrs["missing_hands"]) == []
+        assert json.loads(root.attrs["hands"]) == {"left": "lglove/hand", "right": "rglove/hand"}
+        q = root["/observations/qpos"][()]
+    steps = load_steps(rec, SignalMapping(state=["lglove/hand:wrist_pos", "rglove/hand:wrist_pos"]))
+    n = len(steps)
+    assert np.allclose(q[:n, 0:3], steps.state[:, 0:3]) and np.allclose(q[:n, 7:10], steps.state[:, 3:6])
+
+
+def test_aloha14_refused_when_it_does_not_fit_and_state_layout_kept_on_request(folder, tmp_path):
+    with pytest.raises(ExportError, match="aloha14"):
+        export_aloha([folder], tmp_path / "x", layout="aloha14",
+                     mapping=SignalMapping(cameras=["cam0/color"], state=["glove/hand:grip"], action="next"),
+                     show_progress=False)
+    export_aloha([folder], tmp_path / "raw", mapping=GRIP, show_progress=False)  # explicit: as asked
+    with h5py.File(tmp_path / "raw" / "episode_0.hdf5", "r") as root:
+        assert root.attrs["layout"] == "state" and root["/observations/qpos"].shape[1] == 34
