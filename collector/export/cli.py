@@ -77,7 +77,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.format == "robomimic":
             from collector.export.robomimic import export_robomimic
             result = export_robomimic(args.paths, args.output, val_fraction=args.val_fraction,
-                                      seed=args.seed, **common)
+                                      seed=args.seed, normalize_actions=not args.raw_actions,
+                                      **common)
         elif args.format == "aloha":
             from collector.export.aloha import export_aloha
             result = export_aloha(args.paths, args.output, episode_len=args.episode_len,
@@ -103,6 +104,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     rm = formats.add_parser("robomimic", parents=[common], help="one robomimic HDF5 file")
     rm.add_argument("--val-fraction", type=float, default=0.1, help="episodes in mask/valid")
     rm.add_argument("--seed", type=int, default=0, help="seeds the train/valid split")
+    rm.add_argument("--raw-actions", action="store_true",
+                    help="keep recorded action values (default: scaled to [-1, 1], scale and "
+                         "offset stored in the file)")
     al = formats.add_parser("aloha", parents=[common], help="ACT/ALOHA episode_N.hdf5 files")
     al.add_argument("--episode-len", default="max",
                     help="max (default) | min | N | none: pad (repeat the last step) or cut every "

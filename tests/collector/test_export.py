@@ -81,7 +81,8 @@ def test_robomimic_layout_as_sequence_dataset_reads_it(library, folder, tmp_path
             for key in g["obs"]:
                 assert np.array_equal(g["next_obs"][key][:-1], g["obs"][key][1:]), key
             steps = load_steps(g.attrs["source"], mapping)
-            assert np.array_equal(g["actions"][:], steps.action)
+            scale, offset = f["data"].attrs["action_scale"], f["data"].attrs["action_offset"]
+            assert np.allclose(g["actions"][:] * scale + offset, steps.action, atol=1e-6)
             assert np.array_equal(g["obs/glove_wrist_pos"][:], steps.state[:, :3])
             assert np.array_equal(image[:], resized(g.attrs["source"], steps, (32, 24)))
     assert result.episodes == 4 and result.steps == sum(
@@ -439,3 +440,51 @@ def test_aloha14_refused_when_it_does_not_fit_and_state_layout_kept_on_request(f
     export_aloha([folder], tmp_path / "raw", mapping=GRIP, show_progress=False)  # explicit: as asked
     with h5py.File(tmp_path / "raw" / "episode_0.hdf5", "r") as root:
         assert root.attrs["layout"] == "state" and root["/observations/qpos"].shape[1] == 34
+
+
+def test_robomimic_actions_are_in_minus_one_one_and_the_stored_inverse_gives_the_recorded_values(
+        folder, tmp_path):
+    # imu_accel holds gravity (~9.8 m/s^2): far outside robomimic's [-1, 1].
+    mapping = SignalMapping(cameras=["cam0/color"], action="next:glove/hand:imu_accel,finger_joints,grip")
+    out = tmp_path / "rm.hdf5"
+    export_robomimic([folder], out, mapping=mapping, show_progress=False)
+    with h5py.File(out, "r") as f:
+        norm = json.loads(f["data"].attrs["action_normalization"])
+        scale, offset = np.array(norm["scale"]), np.array(norm["offset"])
+        assert np.array_equal(scale, f["data"].attrs["action_scale"])
+        assert np.array_equal(offset, f["data"].attrs["action_offset"])
+        env = json.loads(f["data"].attrs["env_args"])
+        assert env["env_kwargs"]["action_normalization"] == norm
+        everything = []
+        for d in f["data"]:
+            g = f[f"data/{d}"]
+            actions = g["actions"][()]
+            everything.append(actions)
+            # robomimic's get_dataset_info check, strictly.
+            assert actions.dtype == np.float32 and actions.min() >= -1.0 and actions.max() <= 1.0
+            recorded = load_steps(g.attrs["source"], mapping).action
+            assert np.abs(recorded).max() > 5  # the raw values would not fit
+            assert np.allclose(actions * scale + offset, recorded, rtol=0, atol=1e-5 * np.abs(recorded).max())
+        stacked = np.concatenate(everything)
+        varying = stacked.max(0) > stacked.min(0)
+        assert np.allclose(stacked.max(0)[varying], 1.0, atol=1e-6)
+        assert np.allclose(stacked.min(0)[varying], -1.0, atol=1e-6)
+
+
+def test_robomimic_raw_actions_on_request(folder, tmp_path):
+    out = tmp_path / "raw.hdf5"
+    export_robomimic([folder], out, mapping=GRIP, normalize_actions=False, show_progress=False)
+    with h5py.File(out, "r") as f:
+        assert "action_normalization" not in f["data"].attrs
+        g = f["data/demo_0"]
+        assert np.array_equal(g["actions"][()], load_steps(g.attrs["source"], GRIP).action)
+
+
+def test_robomimic_validation_mask_is_never_empty_with_two_episodes_and_warns_with_one(mixed, tmp_path):
+    for fraction in (0.01, 0.99):
+        out = tmp_path / f"two-{fraction}.hdf5"
+        export_robomimic([mixed], out, val_fraction=fraction, show_progress=False)
+        with h5py.File(out, "r") as f:
+            assert len(f["mask/valid"]) == 1 and len(f["mask/train"]) == 1
+    result = export_robomimic([mixed / "gui.h5"], tmp_path / "one.hdf5", show_progress=False)
+    assert "one episode" in result.summary() and "experiment.validate" in result.summary()
