@@ -11,14 +11,21 @@ Layout (what ``lerobot.datasets.LeRobotDataset(repo_id, root=...)`` loads)::
                                          per episode: episode_index, tasks, length, data and video
                                          file indices, dataset_from/to_index, from/to_timestamp,
                                          meta/episodes indices, stats/<feature>/<stat>
-    data/chunk-000/file-000.parquet      one row per step: observation.state and action
+    data/chunk-000/file-000.parquet      one row per frame: observation.state and action
                                          (fixed-size float32 lists), timestamp, frame_index,
-                                         episode_index, index, task_index
+                                         episode_index, index, task_index, frame_is_filled
     videos/observation.images.<cam>/chunk-000/file-000.mp4
                                          each camera's frames, episodes one after another
 
-Timestamps are ``frame_index / fps`` (LeRobot's convention; ``fps`` is the step rate rounded to
-an integer), so an episode's frame ``k`` sits at ``from_timestamp + k / fps`` in its video. Data
+Timestamps are ``frame_index / fps`` (LeRobot's convention), so every frame must sit on an
+integer-fps grid. ``fps`` is the step rate, which must be an integer: any other rate is refused
+naming the nearest valid ones (``--rate 7`` or ``--rate 8`` for 7.5 Hz). Each episode's steps
+are placed on that grid by their capture times (slot ``round((t - t0) * fps)``), so a frame's
+timestamp is its capture time (from the episode's first step) within half a step. A slot
+without a step (a frame lost mid-episode) holds the previous sample, image included, and is
+flagged ``frame_is_filled = True``: time is never compressed. When two steps fall in one slot
+(a clock running fast) the nearer one is kept and the other counted in the summary.
+An episode's frame ``k`` sits at ``from_timestamp + k / fps`` in its video. Data
 files roll over past ``data_file_mb``, videos past ``video_file_mb``, 1000 files per chunk, as
 LeRobot writes them. The task text is the episode's ``prompt``, else its ``task``.
 Video: ``libsvtav1`` (AV1, LeRobot's default) or ``h264``, yuv420p, GOP 2, encoded with PyAV.
@@ -27,6 +34,7 @@ Video: ``libsvtav1`` (AV1, LeRobot's default) or ``h264``, yuv420p, GOP 2, encod
 from __future__ import annotations
 
 import json
+import math
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -51,9 +59,43 @@ DEFAULT_FEATURES = {
     "index": {"dtype": "int64", "shape": [1], "names": None},
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
+#: Per-frame flag: the frame repeats the previous sample because no step was captured in its
+#: slot. Its name does not start with ``observation``/``action``, so policies do not take it
+#: as an input.
+FILLED_FEATURE = "frame_is_filled"
 #: codec option -> (encoder, name in info.json, encoder options), as LeRobot encodes.
 VIDEO_CODECS = {"libsvtav1": ("libsvtav1", "av1", {"g": "2", "crf": "30", "preset": "12"}),
                 "h264": ("libx264", "h264", {"g": "2", "crf": "23"})}
+
+
+def integer_fps(rate_hz: float) -> int:
+    """``rate_hz`` as LeRobot's integer fps; :class:`ExportError` naming the nearest integer
+    rates when it is not one (within 1e-6 Hz)."""
+    nearest = round(rate_hz)
+    if abs(rate_hz - nearest) <= 1e-6 and nearest >= 1:
+        return int(nearest)
+    lower, upper = math.floor(rate_hz), math.ceil(rate_hz)
+    options = " or ".join(f"--rate {r}" for r in dict.fromkeys((lower, upper)) if r >= 1)
+    raise ExportError(f"LeRobot needs an integer fps (timestamps are frame_index / fps); the step "
+                      f"rate {rate_hz:g} Hz is not one: choose {options}")
+
+
+def grid_rows(t_s: np.ndarray, fps: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Steps placed on the ``fps`` grid from the first step: ``(rows, filled, collided)``.
+
+    ``rows[k]`` is the step shown in slot ``k`` (slot of step ``i``: ``round((t_i - t_0) *
+    fps)``); a slot no step fell in repeats the previous slot's step and is ``filled``; of two
+    steps in one slot the one nearer the slot time is kept (``collided`` counts the others)."""
+    t = np.asarray(t_s, np.float64) - float(t_s[0])
+    slots = np.round(t * fps).astype(np.int64)
+    error = np.abs(t - slots / fps)
+    rows = np.full(int(slots[-1]) + 1, -1, np.int64)
+    for i in np.argsort(-error, kind="stable"):  # nearest last: it wins its slot
+        rows[slots[i]] = i
+    filled = rows < 0
+    collided = int(t.size - (~filled).sum())
+    rows = np.maximum.accumulate(rows)  # hold the previous step (slot 0 always has step 0)
+    return rows, filled, collided
 
 
 def _next_file(chunk: int, file: int) -> tuple[int, int]:
@@ -171,9 +213,11 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
     damaged: dict[Path, list[str]] = {}
     episodes, skipped = load_episodes(paths, mapping, episode_filter, damaged)
     first = episodes[0]
-    fps = int(round(first.rate_hz))
-    if fps < 1:
-        raise ExportError(f"step rate {first.rate_hz} Hz is below 1 fps; choose --rate")
+    fps = integer_fps(first.rate_hz)
+    for e in episodes[1:]:
+        if integer_fps(e.rate_hz) != fps:
+            raise ExportError(f"{e.path}: step rate {e.rate_hz:g} Hz differs from {first.path}'s "
+                              f"{first.rate_hz:g} Hz; choose one with --rate")
     cams = {cam: f"observation.images.{camera_key(cam)}" for cam in first.frames}
     sizes = {}
     for cam in cams:
@@ -194,6 +238,7 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
                                   "video.codec": VIDEO_CODECS[vcodec][1], "video.pix_fmt": "yuv420p",
                                   "video.is_depth_map": False, "video.fps": fps,
                                   "video.channels": 3, "has_audio": False}}
+    features[FILLED_FEATURE] = {"dtype": "bool", "shape": [1], "names": None}
     features.update(DEFAULT_FEATURES)
     texts = [str(e.attrs.get("prompt") or e.task or "demonstration") for e in episodes]
     tasks = list(dict.fromkeys(texts))
@@ -202,8 +247,16 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
                         ("action", pa.list_(pa.float32(), action_dim)),
                         ("timestamp", pa.float32()), ("frame_index", pa.int64()),
                         ("episode_index", pa.int64()), ("index", pa.int64()),
-                        ("task_index", pa.int64())])
-    total = sum(len(e) for e in episodes)
+                        ("task_index", pa.int64()), (FILLED_FEATURE, pa.bool_())])
+    grids = [grid_rows(e.t_s, fps) for e in episodes]
+    total = sum(len(g[0]) for g in grids)
+    notes = []
+    if sum(int(g[1].sum()) for g in grids):
+        notes.append(f"{sum(int(g[1].sum()) for g in grids)} frames without a captured step "
+                     f"filled with the previous sample (column {FILLED_FEATURE})")
+    if sum(g[2] for g in grids):
+        notes.append(f"{sum(g[2] for g in grids)} steps sharing a {fps} fps slot with a nearer "
+                     "one left out")
     out = Path(out)
     with atomic_output(out, force=force, directory=True, inputs=paths,
                        kind="lerobot") as root, \
@@ -215,7 +268,9 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
         rows, ep_stats, index = [], [], 0
         try:
             for e, steps in enumerate(episodes):
-                n = len(steps)
+                grid, filled, _ = grids[e]
+                n = len(grid)
+                state, action = steps.state[grid], steps.action[grid].astype(np.float32)
                 if writer is not None and data_bytes >= data_file_mb * 1e6:
                     writer.close()
                     writer, (data_chunk, data_file) = None, _next_file(data_chunk, data_file)
@@ -225,31 +280,32 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
                     writer, data_bytes = pq.ParquetWriter(path, schema, compression="snappy"), 0
                 frame_index = np.arange(n, dtype=np.int64)
                 table = pa.Table.from_arrays([
-                    pa.FixedSizeListArray.from_arrays(pa.array(steps.state.reshape(-1)), state_dim),
-                    pa.FixedSizeListArray.from_arrays(pa.array(steps.action.astype(np.float32)
-                                                               .reshape(-1)), action_dim),
+                    pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), state_dim),
+                    pa.FixedSizeListArray.from_arrays(pa.array(action.reshape(-1)), action_dim),
                     pa.array((frame_index / fps).astype(np.float32)), pa.array(frame_index),
                     pa.array(np.full(n, e, np.int64)), pa.array(index + frame_index),
-                    pa.array(np.full(n, tasks.index(texts[e]), np.int64))], schema=schema)
+                    pa.array(np.full(n, tasks.index(texts[e]), np.int64)), pa.array(filled)],
+                    schema=schema)
                 writer.write_table(table)
                 data_bytes += table.nbytes
                 row: dict[str, Any] = {
                     "episode_index": e, "tasks": [texts[e]], "length": n,
                     "data/chunk_index": data_chunk, "data/file_index": data_file,
                     "dataset_from_index": index, "dataset_to_index": index + n}
-                stats = {"observation.state": _vector_stats(steps.state),
-                         "action": _vector_stats(steps.action),
+                stats = {"observation.state": _vector_stats(state),
+                         "action": _vector_stats(action),
                          "timestamp": _vector_stats(frame_index / fps),
                          "frame_index": _vector_stats(frame_index),
                          "episode_index": _vector_stats(np.full(n, e)),
                          "index": _vector_stats(index + frame_index),
-                         "task_index": _vector_stats(np.full(n, tasks.index(texts[e])))}
+                         "task_index": _vector_stats(np.full(n, tasks.index(texts[e]))),
+                         FILLED_FEATURE: _vector_stats(filled)}
                 with open_episode(steps.path) as ep:
                     for cam, key in cams.items():
                         chunk, file, start = videos[cam].start_episode()
                         image_stats = _ChannelStats()
                         for part in batches(n):
-                            images = read_images(ep, steps, cam, part, mapping.image_size)
+                            images = read_images(ep, steps, cam, grid[part], mapping.image_size)
                             videos[cam].write(images)
                             image_stats.add(images[::4])  # a sample of the frames, as LeRobot does
                             bar.update(part.stop - part.start)
@@ -285,4 +341,4 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
                 "video_path": VIDEO_PATH if cams else None, "features": features}
         (root / "meta/info.json").write_text(json.dumps(info, indent=4))
     return ExportResult(out, len(episodes), total, tree_bytes(out), clock.seconds, skipped,
-                        sum(e.dropped for e in episodes), damaged)
+                        sum(e.dropped for e in episodes), damaged, notes)

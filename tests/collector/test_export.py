@@ -488,3 +488,67 @@ def test_robomimic_validation_mask_is_never_empty_with_two_episodes_and_warns_wi
             assert len(f["mask/valid"]) == 1 and len(f["mask/train"]) == 1
     result = export_robomimic([mixed / "gui.h5"], tmp_path / "one.hdf5", show_progress=False)
     assert "one episode" in result.summary() and "experiment.validate" in result.summary()
+
+
+def test_lerobot_refuses_a_non_integer_rate_naming_the_nearest_valid_ones(mixed, tmp_path):
+    mapping = SignalMapping(rate_hz=7.5)
+    with pytest.raises(ExportError, match=r"--rate 7\b.*--rate 8\b"):
+        export_lerobot([mixed], tmp_path / "x", mapping=mapping, vcodec="h264", show_progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.fixture(scope="module")
+def dropped(tmp_path_factory):
+    """An episode whose camera lost frames mid-episode (about one in eight)."""
+    root = tmp_path_factory.mktemp("dropped")
+    return write_sim_episode(root / "drops.h5", seed=9, seconds=2.0,
+                             camera_options={"drop_fraction": 0.12})
+
+
+def test_lerobot_fills_a_missing_step_with_the_held_sample_and_never_compresses_time(dropped, tmp_path):
+    steps = load_steps(dropped)
+    gaps = np.diff(steps.t_s) * 30
+    assert (gaps > 1.5).any()  # the recording really lost steps mid-episode
+    out = tmp_path / "lr"
+    result = export_lerobot([dropped], out, vcodec="h264", show_progress=False)
+    info = json.loads((out / "meta/info.json").read_text())
+    fps = info["fps"]
+    assert isinstance(fps, int) and fps == 30
+    assert info["features"]["frame_is_filled"] == {"dtype": "bool", "shape": [1], "names": None}
+    data = pq.read_table(out / info["data_path"].format(chunk_index=0, file_index=0))
+    filled = data["frame_is_filled"].to_numpy(zero_copy_only=False)
+    timestamps = data["timestamp"].to_numpy().astype(np.float64)
+    state = np.stack(data["observation.state"].to_numpy(zero_copy_only=False))
+    assert np.allclose(timestamps, data["frame_index"].to_numpy() / fps, atol=1e-6)
+    # Time is never compressed: the last frame sits where the last step was captured.
+    captured = steps.t_s - steps.t_s[0]
+    assert abs(timestamps[-1] - captured[-1]) <= 0.5 / fps
+    assert filled.sum() >= (np.round(gaps) - 1).clip(0).sum() - 1 and filled.any()
+    assert "filled" in result.summary()
+    # Every real row is a recorded step, at its capture time within half a step.
+    lookup = {row.tobytes(): i for i, row in enumerate(steps.state)}
+    for k in np.flatnonzero(~filled):
+        i = lookup[state[k].tobytes()]
+        assert abs(timestamps[k] - captured[i]) <= 0.5 / fps + 1e-6, (k, timestamps[k], captured[i])
+    # A filled row holds the previous sample.
+    for k in np.flatnonzero(filled):
+        assert k > 0 and np.array_equal(state[k], state[k - 1])
+    # The video has one frame per row.
+    with av.open(str(out / info["video_path"].format(video_key="observation.images.cam0",
+                                                     chunk_index=0, file_index=0))) as c:
+        assert sum(1 for _ in c.decode(video=0)) == len(timestamps)
+
+
+def test_lerobot_timestamps_match_capture_times_within_half_a_step(folder, tmp_path):
+    out = tmp_path / "lr"
+    export_lerobot([folder], out, mapping=GRIP, vcodec="h264", show_progress=False)
+    info = json.loads((out / "meta/info.json").read_text())
+    data = pq.read_table(out / info["data_path"].format(chunk_index=0, file_index=0))
+    episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    for ep in episodes:
+        rows = data.slice(ep["dataset_from_index"], ep["length"])
+        steps = load_steps(sorted(folder.rglob("*.h5"))[ep["episode_index"]], GRIP)
+        real = ~rows["frame_is_filled"].to_numpy(zero_copy_only=False)
+        assert real.sum() == len(steps)
+        ts = rows["timestamp"].to_numpy()[real].astype(np.float64)
+        assert np.abs(ts - (steps.t_s - steps.t_s[0])).max() <= 0.5 / info["fps"]
