@@ -18,11 +18,11 @@ from collector.wire.protocol import Describe, Event, Sample
 
 log = logging.getLogger("collector.recording.recorder")
 
-#: Samples captured after the last episode's stop are held this long (and at most
-#: UNROUTED_BYTES) in case a start arrives whose instant lies before them: a recorder that
-#: answers the start late (busy, paused) still gets the episode's first samples.
+#: Samples captured after the last episode's stop are held for the pre-roll
+#: (``recording.pre_roll_s``) and this long besides (at most ``recording.pre_roll_max_mb``) in
+#: case a start arrives whose instant lies before them: an episode begins with the pre-roll,
+#: and a recorder that answers the start late (busy, paused) still gets its first samples.
 UNROUTED_S = 5.0
-UNROUTED_BYTES = 256 << 20
 
 
 class EpisodeReceiver:
@@ -113,10 +113,25 @@ class EpisodeReceiver:
             return  # before or inside a finished window: never part of a later episode
         self._unrouted.append((sample, t_recv))
         self._unrouted_bytes += sample.nbytes()
-        horizon = sample.t_host_ns - int(UNROUTED_S * 1e9)
-        while self._unrouted and (self._unrouted_bytes > UNROUTED_BYTES
+        horizon = sample.t_host_ns - int((self.recording.pre_roll_s + UNROUTED_S) * 1e9)
+        limit = self.recording.pre_roll_max_mb * 2**20
+        while self._unrouted and (self._unrouted_bytes > limit
                                   or self._unrouted[0][0].t_host_ns < horizon):
-            self._unrouted_bytes -= self._unrouted.popleft()[0].nbytes()
+            gone = self._unrouted.popleft()[0]
+            self._unrouted_bytes -= gone.nbytes()
+            # A pre-roll never reaches back past a sample no longer held: its head is whole.
+            self._unrouted_floor_ns = max(self._unrouted_floor_ns, gone.t_host_ns)
+
+    def pre_roll_status(self) -> dict[str, Any]:
+        """What the pre-roll holds now: its span (s), memory and limit (MiB), sample count."""
+        held = self._unrouted
+        try:
+            span = (held[-1][0].t_host_ns - held[0][0].t_host_ns) / 1e9 if held else 0.0
+        except IndexError:  # emptied by the receiver meanwhile
+            span = 0.0
+        return {"configured_s": self.recording.pre_roll_s, "held_s": round(span, 3),
+                "held_mb": round(self._unrouted_bytes / 2**20, 3),
+                "limit_mb": self.recording.pre_roll_max_mb, "samples": len(held)}
 
     def _adopt_unrouted(self) -> None:
         """Move held samples into an episode that started since: before any newer sample, so

@@ -89,9 +89,15 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
         self.finished: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._unrouted: deque[tuple[Sample, int]] = deque()
         self._unrouted_bytes = 0
+        #: Capture time of the newest sample the held buffer let go (a pre-roll starts after it).
+        self._unrouted_floor_ns = 0
+        #: Stop instant of the last episode, kept or discarded (a pre-roll starts after it).
+        self._last_stop_ns = 0
         self._stop = threading.Event()
         self._subscriber = Subscriber({name: ep.data for name, ep in self.endpoints.items()},
                                       context=self.context, counters=StreamHealth)
+        #: Nothing captured before this was received: a pre-roll never reaches back past it.
+        self._listening_ns = protocol.now_ns()
         self.health: dict[str, StreamHealth] = self._subscriber.tracker.streams
         self.sink = EpisodeSink(recording, self.health, self._on_write_failure)
         # Nodes on tcp:// may run on another host with its own clock: estimate offset and drift
@@ -214,15 +220,24 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
         if master not in self.specs:
             return {"ok": False, "error": f"master stream '{master}' is not declared by any node "
                     f"(streams: {', '.join(streams)})"}
+        trigger_ns = start_ns
         with self._lock:  # never overlap the previous episode's window
-            start_ns = max([start_ns, *(w.stop_ns for w in self._windows)])
+            previous = [w.stop_ns for w in self._windows]
+            previous.append(self._last_stop_ns)
+            start_ns = max([start_ns, *previous])
+            # The pre-roll: begin earlier, with the samples held since the previous stop, but
+            # never before what was received and is still held.
+            pre_roll_ns = int(self.recording.pre_roll_s * 1e9)
+            start_ns = min(start_ns, max([start_ns - pre_roll_ns, *previous, self._listening_ns,
+                                          self._unrouted_floor_ns + 1]))
         uuid = str(uuidlib.uuid4())
         now = datetime.now(timezone.utc)
         path = episode_path(self.recording.output, self.recording.path_pattern, meta, uuid, now)
         attrs = {"uuid": uuid, "task": str(meta.get("task", "")), "operator": str(meta.get("operator", "")),
                  "station": str(meta.get("station", "")), "prompt": str(meta.get("prompt", "")),
                  "notes": str(meta.get("notes", "")), "tags": json.dumps(list(meta.get("tags", []))),
-                 "outcome": "unknown", "start_time_ns": start_ns,
+                 "outcome": "unknown", "start_time_ns": start_ns, "trigger_ns": trigger_ns,
+                 "pre_roll_s": (trigger_ns - start_ns) / 1e9,
                  "app_version": __version__, "master_stream": master,
                  "recording_config": json.dumps(to_mapping(self.recording))}
         window = EpisodeWindow(uuid=uuid, path=path, streams=streams, master=master,
@@ -242,7 +257,8 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
                 self.sink.put(("event", uuid, protocol.now_ns(), "clock", "",
                                {"node": node, **clock.estimate.to_dict()}))
         log.info("recording %s", path)
-        return {"ok": True, "path": str(path), "uuid": uuid, "start_ns": start_ns}
+        return {"ok": True, "path": str(path), "uuid": uuid, "start_ns": start_ns,
+                "trigger_ns": trigger_ns}
 
     def stop(self, discard: bool = False, t_ns: int | None = None, wait: bool = True,
              timeout_s: float = 120.0) -> dict[str, Any]:
@@ -264,6 +280,7 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
             self._current = None
             window.discard = discard
             window.begin_drain(stop_ns, set() if discard else expected, self.recording.drain_timeout_s)
+            self._last_stop_ns = max(self._last_stop_ns, window.stop_ns)
         self._last = None if discard else window
         if discard:
             self._check_drains()
@@ -338,7 +355,7 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
                 "receiver_failures": self.receiver_failures,
                 "unknown_streams": dict(self.unknown_streams), "overflow": self.overflow,
                 "queued_mb": self.sink.queued_bytes / 2**20, "error": self.error or self.sink.error,
-                "threads": threads,
+                "threads": threads, "pre_roll": self.pre_roll_status(),
                 "draining": [w.summary() for w in self._windows if w.state in (DRAINING, CLOSING)],
                 "finished": dict(self.finished),
                 "disk_latency_ms": percentiles(self.sink.disk_latency_ms),

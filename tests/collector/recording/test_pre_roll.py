@@ -1,0 +1,111 @@
+"""Pre-roll: every stream is held in memory while not recording, and an episode begins
+``recording.pre_roll_s`` before its trigger (never before the previous episode's stop, nor past
+what is still held), so a late press loses nothing; the memory is bounded and in the status."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from collector.config import RecordingConfig
+from collector.recording.recorder import Recorder
+from collector.storage.ledger import read_ledger
+from collector.storage.reader import open_episode, validate_episode
+from collector.wire.node import Node
+from collector.wire.options import ConfigError, from_mapping
+from collector.wire.protocol import now_ns
+from devices.template.node import TemplateCamera
+from tests.waiting import wait_for
+
+
+@pytest.fixture
+def rig(tmp_path):
+    """``start(camera options, recording options) -> recorder`` with a running camera node."""
+    running = []
+
+    def start(camera: dict, **recording) -> Recorder:
+        camera_device = TemplateCamera("cam0", camera)
+        endpoint = f"ipc://{tmp_path}/cam0"
+        node = Node(camera_device, endpoint)
+        recorder = Recorder({"cam0": endpoint},
+                            RecordingConfig(output=tmp_path / "rec", min_free_gb=0.0, **recording))
+        thread = threading.Thread(target=node.run, daemon=True)
+        thread.start()
+        running.append((node, recorder, thread))
+        return recorder
+
+    yield start
+    for node, recorder, thread in running:
+        recorder.close()
+        node.stop()
+        thread.join(5)
+        node.close()
+
+
+def held_s(recorder: Recorder, at_least: float) -> float:
+    return wait_for(lambda: recorder.status()["pre_roll"]["held_s"] >= at_least
+                    and recorder.status()["pre_roll"]["held_s"])
+
+
+def test_an_episode_begins_with_the_pre_roll_and_the_next_one_after_its_stop(rig):
+    recorder = rig({"fps": 30}, pre_roll_s=1.5)
+    held_s(recorder, 2.0)  # more held than the pre-roll: it is the pre-roll that bounds the start
+    trigger = now_ns()
+    started = recorder.start({"task": "late-press"}, t_ns=trigger)
+    assert started["ok"] and started["trigger_ns"] == trigger
+    assert started["start_ns"] == trigger - 1_500_000_000
+    wait_for(lambda: recorder.status()["streams"]["cam0/color"]["last_t_host_ns"] > trigger + 5e8)
+    stop = now_ns()
+    first = recorder.stop(t_ns=stop)
+    # The next press comes at once: its pre-roll reaches back only to the previous stop.
+    second = recorder.start({"task": "late-press"})
+    assert second["ok"] and second["start_ns"] == stop
+    wait_for(lambda: recorder.status()["streams"]["cam0/color"]["last_t_host_ns"] > stop + 5e8)
+    second_path = recorder.stop()["path"]
+    assert validate_episode(first["path"]) == [] and validate_episode(second_path) == []
+    with open_episode(first["path"]) as ep:
+        ts = ep.timestamps("cam0/color")
+        assert ep.attrs["trigger_ns"] == trigger and ep.attrs["pre_roll_s"] == pytest.approx(1.5)
+        ledger = read_ledger(ep.h5.attrs)
+    host = ts["t_host_ns"].astype(np.int64)
+    before = host[host < trigger]
+    # The pre-roll holds the frames of the 1.5 s before the trigger, from its first period on.
+    assert 1.5 * 30 - 3 <= len(before) <= 1.5 * 30 + 1
+    assert host[0] - started["start_ns"] < 1e9 / 30 * 3
+    assert np.all(np.diff(ts["seq"].astype(np.int64)) == 1)
+    books = ledger["streams"]["cam0/color"]
+    assert books["balanced"] and books["published"] == books["written"] == len(host)
+    with open_episode(second_path) as ep:
+        seq2 = ep.timestamps("cam0/color")["seq"]
+    assert int(seq2[0]) == int(ts["seq"][-1]) + 1  # nothing lost between them, nothing twice
+
+
+def test_the_pre_roll_is_bounded_in_memory_and_shown(rig):
+    # 320x240 RGB at 30 fps is 6.9 MB/s: 16 MiB hold ~2.4 s of the 5 s asked for.
+    recorder = rig({"fps": 30, "width": 320, "height": 240}, pre_roll_s=5.0, pre_roll_max_mb=16)
+    wait_for(lambda: recorder.status()["pre_roll"]["samples"] >= 60)
+    status = recorder.status()["pre_roll"]
+    assert status["configured_s"] == 5.0 and status["limit_mb"] == 16
+    assert status["held_mb"] <= 16 and status["held_s"] < 3.0
+    trigger = now_ns()
+    started = recorder.start({"task": "bounded"}, t_ns=trigger)
+    # It begins with what is still held, not 5 s back: its head is whole.
+    assert trigger - 3.5e9 < started["start_ns"] < trigger - 1.0e9
+    wait_for(lambda: recorder.status()["streams"]["cam0/color"]["last_t_host_ns"] > trigger + 3e8)
+    path = recorder.stop()["path"]
+    assert validate_episode(path) == []
+
+
+def test_no_pre_roll_starts_at_the_trigger_and_bad_values_are_refused(rig):
+    recorder = rig({"fps": 30}, pre_roll_s=0.0)
+    held_s(recorder, 0.5)
+    trigger = now_ns()
+    assert recorder.start({}, t_ns=trigger)["start_ns"] == trigger
+    recorder.stop()
+    with pytest.raises(ConfigError, match="pre_roll_s must be in"):
+        from_mapping(RecordingConfig, {"pre_roll_s": -1.0}, "recording")
+    with pytest.raises(ConfigError, match="pre_roll_max_mb must be in"):
+        from_mapping(RecordingConfig, {"pre_roll_max_mb": 1.0}, "recording")
