@@ -25,7 +25,7 @@ def main() -> int:
     parser.add_argument("out", help="PNG path")
     parser.add_argument("--cameras", type=int, default=2)
     parser.add_argument("--record-s", type=float, default=6.0, help="seconds recorded before the shot")
-    parser.add_argument("--size", default="1500x940")
+    parser.add_argument("--size", help="WxH (default: what the window picks for the screen)")
     parser.add_argument("--settings", help="also save the settings dialog to this PNG")
     parser.add_argument("--no-wam", action="store_true", help="without the WAM preview node")
     args = parser.parse_args()
@@ -50,8 +50,9 @@ def main() -> int:
         config.services.append(service_config())
     model = CollectModel(config)
     window = QtCollectWindow(model)
-    width, height = (int(v) for v in args.size.split("x"))
-    window.resize(width, height)
+    if args.size:
+        width, height = (int(v) for v in args.size.split("x"))
+        window.resize(width, height)
     window.show()
 
     def pump(seconds: float) -> None:

@@ -21,6 +21,8 @@ STRIP_HORIZONS = (0.25, 0.5, 1.0, 1.5, 2.0)
 #: Size of each predicted frame in the strip: the model's square frames shown back at the
 #: cameras' usual 4:3.
 TILE_SIZE = (112, 84)
+#: Tiles on a short window (see :meth:`QtWamPreview.set_compact`).
+COMPACT_TILE_SIZE = (64, 48)
 #: Seconds of surprise trace drawn.
 TRACE_WINDOW_S = 30.0
 
@@ -123,10 +125,22 @@ class QtWamPreview(QtWidgets.QFrame):
         theme.cache_axes(self.trace)
         layout.addWidget(self.trace)
 
+        self.compact = False
         self._timer = QtCore.QTimer(self)
         self._timer.timeout.connect(self.refresh)
         self._timer.start(interval_ms)
         self.refresh()
+
+    def set_compact(self, compact: bool) -> None:
+        """On a short window: smaller tiles and no surprise trace (the score stays in the
+        header), so that the live camera keeps the space."""
+        if compact == self.compact:
+            return
+        self.compact = compact
+        size = COMPACT_TILE_SIZE if compact else TILE_SIZE
+        for tile in self.tiles:
+            tile.setFixedSize(*size)
+        self.trace.setVisible(not compact)
 
     def refresh(self) -> None:
         self._show(self.model.state())
@@ -137,7 +151,7 @@ class QtWamPreview(QtWidgets.QFrame):
             self.strip.show()
             for (h, frame), tile, caption in zip(state.prediction.frames_at(STRIP_HORIZONS),
                                                  self.tiles, self.tile_captions):
-                tile.setPixmap(_pixmap(frame, TILE_SIZE))
+                tile.setPixmap(_pixmap(frame, COMPACT_TILE_SIZE if self.compact else TILE_SIZE))
                 caption.setText(f"+{h:g} s")
             level = "ok" if state.health == "ok" else "warn"
             self.age_label.setText(f"{theme.dot(level)} {state.age_s * 1000:.0f} ms old"

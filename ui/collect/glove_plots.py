@@ -45,6 +45,8 @@ class QtGlovePlots(QtWidgets.QWidget):
         for i, group in enumerate(GROUPS):
             button = QtWidgets.QPushButton(group)
             button.setCheckable(True)
+            # Never narrower than its text: the bar gives up its stretch first.
+            button.setSizePolicy(QtWidgets.QSizePolicy.Minimum, QtWidgets.QSizePolicy.Fixed)
             button.setChecked(i == 0)
             self.group_buttons.addButton(button, i)
             bar.addWidget(button)

@@ -28,6 +28,12 @@ log = logging.getLogger("ui.collect")
 #: Timer rate: twice a camera's 30 fps, so that no frame waits a whole period to be drawn (a
 #: 30 Hz timer beating against a 30 fps camera skips and repeats frames).
 DISPLAY_FPS = 60
+#: What the window asks for on a large screen; a smaller one gets its available area.
+PREFERRED_SIZE = (1500, 940)
+#: Fits a 1280x720 screen with a title bar and a task bar.
+MINIMUM_SIZE = (1024, 600)
+#: Below this height the previews and plots go compact, so that the cameras keep the space.
+COMPACT_HEIGHT = 880
 BANNER_S = 8.0
 STATE_LABELS = {"idle": ("READY", theme.LEVEL_COLORS["ok"]), "starting": ("STARTING", theme.TEXT_DIM),
                 "recording": ("● REC", theme.RECORD_RED), "stopping": ("SAVING", theme.TEXT_DIM),
@@ -41,12 +47,13 @@ class QtCollectWindow(QtWidgets.QMainWindow):
         super().__init__(parent)
         self.model = model
         self.setWindowTitle("collector — collect")
-        self.resize(1500, 940)
+        self.setMinimumSize(*MINIMUM_SIZE)
         self.cues = Cues(enabled=model.config.session.sounds)
         self.events = ModelEvents(model, self)
         self.events.event.connect(self._on_event)
         self._build()
         self._shortcuts()
+        self.fit_to_screen(self.screen().availableGeometry())
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.PreciseTimer)
         self.timer.timeout.connect(self._redraw)
@@ -61,6 +68,32 @@ class QtCollectWindow(QtWidgets.QMainWindow):
             model.open_async()
 
     # ---- layout ------------------------------------------------------------------------------
+    def fit_to_screen(self, available: QtCore.QRect) -> None:
+        """Open at :data:`PREFERRED_SIZE`, or at most ``available`` (a screen's free area,
+        less the window frame), centred on it."""
+        frame = self.frameGeometry().size() - self.geometry().size() if self.isVisible() else \
+            QtCore.QSize(0, 0)
+        width = max(min(PREFERRED_SIZE[0], available.width() - frame.width()), self.minimumWidth())
+        height = max(min(PREFERRED_SIZE[1], available.height() - frame.height()), self.minimumHeight())
+        self.resize(width, height)
+        self.move(available.x() + (available.width() - width - frame.width()) // 2,
+                  available.y() + (available.height() - height - frame.height()) // 2)
+        self._fit_layout()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        super().resizeEvent(event)
+        self._fit_layout()
+
+    def _fit_layout(self) -> None:
+        """Short windows: the previews and plots shrink first, the cameras keep the space."""
+        compact = self.height() < COMPACT_HEIGHT
+        for preview in getattr(self, "previews", []):
+            set_compact = getattr(preview.view, "set_compact", None)
+            if set_compact is not None:
+                set_compact(compact)
+        self.plots.plot.setMinimumHeight(90 if compact else 150)
+        self.left_column.setStretchFactor(self.cameras, 4 if compact else 3)
+
     def _build(self) -> None:
         central = QtWidgets.QWidget()
         root = QtWidgets.QVBoxLayout(central)
@@ -102,16 +135,24 @@ class QtCollectWindow(QtWidgets.QMainWindow):
         lower.addWidget(self.plots, 3)
         lower.addWidget(self.hand, 1)
         left.addLayout(lower, 2)
+        self.left_column = left
         body.addLayout(left, 1)
         right = QtWidgets.QVBoxLayout()
+        right.setContentsMargins(0, 0, 0, 0)
         self.controls = QtRecordControls(self.model)
         self.session_panel = QtSessionPanel(self.model)
         right.addWidget(self.controls)
         right.addWidget(self.session_panel, 1)
         side = QtWidgets.QWidget()
         side.setLayout(right)
-        side.setFixedWidth(340)
-        body.addWidget(side)
+        # On a short screen the session form scrolls; the Record button and counter stay on top.
+        self.side = QtWidgets.QScrollArea()
+        self.side.setWidget(side)
+        self.side.setWidgetResizable(True)
+        self.side.setFrameShape(QtWidgets.QFrame.NoFrame)
+        self.side.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+        self.side.setFixedWidth(340 + self.side.verticalScrollBar().sizeHint().width())
+        body.addWidget(self.side)
         root.addLayout(body, 1)
 
         self.health_strip = QtHealthStrip()
@@ -226,6 +267,7 @@ class QtCollectWindow(QtWidgets.QMainWindow):
         self.cameras.build()
         self.plots.build()
         self.hand.build()
+        self._fit_layout()
         self._on_state(self.model.state)
         self.statusBar().showMessage("Space record/stop · Backspace discard & re-record · S success · "
                                      "F failure · Esc skip reset · Ctrl+, settings")
