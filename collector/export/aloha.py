@@ -186,7 +186,9 @@ def export_aloha(paths: Sequence[str | Path], out: str | Path, *,
         manifest = {"layout": layout, "hands": hands, "act_lookback_shift": int(act_lookback),
                     "state_names": episodes[0].state_names, "action_names": episodes[0].action_names,
                     "action_source": episodes[0].action_source, "fps": episodes[0].rate_hz,
-                    "cameras": {camera_key(c): c for c in episodes[0].frames}, "episodes": []}
+                    "cameras": {camera_key(c): c for c in episodes[0].frames},
+                    "depth_scale": {camera_key(c): v for c, v in episodes[0].depth_scales.items()},
+                    "episodes": []}
         for i, steps in enumerate(episodes):
             _write_episode(tmp / f"episode_{i}.hdf5", steps, length, mapping, layout, hands,
                            act_lookback, bar)

@@ -17,6 +17,11 @@ Layout (what ``lerobot.datasets.LeRobotDataset(repo_id, root=...)`` loads)::
     videos/observation.images.<cam>/chunk-000/file-000.mp4
                                          each camera's frames, episodes one after another
 
+With ``mapping.depth`` (``--depth``) each camera's depth is an ``image`` feature
+``observation.images.<cam>_depth``, shape ``[H, W, 1]``: 16-bit PNGs in the data parquet (the
+Hugging Face ``Image`` struct of ``bytes`` and ``path``), values in depth units, the metres per
+unit in the feature's ``info.depth_scale``; its stats are in depth units, shape ``(1, 1, 1)``.
+
 Timestamps are ``frame_index / fps`` (LeRobot's convention), so every frame must sit on an
 integer-fps grid. ``fps`` is the step rate, which must be an integer: any other rate is refused
 naming the nearest valid ones (``--rate 7`` or ``--rate 8`` for 7.5 Hz). Each episode's steps
@@ -45,7 +50,8 @@ import numpy as np
 from collector.storage.reader import open_episode
 from collector.export.common import (ExportError, ExportResult, Stopwatch, atomic_output, batches,
                                      load_episodes, progress, tree_bytes)
-from collector.export.selection import EpisodeFilter, SignalMapping, camera_key, read_images
+from collector.export.selection import (EpisodeFilter, SignalMapping, camera_key, read_depth,
+                                        read_images)
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -66,6 +72,31 @@ FILLED_FEATURE = "frame_is_filled"
 #: codec option -> (encoder, name in info.json, encoder options), as LeRobot encodes.
 VIDEO_CODECS = {"libsvtav1": ("libsvtav1", "av1", {"g": "2", "crf": "30", "preset": "12"}),
                 "h264": ("libx264", "h264", {"g": "2", "crf": "23"})}
+
+
+
+
+def _depth_column(steps, cam: str, grid: np.ndarray, size, out: dict):
+    """The depth frames of ``cam`` at ``grid`` as 16-bit PNGs in a HF Image struct column;
+    ``out["stats"]`` gets their stats in depth units."""
+    import cv2
+    import pyarrow as pa
+
+    with open_episode(steps.path) as ep:
+        depth = np.concatenate([read_depth(ep, steps, cam, grid[part], size)
+                                for part in batches(len(grid))])
+    pngs = []
+    for frame in depth:
+        ok, buf = cv2.imencode(".png", frame)
+        if not ok:
+            raise ExportError(f"{steps.path}: could not encode a depth frame of {cam} as PNG")
+        pngs.append(buf.tobytes())
+    x = depth.astype(np.float64).reshape(-1)
+    one = lambda v: [[[float(v)]]]  # noqa: E731  (shape (1, 1, 1), channel first)
+    out["stats"] = {"min": one(x.min()), "max": one(x.max()), "mean": one(x.mean()),
+                    "std": one(x.std()), "count": [int(len(depth))]}
+    return pa.StructArray.from_arrays([pa.array(pngs, pa.binary()), pa.array([None] * len(pngs), pa.string())],
+                                      names=["bytes", "path"])
 
 
 def integer_fps(rate_hz: float) -> int:
@@ -238,6 +269,15 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
                                   "video.codec": VIDEO_CODECS[vcodec][1], "video.pix_fmt": "yuv420p",
                                   "video.is_depth_map": False, "video.fps": fps,
                                   "video.channels": 3, "has_audio": False}}
+    depth_keys = {cam: f"observation.images.{camera_key(cam)}_depth" for cam in first.depth_frames}
+    depth_sizes = {cam: (mapping.image_size if mapping.image_size
+                         else (first.depth_shapes[cam][1], first.depth_shapes[cam][0]))
+                   for cam in depth_keys}
+    for cam, key in depth_keys.items():
+        w, h = depth_sizes[cam]
+        features[key] = {"dtype": "image", "shape": [h, w, 1], "names": ["height", "width", "channels"],
+                         "info": {"depth_scale": first.depth_scales[cam], "unit": "depth units",
+                                  "encoding": "png uint16", "stream": first.depth_streams[cam]}}
     features[FILLED_FEATURE] = {"dtype": "bool", "shape": [1], "names": None}
     features.update(DEFAULT_FEATURES)
     texts = [str(e.attrs.get("prompt") or e.task or "demonstration") for e in episodes]
@@ -247,7 +287,9 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
                         ("action", pa.list_(pa.float32(), action_dim)),
                         ("timestamp", pa.float32()), ("frame_index", pa.int64()),
                         ("episode_index", pa.int64()), ("index", pa.int64()),
-                        ("task_index", pa.int64()), (FILLED_FEATURE, pa.bool_())])
+                        ("task_index", pa.int64()), (FILLED_FEATURE, pa.bool_())] +
+                       [(key, pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+                        for key in depth_keys.values()])
     grids = [grid_rows(e.t_s, fps) for e in episodes]
     total = sum(len(g[0]) for g in grids)
     notes = []
@@ -279,13 +321,15 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
                     path.parent.mkdir(parents=True, exist_ok=True)
                     writer, data_bytes = pq.ParquetWriter(path, schema, compression="snappy"), 0
                 frame_index = np.arange(n, dtype=np.int64)
+                depth_stats: dict[str, dict] = {}
                 table = pa.Table.from_arrays([
                     pa.FixedSizeListArray.from_arrays(pa.array(state.reshape(-1)), state_dim),
                     pa.FixedSizeListArray.from_arrays(pa.array(action.reshape(-1)), action_dim),
                     pa.array((frame_index / fps).astype(np.float32)), pa.array(frame_index),
                     pa.array(np.full(n, e, np.int64)), pa.array(index + frame_index),
-                    pa.array(np.full(n, tasks.index(texts[e]), np.int64)), pa.array(filled)],
-                    schema=schema)
+                    pa.array(np.full(n, tasks.index(texts[e]), np.int64)), pa.array(filled)] +
+                    [_depth_column(steps, cam, grid, mapping.image_size, depth_stats.setdefault(cam, {}))
+                     for cam in depth_keys], schema=schema)
                 writer.write_table(table)
                 data_bytes += table.nbytes
                 row: dict[str, Any] = {
@@ -299,7 +343,8 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
                          "episode_index": _vector_stats(np.full(n, e)),
                          "index": _vector_stats(index + frame_index),
                          "task_index": _vector_stats(np.full(n, tasks.index(texts[e]))),
-                         FILLED_FEATURE: _vector_stats(filled)}
+                         FILLED_FEATURE: _vector_stats(filled),
+                         **{key: depth_stats[cam]["stats"] for cam, key in depth_keys.items()}}
                 with open_episode(steps.path) as ep:
                     for cam, key in cams.items():
                         chunk, file, start = videos[cam].start_episode()

@@ -138,6 +138,8 @@ def export_robomimic(paths: Sequence[str | Path], out: str | Path, *,
             "env_kwargs": {"source": "collector", "fps": first.rate_hz,
                            "mapping": mapping.to_dict(), "action_source": first.action_source,
                            "action_names": first.action_names, "state_names": first.state_names,
+                           "depth_scale": {f"{camera_key(c)}_depth": v
+                                           for c, v in first.depth_scales.items()},
                            **kwargs_norm}})
         mask = f.create_group("mask")
         train = [n for n, e in zip(names, episodes) if e.uuid not in val]

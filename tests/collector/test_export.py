@@ -552,3 +552,63 @@ def test_lerobot_timestamps_match_capture_times_within_half_a_step(folder, tmp_p
         assert real.sum() == len(steps)
         ts = rows["timestamp"].to_numpy()[real].astype(np.float64)
         assert np.abs(ts - (steps.t_s - steps.t_s[0])).max() <= 0.5 / info["fps"]
+
+
+def recorded_depth(path, steps):
+    with open_episode(path) as ep:
+        return ep.frames("cam0/depth", "depth", steps.depth_frames["cam0/color"])
+
+
+DEPTH = SignalMapping(cameras=["cam0/color"], depth=True)
+
+
+def test_depth_exports_as_uint16_with_its_scale_in_robomimic_and_aloha(mixed, tmp_path):
+    assert main(["export", "robomimic", str(mixed), "-o", str(tmp_path / "rm.hdf5"), "-q", "--depth"]) == 0
+    with h5py.File(tmp_path / "rm.hdf5", "r") as f:
+        for d in f["data"]:
+            g = f[f"data/{d}"]
+            depth = g["obs/cam0_depth"]
+            assert depth.dtype == np.uint16 and depth.shape == (g.attrs["num_samples"], 48, 64, 1)
+            assert depth.attrs["depth_scale"] == pytest.approx(0.001)
+            steps = load_steps(g.attrs["source"], DEPTH)
+            assert np.array_equal(depth[..., 0], recorded_depth(g.attrs["source"], steps))
+            assert np.array_equal(g["next_obs/cam0_depth"][:-1], depth[1:])
+            assert depth[()].max() > 0
+        env = json.loads(f["data"].attrs["env_args"])
+        assert env["env_kwargs"]["depth_scale"] == {"cam0_depth": pytest.approx(0.001)}
+    export_aloha([mixed], tmp_path / "act", mapping=DEPTH, show_progress=False)
+    with h5py.File(tmp_path / "act" / "episode_0.hdf5", "r") as root:
+        depth = root["/observations/depth/cam0"]
+        n = int(root.attrs["original_length"])
+        assert depth.dtype == np.uint16 and depth.shape[1:] == (48, 64)
+        assert depth.shape[0] == root["/observations/qpos"].shape[0]
+        assert depth.attrs["depth_scale"] == pytest.approx(0.001)
+        steps = load_steps(root.attrs["source"], DEPTH)
+        assert np.array_equal(depth[:n], recorded_depth(root.attrs["source"], steps))
+    manifest = json.loads((tmp_path / "act" / "steps.json").read_text())
+    assert manifest["depth_scale"] == {"cam0": pytest.approx(0.001)}
+
+
+def test_depth_exports_as_an_image_feature_in_lerobot(mixed, tmp_path):
+    out = tmp_path / "lr"
+    export_lerobot([mixed], out, mapping=DEPTH, vcodec="h264", show_progress=False)
+    info = json.loads((out / "meta/info.json").read_text())
+    feature = info["features"]["observation.images.cam0_depth"]
+    assert feature["dtype"] == "image" and feature["shape"] == [48, 64, 1]
+    assert feature["info"]["depth_scale"] == pytest.approx(0.001)
+    data = pq.read_table(out / info["data_path"].format(chunk_index=0, file_index=0))
+    column = data["observation.images.cam0_depth"]
+    assert column.type == pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # HF Image
+    episodes = pq.read_table(out / "meta/episodes/chunk-000/file-000.parquet").to_pylist()
+    for ep in episodes:
+        rows = data.slice(ep["dataset_from_index"], ep["length"])
+        source = sorted(mixed.glob("*.h5"))[ep["episode_index"]]
+        steps = load_steps(source, DEPTH)
+        expected = recorded_depth(source, steps)
+        real = ~rows["frame_is_filled"].to_numpy(zero_copy_only=False)
+        images = [cv2.imdecode(np.frombuffer(v["bytes"], np.uint8), cv2.IMREAD_UNCHANGED)
+                  for v in rows["observation.images.cam0_depth"].to_pylist()]
+        assert all(i.dtype == np.uint16 for i in images)
+        assert np.array_equal(np.stack(images)[real], expected)
+    stats = json.loads((out / "meta/stats.json").read_text())
+    assert np.array(stats["observation.images.cam0_depth"]["mean"]).shape == (1, 1, 1)
