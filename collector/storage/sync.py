@@ -62,6 +62,17 @@ def sync_time_ns(t_device_ns: np.ndarray, t_host_ns: np.ndarray,
             ).astype(np.int64)
 
 
+def calibrated_time_ns(sync_t_ns: np.ndarray, latency_ms: float | None) -> np.ndarray:
+    """Sync time less a stream's calibrated mean latency (``collector calibrate latency``).
+
+    A fitted device clock maps to host time *plus that stream's mean latency*; streams with
+    different latencies are then offset by the difference, which no fit can see. Subtracting
+    each stream's measured latency brings them all to true capture time (docs/time-sync.md).
+    """
+    t = np.asarray(sync_t_ns, dtype=np.int64)
+    return t if not latency_ms else t - int(round(latency_ms * 1e6))
+
+
 def default_max_skew_ns(master_rate_hz: float, other_rate_hz: float,
                         margin_ns: int = SKEW_MARGIN_NS) -> int:
     """Half the larger of the two nominal periods plus ``margin_ns``.

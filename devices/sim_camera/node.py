@@ -19,6 +19,8 @@ from collector.wire.streams import FieldSpec, StreamSpec
 from collector.wire.device import Device, DeviceError, Reading
 from devices.sim_clock import SimTicker, SimTimingOptions
 from devices.sim_world import World
+from devices.sim_world.world import SCENES
+from devices.sim_camera.screen import TimecodeScreen
 from devices.sim_camera.follow import CommandFollower
 from devices.sim_camera.render import Renderer, camera_for_view
 
@@ -65,6 +67,15 @@ class SimCameraConfig(SimTimingOptions):
     #: Draw the frame's host capture time (ns) as a barcode in its top rows, so that a display
     #: benchmark can read from the painted pixels when each frame was captured.
     timestamp_barcode: bool = False
+    #: "cubes" (the pick-and-place script) or "taps" (the latency calibration scene: the hand
+    #: taps the table, devices/sim_world/taps.py).
+    scene: str = "cubes"
+    #: Film a virtual screen showing the host clock as a QR code (devices/sim_camera/screen.py),
+    #: refreshing at ``screen_refresh_hz`` and lighting up ``screen_delay_ms`` after it read the
+    #: clock: what ``collector calibrate latency`` decodes.
+    timecode_screen: bool = False
+    screen_refresh_hz: float = 60.0
+    screen_delay_ms: float = 8.0
 
     def validate(self) -> None:
         super().validate()
@@ -77,6 +88,11 @@ class SimCameraConfig(SimTimingOptions):
             raise ConfigError(f"fps must be > 0, got {self.fps}")
         if not (16 <= self.width <= 4096 and 16 <= self.height <= 4096):
             raise ConfigError(f"width and height must be 16..4096, got {self.width}x{self.height}")
+        if self.scene not in SCENES:
+            raise ConfigError(f"scene must be one of {', '.join(SCENES)}, got {self.scene!r}")
+        if not (1 <= self.screen_refresh_hz <= 1000 and 0 <= self.screen_delay_ms <= 1000):
+            raise ConfigError("screen_refresh_hz must be 1..1000 and screen_delay_ms 0..1000, got "
+                              f"{self.screen_refresh_hz} and {self.screen_delay_ms}")
         if self.view < 0:
             raise ConfigError(f"view must be >= 0, got {self.view}")
 
@@ -91,8 +107,10 @@ class SimCamera(Device):
         c: SimCameraConfig = self.config
         self.serial = f"SIM-{c.seed}-{c.view}"
         self.camera = camera_for_view(c.view, c.width, c.height, c.seed)
-        self.world = World(c.seed, c.epoch_ns)
+        self.world = World(c.seed, c.epoch_ns, scene=c.scene)
         self.ticker = SimTicker(c.fps, c, c.seed, _TAG_BASE + 10 * c.view)
+        self.screen = (TimecodeScreen(c.screen_refresh_hz, c.screen_delay_ms)
+                       if c.timecode_screen else None)
         self._renderer: Renderer | None = None  # built on connect: ~0.2 s of precomputation
         self._pending: tuple[int, object, object] | None = None  # (tick index, rgb, depth)
         self._last_late_log = 0.0
@@ -137,7 +155,10 @@ class SimCamera(Device):
             state = self.world.state_at_ns(tick.true_ns)
             if self.follower is not None:
                 state = self.follower.apply(state)
-            self._pending = (tick.index, *self._renderer.render(state, tick.frame))
+            rgb, depth = self._renderer.render(state, tick.frame)
+            if self.screen is not None:
+                self.screen.draw(rgb, tick.true_ns)
+            self._pending = (tick.index, rgb, depth)
         if not self.ticker.wait(tick, timeout_s):
             return []
         self.ticker.advance(tick)

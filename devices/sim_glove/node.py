@@ -18,6 +18,7 @@ from collector.wire.streams import FieldSpec, StreamSpec
 from collector.wire.device import Device, DeviceError, Reading
 from devices.sim_clock import SimTicker, SimTimingOptions
 from devices.sim_world import FINGER_NAMES, JOINT_NAMES, World
+from devices.sim_world.world import SCENES
 
 #: Separates the glove's random streams (drops, latency, sensor noise) from the cameras'.
 _TAG = 7
@@ -39,11 +40,15 @@ class SimGloveConfig(SimTimingOptions):
     num_joints: int = 15
     #: Like a USB glove, hand samples to the host in small batches (their timestamps unchanged).
     batch_interval_ms: float = 4.0
+    #: "cubes" (the pick-and-place script) or "taps" (the latency calibration scene).
+    scene: str = "cubes"
 
     def validate(self) -> None:
         super().validate()
         if self.rate_hz <= 0:
             raise ConfigError(f"rate_hz must be > 0, got {self.rate_hz}")
+        if self.scene not in SCENES:
+            raise ConfigError(f"scene must be one of {', '.join(SCENES)}, got {self.scene!r}")
         if not 15 <= self.num_joints <= len(JOINT_NAMES):
             raise ConfigError(f"num_joints must be 15..{len(JOINT_NAMES)}, got {self.num_joints}")
 
@@ -57,7 +62,7 @@ class SimGlove(Device):
         super().__init__(name, config)
         c: SimGloveConfig = self.config
         self.serial = f"SIMGLOVE-{c.seed}-{c.hand}"
-        self.world = World(c.seed, c.epoch_ns)
+        self.world = World(c.seed, c.epoch_ns, scene=c.scene)
         self.ticker = SimTicker(c.rate_hz, c, c.seed, _TAG)
         self._rng = np.random.default_rng([c.seed, _TAG])
         self._connected_once = False

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from devices.sim_world import motion
 from devices.sim_world.motion import Segment
 from devices.sim_world.rng import KeyedRandom
+from devices.sim_world.taps import TapScript
 
 CYCLE_S = 8.5
+SCENES = ("cubes", "taps")
 GRAVITY = 9.80665
 #: Table top: z = 0, x in [-TABLE_HALF_X, TABLE_HALF_X], y likewise (table frame, metres).
 TABLE_HALF_X = 0.6
@@ -138,9 +140,16 @@ class World:
     Processes that share ``seed`` and ``epoch_ns`` see the same world at the same host time.
     """
 
-    def __init__(self, seed: int = 0, epoch_ns: int = 0, num_objects: int = 3) -> None:
+    def __init__(self, seed: int = 0, epoch_ns: int = 0, num_objects: int = 3,
+                 scene: str = "cubes") -> None:
         if not 1 <= num_objects <= len(CUBES):
             raise ValueError(f"num_objects must be 1..{len(CUBES)}, got {num_objects}")
+        if scene not in SCENES:
+            raise ValueError(f"scene must be one of {', '.join(SCENES)}, got {scene!r}")
+        #: "cubes": the pick-and-place script; "taps": the latency calibration scene
+        #: (devices/sim_world/taps.py), the hand tapping the table beside the cubes at rest.
+        self.scene = scene
+        self.taps = TapScript(seed) if scene == "taps" else None
         self.seed = int(seed)
         self.epoch_ns = int(epoch_ns)
         self.objects = CUBES[:num_objects]
@@ -275,6 +284,12 @@ class World:
 
     def state_at(self, t_s: float) -> WorldState:
         """The world at ``t_s`` seconds after the epoch (any real number; O(1), ~30 us)."""
+        if self.taps is not None:
+            rest = replace(self._script_state(0.0), t_s=t_s, cycle=0)
+            return self.taps.apply(rest, FINGER_LENGTH, GRAVITY)
+        return self._script_state(t_s)
+
+    def _script_state(self, t_s: float) -> WorldState:
         k = math.floor(t_s / CYCLE_S)
         tau = t_s - k * CYCLE_S
         plan = self._plan(k)

@@ -1,0 +1,165 @@
+"""Estimating capture latencies from a calibration recording (Qt-free; docs/time-sync.md).
+
+Two measurements, both on each stream's *fitted* device clock (:func:`collector.storage.sync.
+fit_device_clock`), which is true capture time plus that stream's mean latency, without jitter:
+
+* **Cameras** film a screen showing the host clock as a QR code. A frame fitted at ``m`` shows
+  the code of the last refresh that lit up before its capture, so ``code = P * floor((m - C) / P)``
+  for the screen's refresh period ``P`` and an unknown constant ``C`` = mean camera latency +
+  display pipeline delay. Every frame brackets ``C`` within one period; frames at many phases of
+  the refresh grid narrow it to a small interval (:func:`timecode_latency`). The pipeline delay
+  (scan-out, pixel response) cannot be seen by the camera: it is stated, not measured.
+* **The glove** has no screen: the operator taps the table. The glove's fingertip force jumps at
+  each impact; the camera sees the hand stop. The median difference of the matched impact times
+  is the glove's latency relative to the camera (:func:`tap_offset`).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+#: A tap seen by the camera and one felt by the glove further apart than this are not paired.
+MAX_TAP_MISMATCH_NS = 100_000_000
+
+
+def decode_timecodes(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """The host time (ns) each RGB frame's QR code shows (-1 where none decodes), and the code's
+    bounding box ``(x0, y0, x1, y1)`` in pixels (``None`` if no frame had one)."""
+    detector = cv2.QRCodeDetector()
+    values, box = [], None
+    for rgb in frames:
+        grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+        text = ""
+        if box is not None:  # the screen does not move: decode the crop, ~10x faster
+            x0, y0, x1, y1 = box
+            text = detector.detectAndDecode(grey[y0:y1, x0:x1])[0]
+        if not text:
+            text, points, _ = detector.detectAndDecode(grey)
+            if text and points is not None:
+                pts = points.reshape(-1, 2)
+                pad = 0.25 * float(np.ptp(pts[:, 0]))
+                x0, y0 = np.maximum(pts.min(axis=0) - pad, 0).astype(int)
+                x1, y1 = (pts.max(axis=0) + pad).astype(int)
+                box = (int(x0), int(y0), int(x1), int(y1))
+        values.append(int(text) if text.isdigit() else -1)
+    return np.array(values, np.int64), box
+
+
+def timecode_latency(fitted_ns: np.ndarray, codes_ns: np.ndarray, t_host_ns: np.ndarray,
+                     display_delay_ms: float) -> dict:
+    """A camera's latency from the decoded codes; see the module docstring.
+
+    ``fitted_ns`` are the frames' fitted device times, ``codes_ns`` the decoded codes (-1: none),
+    ``t_host_ns`` the host arrival times. Returns ``latency_ms`` (mean), ``p95_ms`` and
+    ``jitter_ms`` (standard deviation) of the per-frame latency, ``uncertainty_ms`` (half the
+    bracketing interval), ``refresh_ms`` (measured), ``display_delay_ms`` (the stated pipeline
+    delay plus the measured mean staleness of the code on screen) and ``frames`` decoded.
+    """
+    ok = codes_ns >= 0
+    if ok.sum() < 10:
+        raise ValueError(f"only {int(ok.sum())} frames showed a readable time code (need 10)")
+    m, code, host = (np.asarray(a, np.int64)[ok] for a in (fitted_ns, codes_ns, t_host_ns))
+    steps = np.diff(np.unique(code))
+    period = int(np.median(steps[steps < 1.5 * steps.min()])) if steps.size else 0
+    y = m - code  # = C + staleness, staleness in [0, period)
+    low, high = int(y.max()) - period, int(y.min())
+    if low > high:  # jitter left in the fit: fall back to the mean with a half-period staleness
+        low = high = int(np.mean(y)) - period // 2
+    c = (low + high) / 2
+    stated = display_delay_ms * 1e6
+    latency = c - stated  # fitted time = true capture time + mean latency
+    per_frame = host - (m - latency)  # each frame's own transport latency
+    staleness = float(np.mean(y - c))
+    return {"latency_ms": float(np.mean(per_frame)) / 1e6,
+            "p95_ms": float(np.percentile(per_frame, 95)) / 1e6,
+            "jitter_ms": float(np.std(per_frame)) / 1e6,
+            "uncertainty_ms": (high - low) / 2e6, "refresh_ms": period / 1e6,
+            "display_delay_ms": display_delay_ms + staleness / 1e6,
+            "display_pipeline_ms_stated": display_delay_ms, "frames": int(ok.sum())}
+
+
+def motion_signal(frames: list[np.ndarray], exclude: tuple[int, int, int, int] | None = None,
+                  threshold: int = 60) -> np.ndarray:
+    """Per frame, how many pixels differ from the resting scene (the per-pixel median).
+
+    The hand rests most of the time, so the median is the hand at rest; the area a translated
+    silhouette leaves and covers grows linearly with its displacement, so the signal falls
+    linearly to 0 as the hand comes down on the table. ``exclude`` (the screen) is ignored.
+    """
+    stack = np.stack([np.asarray(f, np.int16) for f in frames])
+    if exclude is not None:
+        x0, y0, x1, y1 = exclude
+        stack[:, y0:y1, x0:x1] = 0
+    def changed(rest):
+        return np.array([(np.abs(f - rest).sum(axis=-1) > threshold).sum() for f in stack], float)
+
+    # First guess of the resting scene: the median; then the mean of the frames that differ
+    # least from it (the hand resting), which the median is not when the hand rests < half
+    # of the time.
+    first = changed(np.median(stack, axis=0).astype(np.int16))
+    still = first <= np.percentile(first, 15)
+    return changed(np.median(stack[still], axis=0).astype(np.int16))
+
+
+def glove_impacts(t_ns: np.ndarray, force: np.ndarray) -> np.ndarray:
+    """Impact times from fingertip force (N, summed over fingers): each jump from ~0 is
+    extrapolated back along the first samples of its ramp to where the force left 0."""
+    t = np.asarray(t_ns, np.int64)
+    f = np.asarray(force, float)
+    peak = float(np.percentile(f, 99.5))
+    on = f > 0.02 * peak
+    out = []
+    for k in np.flatnonzero(on[1:] & ~on[:-1]) + 1:
+        ramp = [k]
+        while ramp[-1] + 1 < f.size and f[ramp[-1] + 1] > f[ramp[-1]] and len(ramp) < 4:
+            ramp.append(ramp[-1] + 1)
+        if len(ramp) >= 2:
+            x = (t[ramp] - t[k]).astype(float)
+            slope, intercept = np.polyfit(x, f[ramp], 1)
+            out.append(int(t[k]) + round(-intercept / slope) if slope > 0 else int(t[k]))
+        else:
+            out.append(int(t[k - 1] + t[k]) // 2)
+    return np.array(out, np.int64)
+
+
+def tap_offset(camera_t_ns: np.ndarray, signal: np.ndarray, glove_impacts_ns: np.ndarray) -> dict:
+    """The glove's latency minus the camera's from taps; see the module docstring.
+
+    A camera at 30 fps sees a hand come down between two frames, so one tap alone places the
+    impact only within 33 ms. But the impacts fall at every phase of the frame grid: laid over
+    each other at the glove's impact times, the frames of all taps sample the last moments of
+    the descent densely. Near the table :func:`motion_signal` is linear in the height, so a
+    line through the pooled points where it is small but not zero crosses 0 at the camera's
+    impact, ``offset`` after (or before) the glove's. Returns ``offset_ms`` (glove minus
+    camera), ``uncertainty_ms`` (the zero crossing's standard error) and ``taps`` used.
+    """
+    t = np.asarray(camera_t_ns, np.int64)
+    glove = np.sort(np.asarray(glove_impacts_ns, np.int64))
+    if glove.size < 3:
+        raise ValueError(f"the glove felt {glove.size} taps (need 3)")
+    pos = np.searchsorted(glove, t).clip(1, glove.size - 1)
+    near = np.where(np.abs(glove[pos - 1] - t) < np.abs(glove[pos] - t), pos - 1, pos)
+    tau = (t - glove[near]).astype(float)  # camera frame time relative to the glove's impact
+    peak = float(np.percentile(signal, 95))
+    window = np.abs(tau) < MAX_TAP_MISMATCH_NS
+    linear = window & (signal > 0.02 * peak) & (signal < 0.6 * peak)
+    taps = np.unique(near[linear]).size
+    if linear.sum() < 4:
+        raise ValueError(f"only {int(linear.sum())} camera frames caught a hand about to land")
+    # A quadratic absorbs the slight curvature of the area against height; its root nearest
+    # the pooled points' end is the camera's impact.
+    coef, cov = np.polyfit(tau[linear], signal[linear], 2, cov=True)
+    roots = [r.real for r in np.roots(coef) if abs(r.imag) < 1e-9]
+    end = float(tau[linear].max())
+    if not roots or np.polyval(np.polyder(coef), end) >= 0:
+        raise ValueError("the camera's signal does not fall towards the impacts")
+    tau0 = min(roots, key=lambda r: abs(r - end))
+    slope = np.polyval(np.polyder(coef), tau0)
+    # Standard error of the root (delta method: d(root)/d(coef) = -tau0**k / slope).
+    grad = -np.array([tau0 ** 2, tau0, 1.0]) / slope
+    err = float(np.sqrt(max(grad @ cov @ grad, 0.0)))
+    return {"offset_ms": -tau0 / 1e6, "uncertainty_ms": err / 1e6, "taps": int(taps),
+            "frames": int(linear.sum())}
