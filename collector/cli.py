@@ -12,6 +12,7 @@
     collector keys keys/ --name station                       CurveZMQ keypair for remote nodes
     collector config PATH                                     write a starting config file
     collector devices                                         list attached cameras and gloves
+    collector doctor                                          check this machine (OK, or the fixing command)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ COMMAND_MODULES = (
     "collector.wam.cli:add_commands",        # wam train, wam eval, wam info
     "collector.export.cli:add_commands",     # export robomimic|aloha|lerobot
     "collector.wire.security:add_commands",  # keys
+    "collector.doctor:add_commands",         # doctor
 )
 
 
