@@ -62,13 +62,33 @@ def main(argv: list[str] | None = None) -> int:
               "'collector record --sim --duration 10'.", file=sys.stderr)
         return 2
 
+    platform = os.environ.get("QT_QPA_PLATFORM", "")
+    if sys.platform.startswith("linux") and (platform.startswith("xcb") or not platform and
+                                             os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")):
+        from collector.doctor import qt_platform_check
+
+        check = qt_platform_check()
+        if not check.ok:  # Qt would abort (exit 134) with a message that names the wrong library
+            return cannot_start(config, f"Qt's platform plugin cannot load ({check.detail})")
     from collector.recording.collect import CollectModel
 
-    from ui.collect.window import QtCollectWindow
+    try:
+        from ui.collect.window import QtCollectWindow
+    except ImportError as exc:
+        return cannot_start(config, f"{type(exc).__name__}: {exc}")
 
     app = application("collector")
     window = QtCollectWindow(CollectModel(config, config_path=args.config))
     return run_window(app, window)
+
+
+def cannot_start(config, reason: str) -> int:
+    """The window cannot open: say why, then what ``collector doctor`` finds (and how to fix it)."""
+    from collector.doctor import format_report, run_checks
+
+    print(f"error: the window cannot start: {reason}. What `collector doctor` finds:", file=sys.stderr)
+    print(format_report(run_checks(config, gui=True, write_mb=16)), file=sys.stderr)
+    return 2
 
 
 def application(name: str):
