@@ -1,4 +1,5 @@
-"""EpisodeDataset samples/s with 0 and 2 DataLoader workers, and export MB/s per format.
+"""EpisodeDataset samples/s with 0 and 2 DataLoader workers, LeRobot's own loader on the same
+episodes, and export MB/s per format.
 
     python benchmarks/dataset_throughput.py --episodes 4 --seconds 10
 
@@ -6,6 +7,11 @@ Writes simulated episodes (640x480 camera at 30 fps, 200 Hz glove, in simulated 
 temporary folder, then times, side by side in one run: iterating an ``EpisodeDataset`` (224x224
 images, action chunks of 16) through a DataLoader with 0 and 2 workers, and each export. Export
 MB/s is the source episodes' size over the export's wall time (read + convert + write).
+
+When ``lerobot`` is importable (its own venv: see scripts/peer_check.sh), the LeRobot export of
+the same episodes is read with ``LeRobotDataset`` (pyav video backend) through a DataLoader with 2
+workers, batch 8, and the ratio EpisodeDataset (2 workers) / LeRobot is printed against the
+target of at least 4x (issue 16); without it the peer side is skipped with a message.
 """
 
 from __future__ import annotations
@@ -58,9 +64,10 @@ def main() -> None:
         mapping = SignalMapping(image_size=(224, 224))
         ds = EpisodeDataset([folder], mapping=mapping, horizon=16)
         print(f"EpisodeDataset: {len(ds)} samples, 224x224 images, horizon 16")
+        rates = {}
         for workers in (0, 2):
-            rate = samples_per_s(ds, workers, 32, args.samples)
-            print(f"  DataLoader num_workers={workers}: {rate:7.0f} samples/s")
+            rates[workers] = samples_per_s(ds, workers, 32, args.samples)
+            print(f"  DataLoader num_workers={workers}: {rates[workers]:7.0f} samples/s")
         exports = [("robomimic", lambda out: export_robomimic([folder], out / "d.hdf5",
                                                               mapping=mapping, show_progress=False)),
                    ("aloha", lambda out: export_aloha([folder], out / "act", mapping=SignalMapping(),
@@ -75,6 +82,31 @@ def main() -> None:
                 result = run(Path(out))
                 print(f"  export {name:<13} {source_mb / result.seconds:6.1f} MB/s of episodes "
                       f"({result.seconds:5.1f} s, output {result.bytes_written / 1e6:6.1f} MB)")
+                if name == "lerobot av1":
+                    lerobot_side(result.path, rates[2], args.samples)
+
+
+def lerobot_side(root: Path, ours: float, limit: int) -> None:
+    """LeRobot's own loader over its export of the same episodes, next to EpisodeDataset."""
+    try:
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    except ImportError as exc:
+        print(f"  LeRobot loader: skipped, lerobot is not installed ({exc}); "
+              "run this in scripts/peer_check.sh's lerobot venv to compare")
+        return
+    from torch.utils.data import DataLoader as Loader
+
+    dataset = LeRobotDataset("local/collector-benchmark", root=root, video_backend="pyav")
+    loader = Loader(dataset, batch_size=8, shuffle=True, num_workers=2)
+    start, seen = time.perf_counter(), 0
+    for item in loader:
+        seen += item["index"].shape[0]
+        if seen >= limit:
+            break
+    theirs = seen / (time.perf_counter() - start)
+    verdict = "meets" if ours >= 4 * theirs else "MISSES"
+    print(f"  LeRobot loader (as exported, 2 workers, batch 8): {theirs:7.0f} items/s; "
+          f"EpisodeDataset (224x224, 2 workers) is {ours / theirs:.1f}x: {verdict} the 4x target")
 
 
 if __name__ == "__main__":
