@@ -63,7 +63,8 @@ def format_stats(board: Any) -> str:
     t = board.total
     rate = "-" if t.success_rate is None else f"{t.success_rate:.0%}"
     lines = [f"{t.episodes} episodes, {t.hours:.2f} h ({t.kept_seconds / 3600:.2f} h after trims), "
-             f"success rate {rate}, {t.flagged_share:.0%} flagged, {t.damaged} damaged, "
+             f"success rate of labelled episodes {rate} ({t.labelled} of {t.episodes - t.damaged} "
+             f"labelled), {t.flagged_share:.0%} flagged, {t.damaged} damaged, "
              f"{t.bytes / 1e9:.2f} GB"]
     for title, groups in (("task", board.by_task), ("operator", board.by_operator), ("day", board.by_day)):
         lines += ["", f"  {title:<20}{'episodes':>9}{'hours':>8}{'success':>9}{'flagged':>9}"]

@@ -35,6 +35,17 @@ class GroupStats:
         return self.success / judged if judged else None
 
     @property
+    def labelled(self) -> int:
+        """Episodes marked success or failure (the rate's denominator)."""
+        return self.success + self.failure
+
+    @property
+    def success_caption(self) -> str:
+        """What the rate counts, in words: ``success rate of labelled episodes (3 of 10 labelled)``."""
+        return (f"success rate of labelled episodes ({self.labelled} of "
+                f"{self.episodes - self.damaged} labelled)")
+
+    @property
     def flagged_share(self) -> float:
         readable = self.episodes - self.damaged
         return self.flagged / readable if readable else 0.0

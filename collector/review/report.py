@@ -115,7 +115,7 @@ def write_html_report(catalog: Any, out: Path) -> Path:
     t = board.total
     rate = "–" if t.success_rate is None else f"{t.success_rate:.0%}"
     cards = [(f"{t.episodes}", "episodes"), (f"{t.hours:.2f}", "hours recorded"),
-             (f"{t.kept_seconds / 3600:.2f}", "hours after trims"), (rate, "success rate"),
+             (f"{t.kept_seconds / 3600:.2f}", "hours after trims"), (rate, t.success_caption),
              (f"{t.flagged_share:.0%}", "flagged"), (f"{t.damaged}", "damaged files"),
              (f"{t.bytes / 1e9:.2f} GB", "on disk")]
     plots = []

@@ -54,7 +54,7 @@ def test_ls_lists_recorded_synthetic_and_damaged_episodes(folder, capsys):
 
     assert main(["ls", str(folder), "--stats"]) == 0
     stats = capsys.readouterr().out
-    assert stats.startswith("3 episodes") and "success rate 100%" in stats and "1 damaged" in stats
+    assert stats.startswith("3 episodes") and "success rate of labelled episodes 100% (1 of 2 labelled)" in stats and "1 damaged" in stats
 
 
 def test_ls_says_what_is_missing_and_which_recording_failed(tmp_path, capsys):

@@ -39,6 +39,7 @@ class QtDashboard(QtWidgets.QWidget):
         layout.setContentsMargins(10, 10, 10, 10)
         cards = QtWidgets.QHBoxLayout()
         self.cards: dict[str, QtWidgets.QLabel] = {}
+        self.captions: dict[str, QtWidgets.QLabel] = {}
         for key, caption in (("episodes", "episodes"), ("hours", "recorded"),
                              ("kept", "after trims"), ("success", "success rate"),
                              ("flagged", "flagged"), ("damaged", "damaged files"), ("size", "on disk")):
@@ -49,10 +50,12 @@ class QtDashboard(QtWidgets.QWidget):
             value.setObjectName("big")
             label = QtWidgets.QLabel(caption)
             label.setObjectName("dim")
+            label.setWordWrap(True)
             box.addWidget(value)
             box.addWidget(label)
             cards.addWidget(frame)
             self.cards[key] = value
+            self.captions[key] = label
         layout.addLayout(cards)
         grid = QtWidgets.QGridLayout()
         self.plots = {"task": _bar_plot("Time per task, by outcome"),
@@ -77,6 +80,7 @@ class QtDashboard(QtWidgets.QWidget):
                   "size": f"{t.bytes / 1e9:.2f} GB"}
         for key, text in values.items():
             self.cards[key].setText(text)
+        self.captions["success"].setText(t.success_caption)  # only labelled episodes count
         self._stacked(self.plots["task"], board.by_task, hours=True)
         self._stacked(self.plots["operator"], board.by_operator, hours=False)
         self._stacked(self.plots["day"], board.by_day, hours=True)
