@@ -19,7 +19,7 @@ it was due.
 The end of a file is an unplug (``DeviceDisconnected``; the node reconnects, so the file plays
 again unless it was removed); a source that delivers nothing for ``reopen_after_s`` is
 disconnected and reopened, a shorter silence is reported as a stall by the node.
-``calibration`` names a file with intrinsics and distortion (pinhole or fisheye,
+``calibration_file`` names a file with intrinsics and distortion (pinhole or fisheye,
 :mod:`devices.uvc.calibration`), written into the stream's ``meta["intrinsics"]``.
 """
 
@@ -76,7 +76,7 @@ class UvcCameraConfig:
     autofocus: bool | None = None
     focus: float | None = None
     #: Intrinsics and distortion file (collector JSON, UMI JSON, OpenCV YAML/XML).
-    calibration: str = ""
+    calibration_file: str = ""
     #: Files: follow the media clock (True) or deliver frames as fast as they are taken.
     realtime: bool = True
     #: Files: start over at the end without a disconnect, numbering frames on.
@@ -146,8 +146,8 @@ class UvcCamera(Device):
             fps = fps or ffps
         self._size = (width, height) if width else DEFAULT_CAMERA_SIZE
         self._fps = fps or DEFAULT_FPS
-        if c.calibration:
-            self._intrinsics = load_calibration(c.calibration, *self._size)
+        if c.calibration_file:
+            self._intrinsics = load_calibration(c.calibration_file, *self._size)
 
     def streams(self) -> list[StreamSpec]:
         self._resolve()
@@ -240,7 +240,7 @@ class UvcCamera(Device):
         width, height = self._size
         media_base_ns = 0.0  # files that loop keep their media clock going
         last_media_ns = -1.0
-        index = 0
+        index = 0  # frames since the source (or its current pass) began
         try:
             while not closing.is_set():
                 if not cap.grab():
@@ -249,6 +249,7 @@ class UvcCamera(Device):
                         return
                     cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                     media_base_ns = last_media_ns + period_ns
+                    index = 0
                     continue
                 arrival = time.time_ns()
                 pos_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
@@ -295,15 +296,19 @@ class UvcCamera(Device):
                 self._put(Reading(self.stream_name, t_device, t_host,
                                   {"rgb": rgb, "frame_number": np.uint64(seq),
                                    "t_arrival_ns": np.int64(max(arrival, t_host))},
-                                  seq=seq, encodings=encodings))
+                                  seq=seq, encodings=encodings), closing)
         except Exception as exc:  # reported by read() as a disconnect, with the reason
             self._put(exc)
         finally:
             cap.release()
 
-    def _put(self, item: Any) -> None:
+    def _put(self, item: Any, closing: threading.Event | None = None) -> None:
         with self._cond:
             limit = max(2, int(QUEUE_S * self._fps))
+            if closing is not None and not self.source.is_live and not self.config.realtime:
+                # A file as fast as it is taken: wait for the reader, lose nothing.
+                while len(self._frames) >= limit and not closing.is_set():
+                    self._cond.wait(0.1)
             while len(self._frames) >= limit and isinstance(self._frames[0], Reading):
                 self._frames.popleft()  # the node fell behind: lose the oldest (a seq gap)
                 self.dropped += 1
@@ -319,6 +324,7 @@ class UvcCamera(Device):
                 self._cond.wait(timeout_s)
             items = list(self._frames)
             self._frames.clear()
+            self._cond.notify_all()  # a capture thread waiting for room
         readings = [item for item in items if isinstance(item, Reading)]
         now = time.monotonic()
         if readings:

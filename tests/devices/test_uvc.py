@@ -122,6 +122,17 @@ def test_looping_file_never_ends_and_keeps_its_clock_going(tmp_path):
     camera.close()
 
 
+def test_a_looping_file_in_real_time_keeps_its_rate_across_the_loop(tmp_path):
+    video = write_video(tmp_path / "loop.avi", 5)
+    camera = UvcCamera("head", {"source": str(video), "loop": True})
+    camera.connect()
+    readings = []
+    wait_for(lambda: readings.extend(camera.read(0.2)) or len(readings) >= 12)
+    camera.close()
+    steps = np.diff([r.t_host_ns for r in readings])
+    assert np.all(steps >= 33_333_332) and np.mean(np.abs(steps - 33_333_333) <= 1) >= 0.8, steps
+
+
 class StallingCapture:
     """A real VideoCapture whose ``grab`` blocks at frame ``at`` until ``resume`` is set: a
     camera that stops delivering for a while."""
@@ -211,8 +222,9 @@ def test_a_video_file_records_into_an_episode_and_its_end_is_a_disconnect(tmp_pa
     for i, number in enumerate(numbers):  # MJPG is lossy: the level, not the bytes
         assert abs(float(rgb[i].mean()) - picture(int(number) % 15).mean()) < 3
     step = np.diff(ts["t_host_ns"].astype(np.int64))
-    within = step[(numbers[1:] % 15) != 0]  # inside a pass: the file's 30 fps
-    assert np.all(np.abs(within - 33_333_333) <= 1), within
+    within = step[(numbers[1:] % 15) != 0]  # inside a pass: the file's 30 fps (a frame more
+    # than 0.1 s late on a busy machine moves the clock on, as a stalled camera would)
+    assert np.all(within >= 33_333_332) and np.mean(np.abs(within - 33_333_333) <= 1) >= 0.8, within
     kinds = [kind for kind, _ in episode_events(path)]
     ends = [d["message"] for k, d in episode_events(path) if k == "disconnected"]
     assert ends and ends[0] == f"head: end of video file {video} (15 frames so far)"
@@ -277,7 +289,7 @@ def test_calibration_files_fisheye_and_pinhole_scaled_to_the_stream(tmp_path):
     fs.write("distortion_coefficients", np.array([[0.1, -0.05, 0.001, 0.002, 0.01]]))
     fs.release()
     video = write_video(tmp_path / "v.avi", 3)
-    (spec,) = UvcCamera("wrist", {"source": str(video), "calibration": str(yaml)}).streams()
+    (spec,) = UvcCamera("wrist", {"source": str(video), "calibration_file": str(yaml)}).streams()
     assert spec.meta["intrinsics"]["fx"] == 50.0 and spec.meta["intrinsics"]["model"] == "brown_conrady"
     assert spec.meta["intrinsics"]["coeffs"] == pytest.approx([0.1, -0.05, 0.001, 0.002, 0.01])
     with pytest.raises(ConfigError, match="another aspect ratio"):
