@@ -95,7 +95,8 @@ def _depth_column(steps, cam: str, grid: np.ndarray, size, out: dict):
     one = lambda v: [[[float(v)]]]  # noqa: E731  (shape (1, 1, 1), channel first)
     out["stats"] = {"min": one(x.min()), "max": one(x.max()), "mean": one(x.mean()),
                     "std": one(x.std()), "count": [int(len(depth))]}
-    return pa.StructArray.from_arrays([pa.array(pngs, pa.binary()), pa.array([None] * len(pngs), pa.string())],
+    return pa.StructArray.from_arrays([pa.array(pngs, pa.binary()),
+                                       pa.array([None] * len(pngs), pa.string())],
                                       names=["bytes", "path"])
 
 

@@ -353,7 +353,8 @@ def test_a_models_output_is_never_default_state_or_action(mixed):
 @pytest.mark.parametrize("fmt", ["lerobot", "robomimic", "aloha"])
 def test_exports_of_a_folder_mixing_gui_and_headless_episodes_work(mixed, tmp_path, fmt, capsys):
     out = tmp_path / ("out.hdf5" if fmt == "robomimic" else "out")
-    argv = ["export", fmt, str(mixed), "-o", str(out), "-q"] + (["--vcodec", "h264"] if fmt == "lerobot" else [])
+    argv = ["export", fmt, str(mixed), "-o", str(out), "-q"]
+    argv += ["--vcodec", "h264"] if fmt == "lerobot" else []
     assert main(argv) == 0, capsys.readouterr().err
     assert "2 episodes" in capsys.readouterr().out
 
