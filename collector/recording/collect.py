@@ -200,8 +200,11 @@ class CollectModel:
         unknown = set(info) - {"task", "operator", "station", "prompt", "goal_episodes"}
         if unknown:
             raise ValueError(f"unknown session fields: {', '.join(sorted(unknown))}")
+        task_changed = info.get("task", self.config.session.task) != self.config.session.task
         self.config.session = replace(self.config.session, **info)
         self.session.config = self.config
+        if task_changed and self.state != RECORDING:  # count the new task's episodes of the day
+            self.session.episodes_recorded = self.session.episodes_on_disk()
         self._emit("session_info", dict(vars(self.config.session)))
 
     def save_config(self, path: str | Path | None = None) -> Path:

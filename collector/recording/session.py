@@ -11,12 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from collector.wire import protocol
 from collector.config import AppConfig
 from collector.recording.health import StreamStatus
 from collector.recording.supervisor import Supervisor
+from collector.storage.library import count_task_episodes
 
 #: Seconds to wait for the recorder: closing an episode writes its synchronized index.
 REQUEST_TIMEOUT_S = {"status": 5.0, "start": 30.0, "stop": 120.0, "discard": 120.0, "tag": 30.0}
@@ -35,6 +37,19 @@ class Session:
     episodes_recorded: int = 0
     last_episode: dict[str, Any] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if not self.episodes_recorded:  # the counter goes on from today's episodes of the task
+            self.episodes_recorded = self.episodes_on_disk()
+
+    def episodes_on_disk(self) -> int:
+        """The session task's episodes already on disk for today (what the counter starts from)."""
+        rec = self.config.recording
+        try:
+            return count_task_episodes(rec.output, rec.path_pattern, self.config.session.task,
+                                       datetime.now().astimezone())
+        except (OSError, KeyError, ValueError, IndexError):  # an unreadable folder, a custom pattern
+            return 0
 
     def open(self) -> None:
         """Start the device nodes and the recorder."""

@@ -40,6 +40,17 @@ def episode_path(output: str | Path, pattern: str, meta: dict[str, Any], uuid: s
     return Path(output) / relative
 
 
+def count_task_episodes(output: str | Path, pattern: str, task: str, when: datetime) -> int:
+    """How many episodes of ``task`` lie on disk for ``when``'s day (local date), where
+    :func:`episode_path` puts them (any operator, station, time and uuid; not the trash)."""
+    def safe(value: Any) -> str:
+        text = str(value or "unknown").strip()
+        return "".join(c if c.isalnum() or c in "-_." else "-" for c in text) or "unknown"
+    glob = pattern.format(task=safe(task), operator="*", station="*", time="*", uuid="*",
+                          date=when.astimezone().strftime("%Y-%m-%d"))
+    return sum(1 for p in Path(output).glob(glob) if p.is_file() and TRASH_DIR not in p.parts)
+
+
 def split_by_episode(uuids: Sequence[str], val_fraction: float, seed: int = 0) -> set[str]:
     """The episode uuids held out for validation: a stable, seeded choice of
     ``ceil(fraction * n)`` episodes (at least one when ``val_fraction > 0`` and there are two
