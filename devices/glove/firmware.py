@@ -300,11 +300,13 @@ class Firmware:
             due_ns = epoch + round(index * self.period_ns)
             wait_s = max(0.0, (due_ns - time.time_ns()) / 1e9)
             host = self.host_connected()
-            watch = [stdin] + ([self.master] if host else [])
+            watch = ([stdin] if stdin >= 0 else []) + ([self.master] if host else [])
             ready, _, _ = select.select(watch, [], [], wait_s)
-            if stdin in ready:
+            if stdin >= 0 and stdin in ready:
                 line = sys.stdin.readline()
-                if not line or not self.command(line):
+                if not line:  # started in the background (stdin at EOF): no commands, keep going
+                    stdin = -1
+                elif not self.command(line):
                     break
             if host and self.master in ready:
                 self._host_request()
