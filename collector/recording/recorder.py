@@ -93,6 +93,8 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
         self._unrouted_floor_ns = 0
         #: Stop instant of the last episode, kept or discarded (a pre-roll starts after it).
         self._last_stop_ns = 0
+        #: The running episode's trigger instant (its start is the pre-roll earlier).
+        self._trigger_ns: dict[str, int] = {}
         self._stop = threading.Event()
         self._subscriber = Subscriber({name: ep.data for name, ep in self.endpoints.items()},
                                       context=self.context, counters=StreamHealth)
@@ -251,6 +253,7 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
         with self._lock:
             self._windows.append(window)
             self._current = window
+            self._trigger_ns = {uuid: trigger_ns}
         self._jobs.put(("start", window))
         for node, clock in self.clocks.items():  # every episode holds the estimate it started with
             if clock.estimate is not None:
@@ -345,7 +348,8 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
         episode, current = None, self._current
         if current is not None:
             episode = {"uuid": current.uuid, "path": str(current.path), "master": current.master,
-                       "start_ns": current.start_ns, "elapsed_s": (now - current.start_ns) / 1e9}
+                       "start_ns": current.start_ns, "elapsed_s": (now - current.start_ns) / 1e9,
+                       "trigger_ns": self._trigger_ns.get(current.uuid, current.start_ns)}
         last = self._last
         threads = {"receiver": self._receiver.is_alive(), "writer": self.sink.alive,
                    "finisher": self._finisher.is_alive()}

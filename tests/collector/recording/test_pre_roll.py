@@ -57,6 +57,8 @@ def test_an_episode_begins_with_the_pre_roll_and_the_next_one_after_its_stop(rig
     started = recorder.start({"task": "late-press"}, t_ns=trigger)
     assert started["ok"] and started["trigger_ns"] == trigger
     assert started["start_ns"] == trigger - 1_500_000_000
+    episode = recorder.status()["episode"]
+    assert episode["trigger_ns"] == trigger and episode["elapsed_s"] >= 1.5  # pre-roll included
     wait_for(lambda: recorder.status()["streams"]["cam0/color"]["last_t_host_ns"] > trigger + 5e8)
     stop = now_ns()
     first = recorder.stop(t_ns=stop)
