@@ -94,6 +94,10 @@ class EpisodeReceiver:
         if clock is not None:
             sample.t_host_ns = clock.to_local(sample.t_host_ns)
         h = self.health[sample.stream]  # created and seq-counted by the subscriber's tracker
+        if sample.stream not in self._first_seen_ns:
+            # What came before a stream's first received sample was never received (the
+            # subscription was still coming up): a pre-roll never reaches back past it.
+            self._first_seen_ns[sample.stream] = sample.t_host_ns
         h.recent.append(t_recv)
         h.latency_ms = (t_recv - sample.t_host_ns) / 1e6
         h.last_t_recv_ns = t_recv

@@ -100,6 +100,8 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
                                       context=self.context, counters=StreamHealth)
         #: Nothing captured before this was received: a pre-roll never reaches back past it.
         self._listening_ns = protocol.now_ns()
+        #: Capture time of each stream's first received sample (the same, per stream).
+        self._first_seen_ns: dict[str, int] = {}
         self.health: dict[str, StreamHealth] = self._subscriber.tracker.streams
         self.sink = EpisodeSink(recording, self.health, self._on_write_failure)
         # Nodes on tcp:// may run on another host with its own clock: estimate offset and drift
@@ -230,8 +232,11 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
             # The pre-roll: begin earlier, with the samples held since the previous stop, but
             # never before what was received and is still held.
             pre_roll_ns = int(self.recording.pre_roll_s * 1e9)
+            # (Just after a stream's first sample, not on it: a start on a frame would leave
+            # that frame without the other streams' samples before it.)
             start_ns = min(start_ns, max([start_ns - pre_roll_ns, *previous, self._listening_ns,
-                                          self._unrouted_floor_ns + 1]))
+                                          self._unrouted_floor_ns + 1,
+                                          *(t + 1 for t in list(self._first_seen_ns.values()))]))
         uuid = str(uuidlib.uuid4())
         now = datetime.now(timezone.utc)
         path = episode_path(self.recording.output, self.recording.path_pattern, meta, uuid, now)

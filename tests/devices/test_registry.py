@@ -45,7 +45,7 @@ def test_every_driver_and_finder_in_the_table_resolves():
         cls = registry.driver_class(name)
         assert cls.__module__ + ":" + cls.__name__ == entry.target
         assert hasattr(cls, "Config"), name
-    assert registry.families() == {"serial": "glove", "realsense": "realsense"}
+    assert registry.families() == {"serial": "glove", "realsense": "realsense", "uvc": "uvc"}
     with pytest.raises(ValueError, match="unknown driver 'nope' \\(known: .*sim_camera"):
         registry.driver_class("nope")
 

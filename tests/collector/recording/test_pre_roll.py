@@ -111,3 +111,14 @@ def test_no_pre_roll_starts_at_the_trigger_and_bad_values_are_refused(rig):
         from_mapping(RecordingConfig, {"pre_roll_s": -1.0}, "recording")
     with pytest.raises(ConfigError, match="pre_roll_max_mb must be in"):
         from_mapping(RecordingConfig, {"pre_roll_max_mb": 1.0}, "recording")
+
+
+def test_a_press_just_after_start_up_reaches_back_only_to_what_was_received(rig):
+    recorder = rig({"fps": 30}, pre_roll_s=3.0)
+    first = wait_for(lambda: recorder._first_seen_ns.get("cam0/color"))
+    started = recorder.start({"task": "early"})
+    # Not 3 s back (nothing was received then), and not on the first frame itself.
+    assert started["start_ns"] == first + 1
+    wait_for(lambda: recorder.status()["streams"]["cam0/color"]["last_t_host_ns"] > started["trigger_ns"] + 3e8)
+    path = recorder.stop()["path"]
+    assert validate_episode(path) == []
