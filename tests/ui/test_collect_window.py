@@ -117,7 +117,8 @@ def test_an_episode_missing_camera_frames_is_shown_as_incomplete(window_factory,
     window, model = window_factory(config)
     click_when_enabled(qtbot, window.controls.record)
     wait_state(model, "recording")
-    qtbot.waitUntil(lambda: window.health_strip.level("cam0") == "bad", timeout=15_000)
+    qtbot.waitUntil(lambda: "cam0" in window.health_strip.tiles  # tiles come with the first health poll
+                    and window.health_strip.level("cam0") == "bad", timeout=15_000)
     click_when_enabled(qtbot, window.controls.record)
     wait_state(model, "idle")
     qtbot.waitUntil(lambda: model.last_episode["closed"], timeout=20_000)
