@@ -97,6 +97,10 @@ class UvcCameraConfig:
             raise ConfigError(f"reopen_after_s must be >= 0, got {self.reopen_after_s}")
         if not self.source:
             raise ConfigError("source is empty: give /dev/videoN, an index, a video file or a pattern")
+        kind = parse_source(self.source).kind
+        if self.store_jpeg and kind != DEVICE:
+            raise ConfigError(f"store_jpeg is for cameras, not {kind} sources (a file's frames "
+                              "come decoded; recording.color_encoding = \"jpeg\" encodes them)")
 
 
 _END = object()
@@ -110,8 +114,6 @@ class UvcCamera(Device):
     def __init__(self, name: str, config=None) -> None:
         super().__init__(name, config)
         self.source = parse_source(self.config.source)
-        if self.source.kind != DEVICE and self.config.store_jpeg:
-            raise ConfigError(f"{name}.options: store_jpeg is for cameras, not {self.source.kind} sources")
         self.stream_name = f"{name}/color"
         self._size: tuple[int, int] | None = None
         self._fps = 0.0
@@ -245,7 +247,7 @@ class UvcCamera(Device):
             while not closing.is_set():
                 if not cap.grab():
                     if live or not c.loop or index == 0:
-                        self._put(_END)
+                        self._put(_END, closing)
                         return
                     cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                     media_base_ns = last_media_ns + period_ns
@@ -255,7 +257,7 @@ class UvcCamera(Device):
                 pos_ms = cap.get(cv2.CAP_PROP_POS_MSEC)
                 ok, image = cap.retrieve()
                 if not ok or image is None:
-                    self._put(_END)
+                    self._put(_END, closing)
                     return
                 encodings: dict[str, str] = {}
                 if c.store_jpeg:
@@ -298,14 +300,16 @@ class UvcCamera(Device):
                                    "t_arrival_ns": np.int64(max(arrival, t_host))},
                                   seq=seq, encodings=encodings), closing)
         except Exception as exc:  # reported by read() as a disconnect, with the reason
-            self._put(exc)
+            self._put(exc, closing)
         finally:
             cap.release()
 
-    def _put(self, item: Any, closing: threading.Event | None = None) -> None:
+    def _put(self, item: Any, closing: threading.Event) -> None:
         with self._cond:
+            if closing.is_set():
+                return  # a capture thread outlived its connection (a hung grab): not its frames
             limit = max(2, int(QUEUE_S * self._fps))
-            if closing is not None and not self.source.is_live and not self.config.realtime:
+            if not self.source.is_live and not self.config.realtime:
                 # A file as fast as it is taken: wait for the reader, lose nothing.
                 while len(self._frames) >= limit and not closing.is_set():
                     self._cond.wait(0.1)

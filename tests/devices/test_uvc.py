@@ -77,6 +77,7 @@ def test_registered_and_declares_the_files_mode_before_connect(tmp_path):
     ({"store_jpeg": True}, "store_jpeg needs fourcc"),
     ({"fourcc": "H264"}, "is not one of"),
     ({"fps": -1.0}, "fps must be"),
+    ({"source": "walk.mp4", "fourcc": "MJPG", "store_jpeg": True}, "store_jpeg is for cameras"),
     ({"sorce": "0"}, "unknown option 'sorce'"),
 ])
 def test_option_errors_name_the_problem(options, message):
