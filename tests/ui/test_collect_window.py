@@ -159,7 +159,9 @@ def test_glove_record_button_starts_and_stops(window_factory, small_sim_config, 
     (path,) = episode_files(tmp_path)
     with open_episode(path) as episode:
         duration = episode.summary()["duration_s"]
-    assert 0.8 < duration < 2.5  # the presses are 1.4 s apart
+        pre_roll_s = episode.attrs["pre_roll_s"]  # the episode begins this long before the press
+    assert 0.8 < duration - pre_roll_s < 2.5  # the presses are 1.4 s apart
+    assert 0 < pre_roll_s <= config.recording.pre_roll_s
 
 
 def test_device_lost_mid_episode_is_shown_and_recording_continues(window_factory, small_sim_config,
