@@ -48,6 +48,23 @@ def decode_timecodes(frames: Iterable[np.ndarray]) -> tuple[np.ndarray, tuple[in
     return np.array(values, np.int64), box
 
 
+#: Displays refresh at least this often (50 Hz and up): a camera slower than the screen sees
+#: codes whole periods apart, and the smallest step may be several periods.
+MAX_REFRESH_PERIOD_NS = 21_000_000
+
+
+def _refresh_period_ns(steps: np.ndarray) -> int:
+    """The screen's refresh period from the steps between successive codes a camera saw: each
+    step is a whole number of periods. A 30 fps camera on a 60 Hz screen may never see two
+    adjacent refreshes, so the smallest step is divided down to a display's period first."""
+    if not steps.size:
+        return 0
+    rough = float(steps.min())
+    rough /= max(1, int(np.ceil(rough / MAX_REFRESH_PERIOD_NS)))
+    periods = np.maximum(1, np.round(steps / rough))
+    return int(round(float(np.median(steps / periods))))
+
+
 def timecode_latency(fitted_ns: np.ndarray, codes_ns: np.ndarray, t_host_ns: np.ndarray,
                      display_delay_ms: float) -> dict:
     """A camera's latency from the decoded codes; see the module docstring.
@@ -63,7 +80,7 @@ def timecode_latency(fitted_ns: np.ndarray, codes_ns: np.ndarray, t_host_ns: np.
         raise ValueError(f"only {int(ok.sum())} frames showed a readable time code (need 10)")
     m, code, host = (np.asarray(a, np.int64)[ok] for a in (fitted_ns, codes_ns, t_host_ns))
     steps = np.diff(np.unique(code))
-    period = int(np.median(steps[steps < 1.5 * steps.min()])) if steps.size else 0
+    period = _refresh_period_ns(steps)
     y = m - code  # = C + staleness, staleness in [0, period)
     low, high = int(y.max()) - period, int(y.min())
     if low > high:  # jitter left in the fit: fall back to the mean with a half-period staleness
