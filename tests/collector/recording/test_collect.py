@@ -1,6 +1,5 @@
 """The Qt-free collect model: guards, the reset countdown and settings that the CLI reads back."""
 
-import time
 
 import h5py
 import pytest
@@ -8,7 +7,7 @@ import pytest
 from collector.recording.collect import CollectModel
 from collector.config import load_config, sim_config
 from collector.recording.session import SessionError
-from tests.waiting import wait_for
+from tests.waiting import wait_for, wait_for_samples
 
 
 def tiny_config(out):
@@ -41,12 +40,12 @@ def test_guards_countdown_and_settings(tmp_path):
         model.set_session_info(task="stack", operator="ben", station="s2")
         model.set_notes("first try")
         model.start_episode().result(30)
-        time.sleep(0.5)
+        wait_for_samples(model.session.status, ("cam0/color",), count=5)  # something to record
         first = model.stop_episode().result(60)
         assert model.state == "reset"
         # The countdown ends and the next episode starts by itself (goal 2 not reached yet).
         wait_for(lambda: model.state == "recording", timeout_s=10)
-        time.sleep(0.3)
+        wait_for_samples(model.session.status, ("cam0/color",), count=5)  # something to record
         model.stop_episode().result(60)
         wait_for(lambda: model.state == "idle", timeout_s=10)  # goal reached: no auto start
         assert model.episodes_recorded == 2
@@ -82,7 +81,7 @@ def test_stop_returns_at_once_and_the_closed_episode_says_what_is_missing(tmp_pa
     model.open()
     try:
         model.start_episode().result(30)
-        time.sleep(0.5)  # something to record
+        wait_for_samples(model.session.status, ("cam0/color",), count=5)  # something to record
         stopped = model.stop_episode().result(60)
         # Tagging works while the episode still drains: the recorder applies it at close.
         model.mark("success").result(30)
@@ -101,7 +100,7 @@ def test_stop_returns_at_once_and_the_closed_episode_says_what_is_missing(tmp_pa
         model.session.status = lambda: {**real_status(), "finished": results}
         for outcome in ("incomplete", "failed"):
             model.start_episode().result(30)
-            time.sleep(0.2)
+            wait_for_samples(model.session.status, ("cam0/color",), count=5)  # something to record
             reply = model.stop_episode().result(60)
             results[reply["uuid"]] = {
                 "ok": True, "uuid": reply["uuid"], "path": reply["path"],

@@ -23,7 +23,7 @@ from collector.wire.bus import PUBLISH_RECORD_ENV
 from collector.config import sim_config
 from collector.storage.reader import open_episode, validate_episode
 from collector.recording.session import Session
-from tests.waiting import wait_for
+from tests.waiting import wait_for, wait_for_samples as wait_for_recorded
 
 
 def small_config(out: Path, glove_rate_hz: float = 200.0):
@@ -83,10 +83,7 @@ def publish_record(tmp_path, monkeypatch):
 def wait_for_samples(session: Session, count: int = 20,
                      streams: tuple[str, ...] = ("cam0/color", "cam0/depth", "glove/hand")) -> None:
     """Until each of ``streams`` has delivered ``count`` more samples (recording is under way)."""
-    def received() -> dict[str, int]:
-        return {n: s["received"] for n, s in session.status()["streams"].items()}
-    before = received()
-    wait_for(lambda: all(received().get(n, 0) >= before.get(n, 0) + count for n in streams), timeout_s=60)
+    wait_for_recorded(session.status, streams, count)
 
 
 def test_a_paused_recorder_loses_nothing_and_mixes_nothing(tmp_path, publish_record):

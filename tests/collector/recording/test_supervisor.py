@@ -11,7 +11,7 @@ from collector.wire.options import ConfigError, from_mapping
 from collector.storage.reader import open_episode
 from collector.recording.session import Session
 from collector.recording.supervisor import StartupError, Supervisor
-from tests.waiting import wait_for
+from tests.waiting import wait_for, wait_for_samples
 
 
 def test_a_crashed_node_is_restarted_and_the_episode_marks_it(tmp_path):
@@ -19,17 +19,13 @@ def test_a_crashed_node_is_restarted_and_the_episode_marks_it(tmp_path):
     config.recording.output = tmp_path
     with Session(config) as session:
         session.start_episode()
-        time.sleep(1.5)
+        wait_for_samples(session.status, ("glove/hand",), count=100)
         glove = session.supervisor.nodes["glove"]
         os.kill(glove.process.pid, signal.SIGKILL)
         glove.process.wait()
         assert session.status()["processes"]["glove"] == "restarted"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            if session.status()["streams"]["glove/hand"]["restarts"]:
-                break
-        time.sleep(0.5)
+        wait_for(lambda: session.status()["streams"]["glove/hand"]["restarts"], timeout_s=20)
+        wait_for_samples(session.status, ("glove/hand",), count=50)  # the restarted glove records
         result = session.stop_episode()
     with open_episode(result["path"]) as ep:
         kinds = [(e["kind"], e["stream"]) for e in ep.events()]
@@ -71,7 +67,7 @@ def test_a_node_on_tcp_records_like_one_on_ipc(tmp_path):
     config.recording.output = tmp_path
     with Session(config) as session:
         session.start_episode()
-        time.sleep(1.5)
+        wait_for_samples(session.status, ("glove/hand",), count=600)
         result = session.stop_episode()
     with open_episode(result["path"]) as ep:
         assert ep.count("glove/hand") >= 500
