@@ -13,13 +13,12 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 
 import zmq
 
 from collector.wire.device import DeviceError
-from collector.wire.node import RESTART_REASON_ENV, Node
+from collector.wire.node import RESTART_REASON_ENV, Node, run_until_signalled
 from collector.wire.security import CurveServer
 from devices.registry import DRIVERS, driver_class
 
@@ -61,15 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             curve.stop()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: node.stop())
     try:
-        node.run()
+        return run_until_signalled(node)
     finally:
-        node.close()
         if curve is not None:
             curve.stop()
-    return 0
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -55,6 +54,7 @@ import zmq
 from collector.config import ServiceConfig
 from collector.wire import protocol
 from collector.wire.bus import NodePublisher
+from collector.wire.node import run_until_signalled
 from collector.wire.options import ConfigError, from_mapping
 from collector.wire.protocol import Describe, Event, Sample
 from collector.wire.streams import FieldSpec, StreamSpec
@@ -328,13 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, ValueError, zmq.ZMQError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: node.stop())
-    try:
-        node.run()
-    finally:
-        node.close()
-    return 0
+    return run_until_signalled(node)
 
 
 if __name__ == "__main__":

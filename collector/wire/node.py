@@ -146,3 +146,17 @@ class Node:
     def close(self) -> None:
         self.device.close()
         self.publisher.close()
+
+
+def run_until_signalled(node) -> int:
+    """The tail of every node process's ``main``: SIGINT and SIGTERM call ``node.stop()``,
+    ``node.run()`` loops until then, and the node is closed whatever happens. Returns 0."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: node.stop())
+    try:
+        node.run()
+    finally:
+        node.close()
+    return 0
