@@ -85,7 +85,11 @@ def test_sync_index_pairs_each_frame_with_the_nearest_glove_sample_on_the_fitted
     brute = np.abs(glove_t[None, :] - master_t[:, None]).argmin(axis=1)
     assert np.array_equal(index, brute)
     skew = sync["streams"]["glove/hand"]["skew_ns"]
-    assert np.abs(skew).max() <= 2.5e6 + 1e5  # at most half a 200 Hz period
+    # At most half a 200 Hz period wherever a glove sample lies on each side of the frame; at the
+    # episode's edges the other neighbour was captured outside the episode's window.
+    between = (master_t > glove_t[0]) & (master_t < glove_t[-1])
+    assert between.sum() >= len(master_t) - 2
+    assert np.abs(skew[between]).max() <= 2.5e6 + 1e5
 
 
 def test_sync_index_matches_the_simulators_ground_truth_clock(recorded):
