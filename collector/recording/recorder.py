@@ -13,7 +13,7 @@ already record. Four threads, so that neither ZeroMQ nor HDF5 nor a node ever wa
 * the finisher asks the nodes what they published at each start and stop instant (the
   integrity ledger, :mod:`collector.storage.ledger`) and queues the close;
 * the main thread answers control requests (``status``, ``start``, ``stop``, ``discard``,
-  ``tag``, ``shutdown``) on a REP socket.
+  ``tag``, ``meta``, ``shutdown``) on a REP socket.
 
 Nothing is dropped silently: gaps, restarts, malformed messages, unknown streams, queue overflows
 and undrained tails are counted in the status, the episode's events and its ledger.
@@ -50,6 +50,8 @@ from collector.recording.episode_sink import EpisodeSink
 from collector.recording.episode_window import CLOSING, DRAINING, EpisodeWindow
 from collector.recording.finishing import EpisodeFinisher
 from collector.recording.receiving import EpisodeReceiver
+from collector.recording.triggers import MANUAL
+from collector.recording.triggers_recorder import HandsFreeTriggers
 from collector.recording.health import StreamHealth, percentiles
 from collector.storage.library import editable_attr_values, episode_path, move_to_trash, update_episode_attrs
 from collector.wire.protocol import Describe, Sample
@@ -64,7 +66,7 @@ CLOCK_INTERVAL_S = 1.0
 INSTANT_TOLERANCE_NS = 600 * 10**9
 
 
-class Recorder(EpisodeReceiver, EpisodeFinisher):
+class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
     """Receives from nodes and records episodes; drive it with :meth:`handle` (JSON commands)."""
 
     def __init__(self, nodes: dict[str, str], recording: RecordingConfig, *,
@@ -78,6 +80,7 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
         self.node_state: dict[str, str] = {}
         for name, ep in self.endpoints.items():
             self._learn(fetch_describe(ep.ctl, timeout_s=describe_timeout_s))
+        self._init_hands_free()  # before the receiver thread feeds it
         self.unknown_streams: dict[str, int] = {}
         self.receiver_failures = 0
         self.overflow = 0
@@ -202,9 +205,12 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
     def recording_now(self) -> bool:
         return self._current is not None
 
-    def start(self, meta: dict[str, Any] | None = None, t_ns: int | None = None) -> dict[str, Any]:
+    def start(self, meta: dict[str, Any] | None = None, t_ns: int | None = None, *,
+              trigger: str = MANUAL, exact: bool = False) -> dict[str, Any]:
         """Open a new episode starting at instant ``t_ns`` (default: now) on the capture clock.
-        An earlier episode may still be draining."""
+        An earlier episode may still be draining. ``trigger`` is what started it (an episode
+        attribute); ``exact`` starts it at ``t_ns`` itself, without the pre-roll (an activity cut
+        whose onset is known)."""
         if self._current is not None:
             return {"ok": False, "error": "already recording"}
         if not (self._receiver.is_alive() and self.sink.alive):
@@ -229,9 +235,13 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
             previous = [w.stop_ns for w in self._windows]
             previous.append(self._last_stop_ns)
             start_ns = max([start_ns, *previous])
+            if exact:  # no earlier than what is still held, nor than anything was received
+                pre_roll_ns = 0
+                start_ns = max(start_ns, self._listening_ns, self._unrouted_floor_ns + 1)
+            else:
+                pre_roll_ns = int(self.recording.pre_roll_s * 1e9)
             # The pre-roll: begin earlier, with the samples held since the previous stop, but
             # never before what was received and is still held.
-            pre_roll_ns = int(self.recording.pre_roll_s * 1e9)
             # (Just after a stream's first sample, not on it: a start on a frame would leave
             # that frame without the other streams' samples before it.)
             start_ns = min(start_ns, max([start_ns - pre_roll_ns, *previous, self._listening_ns,
@@ -244,6 +254,7 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
                  "station": str(meta.get("station", "")), "prompt": str(meta.get("prompt", "")),
                  "notes": str(meta.get("notes", "")), "tags": json.dumps(list(meta.get("tags", []))),
                  "outcome": "unknown", "start_time_ns": start_ns, "trigger_ns": trigger_ns,
+                 "trigger": trigger,
                  "pre_roll_s": (trigger_ns - start_ns) / 1e9,
                  "app_version": __version__, "master_stream": master,
                  "recording_config": json.dumps(to_mapping(self.recording))}
@@ -259,6 +270,8 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
             self._windows.append(window)
             self._current = window
             self._trigger_ns = {uuid: trigger_ns}
+            self._trigger_of = {**{w.uuid: self._trigger_of.get(w.uuid, MANUAL) for w in self._windows},
+                                uuid: trigger}
         self._jobs.put(("start", window))
         for node, clock in self.clocks.items():  # every episode holds the estimate it started with
             if clock.estimate is not None:
@@ -266,13 +279,14 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
                                {"node": node, **clock.estimate.to_dict()}))
         log.info("recording %s", path)
         return {"ok": True, "path": str(path), "uuid": uuid, "start_ns": start_ns,
-                "trigger_ns": trigger_ns}
+                "trigger_ns": trigger_ns, "trigger": trigger}
 
     def stop(self, discard: bool = False, t_ns: int | None = None, wait: bool = True,
-             timeout_s: float = 120.0) -> dict[str, Any]:
+             timeout_s: float = 120.0, *, trigger: str = MANUAL) -> dict[str, Any]:
         """End the running episode at instant ``t_ns`` (default: now). It drains (keeps every
         sample captured before the instant, whenever it arrives) and closes with its ledger;
-        ``wait`` returns only then, else at once (the next episode can start meanwhile)."""
+        ``wait`` returns only then, else at once (the next episode can start meanwhile).
+        ``trigger`` is what stopped it (its ``end_trigger`` attribute)."""
         window = self._current
         if window is None:
             return {"ok": False, "error": self.error or "not recording"}
@@ -284,6 +298,8 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
         # a paused recorder reads its backlog after the stop), not for a lost device's.
         expected = {s for s in window.streams if s in self.health and self.health[s].received
                     and self.node_state.get(window.node_of.get(s, "")) not in ("disconnected", "stalled", "error")}
+        with window.lock:
+            window.end_attrs.setdefault("end_trigger", trigger)
         with self._lock:
             self._current = None
             window.discard = discard
@@ -354,7 +370,8 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
         if current is not None:
             episode = {"uuid": current.uuid, "path": str(current.path), "master": current.master,
                        "start_ns": current.start_ns, "elapsed_s": (now - current.start_ns) / 1e9,
-                       "trigger_ns": self._trigger_ns.get(current.uuid, current.start_ns)}
+                       "trigger_ns": self._trigger_ns.get(current.uuid, current.start_ns),
+                       "trigger": self.trigger_of(current.uuid)}
         last = self._last
         threads = {"receiver": self._receiver.is_alive(), "writer": self.sink.alive,
                    "finisher": self._finisher.is_alive()}
@@ -370,8 +387,11 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
                 "disk_latency_ms": percentiles(self.sink.disk_latency_ms),
                 "flush_ms": percentiles(self.sink.flush_ms),
                 "clocks": {n: c.estimate.to_dict() for n, c in self.clocks.items() if c.estimate},
+                "output": str(self.recording.output),
                 "last_path": str(last.path) if last else None,
-                "last_uuid": last.uuid if last else None}
+                "last_uuid": last.uuid if last else None,
+                "last_trigger": self.trigger_of(last.uuid) if last else None,
+                "hands_free": self.hands_free_status()}
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one control request (see the module docstring); never waits for a close."""
@@ -387,6 +407,9 @@ class Recorder(EpisodeReceiver, EpisodeFinisher):
             return self.discard()
         if cmd == "tag":
             return self.tag(**args)
+        if cmd == "meta":  # for the episodes the glove starts (hands-free)
+            self.episode_meta = dict(args.get("meta") or {})
+            return {"ok": True}
         if cmd == "ping":
             return {"ok": True, "t_host_ns": protocol.now_ns()}
         return {"ok": False, "error": f"unknown command {cmd!r}"}

@@ -42,6 +42,8 @@ log = logging.getLogger("collector.recording.supervisor")
 CONFIRM_SILENCE_S = 0.5
 #: A (re)started node that has not published yet is given at least this long.
 STARTUP_GRACE_S = 15.0
+#: Environment variable that gives the processes started here the recorder's control endpoint.
+RECORDER_CTL_ENV = "COLLECTOR_RECORDER_CTL"
 
 
 class StartupError(RuntimeError):
@@ -110,6 +112,9 @@ class Supervisor:
             for s in config.services if not s.enabled}
         self.recorder_ctl = f"ipc://{os.path.join(self.runtime_dir, 'recorder.ctl')}"
         self._env = dict(os.environ)
+        # Services learn of saved episodes from the recorder's status (its ``finished``
+        # results), as the session does: e.g. the WAM trainer (collector.wam.trainer_service).
+        self._env[RECORDER_CTL_ENV] = self.recorder_ctl
         # Children must import this checkout's packages however the app was started.
         root = str(Path(__file__).resolve().parents[2])
         self._env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, self._env.get("PYTHONPATH")]))

@@ -1,4 +1,5 @@
-"""Checkpoint files and the numpy-in, numpy-out :class:`Predictor` the node and eval use.
+"""Checkpoint files and the numpy-in, numpy-out :class:`Predictor` the node and eval use (the
+built-in implementation of :class:`collector.wam.predictor.WorldActionPredictor`).
 
 A checkpoint is a ``torch.save`` dictionary of plain data and tensors (loaded with
 ``weights_only=True``: no pickled code runs): the model config, the weights (matrices as int8
@@ -17,6 +18,7 @@ import torch
 
 from collector.wam.data import DEFAULT_ACTION_FIELDS, Normalizer
 from collector.wam.model import WamConfig, WorldActionModel
+from collector.wam.predictor import SHIPPED_CHECKPOINT, PredictorSpec
 
 FORMAT = "collector-wam"
 FORMAT_VERSION = 2
@@ -109,16 +111,21 @@ class Checkpoint:
 class Predictor:
     """Runs a checkpoint on numpy inputs in raw units; no gradients, float32, one window a call."""
 
-    def __init__(self, checkpoint: Checkpoint, device: str = "cpu") -> None:
+    def __init__(self, checkpoint: Checkpoint, device: str = "cpu", path: str | Path | None = None) -> None:
         self.checkpoint = checkpoint
         self.config = checkpoint.config
         self.normalizer = checkpoint.normalizer
         self.device = torch.device(device)
         self.model = checkpoint.build_model().to(self.device)
+        #: The file it was loaded from, if any (the node reports it).
+        self.path = str(path) if path is not None else None
+        c = checkpoint.config
+        self.spec = PredictorSpec(c.image_size, c.context, c.dt_s, tuple(c.horizons_s),
+                                  tuple(checkpoint.action_fields), c.action_dim, checkpoint.camera)
 
     @classmethod
     def from_file(cls, path: str | Path, device: str = "cpu") -> "Predictor":
-        return cls(Checkpoint.load(path), device)
+        return cls(Checkpoint.load(path), device, path)
 
     @torch.inference_mode()
     def predict(self, frames: np.ndarray, actions: np.ndarray,
@@ -134,13 +141,7 @@ class Predictor:
         Returns:
             ``(frames (K, S, S, 3) uint8, actions (K, A) float32 raw units)``.
         """
-        c = self.config
-        if frames.shape != (c.context, c.image_size, c.image_size, 3):
-            raise ValueError(f"frames must be {(c.context, c.image_size, c.image_size, 3)}, "
-                             f"got {frames.shape}")
-        if np.shape(actions) != (c.context, c.action_dim):
-            raise ValueError(f"actions must be {(c.context, c.action_dim)} "
-                             f"({', '.join(self.checkpoint.action_fields)}), got {np.shape(actions)}")
+        self.spec.check_inputs(frames, actions)
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255).unsqueeze(0)
         a = torch.from_numpy(self.normalizer(np.asarray(actions, np.float32))).unsqueeze(0).to(self.device)
@@ -151,3 +152,12 @@ class Predictor:
         images, pred_actions, _ = self.model(x, a, fa)
         out = (images[0].permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8)
         return out.cpu().numpy(), self.normalizer.inverse(pred_actions[0].cpu().numpy())
+
+
+def checkpoint_predictor(checkpoint: str = "", device: str = "cpu") -> Predictor:
+    """The built-in predictor factory (``predictor = ""`` in the WAM node's options): the model
+    in ``checkpoint`` (empty: the one shipped with collector) on ``device`` (``auto``: CUDA when
+    torch sees it)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Predictor.from_file(checkpoint or SHIPPED_CHECKPOINT, device)

@@ -4,6 +4,7 @@ read from the device nodes' latest-only ``live`` endpoints by the bus's reader t
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -26,8 +27,12 @@ HISTORY_S = 4.0
 @dataclass
 class Frame:
     seq: int
+    #: Capture time on the camera's host clock.
     t_host_ns: int
     small: np.ndarray  # (S, S, 3) uint8
+    #: When it arrived here (this host's clock): staleness is judged by it, since a node on
+    #: another host does not share the camera's clock.
+    received_ns: int = 0
 
 
 class LiveHistory(LatestSubscriber):
@@ -83,7 +88,8 @@ class LiveHistory(LatestSubscriber):
             rgb = sample.fields[name]
             if sample.encodings.get(name) == protocol.JPEG:
                 rgb = decode_jpeg(rgb)
-            frame = Frame(sample.seq, sample.t_host_ns, resize_frame(rgb, self.image_size))
+            frame = Frame(sample.seq, sample.t_host_ns, resize_frame(rgb, self.image_size),
+                          time.time_ns())
             self.frames.append(frame)
             while self.frames and frame.t_host_ns - self.frames[0].t_host_ns > horizon_ns:
                 self.frames.popleft()

@@ -31,7 +31,15 @@ It publishes, as node ``NAME``:
     frame's capture time, so the trace lines up with the episode's frames.
 
 Status changes (``warming_up``, ``running``, ``waiting``, ``error``) go out as ``status`` events;
-the control socket answers ``ping``, ``describe`` and ``status``.
+the control socket answers ``ping``, ``describe``, ``status`` and ``swap_checkpoint`` (``path``:
+load that checkpoint beside the running model, check it, then swap the reference between two
+ticks; the inference loop never waits for it; ``status`` says how it went).
+
+The model is a predictor (:mod:`collector.wam.predictor`): the built-in checkpoint model, or a
+lab's own named by ``predictor`` (``"package.module:attr"`` or an entry point) with
+``predictor_options``. On another host (a GPU machine) the node binds ``tcp://`` with CurveZMQ
+keys and reads the station's nodes over ``tcp://`` too (``--curve-secret``,
+``--curve-authorized``, ``--node-keys``; docs/wam.md, "Running the node remote").
 """
 
 from __future__ import annotations
@@ -45,14 +53,13 @@ import threading
 import time
 from collections import deque
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import zmq
 
 from collector.config import ServiceConfig
-from collector.wire import protocol
+from collector.wire import protocol, security
 from collector.wire.bus import NodePublisher
 from collector.wire.node import run_until_signalled
 from collector.wire.options import ConfigError, from_mapping
@@ -61,13 +68,13 @@ from collector.wire.streams import FieldSpec, StreamSpec
 from collector.wam.data import nearest_index
 from collector.wam.geometry import field_slice, project_to_image
 from collector.wam.history import Frame, LiveHistory
+from collector.wam.predictor import PredictorSpec, load_predictor
+from collector.wam.registry import training_summary
 
 log = logging.getLogger("collector.wam.node")
 
 #: Horizon (seconds) whose prediction is compared with the frame that came.
 SURPRISE_HORIZON_S = 1.0
-#: The checkpoint shipped with collector, trained on simulated episodes.
-SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "sim.pt"
 #: What the GUI loads to show this node's predictions (``[[services]] preview``).
 PREVIEW = "collector.wam.preview:WamPreview"
 
@@ -78,6 +85,13 @@ class WamOptions:
 
     #: Checkpoint file; empty: the one shipped with collector (trained on simulated episodes).
     checkpoint: str = ""
+    #: A lab's predictor factory, ``"package.module:attr"`` or an entry point name in
+    #: ``collector.wam_predictors``; empty: the built-in model in ``checkpoint``.
+    predictor: str = ""
+    #: Keyword arguments of the ``predictor`` factory.
+    predictor_options: dict = field(default_factory=dict)
+    #: Torch device of the built-in model: ``cpu``, ``cuda``, ``auto`` (CUDA when present).
+    device: str = "cpu"
     rate_hz: float = 8.0
     #: Color stream to predict; empty: the checkpoint's camera, else the first color stream.
     camera: str = ""
@@ -88,6 +102,12 @@ class WamOptions:
     nice: int = 10
 
     def validate(self) -> None:
+        if self.predictor and self.checkpoint:
+            raise ConfigError("checkpoint is for the built-in model; a predictor takes its "
+                              "files in predictor_options")
+        if self.predictor_options and not self.predictor:
+            raise ConfigError("predictor_options need a predictor (the built-in model takes "
+                              "checkpoint and device)")
         if not 0.5 <= self.rate_hz <= 30:
             raise ConfigError(f"rate_hz must be 0.5..30, got {self.rate_hz}")
         if self.threads < 1:
@@ -105,10 +125,12 @@ class InferenceNode:
     """Runs the predictor on the live history at a fixed rate and publishes what it predicts."""
 
     def __init__(self, name: str, endpoint: str, bases: dict[str, str], predictor, *,
-                 rate_hz: float = 8.0, camera: str | None = None) -> None:
+                 rate_hz: float = 8.0, camera: str | None = None,
+                 curve: "security.CurveServer | None" = None, insecure: bool = False) -> None:
         self.name = name
+        #: Swapped whole (a reference) by :meth:`swap_checkpoint`; each tick reads it once.
         self.predictor = predictor
-        config = predictor.config
+        config: PredictorSpec = predictor.spec
         self.config = config
         self.rate_hz = rate_hz
         self.state = "starting"
@@ -116,6 +138,10 @@ class InferenceNode:
         self.inference_ms: deque[float] = deque(maxlen=200)
         self.predictions = 0
         self.skipped_ticks = 0
+        #: Predictions refused because the predictor's answer did not fit its spec.
+        self.bad_predictions = 0
+        self.swap = {"state": "none", "message": ""}
+        self._swap_lock = threading.Lock()
         self._surprise_seq = 0
         self._prediction_seq = 0
         # (source seq, source time, source frame, predicted frames), oldest first.
@@ -134,7 +160,7 @@ class InferenceNode:
                 FieldSpec("source_seq", "int64", ()),
                 FieldSpec("source_t_host_ns", "int64", (), "ns"),
                 FieldSpec("inference_ms", "float32", (), "ms")],
-                meta={"action_fields": list(predictor.checkpoint.action_fields), "recorded": False}),
+                meta={"action_fields": list(config.action_fields), "recorded": False}),
             StreamSpec(f"{name}/surprise", "state", rate_hz, [
                 FieldSpec("score", "float32", ()),
                 FieldSpec("baseline", "float32", ()),
@@ -150,10 +176,11 @@ class InferenceNode:
                                        "horizons_s": config.horizons_s})
         self.context = zmq.Context.instance()
         self.publisher = NodePublisher(endpoint, self.describe, messages_per_second=rate_hz * 2,
-                                       context=self.context,
-                                       handlers={"status": lambda _req: self.status()})
-        self.history = LiveHistory(bases, config.image_size, predictor.checkpoint.action_fields,
-                                   camera or predictor.checkpoint.camera, self.context)
+                                       context=self.context, curve=curve, insecure=insecure,
+                                       handlers={"status": lambda _req: self.status(),
+                                                 "swap_checkpoint": self._swap_request})
+        self.history = LiveHistory(bases, config.image_size, config.action_fields,
+                                   camera or config.camera, self.context)
 
     def status(self) -> dict:
         times = sorted(self.inference_ms)
@@ -161,7 +188,54 @@ class InferenceNode:
                 "predictions": self.predictions, "skipped_ticks": self.skipped_ticks,
                 "inference_ms_p50": times[len(times) // 2] if times else None,
                 "camera": self.history.camera, "action_stream": self.history.action_stream,
-                "frames_received": self.history.received}
+                "frames_received": self.history.received, "bad_predictions": self.bad_predictions,
+                "checkpoint": getattr(self.predictor, "path", None),
+                "predictor": type(self.predictor).__module__ + "." + type(self.predictor).__name__,
+                "trained_on": training_summary(getattr(getattr(self.predictor, "checkpoint", None),
+                                                       "report", None)),
+                "swap": dict(self.swap)}
+
+    def _swap_request(self, request: dict) -> dict:
+        """``swap_checkpoint``: start loading ``path`` on a thread of its own; answer at once."""
+        path = request.get("path")
+        if not isinstance(path, str) or not path:
+            return {"ok": False, "error": "swap_checkpoint needs a checkpoint 'path'"}
+        if not hasattr(self.predictor, "checkpoint"):
+            return {"ok": False, "error": "this node runs a plugged-in predictor; checkpoints swap "
+                                          "only into the built-in model"}
+        with self._swap_lock:
+            if self.swap["state"] == "loading":
+                return {"ok": False, "error": f"already loading {self.swap.get('path')}"}
+            self.swap = {"state": "loading", "path": path, "message": ""}
+        threading.Thread(target=self.swap_checkpoint, args=(path,), name="swap", daemon=True).start()
+        return {"ok": True, "state": "loading", "path": path}
+
+    def swap_checkpoint(self, path: str) -> bool:
+        """Load ``path``, check that it fits this node's streams and predicts, then replace the
+        running predictor (one reference assignment, between two ticks). False: kept the old one
+        (``swap["message"]`` says why)."""
+        from collector.wam.checkpoint import CheckpointError, Predictor
+
+        current = self.predictor
+        try:
+            candidate = Predictor.from_file(path, str(getattr(current, "device", "cpu")))
+            why = self.config.compatible_with(candidate.spec)
+            if why:
+                raise ValueError(f"does not fit the running model: {why}")
+            spec = candidate.spec
+            frames, actions = candidate.predict(
+                np.zeros((spec.context, spec.image_size, spec.image_size, 3), np.uint8),
+                np.zeros((spec.context, spec.action_dim), np.float32))
+            spec.check_outputs(frames, actions)
+        except (CheckpointError, ValueError, OSError) as exc:
+            log.warning("checkpoint %s refused: %s", path, exc)
+            self.swap = {"state": "refused", "path": path, "message": str(exc)}
+            return False
+        self.predictor = candidate
+        self.swap = {"state": "swapped", "path": path, "message": "",
+                     "t_host_ns": protocol.now_ns()}
+        log.info("swapped in %s", path)
+        return True
 
     def _set_state(self, state: str, message: str = "") -> None:
         changed = state != self.state
@@ -205,9 +279,10 @@ class InferenceNode:
         if not frames or not len(t_act):
             self._set_state("waiting", f"no frames from {self.history.camera} yet")
             return False
-        if (time.time_ns() - frames[-1].t_host_ns) / 1e9 > 1.0:
-            self._set_state("waiting", f"{self.history.camera} sent nothing for "
-                                       f"{(time.time_ns() - frames[-1].t_host_ns) / 1e9:.1f} s")
+        # Judged by when frames arrived here: on another host, the camera's clock is not ours.
+        silent_s = (time.time_ns() - frames[-1].received_ns) / 1e9
+        if silent_s > 1.0:
+            self._set_state("waiting", f"{self.history.camera} sent nothing for {silent_s:.1f} s")
             return False
         self._score(frames)
         window = self._window(frames, t_act, actions)
@@ -215,10 +290,13 @@ class InferenceNode:
             self._set_state("warming_up", f"collecting {self.config.context * self.config.dt_s:g} s of frames")
             return False
         source, past_frames, past_actions = window
+        predictor = self.predictor  # once per tick: a swap takes effect at the next one
         started = time.perf_counter()
         try:
-            pred_frames, pred_actions = self.predictor.predict(past_frames, past_actions)
+            pred_frames, pred_actions = predictor.predict(past_frames, past_actions)
+            predictor.spec.check_outputs(pred_frames, pred_actions)
         except ValueError as exc:  # e.g. a glove whose fields do not fit the model: say so, live on
+            self.bad_predictions += 1
             self._set_state("error", str(exc))
             return False
         elapsed_ms = (time.perf_counter() - started) * 1e3
@@ -304,8 +382,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="wam", help="node name, the prefix of its streams")
     parser.add_argument("--endpoint", required=True, help="base endpoint, ipc://PATH or tcp://HOST:PORT")
     parser.add_argument("--nodes", required=True, help="JSON object: device node name -> base endpoint")
-    parser.add_argument("--options", default="{}", help="JSON object: checkpoint, rate_hz, camera, "
-                                                        "threads, nice (WamOptions)")
+    parser.add_argument("--options", default="{}", help="JSON object: checkpoint, predictor, "
+                        "predictor_options, device, rate_hz, camera, threads, nice (WamOptions)")
+    parser.add_argument("--curve-secret", help="this node's CurveZMQ secret key file (collector "
+                        "keys): encrypt its sockets and admit only --curve-authorized clients; "
+                        "also its client key towards the --node-keys nodes")
+    parser.add_argument("--curve-authorized", help="folder of the public keys (*.key) of the apps "
+                        "allowed to connect")
+    parser.add_argument("--node-keys", default="{}", help="JSON object: node name -> that node's "
+                        "public key file, for --nodes reached over CurveZMQ")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow a plain tcp:// bind beyond loopback (trusted networks only)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
@@ -318,17 +405,47 @@ def main(argv: list[str] | None = None) -> int:
         os.nice(options.nice)
     import torch
 
-    from collector.wam.checkpoint import CheckpointError, Predictor
+    from collector.wam.checkpoint import CheckpointError
 
     torch.set_num_threads(options.threads)
+    curve = None
     try:
-        predictor = Predictor.from_file(options.checkpoint or str(SHIPPED_CHECKPOINT))
-        node = InferenceNode(args.name, args.endpoint, json.loads(args.nodes), predictor,
-                             rate_hz=options.rate_hz, camera=options.camera or None)
-    except (CheckpointError, ValueError, zmq.ZMQError) as exc:
+        bases = json.loads(args.nodes)
+        curve = _curve(args, bases)
+        if options.predictor:
+            predictor = load_predictor(options.predictor, options.predictor_options)
+        else:
+            predictor = load_predictor("", {"checkpoint": options.checkpoint, "device": options.device})
+        node = InferenceNode(args.name, args.endpoint, bases, predictor,
+                             rate_hz=options.rate_hz, camera=options.camera or None,
+                             curve=curve, insecure=args.insecure)
+    except (CheckpointError, ValueError, zmq.ZMQError) as exc:  # ConfigError, SecurityError too
+        if curve is not None:
+            curve.stop()
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return run_until_signalled(node)
+    try:
+        return run_until_signalled(node)
+    finally:
+        if curve is not None:
+            curve.stop()
+
+
+def _curve(args: argparse.Namespace, bases: dict[str, str]) -> "security.CurveServer | None":
+    """The node's CurveZMQ server side, and its client side towards the ``--node-keys`` nodes."""
+    node_keys = json.loads(args.node_keys)
+    unknown = set(node_keys) - set(bases)
+    if unknown:
+        raise ValueError(f"--node-keys names {', '.join(sorted(unknown))}, not in --nodes")
+    if node_keys and not args.curve_secret:
+        raise ValueError("--node-keys needs --curve-secret (this node's keypair)")
+    if node_keys:
+        security.configure_client(args.curve_secret, {bases[n]: k for n, k in node_keys.items()})
+    if not (args.curve_secret or args.curve_authorized):
+        return None
+    if not (args.curve_secret and args.curve_authorized):
+        raise ValueError("--curve-secret and --curve-authorized go together")
+    return security.CurveServer(args.curve_secret, args.curve_authorized)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -70,26 +71,39 @@ def train(data_dir: str | Path, out: str | Path, config: WamConfig | None = None
           say: Callable[[str], None] = print) -> Checkpoint:
     """Train on the episodes under ``data_dir`` and write the checkpoint to ``out``."""
     options = options or TrainOptions()
+    paths = find_episodes(data_dir)
+    train_paths, val_paths = split_by_episode(paths, options.val_fraction, options.seed)
+    say(f"{len(paths)} episodes: {len(train_paths)} for training, {len(val_paths)} held out")
+    return train_on(train_paths, val_paths, out, config, options, say, where=str(data_dir))
+
+
+def train_on(train_paths: Sequence[str | Path], val_paths: Sequence[str | Path], out: str | Path,
+             config: WamConfig | None = None, options: TrainOptions | None = None,
+             say: Callable[[str], None] = print, *, stop: threading.Event | None = None,
+             where: str = "the given episodes") -> Checkpoint:
+    """Train on ``train_paths``, validate on ``val_paths`` (whole episodes held out) and write
+    the checkpoint to ``out``. Starting from ``options.init``, the starting model is validated
+    first on the same windows (``report["initial_validation"]``), so the two compare fairly.
+    ``stop`` set: finish the step, validate, save and return."""
+    options = options or TrainOptions()
     config = config or WamConfig()
     start = Checkpoint.load(options.init) if options.init else None
-    if start is not None:
+    if start is not None:  # its weights fix the shapes: its config and action fields
         config = start.config
+        options = replace(options, action_fields=tuple(start.action_fields))
     torch.manual_seed(options.seed)
     rng = np.random.default_rng(options.seed)
     if options.threads:
         torch.set_num_threads(options.threads)
     device = pick_device(options.device)
-    paths = find_episodes(data_dir)
-    train_paths, val_paths = split_by_episode(paths, options.val_fraction, options.seed)
-    say(f"{len(paths)} episodes: {len(train_paths)} for training, {len(val_paths)} held out")
     started = time.monotonic()
-    clips = load_clips(paths, config.image_size, camera=options.camera,
+    clips = load_clips([*train_paths, *val_paths], config.image_size, camera=options.camera,
                        action_fields=options.action_fields)
     by_path = {c.path: c for c in clips}
     train_clips = [by_path[str(p)] for p in train_paths if str(p) in by_path]
     val_clips = [by_path[str(p)] for p in val_paths if str(p) in by_path]
     if not train_clips or not val_clips:
-        raise ValueError(f"need readable training and held-out episodes under {data_dir}")
+        raise ValueError(f"need readable training and held-out episodes in {where}")
     config.action_dim = train_clips[0].actions.shape[1]
     normalizer = start.normalizer if start is not None else Normalizer.fit(train_clips)
     train_set = WindowSet(train_clips, config.context, config.horizon, config.dt_s, normalizer)
@@ -102,8 +116,10 @@ def train(data_dir: str | Path, out: str | Path, config: WamConfig | None = None
     val_items = np.linspace(0, len(val_set) - 1, min(options.val_windows, len(val_set))).astype(int)
 
     model = (start.build_model() if start is not None else WorldActionModel(config)).to(device)
+    initial = None
     if start is not None:
         say(f"starting from {options.init} ({start.report.get('steps', '?')} steps)")
+        initial = validate(model, val_set, val_items, config, device)
     say(f"model: {parameter_count(model) / 1e6:.2f} M parameters on {device}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr,
                                   weight_decay=options.weight_decay)
@@ -117,6 +133,8 @@ def train(data_dir: str | Path, out: str | Path, config: WamConfig | None = None
                                              "val_episodes": [str(p) for p in val_paths],
                                              "initialized_from": options.init,
                                              "previous_steps": previous_steps})
+    if initial is not None:
+        checkpoint.report["initial_validation"] = initial
     loop_started = time.monotonic()
     recent: list[float] = []
     step = 0
@@ -142,7 +160,8 @@ def train(data_dir: str | Path, out: str | Path, config: WamConfig | None = None
             optimizer.step()
             recent.append(loss.item())
             elapsed = time.monotonic() - loop_started
-            over_time = options.max_minutes and elapsed > options.max_minutes * 60
+            over_time = (options.max_minutes and elapsed > options.max_minutes * 60) or \
+                (stop is not None and stop.is_set())
             if step % options.val_every == 0 or step == options.steps or over_time:
                 report = validate(model, val_set, val_items, config, device)
                 say(f"step {step}/{options.steps}  loss {np.mean(recent):.4f}  "
@@ -153,7 +172,8 @@ def train(data_dir: str | Path, out: str | Path, config: WamConfig | None = None
                 checkpoint.state_dict = model.state_dict()
                 checkpoint.save(out)
             if over_time:
-                say(f"stopping at the {options.max_minutes:g} min limit")
+                say("stopping on request" if stop is not None and stop.is_set()
+                    else f"stopping at the {options.max_minutes:g} min limit")
                 break
     except KeyboardInterrupt:
         say(f"interrupted at step {step}; saving")

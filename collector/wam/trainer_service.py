@@ -1,0 +1,295 @@
+"""The background WAM trainer: fine-tunes the live preview on this station's episodes as you collect.
+
+    [[services]]
+    name = "wam"
+    module = "collector.wam.node"
+    [[services]]
+    name = "wam-trainer"
+    module = "collector.wam.trainer_service"
+    options = { wam = "wam", steps = 150, max_minutes = 5 }     # TrainerOptions
+
+The supervisor starts it like any service (after the WAM node it serves, which must come first
+in the config so that its endpoint is among ``--nodes``). It learns of saved episodes the way the
+session does, from the recorder's ``status`` (its ``finished`` results; the supervisor passes the
+recorder's control endpoint in ``COLLECTOR_RECORDER_CTL``). After each saved episode it
+fine-tunes the checkpoint the node runs on the episodes on the training side of the split
+(:class:`~collector.wam.registry.Registry`: whole episodes held out, decided once), scores the
+new model and the running one on the same held-out windows, and only when the new one's skill
+(whole-frame PSNR at +1 s over the still frame) beats the running one's by ``min_gain_db`` asks
+the node to swap it in (``swap_checkpoint`` on the node's control socket). Every checkpoint it
+made, kept or not, is in ``<folder>/registry.json``; ``collector wam status`` prints it.
+
+It never costs a frame: it runs niced (``nice``, default 15, below the WAM node's 10), on one
+torch thread (``threads``), on CUDA when torch sees it (``device = "auto"``), and reads episodes
+only after the recorder has closed them. Its control socket answers ``ping``, ``describe`` and
+``status``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from collector.recording.supervisor import RECORDER_CTL_ENV
+from collector.storage import read_attrs
+from collector.wam.registry import HELD_OUT, TRAIN, Registry, skill_db, training_summary
+from collector.wire.bus import NodePublisher, node_endpoints, request
+from collector.wire.node import run_until_signalled
+from collector.wire.options import ConfigError, from_mapping
+from collector.wire.protocol import Describe
+
+log = logging.getLogger("collector.wam.trainer")
+
+
+@dataclass
+class TrainerOptions:
+    """The service's ``options`` table."""
+
+    #: Name of the WAM node service whose checkpoint is fine-tuned and swapped.
+    wam: str = "wam"
+    #: Checkpoints and ``registry.json``; empty: ``.wam`` in the recordings folder.
+    folder: str = ""
+    #: Fine-tuning steps (batch ``batch_size``) after each saved episode...
+    steps: int = 150
+    batch_size: int = 16
+    #: ...or fewer when this many minutes have passed.
+    max_minutes: float = 5.0
+    lr: float = 3e-4
+    #: A new checkpoint replaces the running one only when its held-out skill is higher by this.
+    min_gain_db: float = 0.05
+    #: Fraction of the episodes held out (whole episodes, decided when each is first seen).
+    val_fraction: float = 0.2
+    #: Training episodes needed before the first fine-tune.
+    min_episodes: int = 1
+    device: str = "auto"
+    threads: int = 1
+    #: CPU priority below capture, the recorder and the WAM node.
+    nice: int = 15
+    #: Seconds between looks at the recorder's finished episodes.
+    poll_s: float = 2.0
+
+    def validate(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.threads < 1 or self.min_episodes < 1:
+            raise ConfigError("steps, batch_size, threads and min_episodes must be >= 1")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.poll_s <= 0:
+            raise ConfigError(f"poll_s must be > 0, got {self.poll_s}")
+
+
+class TrainerService:
+    """Watches the recorder for saved episodes and fine-tunes, scores and swaps (see the module
+    docstring). :meth:`run` loops until :meth:`stop`; :meth:`step` is one look and, when due,
+    one fine-tune."""
+
+    def __init__(self, name: str, endpoint: str, bases: dict[str, str], options: TrainerOptions,
+                 recorder_ctl: str) -> None:
+        if options.wam not in bases:
+            raise ValueError(f"no WAM node {options.wam!r} among --nodes ({', '.join(bases) or 'none'}): "
+                             "list its [[services]] entry before this one")
+        self.name = name
+        self.options = options
+        self.wam_ctl = node_endpoints(bases[options.wam]).ctl
+        self.recorder_ctl = recorder_ctl
+        self.registry: Registry | None = None
+        self.state, self.message = "waiting", "no episode saved yet"
+        self.fine_tunes = 0
+        self.pending = 0  # saved episodes not trained on yet
+        self.failures = 0
+        self._seen: set[str] = set()
+        self._stop = threading.Event()
+        self.publisher = NodePublisher(endpoint, Describe(node=name, streams=[], info={"driver": "wam-trainer"}),
+                                       messages_per_second=1.0,
+                                       handlers={"status": lambda _req: self.status()})
+
+    def status(self) -> dict[str, Any]:
+        registry = self.registry
+        active = registry.active_entry() if registry else None
+        return {"ok": True, "state": self.state, "message": self.message,
+                "fine_tunes": self.fine_tunes, "pending_episodes": self.pending,
+                "failures": self.failures,
+                "folder": str(registry.folder) if registry else None,
+                "episodes": {side: len(registry.uuids(side)) for side in (TRAIN, HELD_OUT)} if registry else {},
+                "active": active, "summary": active.get("summary", "") if active else ""}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self.publisher.close()
+
+    def run(self) -> None:
+        parent = os.getppid()
+        while not self._stop.is_set():
+            if os.getppid() != parent:
+                log.warning("parent process exited; stopping")
+                break
+            self.step()
+            self._stop.wait(self.options.poll_s)
+
+    def step(self) -> bool:
+        """Look for newly saved episodes; fine-tune when there are some. True if it trained."""
+        try:
+            finished = request(self.recorder_ctl, "status", timeout_s=2.0)
+        except (TimeoutError, OSError, ValueError) as exc:
+            self.state, self.message = "waiting", f"recorder not answering ({exc})"
+            return False
+        self._note_saved(finished)
+        if self.registry is None or not self.pending:
+            return False
+        if len(self.registry.paths(TRAIN)) < self.options.min_episodes or not self.registry.paths(HELD_OUT):
+            self.state = "waiting"
+            self.message = (f"{len(self.registry.paths(TRAIN))} training and "
+                            f"{len(self.registry.paths(HELD_OUT))} held-out episodes: need "
+                            f"{self.options.min_episodes} and 1")
+            return False
+        return self.fine_tune()
+
+    def _note_saved(self, status: dict[str, Any]) -> None:
+        if self.registry is None and status.get("output") is not None:
+            folder = Path(self.options.folder or Path(status["output"]) / ".wam")
+            self.registry = Registry.load(folder)
+            self._seen.update(self.registry.episodes)
+        if self.registry is None:
+            return
+        for uuid, result in (status.get("finished") or {}).items():
+            if uuid in self._seen:
+                continue
+            self._seen.add(uuid)
+            path = result.get("path")
+            if not result.get("ok") or result.get("discarded") or not path or not Path(path).exists():
+                continue
+            try:
+                task = str(read_attrs(path, ("task",))["task"] or "")
+            except (OSError, ValueError) as exc:  # EpisodeError is a ValueError
+                log.warning("skipping %s: %s", path, exc)
+                continue
+            side = self.registry.note_episode(uuid, path, task, self.options.val_fraction)
+            log.info("episode %s (%s): %s", Path(path).name, task, side)
+            self.pending += 1
+        self.registry.save()
+
+    def fine_tune(self) -> bool:
+        """Fine-tune the running checkpoint, score it against the running one, swap if better."""
+        from collector.wam.train import TrainOptions, train_on
+
+        registry, o = self.registry, self.options
+        running = request(self.wam_ctl, "status", timeout_s=5.0)
+        current = running.get("checkpoint")
+        if not current:
+            self.state, self.message = "idle", "the WAM node runs a plugged-in predictor: nothing to fine-tune"
+            self.pending = 0
+            return False
+        self.pending = 0
+        self.state, self.message = "training", f"fine-tuning {Path(current).name}"
+        number = len(registry.checkpoints) + 1
+        out = registry.folder / f"wam-{number:04d}.pt"
+        train_paths, val_paths = registry.paths(TRAIN), registry.paths(HELD_OUT)
+        started = time.monotonic()
+        try:
+            checkpoint = train_on(train_paths, val_paths, out, options=TrainOptions(
+                steps=o.steps, batch_size=o.batch_size, lr=o.lr, max_minutes=o.max_minutes,
+                val_every=o.steps, device=o.device, init=current, seed=number,
+                camera=running.get("camera")),
+                say=log.info, stop=self._stop, where=f"{registry.folder}")
+        except (ValueError, OSError) as exc:  # unreadable episodes, too short for a window
+            self.failures += 1
+            self.state, self.message = "error", f"fine-tune failed: {exc}"
+            log.warning("%s", self.message)
+            return False
+        seconds = time.monotonic() - started
+        new_skill = skill_db(checkpoint.report.get("validation"))
+        old_skill = skill_db(checkpoint.report.get("initial_validation"))
+        tasks = registry.tasks(TRAIN)
+        checkpoint.report["station"] = {"episodes": len(train_paths), "tasks": tasks,
+                                        "held_out_episodes": len(val_paths)}
+        checkpoint.save(out)
+        better = new_skill is not None and (old_skill is None or new_skill > old_skill + o.min_gain_db)
+        entry = {"path": str(out), "created_ns": time.time_ns(), "initialized_from": current,
+                 "train_episodes": registry.uuids(TRAIN), "held_out_episodes": registry.uuids(HELD_OUT),
+                 "tasks": tasks, "episodes": len(train_paths), "steps": checkpoint.report.get("steps"),
+                 "seconds": round(seconds, 1), "skill_db": new_skill, "running_skill_db": old_skill,
+                 "validation": checkpoint.report.get("validation"),
+                 "summary": training_summary(checkpoint.report), "kept": False}
+        self.fine_tunes += 1
+        if better:
+            entry["kept"], entry["swap"] = self._swap(str(out))
+        else:
+            entry["reason"] = (f"held-out skill {_db(new_skill)} not above the running "
+                               f"{_db(old_skill)} + {o.min_gain_db:g} dB")
+            out.unlink(missing_ok=True)  # only kept checkpoints take disk space
+        registry.checkpoints.append(entry)
+        if entry["kept"]:
+            registry.active = str(out)
+        registry.save()
+        self.state = "idle"
+        self.message = (f"swapped in {out.name}: {entry['summary']}" if entry["kept"]
+                        else f"kept the running model: {entry.get('reason') or entry.get('swap')}")
+        log.info("%s", self.message)
+        return True
+
+    def _swap(self, path: str) -> tuple[bool, str]:
+        """Ask the node to swap ``path`` in and wait (bounded) until it says how it went."""
+        try:
+            reply = request(self.wam_ctl, "swap_checkpoint", timeout_s=5.0, path=path)
+            if not reply.get("ok"):
+                return False, str(reply.get("error"))
+            deadline = time.monotonic() + 60.0
+            while time.monotonic() < deadline and not self._stop.is_set():
+                swap = request(self.wam_ctl, "status", timeout_s=5.0).get("swap") or {}
+                if swap.get("path") == path and swap.get("state") in ("swapped", "refused"):
+                    return swap["state"] == "swapped", swap.get("message") or swap["state"]
+                self._stop.wait(0.2)
+        except TimeoutError as exc:
+            return False, f"the WAM node did not answer ({exc})"
+        return False, "the WAM node did not finish loading within 60 s"
+
+
+def _db(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f} dB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m collector.wam.trainer_service", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", default="wam-trainer")
+    parser.add_argument("--endpoint", required=True, help="base endpoint of its control socket")
+    parser.add_argument("--nodes", required=True, help="JSON object: node name -> base endpoint")
+    parser.add_argument("--options", default="{}", help="JSON object (TrainerOptions)")
+    parser.add_argument("--recorder", default=os.environ.get(RECORDER_CTL_ENV),
+                        help=f"the recorder's control endpoint (default: ${RECORDER_CTL_ENV})")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
+    try:
+        options = from_mapping(TrainerOptions, json.loads(args.options), where=f"{args.name}.options")
+        if not args.recorder:
+            raise ConfigError(f"no recorder: pass --recorder or set {RECORDER_CTL_ENV}")
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if options.nice:
+        os.nice(options.nice)
+    import torch
+
+    torch.set_num_threads(options.threads)
+    try:
+        service = TrainerService(args.name, args.endpoint, json.loads(args.nodes), options, args.recorder)
+    except (ValueError, zmq.ZMQError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return run_until_signalled(service)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
