@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collector.recording.triggers import HandsFreeConfig
 from collector.wire.options import ConfigError, from_mapping, to_mapping
 
 @dataclass
@@ -77,8 +78,12 @@ class RecordingConfig:
     #: Memory the pre-roll may hold (MiB); past it the oldest samples go and the pre-roll is
     #: shorter (the status says how long it is).
     pre_roll_max_mb: float = 1024.0
+    #: Episodes started and stopped by the glove: a held gesture, or cut from activity
+    #: (collector.recording.triggers; ``[recording.hands_free]``).
+    hands_free: HandsFreeConfig = field(default_factory=HandsFreeConfig)
 
     def validate(self) -> None:
+        self.hands_free.validate()
         if not 0 <= self.pre_roll_s <= 60:
             raise ConfigError(f"pre_roll_s must be in [0, 60] s, got {self.pre_roll_s}")
         if not 16 <= self.pre_roll_max_mb <= 65536:

@@ -107,8 +107,9 @@ class EpisodeReceiver:
         window = self._window_for(sample.t_host_ns)
         if window is None:
             self._hold_unrouted(sample, t_recv)
-            return
-        self._route(window, sample, t_recv, anomaly)
+        else:
+            self._route(window, sample, t_recv, anomaly)
+        self._feed_triggers(sample)  # hands-free: may start or stop an episode
 
     def _hold_unrouted(self, sample: Sample, t_recv: int) -> None:
         """Keep a sample captured outside every episode for a while: a start may yet arrive

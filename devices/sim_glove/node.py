@@ -7,7 +7,7 @@ world at each sample's true time (so a camera with the same seed and epoch shows
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -18,6 +18,7 @@ from collector.wire.streams import FieldSpec, StreamSpec
 from collector.wire.device import Device, DeviceError, Reading
 from devices.sim_clock import SimTicker, SimTimingOptions
 from devices.sim_world import FINGER_NAMES, JOINT_NAMES, World
+from devices.sim_world.operator import OperatorStep, ScriptedOperator
 from devices.sim_world.world import SCENES
 
 #: Separates the glove's random streams (drops, latency, sensor noise) from the cameras'.
@@ -42,9 +43,17 @@ class SimGloveConfig(SimTimingOptions):
     batch_interval_ms: float = 4.0
     #: "cubes" (the pick-and-place script) or "taps" (the latency calibration scene).
     scene: str = "cubes"
+    #: A scripted operator (devices/sim_world/operator.py): steps ``{do = "work"|"idle"|"fist",
+    #: s = seconds}`` or ``{do = "press"}``, played in a loop from ``epoch_ns``; empty: the
+    #: world's pick-and-place without pause. Give cameras the same epoch to see the same hand.
+    script: list[OperatorStep] = field(default_factory=list)
 
     def validate(self) -> None:
         super().validate()
+        if self.script and self.scene != "cubes":
+            raise ConfigError("script drives the cubes scene's operator; leave scene out")
+        if self.script:
+            ScriptedOperator(World(self.seed), self.script)  # says what is wrong with a step
         if self.rate_hz <= 0:
             raise ConfigError(f"rate_hz must be > 0, got {self.rate_hz}")
         if self.scene not in SCENES:
@@ -63,6 +72,7 @@ class SimGlove(Device):
         c: SimGloveConfig = self.config
         self.serial = f"SIMGLOVE-{c.seed}-{c.hand}"
         self.world = World(c.seed, c.epoch_ns, scene=c.scene)
+        self.operator = ScriptedOperator(self.world, c.script) if c.script else None
         self.ticker = SimTicker(c.rate_hz, c, c.seed, _TAG)
         self._rng = np.random.default_rng([c.seed, _TAG])
         self._connected_once = False
@@ -101,7 +111,10 @@ class SimGlove(Device):
         return [self._sample(tick) for tick in self.ticker.due(timeout_s, MAX_BATCH)]
 
     def _sample(self, tick) -> Reading:
-        s = self.world.state_at_ns(tick.true_ns)
+        if self.operator is not None:
+            s = self.operator.state_at(self.world.time_s(tick.true_ns))
+        else:
+            s = self.world.state_at_ns(tick.true_ns)
         n = self.config.num_joints
         f32 = np.float32
         noise = self._rng.standard_normal(6)

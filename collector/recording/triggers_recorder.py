@@ -1,0 +1,82 @@
+"""The recorder's side of hands-free episodes: it feeds the glove samples it receives to the
+detector of ``recording.hands_free`` (:mod:`collector.recording.triggers`) and acts on its cuts.
+
+A part of :class:`collector.recording.recorder.Recorder` (split by idea, not by size). The cuts
+are acted on in the receiver thread, as the sample that decided them is handled: no other thread
+can start or stop in between, and an episode that starts in the past (at an activity's onset)
+takes the samples held since then before any newer one (``_adopt_unrouted``).
+
+An activity cut only stops an episode it started (Space still starts and stops episodes of its
+own); a gesture stops whichever episode runs, as the glove's record button does. Each episode's
+``trigger`` attribute says what started it (``manual``, ``gesture`` or ``activity``) and
+``end_trigger`` what stopped it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from collector.recording.triggers import ACTIVITY, MANUAL, ActivityDetector, Cut, make_detector
+from collector.wire.protocol import Sample
+
+log = logging.getLogger("collector.recording.recorder")
+
+
+class HandsFreeTriggers:
+    """Trigger methods of the recorder (mixed into ``Recorder``, which owns the state)."""
+
+    def _init_hands_free(self) -> None:
+        """Pick the glove stream and make the detector; raises ``ConfigError`` if none fits."""
+        config = self.recording.hands_free
+        self._detector = make_detector(config)
+        self._trigger_stream = ""
+        #: What started each episode still open or last stopped (uuid -> trigger).
+        self._trigger_of: dict[str, str] = {}
+        #: Task, operator... for the episodes the glove starts (the session sends them).
+        self.episode_meta: dict[str, Any] = {}
+        self.hands_free_counts = {"started": 0, "stopped": 0, "refused": 0}
+        if self._detector is not None:
+            fields_of = {name: [f.name for f in spec.fields] for name, spec in self.specs.items()}
+            self._trigger_stream = config.pick_stream(fields_of)
+            log.info("hands-free %s from %s", config.mode, self._trigger_stream)
+
+    def _feed_triggers(self, sample: Sample) -> None:
+        """On the receiver thread, after ``sample`` was routed: let the detector see it."""
+        if self._detector is None or sample.stream != self._trigger_stream:
+            return
+        current = self._current
+        running = current is not None and (
+            not isinstance(self._detector, ActivityDetector)
+            or self._trigger_of.get(current.uuid) == ACTIVITY)
+        cut = self._detector.feed(sample.t_host_ns, sample.fields, running)
+        if cut is not None:
+            self._act_on(cut)
+
+    def _act_on(self, cut: Cut) -> None:
+        current = self._current
+        if cut.action == "start":
+            reply = self.start(dict(self.episode_meta), t_ns=cut.t_ns, trigger=cut.trigger,
+                               exact=cut.trigger == ACTIVITY)
+        elif current is None or (cut.trigger == ACTIVITY and self._trigger_of.get(current.uuid) != ACTIVITY):
+            reply = {"ok": False, "error": "no episode of this trigger is running"}
+        else:
+            reply = self.stop(t_ns=cut.t_ns, wait=False, trigger=cut.trigger)
+        key = {"start": "started", "stop": "stopped"}[cut.action]
+        if reply.get("ok"):
+            self.hands_free_counts[key] += 1
+            log.info("%s %s by %s at %d", cut.action, reply.get("uuid", "")[:8], cut.trigger, cut.t_ns)
+            return
+        self.hands_free_counts["refused"] += 1
+        if isinstance(self._detector, ActivityDetector):
+            self._detector.stopped_elsewhere()
+        log.warning("hands-free %s refused: %s", cut.action, reply.get("error"))
+
+    def trigger_of(self, uuid: str | None) -> str:
+        """What started episode ``uuid`` (``manual`` unless the glove did)."""
+        return self._trigger_of.get(uuid or "", MANUAL)
+
+    def hands_free_status(self) -> dict[str, Any]:
+        """The mode, the stream it follows and how many cuts it made (for the status)."""
+        return {"mode": self.recording.hands_free.mode, "stream": self._trigger_stream,
+                **self.hands_free_counts}
