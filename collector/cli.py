@@ -55,6 +55,8 @@ def _app_config(args: argparse.Namespace) -> AppConfig:
     for key in ("compression", "color_encoding"):
         if getattr(args, key):
             setattr(rec, key, getattr(args, key))
+    if getattr(args, "hands_free", None):
+        rec.hands_free.mode = args.hands_free
     for key in ("task", "operator", "station", "prompt"):
         if getattr(args, key) is not None:
             setattr(info, key, getattr(args, key))
@@ -97,6 +99,11 @@ def cmd_record(args: argparse.Namespace) -> int:
         return 2
     pending: list[str] = []
     failed = False
+    if config.recording.hands_free.mode != "off":
+        try:
+            return _record_hands_free(session, args, stop)
+        finally:
+            session.close()
     try:
         for _ in range(args.episodes):
             if stop.is_set():
@@ -129,6 +136,28 @@ def cmd_record(args: argparse.Namespace) -> int:
         return 1
     finally:
         session.close()
+    return 1 if failed else 0
+
+
+def _record_hands_free(session, args: argparse.Namespace, stop: threading.Event) -> int:
+    """The glove starts and stops the episodes (recording.hands_free): report each as it
+    closes, until Ctrl-C, ``--duration`` seconds in all, or ``--episodes`` closed."""
+    mode = session.config.recording.hands_free.mode
+    print(f"hands-free ({mode}): the glove starts and stops episodes; Ctrl-C to end", file=sys.stderr)
+    deadline = time.monotonic() + args.duration if args.duration else float("inf")
+    reported: set[str] = set(session.status().get("finished", {}))
+    failed = closed = 0
+    while not stop.is_set() and time.monotonic() < deadline and closed < args.episodes:
+        stop.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+        status = session.status()  # also lets the supervisor restart a crashed node
+        for uuid in [u for u in status.get("finished", {}) if u not in reported]:
+            reported.add(uuid)
+            if status["finished"][uuid].get("discarded"):
+                continue
+            closed += 1
+            if args.outcome:
+                session.tag_episode(args.outcome)
+            failed |= _report_closed(session, uuid, args.quiet)
     return 1 if failed else 0
 
 
@@ -263,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--config", help="TOML config naming the device nodes")
     rec.add_argument("--duration", type=float, default=0, help="seconds per episode (0: until Ctrl-C)")
     rec.add_argument("--episodes", type=int, default=1, help="number of episodes to record")
+    rec.add_argument("--hands-free", choices=["off", "gesture", "always_on"],
+                     help="the glove starts and stops episodes (recording.hands_free.mode): "
+                          "--episodes counts them, --duration is the whole session")
     rec.add_argument("--task")
     rec.add_argument("--operator")
     rec.add_argument("--station")

@@ -55,9 +55,20 @@ class RecordingConfig:
     path_pattern: str = "{task}/{date}/{task}_{date}_{time}_{uuid}.h5"
     #: Lossless chunk compression of raw arrays through hdf5plugin.
     compression: typing.Literal["none", "lz4", "zstd"] = "none"
-    #: How color frames are stored: raw pixels, or one JPEG per frame (decoded by every reader).
-    color_encoding: typing.Literal["raw", "jpeg"] = "raw"
+    #: How color frames are stored: raw pixels, one JPEG per frame, or video (h264, hevc, av1:
+    #: encoded while recording, decoded by every reader; docs/episode-format.md). Configs written
+    #: by `collector config` get NEW_CONFIG_RECORDING's choice (measured in benchmarks/video_storage.py).
+    color_encoding: typing.Literal["raw", "jpeg", "h264", "hevc", "av1"] = "raw"
     jpeg_quality: int = 90
+    #: Per-stream choice that overrides color_encoding, e.g. {"wrist/color" = "jpeg"}.
+    stream_encodings: dict[str, str] = field(default_factory=dict)
+    #: Video encoder: "" the codec's software encoder (libx264, libx265, libsvtav1), "hardware"
+    #: the first of NVENC / Quick Sync that opens (else software), or an FFmpeg encoder name.
+    video_encoder: str = ""
+    #: Video quality (constant rate factor; lower is better and bigger); 0 = the codec's default.
+    video_crf: int = 0
+    #: Seconds between video keyframes: the most a reader decodes to reach any frame.
+    video_gop_s: float = 1.0
     flush_interval_s: float = 0.5
     #: Stream whose samples define the synchronized index ("" = the first color stream).
     master_stream: str = ""
@@ -98,6 +109,17 @@ class RecordingConfig:
 
 
 @dataclass
+        from collector.storage.schema import check_options
+        from collector.storage.video import check_video_options, is_video
+
+        try:
+            check_options(self.compression, self.color_encoding, self.jpeg_quality,
+                          self.stream_encodings)
+            for codec in {self.color_encoding, *self.stream_encodings.values()}:
+                if is_video(codec):
+                    check_video_options(codec, self.video_encoder, self.video_crf, self.video_gop_s)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 class SessionInfo:
     task: str = "demo"
     operator: str = ""
@@ -245,6 +267,13 @@ class AppConfig:
 def sim_config(seed: int = 0, cameras: int = 1, glove_rate_hz: float = 200.0,
                epoch_ns: int | None = None) -> AppConfig:
     """The built-in ``--sim`` setup: simulated camera(s) and a simulated glove sharing one world.
+#: Recording settings of a config written by `collector config`: the colour encoding that keeps
+#: 2 cameras + a 1 kHz glove at 0 drops on 2 cores with the smallest files, and lossless depth
+#: compression (measured: benchmarks/video_storage.py, benchmarks/record_throughput.py).
+#: The dataclass defaults stay raw, so existing config files record as before.
+NEW_CONFIG_RECORDING = {"color_encoding": "h264", "compression": "lz4"}
+
+
 
     The simulated world is a function of time since ``epoch_ns`` (default: now), which every
     simulated node is given so that the camera renders exactly what the glove reports.

@@ -205,6 +205,8 @@ class CollectModel:
         self.session.config = self.config
         if task_changed and self.state != RECORDING:  # count the new task's episodes of the day
             self.session.episodes_recorded = self.session.episodes_on_disk()
+        if self.opened:  # for the episodes the glove starts (hands-free)
+            self.session.share_meta()
         self._emit("session_info", dict(vars(self.config.session)))
 
     def save_config(self, path: str | Path | None = None) -> Path:
@@ -420,6 +422,7 @@ class CollectModel:
             self._emit("health", {"devices": [], "error": str(exc)})
             return
         self.status = status
+        self._follow_hands_free(status)
         started = self.episode_started_at
         if (not status.get("recording") and self.state == RECORDING and started is not None
                 and asked_at > started):
@@ -439,6 +442,29 @@ class CollectModel:
             s["rate_hz"] * self.specs[name].bytes_per_sample
             for name, s in status["streams"].items() if name in self.specs)
         self._emit("health", {"devices": self.health})
+
+    def _follow_hands_free(self, status: dict[str, Any]) -> None:
+        """Show the episodes the glove starts and stops by itself (``recording.hands_free``)
+        as if Space had: they are counted, taggable and discardable like any other."""
+        episode = status.get("episode")
+        running = self.episode.get("uuid") if self.episode else None
+        if self.state == RECORDING and running and (episode or {}).get("uuid") != running:
+            ended = status.get("last_uuid") == running and status.get("last_end_trigger") not in (None, "manual")
+            if ended:  # the glove ended it (a gesture, the end of an activity), not an error
+                self.last_episode = {"path": status.get("last_path"), "uuid": running,
+                                     "outcome": "unknown", "closed": False, "problems": []}
+                self.episode = self.episode_started_at = None
+                self._await_close(self.last_episode)
+                self.session.note_stopped_by_recorder(self.last_episode)
+                self._emit("cue", {"kind": "stop"})
+                self._emit("episode_stopped", self.last_episode)
+                self._set_state(IDLE)
+        if episode and episode.get("trigger", "manual") != "manual" and self.state in (IDLE, RESET):
+            self.countdown_until = None
+            self.episode, self.episode_started_at = dict(episode), time.monotonic()
+            self._set_state(RECORDING)
+            self._emit("cue", {"kind": "start"})
+            self._emit("episode_started", dict(episode))
 
     def _await_close(self, episode: dict[str, Any]) -> None:
         if episode.get("uuid"):

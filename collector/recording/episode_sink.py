@@ -198,7 +198,10 @@ class EpisodeSink:
         rec = self.recording
         writer = self._writer_factory(window.path, specs, attrs, compression=rec.compression,
                                       color_encoding=rec.color_encoding,
-                                      jpeg_quality=rec.jpeg_quality, checksums=rec.checksums)
+                                      jpeg_quality=rec.jpeg_quality, checksums=rec.checksums,
+                                      stream_encodings=rec.stream_encodings,
+                                      video_encoder=rec.video_encoder, video_crf=rec.video_crf,
+                                      video_gop_s=rec.video_gop_s)
         self.submit("register", uuid=window.uuid, writer=writer)
 
     def _do_register(self, uuid: str, writer: EpisodeWriter) -> None:

@@ -391,6 +391,7 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
                 "last_path": str(last.path) if last else None,
                 "last_uuid": last.uuid if last else None,
                 "last_trigger": self.trigger_of(last.uuid) if last else None,
+                "last_end_trigger": last.end_attrs.get("end_trigger") if last else None,
                 "hands_free": self.hands_free_status()}
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:

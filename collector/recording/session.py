@@ -21,7 +21,8 @@ from collector.recording.supervisor import Supervisor
 from collector.storage.library import count_task_episodes
 
 #: Seconds to wait for the recorder: closing an episode writes its synchronized index.
-REQUEST_TIMEOUT_S = {"status": 5.0, "start": 30.0, "stop": 120.0, "discard": 120.0, "tag": 30.0}
+REQUEST_TIMEOUT_S = {"status": 5.0, "start": 30.0, "stop": 120.0, "discard": 120.0, "tag": 30.0,
+                     "meta": 5.0}
 
 
 class SessionError(RuntimeError):
@@ -56,6 +57,7 @@ class Session:
         if self.supervisor is None:
             self.supervisor = Supervisor(self.config)
         self.supervisor.start()
+        self.share_meta()
 
     def close(self) -> None:
         """Finish a running episode and stop every process."""
@@ -104,6 +106,11 @@ class Session:
                 "prompt": info.prompt}
         meta.update({k: v for k, v in overrides.items() if v is not None})
         return meta
+
+    def share_meta(self) -> None:
+        """Tell the recorder the session's task, operator... for the episodes the glove starts
+        by itself (``recording.hands_free``); again whenever they change."""
+        self._request("meta", meta=self.episode_meta())
 
     def start_episode(self, **meta: Any) -> dict[str, Any]:
         """Start recording an episode; ``meta`` overrides the session's task, operator, notes..."""

@@ -24,7 +24,8 @@ from collector.storage.codecs import CodecError, decode_jpeg, jpeg_shape
 
 from collector.storage.crc import (CRC_SUFFIX, SAMPLE_CRC, SAMPLE_CRC_MAX_BYTES,  # noqa: F401
                                    checksum_options, frame_crc32, row_crc32, sample_crc_fields)
-from collector.storage.layout import JPEG_SUFFIX as _JPEG_SUFFIX, OFFSETS_SUFFIX as _OFFSETS_SUFFIX
+from collector.storage.layout import (BYTES_SUFFIXES, JPEG_SUFFIX as _JPEG_SUFFIX,
+                                      OFFSETS_SUFFIX as _OFFSETS_SUFFIX, bytes_suffix)
 
 #: Bytes read per request while scanning (a failed block is re-read chunk by chunk).
 _SCAN_BYTES = 16 << 20
@@ -69,8 +70,11 @@ def jpeg_frame_problems(group: h5py.Group, field: str, count: int,
     each frame is decoded (``decode``) or only its header and end marker are checked."""
     ends = group[field + _OFFSETS_SUFFIX][:count].astype(np.int64)
     bounds = np.concatenate([[0], ends])
-    data = group[field + _JPEG_SUFFIX]
+    suffix = bytes_suffix(group, field) or _JPEG_SUFFIX
+    data = group[field + suffix]
     crc_ds = group.get(field + CRC_SUFFIX)
+    if crc_ds is None and suffix != _JPEG_SUFFIX:
+        return {}  # video packets without CRCs: only Fletcher-32 (the chunk scan) checks them
     crcs, crc_known = None, None
     if crc_ds is not None:
         crcs, crc_known = _readable(crc_ds, count)
@@ -95,7 +99,7 @@ def jpeg_frame_problems(group: h5py.Group, field: str, count: int,
             try:
                 raw = blob[a - lo:b - lo] if blob is not None else data[a:b]
             except Exception:
-                problems[int(k)] = f"checksum mismatch in '{field}{_JPEG_SUFFIX}'"
+                problems[int(k)] = f"checksum mismatch in '{field}{suffix}'"
                 continue
             if crcs is not None and not crc_known[k]:
                 continue  # its CRC's chunk is unreadable: the chunk scan reports those samples
@@ -203,7 +207,7 @@ def sample_crc_problems(group: h5py.Group, count: int, known: dict[int, str] | N
 def _stream_count(group: h5py.Group) -> int:
     # stream_length reads the offsets, which may be the damaged dataset: shapes only here.
     lengths = [ds.shape[0] for key, ds in group.items()
-               if isinstance(ds, h5py.Dataset) and not key.endswith(_JPEG_SUFFIX) and ds.shape]
+               if isinstance(ds, h5py.Dataset) and not key.endswith(BYTES_SUFFIXES) and ds.shape]
     return min(lengths, default=0)
 
 
@@ -213,7 +217,8 @@ def stream_damage(group: h5py.Group, count: int | None = None) -> tuple[dict[int
     count = _stream_count(group) if count is None else count
     damaged: dict[int, str] = {}
     checked = False
-    jpeg_fields = [key[:-len(_JPEG_SUFFIX)] for key in group if key.endswith(_JPEG_SUFFIX)]
+    # JPEG and video fields alike: per-frame bytes located by their offsets.
+    jpeg_fields = [key.rsplit(".", 1)[0] for key in group if key.endswith(BYTES_SUFFIXES)]
     ends = {}
     for field in jpeg_fields:
         try:
@@ -227,8 +232,8 @@ def stream_damage(group: h5py.Group, count: int | None = None) -> tuple[dict[int
         name = key
         why = f"checksum mismatch in '{name}'" if ds.fletcher32 else f"unreadable chunk in '{name}'"
         for lo, hi in unreadable_rows(ds):
-            if key.endswith(_JPEG_SUFFIX):
-                e = ends.get(key[:-len(_JPEG_SUFFIX)])
+            if key.endswith(BYTES_SUFFIXES):
+                e = ends.get(key.rsplit(".", 1)[0])
                 if e is None:
                     continue
                 first = int(np.searchsorted(e, lo, side="right"))
@@ -245,7 +250,7 @@ def stream_damage(group: h5py.Group, count: int | None = None) -> tuple[dict[int
     for field in jpeg_fields:
         if ends[field] is None:
             continue
-        attrs = group[field + _JPEG_SUFFIX].attrs
+        attrs = group[field + bytes_suffix(group, field)].attrs
         shape = tuple(int(v) for v in attrs["shape"]) if "shape" in attrs else None
         for frame, why in jpeg_frame_problems(group, field, count, decode=True, shape=shape).items():
             damaged.setdefault(frame, why)

@@ -15,7 +15,8 @@ e.g. the recorder's ``EpisodeSink(writer_factory=...)``); without ``store`` the 
 tests/collector/storage/test_backends.py): samples become visible at ``flush``, ``close`` cuts
 samples captured at or after ``stop_ns``, stores counters, the ledger and the synchronized
 index and sets the status last; ``abort`` leaves an interrupted episode. JPEG-stored fields are
-kept decoded (``encodings`` still says ``"jpeg"``, as the file would), so frames read back
+and video-stored fields are
+kept decoded (``encodings`` still says ``"jpeg"`` or the codec, as the file would), so frames read back
 exactly as appended; nothing is ever damaged, so ``frame_problems`` finds nothing.
 """
 
@@ -33,8 +34,10 @@ from collector.storage.interface import EpisodeError, EpisodeReader, EpisodeWrit
 from collector.storage.schema import (COUNTERS, EVENT_DATASETS, TIME_DATASETS, attr_value, check_close,
                                       check_counters, check_options, default_master, end_attrs_at,
                                       event_row, field_encodings, prepare_field, root_attrs,
-                                      sample_stream, samples_before, seq_counters)
-from collector.storage.sync import SYNC_METHOD, compute_sync_index, fit_device_clock, sync_time_ns
+                                      sample_stream, samples_before, schema_version, seq_counters)
+from collector.storage.video import check_video_options, is_video
+from collector.storage.sync import (SYNC_METHOD, calibrated_time_ns, compute_sync_index, episode_latencies_ms,
+                                    fit_device_clock, sync_time_ns)
 from collector.wire.protocol import RAW, Sample
 from collector.wire.streams import StreamSpec
 
@@ -100,19 +103,25 @@ class MemoryEpisodeWriter(EpisodeWriter):
 
     def __init__(self, path: str | Path, specs: list[StreamSpec], attrs: dict[str, Any] | None = None,
                  *, store: EpisodeStore | None = None, compression: str = "none",
-                 color_encoding: str = "raw", jpeg_quality: int = 90, checksums: bool = True) -> None:
-        check_options(compression, color_encoding, jpeg_quality)
+                 color_encoding: str = "raw", jpeg_quality: int = 90, checksums: bool = True,
+                 stream_encodings: dict[str, str] | None = None, video_encoder: str = "",
+                 video_crf: int = 0, video_gop_s: float = 1.0) -> None:
+        check_options(compression, color_encoding, jpeg_quality, stream_encodings)
+        encodings = {s.name: field_encodings(s, color_encoding, stream_encodings) for s in specs}
+        for codec in {e for fields in encodings.values() for e in fields.values() if is_video(e)}:
+            check_video_options(codec, video_encoder, int(video_crf), float(video_gop_s))
         self.path, self.specs = path, {s.name: s for s in specs}
         if len(self.specs) != len(specs):
             raise ValueError(f"stream names must be unique: {[s.name for s in specs]}")
         self.jpeg_quality = int(jpeg_quality)
         self.store = store if store is not None else DEFAULT_STORE
         root = root_attrs(dict(attrs or {}), self.specs, compression=compression,
-                          color_encoding=color_encoding, jpeg_quality=jpeg_quality)
+                          color_encoding=color_encoding, jpeg_quality=jpeg_quality,
+                          version=schema_version(encodings.values()))
         self.master_stream = root["master_stream"]
         self._episode = StoredEpisode(
             attrs={k: _plain(attr_value(v)) for k, v in root.items()}, specs=dict(self.specs),
-            encodings={s.name: field_encodings(s, color_encoding) for s in specs})
+            encodings=encodings)
         for spec in specs:
             self._episode.columns[spec.name] = {c: [] for c in [*(f.name for f in spec.fields), *TIME_DATASETS]}
             self._episode.stream_attrs[spec.name] = {c: 0 for c in COUNTERS}
@@ -198,7 +207,8 @@ class MemoryEpisodeWriter(EpisodeWriter):
             ep.stream_attrs[name] = {"count": count, "late": 0, "overflow": 0,
                                      **seq_counters(np.asarray(cols["seq"], np.uint64)),
                                      **self._counters.get(name, {}), "clock_fit": fit}
-            times[name] = (spec.rate_hz, sync_time_ns(t_device, t_host, fit))
+            times[name] = (spec.rate_hz, calibrated_time_ns(sync_time_ns(t_device, t_host, fit),
+                                                            episode_latencies_ms(ep.attrs).get(name)))
         end = end_attrs_at(end, int(ep.attrs["start_time_ns"]))
         if ledger is not None:
             end["ledger"] = json.dumps(ledger(written), separators=(",", ":"))

@@ -19,7 +19,8 @@ import numpy as np
 
 from collector.storage.codecs import CodecError, decode_jpeg
 from collector.storage.interface import EpisodeError, EpisodeReader
-from collector.storage.layout import JPEG_SUFFIX, LIBVER, OFFSETS_SUFFIX
+from collector.storage.layout import (JPEG_SUFFIX, KEY_SUFFIX, LIBVER, OFFSETS_SUFFIX, PTS_SUFFIX,
+                                      VIDEO_ENCODINGS, VIDEO_SUFFIX)
 from collector.storage.schema import (COUNTERS, EVENT_DATASETS, OUTCOMES, ROOT_ATTRS, SCHEMA_VERSION,  # noqa: F401
                                       SCHEMA_VERSIONS, STATUSES, TIME_DATASETS)
 from collector.storage.writer import finalize_episode, stream_groups, stream_length, truncate_stream
@@ -83,6 +84,7 @@ class HDF5Episode(EpisodeReader):
                     f"dataset '{k}' is missing or unreadable" for k in missing))
         self._counts: dict[str, int] = {}
         self._offsets: dict[tuple[str, str], np.ndarray] = {}
+        self._video: dict[tuple[str, str], Any] = {}
 
     def close(self) -> None:
         self.h5.close()
@@ -103,7 +105,7 @@ class HDF5Episode(EpisodeReader):
         from collector.storage.checksums import jpeg_frame_problems, raw_frame_problems
 
         group, count = self._group(stream), self.count(stream)
-        if self.encodings(stream).get(field) == JPEG:
+        if self.encodings(stream).get(field) in (JPEG, *VIDEO_ENCODINGS):
             return jpeg_frame_problems(group, field, count, frames, decode=thorough,
                                        shape=self.streams[stream].field(field).shape)
         return raw_frame_problems(group[field], frames) if thorough else {}
@@ -114,7 +116,7 @@ class HDF5Episode(EpisodeReader):
         return self._groups[stream]
 
     def encodings(self, stream: str) -> dict[str, str]:
-        """How each field of ``stream`` is stored (``"raw"`` or ``"jpeg"``)."""
+        """How each field of ``stream`` is stored (``"raw"``, ``"jpeg"`` or a video codec)."""
         return json.loads(self._group(stream).attrs.get("encodings", "{}"))
 
     @_reads_file
@@ -127,11 +129,14 @@ class HDF5Episode(EpisodeReader):
     @_reads_file
     def frames(self, stream: str, field: str, index: int | slice | Sequence[int] = slice(None)) -> np.ndarray:
         """Samples of one field: an int gives one sample, a slice or sequence stacks them along
-        a new first axis. JPEG-stored frames come back decoded, RGB."""
+        a new first axis. JPEG- and video-stored frames come back decoded, RGB (a video frame
+        is decoded from the keyframe before it; see :mod:`collector.storage.video`)."""
         spec, count = self.streams[stream].field(field), self.count(stream)
         positions = np.arange(count)[index] if not isinstance(index, (int, np.integer)) \
             else np.arange(count)[[index]]
-        if self.encodings(stream).get(field) == JPEG:
+        if self.encodings(stream).get(field) in VIDEO_ENCODINGS:
+            data = self.video_reader(stream, field).frames(positions)
+        elif self.encodings(stream).get(field) == JPEG:
             data = self._jpeg_frames(stream, field, positions, spec.shape)
         elif isinstance(index, slice) and (index.step in (None, 1)) and positions.size:
             data = self._group(stream)[field][positions[0]:positions[-1] + 1]
@@ -140,6 +145,16 @@ class HDF5Episode(EpisodeReader):
             ds = self._group(stream)[field]
             data = ds[unique][inverse] if unique.size else np.empty((0, *ds.shape[1:]), ds.dtype)
         return data[0] if isinstance(index, (int, np.integer)) else data
+
+    def video_reader(self, stream: str, field: str):
+        """The :class:`~collector.storage.video.VideoFrameReader` of a video-stored field (one per
+        episode and field: its decoded-frame cache makes sequential reads cheap)."""
+        from collector.storage.video_h5 import video_frame_reader
+
+        if (stream, field) not in self._video:
+            self._video[stream, field] = video_frame_reader(
+                self._group(stream), field, self.count(stream), self.streams[stream].field(field).shape)
+        return self._video[stream, field]
 
     def _jpeg_frames(self, stream: str, field: str, positions: np.ndarray,
                      shape: tuple[int, ...]) -> np.ndarray:
@@ -206,8 +221,11 @@ class HDF5Episode(EpisodeReader):
 def _dataset_names(spec: StreamSpec, encodings: dict[str, str]) -> list[str]:
     names = []
     for fs in spec.fields:
-        jpeg = encodings.get(fs.name) == JPEG
-        names += [fs.name + JPEG_SUFFIX, fs.name + OFFSETS_SUFFIX] if jpeg else [fs.name]
+        encoding = encodings.get(fs.name)
+        if encoding in VIDEO_ENCODINGS:
+            names += [fs.name + s for s in (VIDEO_SUFFIX, OFFSETS_SUFFIX, PTS_SUFFIX, KEY_SUFFIX)]
+        else:
+            names += [fs.name + JPEG_SUFFIX, fs.name + OFFSETS_SUFFIX] if encoding == JPEG else [fs.name]
     return names + list(TIME_DATASETS)
 
 
@@ -320,16 +338,20 @@ def _stream_problems(ep: HDF5Episode, name: str, spec: StreamSpec) -> list[str]:
     group, problems, lengths = ep._group(name), [], {}
     encodings = ep.encodings(name)
     for fs in spec.fields:
-        if encodings.get(fs.name) == JPEG:
-            data, offsets = group.get(fs.name + JPEG_SUFFIX), group.get(fs.name + OFFSETS_SUFFIX)
+        encoding = encodings.get(fs.name)
+        if encoding == JPEG or encoding in VIDEO_ENCODINGS:
+            what, suffix = ("JPEG", JPEG_SUFFIX) if encoding == JPEG else (encoding, VIDEO_SUFFIX)
+            data, offsets = group.get(fs.name + suffix), group.get(fs.name + OFFSETS_SUFFIX)
             if data is None or offsets is None:
-                problems.append(f"field '{fs.name}' is stored as JPEG but its datasets are missing")
+                problems.append(f"field '{fs.name}' is stored as {what} but its datasets are missing")
                 continue
             ends = offsets[:].astype(np.int64)
             lengths[offsets.name.rsplit("/", 1)[1]] = ends.size
             if np.any(np.diff(ends) <= 0) or (ends.size and ends[-1] > data.shape[0]):
-                problems.append(f"field '{fs.name}': JPEG offsets are not increasing within "
+                problems.append(f"field '{fs.name}': {what} offsets are not increasing within "
                                 f"the {data.shape[0]} stored bytes")
+            if encoding in VIDEO_ENCODINGS:
+                problems += _video_problems(group, fs.name, ep.count(name))
             continue
         ds = group.get(fs.name)
         if ds is None:
@@ -367,6 +389,17 @@ def _stream_problems(ep: HDF5Episode, name: str, spec: StreamSpec) -> list[str]:
     missing = [c for c in COUNTERS if c not in group.attrs]
     if missing:
         problems.append(f"counter attributes missing: {', '.join(missing)}")
+    return problems
+
+
+def _video_problems(group: h5py.Group, field: str, count: int) -> list[str]:
+    """A video field must start on a keyframe and number its packets 0, 1, 2, ..."""
+    keys, pts = group[field + KEY_SUFFIX][:count], group[field + PTS_SUFFIX][:count]
+    problems = []
+    if count and not keys[0]:
+        problems.append(f"field '{field}': the first packet is not a keyframe")
+    if not np.array_equal(pts, np.arange(count)):
+        problems.append(f"field '{field}': packet pts are not the frame indices 0..{count - 1}")
     return problems
 
 

@@ -18,19 +18,23 @@ import numpy as np
 
 from collector import __version__
 from collector.storage.codecs import CodecError, decode_jpeg, encode_jpeg, is_color_image, jpeg_shape
+from collector.storage.layout import VIDEO_ENCODINGS
 from collector.wire.protocol import JPEG, RAW, Sample
 from collector.wire.streams import StreamSpec
 from collector.storage.sync import SYNC_METHOD
 
 #: 2: the integrity ledger (root attribute ``ledger``), episodes cut on the capture clock and
-#: the ``failed`` status. Readers accept every version in SCHEMA_VERSIONS.
+#: the ``failed`` status. 3: video-stored color fields (collector.storage.video); a file without
+#: any stays version 2, so readers that predate video still open it. Readers accept every
+#: version in SCHEMA_VERSIONS.
 SCHEMA_VERSION = 2
-SCHEMA_VERSIONS = (1, 2)
+VIDEO_SCHEMA_VERSION = 3
+SCHEMA_VERSIONS = (1, 2, 3)
 #: ``failed``: closed after a recorder thread died; what it holds is sound, but not all of it.
 STATUSES = ("recording", "complete", "recovered", "failed")
 OUTCOMES = ("success", "failure", "unknown")
 COMPRESSIONS = ("none", "lz4", "zstd")
-COLOR_ENCODINGS = ("raw", "jpeg")
+COLOR_ENCODINGS = ("raw", "jpeg", *VIDEO_ENCODINGS)
 #: Root attributes every episode has, with their defaults (``None``: filled in when created).
 ROOT_ATTRS: dict[str, Any] = {
     "schema_version": SCHEMA_VERSION, "uuid": None, "task": "", "operator": "", "station": "",
@@ -62,10 +66,20 @@ def default_master(specs: Iterable[StreamSpec]) -> str:
     return color[0] if color else (specs[0].name if specs else "")
 
 
-def field_encodings(spec: StreamSpec, color_encoding: str) -> dict[str, str]:
-    """How each field of ``spec`` is stored: JPEG for RGB fields of color streams when asked."""
-    jpeg = color_encoding == "jpeg" and spec.kind == "color"
-    return {f.name: JPEG if jpeg and is_color_image(f.dtype, f.shape) else RAW for f in spec.fields}
+def field_encodings(spec: StreamSpec, color_encoding: str,
+                    stream_encodings: dict[str, str] | None = None) -> dict[str, str]:
+    """How each field of ``spec`` is stored: RGB fields of color streams as ``color_encoding``
+    (JPEG or a video codec), or as ``stream_encodings[spec.name]`` where that names the stream."""
+    chosen = (stream_encodings or {}).get(spec.name, color_encoding)
+    encoded = chosen != RAW and spec.kind == "color"
+    return {f.name: chosen if encoded and is_color_image(f.dtype, f.shape) else RAW
+            for f in spec.fields}
+
+
+def schema_version(encodings: Iterable[dict[str, str]]) -> int:
+    """The schema version a file with these per-stream field encodings is written as."""
+    video = any(e in VIDEO_ENCODINGS for fields in encodings for e in fields.values())
+    return VIDEO_SCHEMA_VERSION if video else SCHEMA_VERSION
 
 
 def to_json(value: Any) -> str:
@@ -96,12 +110,16 @@ def event_row(t_ns: int, kind: str, stream: str = "", detail: dict | None = None
     return (int(t_ns), kind.encode()[:32], (stream or "").encode()[:64], fit_json(detail or {}, 512))
 
 
-def check_options(compression: str, color_encoding: str, jpeg_quality: int) -> None:
-    """Raise ``ValueError`` for an unknown compression or color encoding or a bad JPEG quality."""
+def check_options(compression: str, color_encoding: str, jpeg_quality: int,
+                  stream_encodings: dict[str, str] | None = None) -> None:
+    """Raise ``ValueError`` for an unknown compression or color encoding (also per stream in
+    ``stream_encodings``) or a bad JPEG quality."""
     if compression not in COMPRESSIONS:
         raise ValueError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
-    if color_encoding not in COLOR_ENCODINGS:
-        raise ValueError(f"color_encoding must be one of {COLOR_ENCODINGS}, got {color_encoding!r}")
+    for where, encoding in [("color_encoding", color_encoding),
+                            *((f"stream_encodings[{k!r}]", v) for k, v in (stream_encodings or {}).items())]:
+        if encoding not in COLOR_ENCODINGS:
+            raise ValueError(f"{where} must be one of {COLOR_ENCODINGS}, got {encoding!r}")
     if not 1 <= int(jpeg_quality) <= 100:
         raise ValueError(f"jpeg_quality must be 1..100, got {jpeg_quality}")
 
@@ -115,9 +133,9 @@ def check_root_values(attrs: dict[str, Any]) -> None:
 
 
 def root_attrs(attrs: dict[str, Any], specs: dict[str, StreamSpec], *, compression: str,
-               color_encoding: str, jpeg_quality: int) -> dict[str, Any]:
+               color_encoding: str, jpeg_quality: int, version: int = SCHEMA_VERSION) -> dict[str, Any]:
     """The root attributes of a new episode: defaults, ``attrs``, start time, uuid, master."""
-    root = {**ROOT_ATTRS, **attrs, "schema_version": SCHEMA_VERSION, "status": "recording",
+    root = {**ROOT_ATTRS, **attrs, "schema_version": version, "status": "recording",
             "compression": compression, "color_encoding": color_encoding,
             "jpeg_quality": int(jpeg_quality)}
     start_ns = int(root["start_time_ns"] or time.time_ns())
@@ -181,6 +199,7 @@ def prepare_field(stream: str, fs: Any, sample: Sample, stored: str, jpeg_qualit
         raise ValueError(f"{where}: dtype {array.dtype.str} does not match the spec's {fs.dtype}")
     if array.shape != fs.shape:
         raise ValueError(f"{where}: shape {array.shape} does not match the spec's {fs.shape}")
+    # Video fields come back raw: the writer's encoder takes them in order (collector.storage.video).
     return encode_jpeg(array, jpeg_quality) if stored == JPEG else array
 
 

@@ -1,4 +1,4 @@
-"""Episode files, schema v1: one crash-safe HDF5 file per demonstration (docs/episode-format.md).
+"""Episode files (schema v2, v3 with video): one crash-safe HDF5 file per demonstration (docs/episode-format.md).
 
 :class:`HDF5EpisodeWriter` creates every group, dataset and attribute up front, then switches the file
 to SWMR mode and from then on only appends and flushes: a SWMR file killed mid-recording keeps
@@ -20,16 +20,20 @@ import numpy as np
 from collector.storage.crc import (CRC_SUFFIX, SAMPLE_CRC, checksum_options, frame_crc32, row_crc32,
                                    sample_crc_fields)
 from collector.storage.interface import EpisodeWriter
-from collector.storage.layout import JPEG_SUFFIX, LIBVER, OFFSETS_SUFFIX
+from collector.storage.layout import BYTES_SUFFIXES, JPEG_SUFFIX, LIBVER, OFFSETS_SUFFIX, bytes_suffix
 from collector.storage.schema import (COLOR_ENCODINGS, COMPRESSIONS, COUNTERS, EVENT_DATASETS,  # noqa: F401
                                       OUTCOMES, ROOT_ATTRS, SCHEMA_VERSION, SCHEMA_VERSIONS, STATUSES,
                                       TIME_DATASETS, attr_value, check_close, check_counters,
                                       check_options, default_master, end_attrs_at, event_row,
                                       field_encodings, iso_utc, prepare_field, root_attrs,
-                                      sample_stream, samples_before, seq_counters, to_json)
-from collector.wire.protocol import JPEG, Sample
+                                      sample_stream, samples_before, schema_version, seq_counters,
+                                      to_json)
+from collector.storage.video import VideoEncoder, check_video_options, is_video
+from collector.storage.video_h5 import append_packets, create_video_datasets
+from collector.wire.protocol import JPEG, RAW, Sample
 from collector.wire.streams import StreamSpec
-from collector.storage.sync import SYNC_METHOD, fit_device_clock, sync_time_ns, write_sync_group
+from collector.storage.sync import (SYNC_METHOD, calibrated_time_ns, episode_latencies_ms, fit_device_clock,
+                                    sync_time_ns, write_sync_group)
 from collector.storage.writer_lock import WriterLock, marker_path
 
 log = logging.getLogger(__name__)
@@ -41,11 +45,15 @@ _MAX_CHUNK_BYTES = 1 << 20
 
 
 def compression_options(compression: str, dtype: Any) -> dict:
-    """h5py ``create_dataset`` keywords for ``compression`` (uint16, i.e. depth, gets Blosc2)."""
+    """h5py ``create_dataset`` keywords for ``compression`` (uint16, i.e. depth, gets Blosc2).
+
+    Depth: Blosc2 Zstd level 1 on bit-shuffled pixels, lossless, chosen by
+    benchmarks/video_storage.py (about twice the ratio of Blosc2-LZ4 with byte shuffle at about
+    the same CPU; FFV1 and JPEG-LS compress a little better at 4-7x the CPU)."""
     if compression == "none":
         return {}
     if np.dtype(dtype) == np.uint16:
-        return dict(hdf5plugin.Blosc2(cname="lz4", clevel=5, filters=hdf5plugin.Blosc2.SHUFFLE))
+        return dict(hdf5plugin.Blosc2(cname="zstd", clevel=1, filters=hdf5plugin.Blosc2.BITSHUFFLE))
     if compression == "lz4":
         return dict(hdf5plugin.LZ4())
     return dict(hdf5plugin.Zstd(clevel=1))
@@ -81,8 +89,9 @@ class HDF5EpisodeWriter(EpisodeWriter):
 
     def __init__(self, path: str | Path, specs: list[StreamSpec], attrs: dict[str, Any] | None = None,
                  *, compression: str = "none", color_encoding: str = "raw", jpeg_quality: int = 90,
-                 checksums: bool = True) -> None:
-        check_options(compression, color_encoding, jpeg_quality)
+                 checksums: bool = True, stream_encodings: dict[str, str] | None = None,
+                 video_encoder: str = "", video_crf: int = 0, video_gop_s: float = 1.0) -> None:
+        check_options(compression, color_encoding, jpeg_quality, stream_encodings)
         self.path, self.specs = Path(path), {s.name: s for s in specs}
         if len(self.specs) != len(specs):
             raise ValueError(f"stream names must be unique: {[s.name for s in specs]}")
@@ -90,7 +99,15 @@ class HDF5EpisodeWriter(EpisodeWriter):
         self.jpeg_quality = int(jpeg_quality)
         # Fletcher-32 per chunk and a CRC32 per JPEG frame (collector.storage.checksums); off only to measure.
         self.checksums = bool(checksums)
-        self._buffers = {s.name: _StreamBuffer(s, field_encodings(s, color_encoding)) for s in specs}
+        self._buffers = {s.name: _StreamBuffer(s, field_encodings(s, color_encoding, stream_encodings))
+                         for s in specs}
+        # Video-stored fields: one encoder each, fed in order on the writer thread (video.py).
+        self.video_options = dict(encoder=video_encoder, crf=int(video_crf), gop_s=float(video_gop_s))
+        self._encoders: dict[tuple[str, str], VideoEncoder] = {}
+        for buf in self._buffers.values():
+            for codec in {e for e in buf.encodings.values() if is_video(e)}:
+                check_video_options(codec, **self.video_options)
+        self._version = schema_version(buf.encodings for buf in self._buffers.values())
         self._counters: dict[str, dict[str, int]] = {name: {} for name in self.specs}
         self._events: list[tuple[int, bytes, bytes, bytes]] = []
         self._closed = False
@@ -124,7 +141,8 @@ class HDF5EpisodeWriter(EpisodeWriter):
 
     def _root_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
         return root_attrs(attrs, self.specs, compression=self.compression,
-                          color_encoding=self.color_encoding, jpeg_quality=self.jpeg_quality)
+                          color_encoding=self.color_encoding, jpeg_quality=self.jpeg_quality,
+                          version=self._version)
 
     def _create_stream(self, buf: _StreamBuffer) -> None:
         spec, g = buf.spec, self._h5.create_group(f"streams/{buf.spec.name}")
@@ -137,7 +155,13 @@ class HDF5EpisodeWriter(EpisodeWriter):
             attrs = {"unit": fs.unit, "encoding": buf.encodings[fs.name]}
             if fs.channel_names:
                 attrs["channel_names"] = list(fs.channel_names)
-            if buf.encodings[fs.name] == JPEG:
+            if is_video(buf.encodings[fs.name]):
+                encoder = VideoEncoder(buf.encodings[fs.name], fs.shape[1], fs.shape[0],
+                                       spec.rate_hz, **self.video_options)
+                self._encoders[spec.name, fs.name] = encoder
+                create_video_datasets(g, fs.name, encoder, dict(attrs, dtype=fs.dtype,
+                                      shape=list(fs.shape)), time_rows, check)
+            elif buf.encodings[fs.name] == JPEG:
                 ds = g.create_dataset(fs.name + JPEG_SUFFIX, (0,), dtype=np.uint8, maxshape=(None,),
                                       chunks=(_JPEG_CHUNK_BYTES,), **check)
                 ds.attrs.update(attrs, dtype=fs.dtype, shape=list(fs.shape))
@@ -160,7 +184,7 @@ class HDF5EpisodeWriter(EpisodeWriter):
             ds.attrs["unit"] = "" if name == "seq" else "ns"
         if self.checksums and SAMPLE_CRC not in buf.names:
             buf.crc_fields = sample_crc_fields(
-                [(fs.name, fs.nbytes) for fs in spec.fields if buf.encodings[fs.name] != JPEG],
+                [(fs.name, fs.nbytes) for fs in spec.fields if buf.encodings[fs.name] == RAW],
                 TIME_DATASETS)
             crc = g.create_dataset(SAMPLE_CRC, (0,), dtype=np.uint32, maxshape=(None,),
                                    chunks=(time_rows,), **check)
@@ -178,6 +202,12 @@ class HDF5EpisodeWriter(EpisodeWriter):
         values = {fs.name: self._prepare(name, fs, sample, buf.encodings[fs.name])
                   for fs in buf.spec.fields}
         for field_name, value in values.items():
+            encoder = self._encoders.get((name, field_name))
+            if encoder is not None:  # packets, possibly of earlier frames (encoder delay)
+                packets = encoder.encode(value)
+                buf.columns[field_name] += packets
+                buf.nbytes += sum(p.data.nbytes + 64 for p in packets)
+                continue
             # A writable array may be a producer's reused frame buffer: copy it. A read-only one
             # (a received ZeroMQ frame, which nobody writes to again) is kept as it is.
             original = sample.fields[field_name]
@@ -228,11 +258,19 @@ class HDF5EpisodeWriter(EpisodeWriter):
 
     def _write_stream(self, buf: _StreamBuffer) -> None:
         n, start, g = buf.n, buf.written, self._h5["streams"][buf.spec.name]
+        # Packets lag their samples by the encoder's delay, and the last ones come after the
+        # last sample: written whenever there are any. Readers count whole samples only.
+        for name in (f for f, encoding in buf.encodings.items() if is_video(encoding)):
+            append_packets(g, name, buf.columns[name])
+            buf.columns[name].clear()
         if not n:
+            buf.nbytes = 0
             return
         covered: dict[str, np.ndarray] = {}
         for name, column in buf.columns.items():
-            if buf.encodings.get(name) == JPEG:
+            if is_video(buf.encodings.get(name, "")):
+                continue
+            elif buf.encodings.get(name) == JPEG:
                 data, offsets = g[name + JPEG_SUFFIX], g[name + OFFSETS_SUFFIX]
                 base = data.shape[0]
                 ends = base + np.cumsum([len(b) for b in column], dtype=np.uint64)
@@ -280,6 +318,7 @@ class HDF5EpisodeWriter(EpisodeWriter):
         with a plain ``h5py.File(path)``. Returns the path."""
         end_attrs = check_close(status, end_attrs, master_stream, self.specs)
         try:
+            self._finish_encoders()
             self.flush()
         except BaseException:
             self.abort()
@@ -296,6 +335,11 @@ class HDF5EpisodeWriter(EpisodeWriter):
         self._lock.release(remove=True)
         return self.path
 
+    def _finish_encoders(self) -> None:
+        """Move the packets the video encoders still hold into the buffers (at the end only)."""
+        for (stream, field), encoder in self._encoders.items():
+            self._buffers[stream].columns[field] += encoder.finish()
+
     @property
     def storage_folder(self) -> Path:
         return self.path.parent
@@ -310,6 +354,7 @@ class HDF5EpisodeWriter(EpisodeWriter):
         if self._closed:
             return
         try:
+            self._finish_encoders()
             self.flush()
         except Exception as exc:  # the abort is often the reaction to a failing write
             log.warning("%s: flush on abort failed: %s", self.path, exc)
@@ -337,10 +382,11 @@ def stream_length(group: h5py.Group) -> int:
     cut off mid-flush still reads as whole samples."""
     lengths = []
     for name, ds in group.items():
-        if name.endswith(JPEG_SUFFIX):
+        if name.endswith(BYTES_SUFFIXES):
             continue
         if name.endswith(OFFSETS_SUFFIX):
-            nbytes = group[name[:-len(OFFSETS_SUFFIX)] + JPEG_SUFFIX].shape[0]
+            field = name[:-len(OFFSETS_SUFFIX)]
+            nbytes = group[field + bytes_suffix(group, field)].shape[0]
             lengths.append(int(np.searchsorted(ds[:], nbytes, side="right")))
         else:
             lengths.append(ds.shape[0])
@@ -348,11 +394,11 @@ def stream_length(group: h5py.Group) -> int:
 
 
 def truncate_stream(group: h5py.Group, count: int) -> None:
-    """Cut every per-sample dataset of a stream group to its first ``count`` samples (JPEG
-    byte datasets to the end of frame ``count``); the file must be open plainly."""
+    """Cut every per-sample dataset of a stream group to its first ``count`` samples (JPEG and
+    video byte datasets to the end of frame ``count``); the file must be open plainly."""
     for name, ds in group.items():
-        if name.endswith(JPEG_SUFFIX):
-            offsets = group[name[:-len(JPEG_SUFFIX)] + OFFSETS_SUFFIX]
+        if name.endswith(BYTES_SUFFIXES):
+            offsets = group[name.rsplit(".", 1)[0] + OFFSETS_SUFFIX]
             ds.resize((int(offsets[count - 1]) if count else 0,))
         elif ds.shape and ds.shape[0] > count:
             ds.resize(count, axis=0)
@@ -375,6 +421,7 @@ def finalize_episode(f: h5py.File, *, status: str, end_attrs: dict[str, Any] | N
     end = dict(end_attrs or {})
     streams = stream_groups(f)
     times, written = {}, {}
+    latencies = episode_latencies_ms(f.attrs)  # measured by `collector calibrate latency`
     for name, (spec, group) in streams.items():
         count = stream_length(group)
         if stop_ns is not None:
@@ -392,7 +439,8 @@ def finalize_episode(f: h5py.File, *, status: str, end_attrs: dict[str, Any] | N
         t_device, t_host = group["t_device_ns"][:count], group["t_host_ns"][:count]
         fit = fit_device_clock(t_device, t_host)
         group.attrs["clock_fit"] = json.dumps(fit)
-        times[name] = (spec.rate_hz, sync_time_ns(t_device, t_host, fit))
+        times[name] = (spec.rate_hz, calibrated_time_ns(sync_time_ns(t_device, t_host, fit),
+                                                        latencies.get(name)))
     end = end_attrs_at(end, int(f.attrs["start_time_ns"]))
     if ledger is not None:
         end["ledger"] = json.dumps(ledger(written), separators=(",", ":"))

@@ -1,0 +1,237 @@
+"""Video-stored colour: encoded while writing, keyframe index, random access, bad input, crashes."""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from collector.config import ConfigError, RecordingConfig
+from collector.storage.memory import MemoryEpisodeWriter
+from collector.storage.reader import deep_problems, open_episode, recover_episode, validate_episode
+from collector.storage.video import VideoCodecError, VideoEncoder
+from collector.storage.writer import HDF5EpisodeWriter
+from collector.wire.protocol import Sample
+from collector.wire.streams import FieldSpec, StreamSpec
+from tests.waiting import wait_for
+
+ROOT = Path(__file__).resolve().parents[3]
+T0 = 1_700_000_000_000_000_000
+H, W, RATE = 32, 48, 10.0  # tiny frames; a 10 fps stream with a 0.5 s GOP has a keyframe every 5
+GOP = 5
+
+
+def specs():
+    return [StreamSpec("cam0/color", "color", RATE, [FieldSpec("rgb", "|u1", (H, W, 3))]),
+            StreamSpec("cam0/depth", "depth", RATE, [FieldSpec("depth", "<u2", (H, W), unit="mm")])]
+
+
+def color_frame(i):
+    y, x = np.mgrid[0:H, 0:W]
+    return np.stack([x * 4 + 3 * i, y * 5 + i, np.full_like(x, 60 + 4 * i)],
+                    axis=-1).astype(np.uint8)
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255 ** 2 / max(mse, 1e-9))
+
+
+def sample(i, stream="cam0/color", **fields):
+    t = T0 + int(i * 1e9 / RATE)
+    if not fields:
+        fields = {"rgb": color_frame(i)} if stream == "cam0/color" else \
+            {"depth": np.full((H, W), 500 + i, np.uint16)}
+    return Sample("cam0", stream, i, t, t, fields)
+
+
+def write(path, codec, frames=12, close=True, **options):
+    w = HDF5EpisodeWriter(path, specs(), {"start_time_ns": T0}, color_encoding=codec,
+                          compression="lz4", video_gop_s=GOP / RATE, **options)
+    for i in range(frames):
+        w.append(sample(i), 0)
+        w.append(sample(i, "cam0/depth"), 0)
+    if close:
+        w.close()
+    return w
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc", "av1"])
+def test_video_round_trip_keeps_every_frame_with_a_keyframe_index(tmp_path, codec):
+    path = write(tmp_path / f"{codec}.h5", codec).path
+    assert validate_episode(path) == []
+    with open_episode(path) as ep:
+        assert ep.attrs["schema_version"] == 3 and ep.encodings("cam0/color") == {"rgb": codec}
+        frames = ep.frames("cam0/color", "rgb")
+        assert frames.shape == (12, H, W, 3)
+        assert min(psnr(frames[i], color_frame(i)) for i in range(12)) > 30
+        np.testing.assert_array_equal(ep.frames("cam0/depth", "depth")[:, 0, 0], 500 + np.arange(12))
+    with h5py.File(path) as f:
+        g = f["streams/cam0/color"]
+        assert np.flatnonzero(g["rgb.key"][:]).tolist() == [0, 5, 10]
+        assert g["rgb.pts"][:].tolist() == list(range(12))
+        assert g["rgb.video"].attrs["codec"] == codec and g["rgb.video"].attrs["gop"] == GOP
+        assert "rgb" not in g  # no raw copy
+
+
+def test_random_access_decodes_from_the_keyframe_and_sequential_reads_decode_once(tmp_path):
+    path = write(tmp_path / "ep.h5", "h264", frames=15).path
+    with open_episode(path) as ep:
+        reader = ep.video_reader("cam0/color", "rgb")
+        late = ep.frames("cam0/color", "rgb", 13)
+        assert reader.decoded == 4  # keyframe 10, then 11, 12, 13
+        assert psnr(late, color_frame(13)) > 30
+        ep.frames("cam0/color", "rgb", 11)  # a step back inside the GOP: cached
+        assert reader.decoded == 4
+        with pytest.raises(Exception, match="out of range|index"):
+            ep.frames("cam0/color", "rgb", 15)
+    with open_episode(path) as ep:
+        reader = ep.video_reader("cam0/color", "rgb")
+        for i in range(15):  # as a player or a data loader walks an episode
+            assert psnr(ep.frames("cam0/color", "rgb", i), color_frame(i)) > 30
+        assert reader.decoded == 15
+
+
+def test_per_stream_choice_overrides_the_colour_encoding(tmp_path):
+    two = [*specs(), StreamSpec("wrist/color", "color", RATE, [FieldSpec("rgb", "|u1", (H, W, 3))])]
+    w = HDF5EpisodeWriter(tmp_path / "ep.h5", two, {"start_time_ns": T0}, color_encoding="h264",
+                          stream_encodings={"wrist/color": "jpeg"})
+    for i in range(3):
+        w.append(sample(i), 0)
+        w.append(sample(i, "cam0/depth"), 0)
+        w.append(Sample("wrist", "wrist/color", i, T0 + i, T0 + i, {"rgb": color_frame(i)}), 0)
+    w.close()
+    with open_episode(w.path) as ep:
+        assert ep.encodings("cam0/color") == {"rgb": "h264"}
+        assert ep.encodings("wrist/color") == {"rgb": "jpeg"}
+        assert ep.frames("wrist/color", "rgb").shape == (3, H, W, 3)
+    with pytest.raises(ValueError, match="stream_encodings"):
+        HDF5EpisodeWriter(tmp_path / "bad.h5", two, stream_encodings={"wrist/color": "mpeg2"})
+
+
+def test_a_bad_frame_is_refused_and_loses_nothing_recorded(tmp_path):
+    w = write(tmp_path / "ep.h5", "h264", frames=3, close=False)
+    with pytest.raises(ValueError, match="shape"):
+        w.append(sample(3, rgb=np.zeros((H + 1, W, 3), np.uint8)), 0)
+    for i in range(3, 6):
+        w.append(sample(i), 0)
+        w.append(sample(i, "cam0/depth"), 0)
+    w.close()
+    with open_episode(w.path) as ep:
+        assert ep.count("cam0/color") == 6
+        assert min(psnr(ep.frames("cam0/color", "rgb", i), color_frame(i)) for i in range(6)) > 30
+
+
+def test_encoder_choices_fail_clearly_and_hardware_falls_back_to_software():
+    with pytest.raises(VideoCodecError, match="does not write h264"):
+        VideoEncoder("h264", W, H, RATE, encoder="libx265")
+    with pytest.raises(VideoCodecError, match="video_crf"):
+        VideoEncoder("av1", W, H, RATE, crf=99)
+    missing = "h264_qsv"  # Intel Quick Sync: not openable on this machine's CPU-only runners
+    try:
+        chosen = VideoEncoder("h264", W, H, RATE, encoder=missing).encoder
+    except VideoCodecError as exc:
+        assert missing in str(exc)
+    else:
+        assert chosen == missing
+    assert VideoEncoder("h264", W, H, RATE, encoder="hardware").encoder in (
+        "h264_nvenc", "h264_qsv", "libx264")
+    with pytest.raises(ConfigError, match="video_gop_s"):
+        RecordingConfig(color_encoding="av1", video_gop_s=0).validate()
+    with pytest.raises(ConfigError, match="color_encoding"):
+        RecordingConfig(color_encoding="mjpeg").validate()
+
+
+def test_memory_backend_takes_the_video_options():
+    w = MemoryEpisodeWriter("memory://video", specs(), {"start_time_ns": T0}, color_encoding="av1",
+                            video_crf=30, video_gop_s=0.5)
+    w.append(sample(0), 0)
+    w.close()
+    with open_episode_memory(w) as ep:
+        assert ep.encodings("cam0/color") == {"rgb": "av1"}
+        np.testing.assert_array_equal(ep.frames("cam0/color", "rgb", 0), color_frame(0))
+
+
+def open_episode_memory(writer):
+    from collector.storage import open_episode as open_any
+    return open_any(writer.path, store=writer.store)
+
+
+def test_a_damaged_packet_is_named_by_validate_deep(tmp_path):
+    path = write(tmp_path / "ep.h5", "h264", frames=6, checksums=True).path
+    with h5py.File(path, "r+") as f:
+        g = f["streams/cam0/color"]
+        start = int(g["rgb.offsets"][2])  # first byte of frame 3's packet
+        g["rgb.video"][start + 4] ^= 0xFF  # rewritten through HDF5: only the CRC sees it
+    assert any("sample 3" in p or "samples 3" in p for p in deep_problems(path))
+
+
+def test_a_partly_written_gop_is_cut_to_whole_packets_on_recovery(tmp_path):
+    # A writer killed inside a flush: the last packet's bytes were cut off after its offset
+    # was written. Recovery keeps the whole packets, and every kept frame decodes.
+    w = write(tmp_path / "ep.h5", "h264", frames=8, close=False)
+    w.flush()
+    w.abort()
+    with h5py.File(w.path, "r+") as f:
+        data = f["streams/cam0/color/rgb.video"]
+        last_start = int(f["streams/cam0/color/rgb.offsets"][-2])
+        data.resize((last_start + 3,))
+    with open_episode(w.path) as ep:
+        assert ep.interrupted and ep.count("cam0/color") <= 7
+    recover_episode(w.path)
+    assert validate_episode(w.path) == []
+    with open_episode(w.path) as ep:
+        kept = ep.count("cam0/color")
+        assert 5 <= kept <= 7  # the encoder held at most one frame back, the cut one is gone
+        frames = ep.frames("cam0/color", "rgb")
+        assert min(psnr(frames[i], color_frame(i)) for i in range(kept)) > 30
+
+
+# The child writes 10 fps video with a 0.5 s GOP, flushing every 0.3 s, and reports its
+# flushed frame count; it is killed mid-GOP.
+CHILD = r"""
+import sys, time
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from tests.collector.storage.test_video import sample, specs, T0, GOP, RATE
+from collector.storage.writer import HDF5EpisodeWriter
+w = HDF5EpisodeWriter(sys.argv[1], specs()[:1], {"start_time_ns": T0}, color_encoding="h264",
+                      video_gop_s=GOP / RATE)
+i = 0
+while True:
+    w.append(sample(i), 0)
+    i += 1
+    if i % 3 == 0:
+        w.flush()
+        print(w.counts["cam0/color"], flush=True)
+    time.sleep(0.01)
+"""
+
+
+def test_a_killed_writer_loses_at_most_the_unflushed_frames_and_recovers(tmp_path):
+    path = tmp_path / "killed.h5"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(ROOT)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    flushed = []
+    try:
+        wait_for(lambda: flushed.append(int(child.stdout.readline() or -1)) or flushed[-1] >= 7
+                 or flushed[-1] < 0, timeout_s=30)
+        assert flushed[-1] >= 7, child.stderr.read()
+        os.kill(child.pid, signal.SIGKILL)  # frames 3k+1, 3k+2 not yet flushed: mid-GOP
+    finally:
+        child.kill()
+        child.wait()
+    assert flushed[-1] % GOP != 0  # the kill lands inside a GOP
+    recover_episode(path)
+    assert validate_episode(path) == []
+    with open_episode(path) as ep:
+        kept = ep.count("cam0/color")
+        # Every frame of the last flush is kept but the one the encoder may still have held
+        # (rc-lookahead 0, no B-frames): far less than the last second.
+        assert flushed[-1] - 1 <= kept <= flushed[-1] + 3
+        frames = ep.frames("cam0/color", "rgb")
+        assert min(psnr(frames[i], color_frame(i)) for i in range(kept)) > 30
