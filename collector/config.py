@@ -106,9 +106,6 @@ class RecordingConfig:
                               f"may lose at most the last second, got {self.flush_interval_s}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"jpeg_quality must be 1..100, got {self.jpeg_quality}")
-
-
-@dataclass
         from collector.storage.schema import check_options
         from collector.storage.video import check_video_options, is_video
 
@@ -120,6 +117,9 @@ class RecordingConfig:
                     check_video_options(codec, self.video_encoder, self.video_crf, self.video_gop_s)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+
+
+@dataclass
 class SessionInfo:
     task: str = "demo"
     operator: str = ""
