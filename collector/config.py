@@ -264,9 +264,6 @@ class AppConfig:
                               "client_secret is empty (create a keypair with 'collector keys')")
 
 
-def sim_config(seed: int = 0, cameras: int = 1, glove_rate_hz: float = 200.0,
-               epoch_ns: int | None = None) -> AppConfig:
-    """The built-in ``--sim`` setup: simulated camera(s) and a simulated glove sharing one world.
 #: Recording settings of a config written by `collector config`: the colour encoding that keeps
 #: 2 cameras + a 1 kHz glove at 0 drops on 2 cores with the smallest files, and lossless depth
 #: compression (measured: benchmarks/video_storage.py, benchmarks/record_throughput.py).
@@ -274,6 +271,9 @@ def sim_config(seed: int = 0, cameras: int = 1, glove_rate_hz: float = 200.0,
 NEW_CONFIG_RECORDING = {"color_encoding": "h264", "compression": "lz4"}
 
 
+def sim_config(seed: int = 0, cameras: int = 1, glove_rate_hz: float = 200.0,
+               epoch_ns: int | None = None) -> AppConfig:
+    """The built-in ``--sim`` setup: simulated camera(s) and a simulated glove sharing one world.
 
     The simulated world is a function of time since ``epoch_ns`` (default: now), which every
     simulated node is given so that the camera renders exactly what the glove reports.
