@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from collector import __version__
-from collector.config import AppConfig, load_config, load_entry_point, save_config, sim_config
+from collector.config import (NEW_CONFIG_RECORDING, AppConfig, load_config, load_entry_point, save_config,
+                              sim_config)
 from collector.wire.options import ConfigError
 
 log = logging.getLogger("collector")
@@ -243,7 +244,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         print(f"error: {path} exists (use --force to overwrite)", file=sys.stderr)
         return 1
-    save_config(sim_config(seed=0, cameras=args.cameras, epoch_ns=0), path)
+    config = sim_config(seed=0, cameras=args.cameras, epoch_ns=0)
+    for key, value in NEW_CONFIG_RECORDING.items():
+        setattr(config.recording, key, value)
+    save_config(config, path)
     print(f"wrote {path}: edit [[nodes]] to name your devices")
     return 0
 
@@ -306,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--cameras", type=int, default=1, help="simulated cameras")
     rec.add_argument("--glove-rate", type=float, default=200.0, help="simulated glove rate (Hz)")
     rec.add_argument("--compression", choices=["none", "lz4", "zstd"])
-    rec.add_argument("--color-encoding", choices=["raw", "jpeg"])
+    rec.add_argument("--color-encoding", choices=["raw", "jpeg", "h264", "hevc", "av1"],
+                     help="how colour frames are stored (video: encoded while recording)")
     rec.add_argument("-q", "--quiet", action="store_true")
     rec.set_defaults(func=cmd_record)
 
