@@ -58,12 +58,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--color-encoding", default="jpeg", choices=["raw", "jpeg"])
+    parser.add_argument("--decode", action="store_true",
+                        help="decode the head camera's frames in the node (and re-encode them in the "
+                             "recorder with --color-encoding jpeg), as before store_jpeg on files")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="wearable-rig-"))
     video = write_head_video(folder / "head.avi")
     epoch = time.time_ns()
     config = AppConfig(
-        nodes=[NodeConfig("head", "uvc", options={"source": str(video), "loop": True}),
+        # The file's MJPG frames pass through as they are, as a camera's do with store_jpeg: no
+        # decode in the node, no re-encode in the recorder (--decode measures the other way).
+        nodes=[NodeConfig("head", "uvc", options={"source": str(video), "loop": True, **(
+                   {} if args.decode else {"fourcc": "MJPG", "store_jpeg": True})}),
                NodeConfig("glove", "sim_glove", options={"rate_hz": 1000.0, "epoch_ns": epoch}),
                NodeConfig("cam0", "sim_camera", options={"epoch_ns": epoch})],
         recording=RecordingConfig(output=folder / "rec", min_free_gb=0.0, pre_roll_s=3.0,

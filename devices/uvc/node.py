@@ -40,7 +40,7 @@ from collector.wire.protocol import JPEG
 from collector.wire.streams import FieldSpec, StreamSpec
 from devices.realsense.clock import HostClockEstimate
 from devices.uvc.calibration import load_calibration
-from devices.uvc.source import DEVICE, cv2_module, open_capture, parse_source, probe
+from devices.uvc.source import DEVICE, FILE, cv2_module, open_capture, parse_source, probe
 
 #: A camera whose size the config leaves open is asked for this mode.
 DEFAULT_CAMERA_SIZE = (640, 480)
@@ -67,8 +67,8 @@ class UvcCameraConfig:
     #: Camera pixel format asked for: ``MJPG`` (compressed, high resolutions at full rate) or
     #: ``YUYV``; "" leaves the camera's default.
     fourcc: typing.Literal["", "MJPG", "YUYV"] = ""
-    #: With ``fourcc = "MJPG"`` on a camera: publish the camera's JPEG frames as they come, not
-    #: decoded (stored as they are with ``recording.color_encoding = "jpeg"``).
+    #: With ``fourcc = "MJPG"``: publish the JPEG frames of a camera (or of an MJPG video file)
+    #: as they come, not decoded (stored as they are with ``recording.color_encoding = "jpeg"``).
     store_jpeg: bool = False
     #: Camera controls, applied where the camera offers them (None leaves its setting).
     auto_exposure: bool | None = None
@@ -98,9 +98,10 @@ class UvcCameraConfig:
         if not self.source:
             raise ConfigError("source is empty: give /dev/videoN, an index, a video file or a pattern")
         kind = parse_source(self.source).kind
-        if self.store_jpeg and kind != DEVICE:
-            raise ConfigError(f"store_jpeg is for cameras, not {kind} sources (a file's frames "
-                              "come decoded; recording.color_encoding = \"jpeg\" encodes them)")
+        if self.store_jpeg and kind not in (DEVICE, FILE):
+            raise ConfigError(f"store_jpeg is for cameras and MJPG video files, not {kind} sources "
+                              "(their frames come decoded; recording.color_encoding = \"jpeg\" "
+                              "encodes them)")
 
 
 _END = object()
@@ -180,6 +181,8 @@ class UvcCamera(Device):
         try:
             if self.source.is_live:
                 self._configure(cap)
+            elif self.config.store_jpeg:
+                self._pass_jpeg_through(cap)
         except Exception:
             cap.release()
             raise
@@ -231,6 +234,17 @@ class UvcCamera(Device):
             if c.store_jpeg and got["size"] != self._size:
                 raise DeviceError(f"{self.name}: store_jpeg needs the camera to give {width}x{height}; "
                                   f"it gives {got['size'][0]}x{got['size'][1]}")
+
+    def _pass_jpeg_through(self, cap) -> None:
+        """An MJPG video file's frames as stored (each one a JPEG), not decoded: what a camera
+        in MJPG mode delivers with ``store_jpeg``, and no decode and re-encode in the recorder."""
+        cv2 = cv2_module()
+        code = int(cap.get(cv2.CAP_PROP_FOURCC))
+        codec = "".join(chr((code >> 8 * i) & 0xFF) for i in range(4)).strip("\0")
+        if codec.upper() not in ("MJPG", "MJPEG") or not cap.set(cv2.CAP_PROP_FORMAT, -1):
+            raise DeviceError(f"{self.name}: store_jpeg needs an MJPG video; {self.source.text} "
+                              f"is {codec or 'of an unknown codec'}")
+        self.mode = {"fourcc": "MJPG", "size": self._size, "fps": self._fps}
 
     # ---- the capture thread ------------------------------------------------------------------
     def _capture(self, cap, closing: threading.Event) -> None:

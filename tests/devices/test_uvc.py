@@ -77,7 +77,8 @@ def test_registered_and_declares_the_files_mode_before_connect(tmp_path):
     ({"store_jpeg": True}, "store_jpeg needs fourcc"),
     ({"fourcc": "H264"}, "is not one of"),
     ({"fps": -1.0}, "fps must be"),
-    ({"source": "walk.mp4", "fourcc": "MJPG", "store_jpeg": True}, "store_jpeg is for cameras"),
+    ({"source": "f/%04d.png", "fourcc": "MJPG", "store_jpeg": True},
+     "store_jpeg is for cameras and MJPG video files, not sequence sources"),
     ({"sorce": "0"}, "unknown option 'sorce'"),
 ])
 def test_option_errors_name_the_problem(options, message):
@@ -230,6 +231,43 @@ def test_a_video_file_records_into_an_episode_and_its_end_is_a_disconnect(tmp_pa
     ends = [d["message"] for k, d in episode_events(path) if k == "disconnected"]
     assert ends and ends[0] == f"head: end of video file {video} (15 frames so far)"
     assert kinds.count("connected") >= 1 and "error" in kinds
+
+
+def test_an_mjpg_file_with_store_jpeg_publishes_its_jpegs_as_stored(tmp_path, recording):
+    """No decode in the node and no re-encode in the recorder: the file's JPEG frames are what
+    the episode keeps (what benchmarks/wearable_rig.py needs for a 720p head camera)."""
+    video = write_video(tmp_path / "walk.avi", 10)
+    packets = cv2.VideoCapture(str(video))
+    packets.set(cv2.CAP_PROP_FORMAT, -1)
+    stored = [packets.read()[1].tobytes() for _ in range(10)]
+    camera = UvcCamera("head", {"source": str(video), "fourcc": "MJPG", "store_jpeg": True,
+                                "realtime": False})
+    camera.connect()
+    readings, _ = read_until_end(camera)
+    assert [r.fields["rgb"].tobytes() for r in readings] == stored
+    assert all(r.encodings == {"rgb": "jpeg"} for r in readings)
+    node, recorder = recording(UvcCamera("head", {"source": str(video), "fourcc": "MJPG",
+                                                  "store_jpeg": True}), color_encoding="jpeg")
+    wait_for(lambda: recorder.status()["nodes"]["head"] in ("disconnected", "error")
+             or recorder.status()["streams"]["head/color"]["received"] >= 10)
+    path = recorder.stop()["path"]
+    with open_episode(path) as ep:
+        rgb = ep.frames("head/color", "rgb")
+        numbers = ep.frames("head/color", "frame_number")
+    assert len(numbers) >= 10 and rgb.shape[1:] == (H, W, 3)
+    for i, number in enumerate(numbers):
+        assert abs(float(rgb[i].mean()) - picture(int(number) % 10).mean()) < 3
+
+
+def test_store_jpeg_on_a_video_of_another_codec_says_so(tmp_path):
+    video = tmp_path / "walk.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"XVID"), 30, (W, H))
+    for i in range(3):
+        writer.write(picture(i))
+    writer.release()
+    camera = UvcCamera("head", {"source": str(video), "fourcc": "MJPG", "store_jpeg": True})
+    with pytest.raises(DeviceError, match="store_jpeg needs an MJPG video; .*walk.avi is FMP4"):
+        camera.connect()
 
 
 def test_a_short_stall_is_reported_and_a_long_one_reopens_the_source(tmp_path, recording, stalling):
