@@ -13,6 +13,7 @@
     collector config PATH                                     write a starting config file
     collector devices                                         list attached cameras and gloves
     collector doctor                                          check this machine (OK, or the fixing command)
+    collector calibrate latency [--config FILE]               measure camera/glove latencies for the station
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ COMMAND_MODULES = (
     "collector.export.cli:add_commands",     # export robomimic|aloha|lerobot
     "collector.wire.security:add_commands",  # keys
     "collector.doctor:add_commands",         # doctor
+    "collector.calibration.cli:add_commands",  # calibrate latency|show
 )
 
 
@@ -186,6 +188,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     try:
         with open_episode(args.file) as episode:
             print(format_info(episode.summary()))
+            from collector.calibration.station import calibration_lines, read_episode_calibration
+            for line in calibration_lines(read_episode_calibration(episode.attrs),
+                                          recorded_ns=int(episode.attrs.get("start_time_ns") or 0) or None):
+                print(line)
     except EpisodeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

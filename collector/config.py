@@ -92,6 +92,9 @@ class RecordingConfig:
     #: Episodes started and stopped by the glove: a held gesture, or cut from activity
     #: (collector.recording.triggers; ``[recording.hands_free]``).
     hands_free: HandsFreeConfig = field(default_factory=HandsFreeConfig)
+    #: The latency calibration applied to every episode (`collector calibrate latency`): "" the
+    #: station's own file ($XDG_DATA_HOME/collector/calibration/<station>.json), else a path.
+    latency_calibration: str = ""
 
     def validate(self) -> None:
         self.hands_free.validate()

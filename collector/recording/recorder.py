@@ -43,6 +43,7 @@ from collector import __version__
 from collector.wire import protocol
 from collector.wire.bus import Subscriber, fetch_describe, node_endpoints, serve_requests
 from collector.wire.clocksync import ClockEstimator, Pinger
+from collector.calibration.station import episode_attr as calibration_attr
 from collector.config import RecordingConfig
 from collector.wire.options import from_mapping, to_mapping
 from collector.recording.disk import start_refusal
@@ -257,7 +258,12 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
                  "trigger": trigger,
                  "pre_roll_s": (trigger_ns - start_ns) / 1e9,
                  "app_version": __version__, "master_stream": master,
-                 "recording_config": json.dumps(to_mapping(self.recording))}
+                 "recording_config": json.dumps(to_mapping(self.recording)),
+                 # Measured by `collector calibrate latency`; applied when the episode closes.
+                 "latency_calibration": calibration_attr(
+                     str(meta.get("station", "")),
+                     {s: str(self.specs[s].meta.get("serial", "")) for s in streams},
+                     self.recording.latency_calibration or None)}
         window = EpisodeWindow(uuid=uuid, path=path, streams=streams, master=master,
                                start_ns=start_ns, node_of=dict(self.node_of),
                                baseline={s: (h.gaps, h.missing, h.restarts) for s, h in self.health.items()})

@@ -12,6 +12,7 @@ instead of a stale one silently repeated across a dropout.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,39 @@ def calibrated_time_ns(sync_t_ns: np.ndarray, latency_ms: float | None) -> np.nd
     """
     t = np.asarray(sync_t_ns, dtype=np.int64)
     return t if not latency_ms else t - int(round(latency_ms * 1e6))
+
+
+#: The episode root attribute holding the latency calibration applied to it (JSON; written by
+#: the recorder from the station's calibration, :mod:`collector.calibration.station`).
+CALIBRATION_ATTR = "latency_calibration"
+
+
+def read_episode_calibration(root_attrs: Any) -> dict[str, Any] | None:
+    """An episode's ``latency_calibration`` attribute as data (``None``: recorded uncalibrated)."""
+    raw = root_attrs.get(CALIBRATION_ATTR)
+    if raw is None or raw == "":
+        return None
+    try:
+        data = json.loads(raw)
+    except (TypeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def calibrated_latencies_ms(calibration: dict[str, Any] | None) -> dict[str, float]:
+    """Each calibrated stream's mean latency (ms) to subtract from its fitted clock. A stream
+    whose device changed since calibration, or an episode stream the calibration does not
+    cover, makes it apply to none: shifting some streams and not others would be worse than
+    shifting none."""
+    if not calibration or calibration.get("changed") or calibration.get("uncalibrated"):
+        return {}
+    return {name: float(entry["latency_ms"]) for name, entry in calibration.get("streams", {}).items()
+            if isinstance(entry, dict) and entry.get("latency_ms") is not None}
+
+
+def episode_latencies_ms(root_attrs: Any) -> dict[str, float]:
+    """:func:`calibrated_latencies_ms` of an episode's root attributes (what closing it applies)."""
+    return calibrated_latencies_ms(read_episode_calibration(root_attrs))
 
 
 def default_max_skew_ns(master_rate_hz: float, other_rate_hz: float,
