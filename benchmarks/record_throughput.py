@@ -6,6 +6,7 @@ capture-to-disk latency p50/p99; recorder CPU; recorder RSS early vs late (must 
 The disk's own sequential write bandwidth is measured first, in the same run, as the ceiling.
 
     python benchmarks/record_throughput.py --seconds 30 --cameras 1 2 3 4
+    python benchmarks/record_throughput.py --cameras 2 --compression lz4 --color-encoding raw h264 av1
     python benchmarks/record_throughput.py --checksums on off --cameras 1   # the writer's cost of
                                                                               # Fletcher-32 and CRCs
 
@@ -109,10 +110,11 @@ def checksum_cost(cameras: int, compression: str, color_encoding: str, checksums
     return {"cpu_per_s": cpu / seconds, "MB_s": size / 2**20 / (t1 - t0), "file_MB": size / 2**20}
 
 
-def run(cameras: int, compression: str, seconds: float, out: Path) -> dict:
+def run(cameras: int, compression: str, seconds: float, out: Path, color_encoding: str = "raw") -> dict:
     config = sim_config(seed=0, cameras=cameras, glove_rate_hz=1000.0)
     config.recording.output = out
     config.recording.compression = compression
+    config.recording.color_encoding = color_encoding
     config.recording.min_free_gb = 0.1
     with Session(config) as session:
         recorder = psutil.Process(session.supervisor.recorder.process.pid)
@@ -125,7 +127,9 @@ def run(cameras: int, compression: str, seconds: float, out: Path) -> dict:
             rss.append(recorder.memory_info().rss / 2**20)
         cpu1, t1 = recorder.cpu_times(), time.monotonic()
         status = session.status()
+        stop0 = time.perf_counter()
         result = session.stop_episode()
+        stop_s = time.perf_counter() - stop0
     path = Path(result["path"])
     offered = written = 0
     data_bytes = 0
@@ -139,7 +143,8 @@ def run(cameras: int, compression: str, seconds: float, out: Path) -> dict:
     third = max(1, len(rss) // 3)
     latency = status.get("disk_latency_ms") or {}
     return {
-        "cameras": cameras, "compression": compression, "offered": offered, "written": written,
+        "cameras": cameras, "compression": compression, "color": color_encoding, "stop_s": stop_s,
+        "offered": offered, "written": written,
         "dropped": offered - written + status["overflow"],
         "data_MB_s": data_bytes / 2**20 / (t1 - t0),
         "file_MB_s": path.stat().st_size / 2**20 / (t1 - t0),
@@ -279,7 +284,8 @@ def main() -> None:
     parser.add_argument("--out", help="folder to record into (default: a temporary folder)")
     parser.add_argument("--checksums", nargs="+", choices=["on", "off"],
                         help="instead: the episode writer's cost with checksums on and off")
-    parser.add_argument("--color-encoding", nargs="+", default=["raw", "jpeg"])
+    parser.add_argument("--color-encoding", nargs="+",
+                        help="colour encodings to record with (default: raw; --checksums: raw jpeg)")
     parser.add_argument("--ledger", action="store_true",
                         help="instead: back-to-back episodes, with and without a CPU competitor")
     parser.add_argument("--episodes", type=int, default=5, help="--ledger: episodes per configuration")
@@ -299,7 +305,7 @@ def main() -> None:
         print(f"{'cams':>4} {'codec':>5} {'color':>5} {'checksums':>9} {'CPU s/s':>8} {'MB/s':>7} {'file MB':>8}")
         for cameras in args.cameras:
             for compression in args.compression:
-                for encoding in args.color_encoding:
+                for encoding in args.color_encoding or ["raw", "jpeg"]:
                     for mode in args.checksums:
                         r = checksum_cost(cameras, compression, encoding, mode == "on", args.seconds, out)
                         print(f"{cameras:>4} {compression:>5} {encoding:>5} {mode:>9} "
@@ -307,17 +313,18 @@ def main() -> None:
         return
     ceiling = disk_bandwidth_mb_s(out)
     print(f"disk sequential write with fsync: {ceiling:.0f} MB/s ({out}); cores: {os.cpu_count()}")
-    header = (f"{'cams':>4} {'codec':>5} {'offered':>8} {'written':>8} {'dropped':>7} {'data MB/s':>9} "
+    header = (f"{'cams':>4} {'codec':>5} {'color':>5} {'offered':>8} {'written':>8} {'dropped':>7} {'data MB/s':>9} "
               f"{'file MB/s':>9} {'% disk':>6} {'lat p50':>8} {'lat p99':>8} {'rec CPU':>7} "
-              f"{'RSS early':>9} {'RSS late':>8}")
+              f"{'RSS early':>9} {'RSS late':>8} {'stop s':>6}")
     print(header)
     for cameras in args.cameras:
-        for compression in args.compression:
-            r = run(cameras, compression, args.seconds, out)
-            print(f"{r['cameras']:>4} {r['compression']:>5} {r['offered']:>8} {r['written']:>8} "
+        for compression, encoding in [(c, e) for c in args.compression
+                                      for e in args.color_encoding or ["raw"]]:
+            r = run(cameras, compression, args.seconds, out, encoding)
+            print(f"{r['cameras']:>4} {r['compression']:>5} {r['color']:>5} {r['offered']:>8} {r['written']:>8} "
                   f"{r['dropped']:>7} {r['data_MB_s']:>9.1f} {r['file_MB_s']:>9.1f} "
                   f"{100 * r['file_MB_s'] / ceiling:>5.1f}% {r['lat_p50_ms']:>6.0f}ms {r['lat_p99_ms']:>6.0f}ms "
-                  f"{100 * r['recorder_cpu']:>6.0f}% {r['rss_early_MB']:>8.0f}M {r['rss_late_MB']:>7.0f}M",
+                  f"{100 * r['recorder_cpu']:>6.0f}% {r['rss_early_MB']:>8.0f}M {r['rss_late_MB']:>7.0f}M {r['stop_s']:>6.2f}",
                   flush=True)
             for f in out.rglob("bench-*.h5"):
                 f.unlink()

@@ -261,6 +261,11 @@ class AppConfig:
         if taken:
             raise ConfigError(f"service names must be unique and differ from the nodes': "
                               f"{', '.join(taken)} repeated")
+        strangers = [s for s in self.recording.stream_encodings if s.split("/")[0] not in names]
+        if strangers:
+            raise ConfigError(f"recording.stream_encodings: {', '.join(map(repr, strangers))} "
+                              f"names no node (nodes: {', '.join(names) or 'none'}); write "
+                              "'<node>/<stream>', e.g. 'cam0/color'")
         keyed = [n.name for n in self.nodes if n.server_key]
         if keyed and not self.security.client_secret:
             raise ConfigError(f"nodes {', '.join(keyed)} have server_key but [security] "

@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6 import QtWidgets
 
 from collector.config import AppConfig
+from collector.storage.schema import COLOR_ENCODINGS
 from collector.wire.options import ConfigError, from_mapping, to_mapping
 from collector.recording.supervisor import check_node_options
 
@@ -82,9 +83,20 @@ class QtSettingsDialog(QtWidgets.QDialog):
         self.compression.addItems(["none", "lz4", "zstd"])
         self.compression.setCurrentText(rec["compression"])
         self.color_encoding = QtWidgets.QComboBox()
-        self.color_encoding.addItems(["raw", "jpeg"])
+        self.color_encoding.addItems(list(COLOR_ENCODINGS))
         self.color_encoding.setCurrentText(rec["color_encoding"])
+        self.stream_encodings = QtWidgets.QLineEdit(", ".join(
+            f"{stream}={encoding}" for stream, encoding in rec.get("stream_encodings", {}).items()))
+        self.stream_encodings.setPlaceholderText("e.g. wrist/color=jpeg, cam1/color=av1")
         self.jpeg_quality = self._spin(1, 100, rec["jpeg_quality"])
+        self.video_encoder = QtWidgets.QComboBox()
+        self.video_encoder.setEditable(True)  # or an FFmpeg encoder name, e.g. h264_nvenc
+        self.video_encoder.addItems(["", "hardware"])
+        self.video_encoder.setCurrentText(rec.get("video_encoder", ""))
+        self.video_encoder.lineEdit().setPlaceholderText("software (libx264, libx265, libsvtav1)")
+        self.video_crf = self._spin(0, 63, rec.get("video_crf", 0))
+        self.video_crf.setSpecialValueText("codec default")
+        self.video_gop = self._dspin(0.1, 10.0, rec.get("video_gop_s", 1.0), 0.5)
         self.flush = self._dspin(0.05, 1.0, rec["flush_interval_s"], 0.05)
         self.min_free = self._dspin(0.0, 10000.0, rec["min_free_gb"], 1.0)
         self.reserve = self._dspin(0.0, 100000.0, rec["reserve_mb"], 64.0)
@@ -92,7 +104,10 @@ class QtSettingsDialog(QtWidgets.QDialog):
         self.master.setPlaceholderText("first colour stream")
         for label, field in (("Output folder", self.output), ("File pattern", self.pattern),
                              ("Compression", self.compression), ("Colour storage", self.color_encoding),
-                             ("JPEG quality", self.jpeg_quality), ("Flush every (s)", self.flush),
+                             ("Colour storage per stream", self.stream_encodings),
+                             ("JPEG quality", self.jpeg_quality), ("Video encoder", self.video_encoder),
+                             ("Video quality (CRF)", self.video_crf),
+                             ("Video keyframe every (s)", self.video_gop), ("Flush every (s)", self.flush),
                              ("Refuse to start below (GB free)", self.min_free),
                              ("Stop below (MB free)", self.reserve), ("Master stream", self.master)):
             form.addRow(label, field)
@@ -167,6 +182,9 @@ class QtSettingsDialog(QtWidgets.QDialog):
         recording = {"output": self.output.text(), "path_pattern": self.pattern.text(),
                      "compression": self.compression.currentText(),
                      "color_encoding": self.color_encoding.currentText(),
+                     "stream_encodings": self._stream_encodings(),
+                     "video_encoder": self.video_encoder.currentText().strip(),
+                     "video_crf": self.video_crf.value(), "video_gop_s": self.video_gop.value(),
                      "jpeg_quality": self.jpeg_quality.value(), "flush_interval_s": self.flush.value(),
                      "min_free_gb": self.min_free.value(), "reserve_mb": self.reserve.value(),
                      "master_stream": self.master.text().strip()}
@@ -174,6 +192,19 @@ class QtSettingsDialog(QtWidgets.QDialog):
         return {**to_mapping(self.model.config), "nodes": nodes,
                 "recording": {**to_mapping(self.model.config)["recording"], **recording},
                 "session": session}
+
+    def _stream_encodings(self) -> dict[str, str]:
+        """``"wrist/color=jpeg, cam1/color=av1"`` as a mapping (ConfigError naming a bad item)."""
+        found = {}
+        for item in (v.strip() for v in self.stream_encodings.text().split(",")):
+            if not item:
+                continue
+            stream, sep, encoding = (part.strip() for part in item.partition("="))
+            if not sep or not stream or not encoding:
+                raise ConfigError(f"colour storage per stream: {item!r} is not stream=encoding "
+                                  "(e.g. wrist/color=jpeg)")
+            found[stream] = encoding
+        return found
 
     def accept(self) -> None:
         try:

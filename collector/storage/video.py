@@ -39,9 +39,10 @@ HARDWARE_ENCODERS = {"h264": ("h264_nvenc", "h264_qsv"), "hevc": ("hevc_nvenc", 
                      "av1": ("av1_nvenc", "av1_qsv")}
 #: Decoders tried, in order, for each codec.
 DECODERS = {"h264": ("h264",), "hevc": ("hevc",), "av1": ("libdav1d", "av1")}
-#: Constant-quality level per codec when ``video_crf`` is 0 (chosen by benchmarks/video_storage.py:
-#: at least the RGB PSNR of LeRobot's default AV1 export on the same frames).
-DEFAULT_CRF = {"h264": 23, "hevc": 28, "av1": 35}
+#: Constant-quality level per codec when ``video_crf`` is 0, chosen with benchmarks/video_storage.py
+#: to match the RGB PSNR/SSIM of LeRobot's default AV1 export (CRF 30, GOP 2) on the same frames
+#: (docs/episode-format.md has the table).
+DEFAULT_CRF = {"h264": 19, "hevc": 20, "av1": 24}
 #: Quality ranges of the encoders' constant-quality modes.
 CRF_RANGE = {"h264": (0, 51), "hevc": (0, 51), "av1": (1, 63)}
 #: Decoded frames a reader keeps (at most this many bytes): a GOP of 640x480 at 30 fps is 27 MB.
@@ -241,9 +242,10 @@ class VideoFrameReader:
 
     ``read_packets(lo, hi)`` returns the packets of frames ``lo..hi-1`` (bytes each);
     ``keyframes`` the frame indices that are keyframes, ascending. A frame is decoded from the
-    keyframe at or before it; decoded frames are cached (:data:`CACHE_BYTES`) and the decoder
-    stays where it stopped, so reading forward frame by frame decodes each frame once and
-    stepping back inside a GOP is a cache hit.
+    keyframe at or before it; decoded frames are cached (:data:`CACHE_BYTES`, kept as the
+    decoder's YUV pictures, converted to RGB only when asked for) and the decoder stays where it
+    stopped, so reading forward frame by frame decodes each frame once and stepping back inside a
+    GOP is a cache hit.
     """
 
     def __init__(self, codec: str, extradata: bytes, shape: tuple[int, ...], count: int,
@@ -251,20 +253,21 @@ class VideoFrameReader:
         self.codec, self.extradata, self.shape, self.count = codec, extradata, tuple(shape), count
         self.keyframes = np.asarray(keyframes, np.int64)
         self._read_packets = read_packets
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._cache_frames = max(2, CACHE_BYTES // max(1, int(np.prod(shape))))
+        self._cache: OrderedDict[int, Any] = OrderedDict()
+        # YUV 4:2:0 pictures: half the bytes of the RGB frame.
+        self._cache_frames = max(2, CACHE_BYTES // max(1, int(np.prod(shape)) // 2))
         self._decoder: Any = None
         self._next = -1  # the frame the open decoder would produce next
         self.decoded = 0  # frames decoded so far (benchmarks read it)
 
     def frame(self, index: int) -> np.ndarray:
-        """Frame ``index`` as ``(H, W, 3)`` uint8 RGB (the cached array: copy before changing)."""
+        """Frame ``index`` as a new ``(H, W, 3)`` uint8 RGB array."""
         if not 0 <= index < self.count:
             raise IndexError(f"frame {index} out of range (0..{self.count - 1})")
         cached = self._cache.get(index)
         if cached is not None:
             self._cache.move_to_end(index)
-            return cached
+            return self._rgb(index, cached)
         k = int(np.searchsorted(self.keyframes, index, side="right")) - 1
         if k < 0:
             raise VideoCodecError(f"frame {index} has no keyframe before it")
@@ -272,7 +275,13 @@ class VideoFrameReader:
         if self._decoder is None or not start <= self._next <= index:
             self._decoder, self._next = open_decoder(self.codec, self.extradata), start
         self._decode_until(index)
-        return self._cache[index]
+        return self._rgb(index, self._cache[index])
+
+    def _rgb(self, index: int, picture: Any) -> np.ndarray:
+        image = picture.to_ndarray(format="rgb24")
+        if image.shape != self.shape:
+            raise VideoCodecError(f"frame {index} decodes to {image.shape}, the spec says {self.shape}")
+        return image
 
     def frames(self, positions: np.ndarray) -> np.ndarray:
         """Frames at ``positions`` stacked; ascending runs decode once."""
@@ -292,20 +301,16 @@ class VideoFrameReader:
         if len(produced) < len(packets):  # a decoder that holds frames back: drain it
             produced += self._decoder.decode(None)
             self._decoder = None
-        for offset, decoded in enumerate(produced[:len(packets)]):
-            image = decoded.to_ndarray(format="rgb24")
-            if image.shape != self.shape:
-                raise VideoCodecError(f"frame {first + offset} decodes to {image.shape}, the "
-                                      f"spec says {self.shape}")
-            self._remember(first + offset, image)
+        for offset, picture in enumerate(produced[:len(packets)]):
+            self._remember(first + offset, picture)
         self.decoded += len(produced)
         if index not in self._cache:
             raise VideoCodecError(f"frame {index} did not decode ({len(produced)} of "
                                   f"{len(packets)} packets gave frames)")
         self._next = index + 1
 
-    def _remember(self, index: int, image: np.ndarray) -> None:
-        self._cache[index] = image
+    def _remember(self, index: int, picture: Any) -> None:
+        self._cache[index] = picture
         self._cache.move_to_end(index)
         while len(self._cache) > self._cache_frames:
             self._cache.popitem(last=False)

@@ -32,3 +32,31 @@ def test_settings_dialog_rejects_typos_and_saves(qtbot, tmp_path):
     assert saved.services == [service_config(rate_hz=5.0, enabled=False)]
     assert saved.nodes[1].remote
     model.close()
+
+
+def test_settings_dialog_chooses_colour_storage_per_stream(qtbot, tmp_path):
+    config = sim_config(cameras=2)
+    model = CollectModel(config, config_path=tmp_path / "station.toml")
+    dialog = QtSettingsDialog(model)
+    qtbot.addWidget(dialog)
+    dialog.color_encoding.setCurrentText("h264")
+    dialog.stream_encodings.setText("cam1/color jpeg")
+    dialog.accept()
+    assert "is not stream=encoding" in dialog.error.text()
+    dialog.stream_encodings.setText("wrist/color=jpeg")
+    dialog.accept()
+    assert "'wrist/color' names no node" in dialog.error.text()
+    dialog.stream_encodings.setText("cam1/color=jpeg")
+    dialog.video_crf.setValue(99)  # clamped by the spin box to 63, which h264 refuses
+    dialog.accept()
+    assert "video_crf for h264" in dialog.error.text()
+    assert not (tmp_path / "station.toml").exists()
+
+    dialog.video_crf.setValue(0)
+    dialog.video_gop.setValue(2.0)
+    dialog.accept()
+    qtbot.waitUntil(lambda: (tmp_path / "station.toml").exists())
+    saved = load_config(tmp_path / "station.toml").recording
+    assert (saved.color_encoding, saved.stream_encodings, saved.video_gop_s) == \
+        ("h264", {"cam1/color": "jpeg"}, 2.0)
+    model.close()
