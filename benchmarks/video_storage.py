@@ -2,7 +2,8 @@
 
     python benchmarks/video_storage.py                       # 10 s per encoding, 640x480 at 30 fps
     python benchmarks/video_storage.py --seconds 4 --scrub-minutes 0   # quick look
-    python benchmarks/video_storage.py --scrub-minutes 10    # + scrubbing a 10-minute episode
+    python benchmarks/video_storage.py --scrub-minutes 10 --dataset   # + scrubbing a 10-minute
+                                                                      # episode, EpisodeDataset
 
 Colour, one row per encoding (``raw``, ``jpeg``, ``h264``, ``hevc``, ``av1``), each written by the
 real episode writer (``HDF5EpisodeWriter``, encoding on the calling thread as on the recorder's
@@ -18,7 +19,9 @@ writer thread) from the same rendered RGB-D frames with camera-like noise:
 
 A last colour row re-encodes the frames as LeRobot's default video export does (libsvtav1,
 CRF 30, GOP 2, yuv420p, in an mp4 through the same PyAV), for its quality and size on the same
-frames. Depth, one row per lossless codec, on the same frames: ratio to raw and encode/decode
+frames. ``--dataset`` times ``EpisodeDataset`` (224x224 images, horizon 16, shuffled, 0
+workers) over the same simulated episodes stored raw, JPEG and in the new-config video encoding.
+Depth, one row per lossless codec, on the same frames: ratio to raw and encode/decode
 CPU per frame. ``--scrub-minutes N`` writes an N-minute episode in the default new-config
 encoding and times random seeks the way the review player makes them (any frame < 150 ms).
 """
@@ -250,6 +253,29 @@ def scrub(minutes: float, rgb: np.ndarray, out: Path, encoding: str) -> dict:
             "back_max": max(step_back_ms)}
 
 
+def dataset_rates(encodings: list[str], seconds: float, out: Path, limit: int = 256) -> dict:
+    """``EpisodeDataset`` samples/s (random order, 0 workers) over 2 episodes per encoding."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "collector"))
+    from dataset_throughput import samples_per_s
+    from sim_episodes import write_sim_episode
+
+    from collector.dataset import EpisodeDataset
+    from collector.export.selection import SignalMapping
+
+    rates = {}
+    for encoding in encodings:
+        folder = out / f"dataset-{encoding}"
+        for i in range(2):
+            path = folder / f"ep{i}.h5"
+            path.unlink(missing_ok=True)
+            write_sim_episode(path, seed=i, seconds=seconds, width=640, height=480,
+                              color_encoding=encoding, epoch_offset_s=1 + 3 * i)
+        ds = EpisodeDataset([folder], mapping=SignalMapping(image_size=(224, 224)), horizon=16)
+        rates[encoding] = samples_per_s(ds, 0, 32, limit)
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each colour episode")
@@ -258,6 +284,8 @@ def main() -> None:
     parser.add_argument("--encodings", nargs="+", default=ENCODINGS, choices=ENCODINGS)
     parser.add_argument("--scrub-minutes", type=float, default=0.0,
                         help="also time review scrubbing of an episode this long (0: skip)")
+    parser.add_argument("--dataset", action="store_true",
+                        help="also time EpisodeDataset random access per encoding")
     parser.add_argument("--out", help="folder for the files (default: a temporary folder)")
     args = parser.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="collector-video-"))
@@ -278,6 +306,11 @@ def main() -> None:
     print(f"\n{'depth (lossless)':<32}{'ratio':>7}{'enc ms':>8}{'dec ms':>8}")
     for r in depth_rows(depth, out):
         print(f"{r['name']:<32}{r['ratio']:>7.2f}{r['enc_ms']:>8.2f}{r['dec_ms']:>8.2f}", flush=True)
+    if args.dataset:
+        encodings = ["raw", "jpeg", NEW_CONFIG_RECORDING["color_encoding"]]
+        rates = dataset_rates(encodings, args.seconds, out)
+        print("\nEpisodeDataset, random order, 0 workers, 224x224: " + ", ".join(
+            f"{e} {r:.0f} samples/s" for e, r in rates.items()))
     if args.scrub_minutes:
         encoding = NEW_CONFIG_RECORDING["color_encoding"]
         s = scrub(args.scrub_minutes, rgb, out, encoding)

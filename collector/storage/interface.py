@@ -170,6 +170,13 @@ class EpisodeReader(ABC):
         ``thorough``. A backend without stored bytes to damage finds none."""
         return {}
 
+    def copy_video(self, stream: str, field: str, path: str | Path, start: int = 0,
+                   stop: int | None = None) -> int:
+        """Write frames ``start..stop-1`` of a video-stored field to an mp4 at ``path`` by copying
+        its packets, without re-encoding; returns the frames written. ``start`` must be a
+        keyframe. ``EpisodeError`` where the field is not stored as video (re-encode instead)."""
+        raise EpisodeError(f"'{stream}' '{field}' is not stored as video in this backend")
+
     @property
     @abstractmethod
     def size_bytes(self) -> int:

@@ -156,6 +156,15 @@ class HDF5Episode(EpisodeReader):
                 self._group(stream), field, self.count(stream), self.streams[stream].field(field).shape)
         return self._video[stream, field]
 
+    @_reads_file
+    def copy_video(self, stream: str, field: str, path: str | Path, start: int = 0,
+                   stop: int | None = None) -> int:
+        from collector.storage.video_h5 import remux_mp4
+
+        if self.encodings(stream).get(field) not in VIDEO_ENCODINGS:
+            return super().copy_video(stream, field, path, start, stop)
+        return remux_mp4(self._group(stream), field, self.count(stream), path, start, stop)
+
     def _jpeg_frames(self, stream: str, field: str, positions: np.ndarray,
                      shape: tuple[int, ...]) -> np.ndarray:
         group = self._group(stream)

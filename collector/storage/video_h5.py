@@ -9,6 +9,8 @@ so an interrupted file keeps every packet up to the writer's last flush.
 
 from __future__ import annotations
 
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import h5py
@@ -16,7 +18,8 @@ import numpy as np
 
 from collector.storage.crc import CRC_SUFFIX, frame_crc32
 from collector.storage.layout import KEY_SUFFIX, OFFSETS_SUFFIX, PTS_SUFFIX, VIDEO_SUFFIX
-from collector.storage.video import EncodedPacket, VideoEncoder, VideoFrameReader
+from collector.storage.video import (SOFTWARE_ENCODERS, EncodedPacket, VideoCodecError, VideoEncoder,
+                                     VideoFrameReader)
 
 #: Bytes per chunk of a packet dataset: about a second of 640x480 H.264 at the default quality.
 PACKET_CHUNK_BYTES = 256 << 10
@@ -78,3 +81,37 @@ def video_frame_reader(group: h5py.Group, field: str, count: int,
 
     return VideoFrameReader(str(attrs["codec"]), bytes.fromhex(str(attrs.get("extradata", ""))),
                             shape, count, keyframes, read_packets)
+
+
+def remux_mp4(group: h5py.Group, field: str, count: int, path: str | Path, start: int = 0,
+              stop: int | None = None) -> int:
+    """Copy the packets of frames ``start..stop-1`` into an mp4 file without re-encoding (what a
+    LeRobot export needs when the codec and GOP suit it); returns the frames written.
+
+    ``start`` must be a keyframe (``VideoCodecError`` otherwise: a cut elsewhere needs
+    re-encoding). The mp4's timestamps count from 0 at the stored rate; every player and
+    LeRobot's pyav/torchcodec readers decode it to the frames ``frames()`` returns."""
+    import av
+
+    stop = count if stop is None else min(stop, count)
+    keys = group[field + KEY_SUFFIX][:count]
+    if not 0 <= start < stop or not keys[start]:
+        raise VideoCodecError(f"frames {start}..{stop - 1} of '{field}' do not start on a "
+                              "keyframe: copying packets needs one (re-encode instead)")
+    attrs = dict(group[field + VIDEO_SUFFIX].attrs)
+    bounds = np.concatenate([[0], group[field + OFFSETS_SUFFIX][:stop].astype(np.int64)])
+    blob = group[field + VIDEO_SUFFIX][int(bounds[start]):int(bounds[stop])].tobytes()
+    base, rate = int(bounds[start]), 1 / Fraction(str(attrs["time_base"]))
+    with av.open(str(path), "w") as container:
+        # The stream needs an encoder's name to exist; it never encodes a frame.
+        stream = container.add_stream(SOFTWARE_ENCODERS[str(attrs["codec"])], rate=rate)
+        stream.width, stream.height, stream.pix_fmt = int(attrs["width"]), int(attrs["height"]), "yuv420p"
+        stream.time_base = 1 / rate
+        if attrs.get("extradata"):
+            stream.codec_context.extradata = bytes.fromhex(str(attrs["extradata"]))
+        for i in range(start, stop):
+            packet = av.Packet(blob[int(bounds[i]) - base:int(bounds[i + 1]) - base])
+            packet.pts = packet.dts = i - start
+            packet.time_base, packet.stream, packet.is_keyframe = stream.time_base, stream, bool(keys[i])
+            container.mux(packet)
+    return stop - start

@@ -12,7 +12,7 @@ import pytest
 
 from collector.config import ConfigError, RecordingConfig
 from collector.storage.memory import MemoryEpisodeWriter
-from collector.storage.reader import deep_problems, open_episode, recover_episode, validate_episode
+from collector.storage.reader import EpisodeError, deep_problems, open_episode, recover_episode, validate_episode
 from collector.storage.video import VideoCodecError, VideoEncoder
 from collector.storage.writer import HDF5EpisodeWriter
 from collector.wire.protocol import Sample
@@ -94,6 +94,22 @@ def test_random_access_decodes_from_the_keyframe_and_sequential_reads_decode_onc
         for i in range(15):  # as a player or a data loader walks an episode
             assert psnr(ep.frames("cam0/color", "rgb", i), color_frame(i)) > 30
         assert reader.decoded == 15
+
+
+def test_copy_video_writes_an_mp4_of_the_same_frames_without_re_encoding(tmp_path):
+    import av
+
+    path = write(tmp_path / "ep.h5", "h264").path
+    with open_episode(path) as ep:
+        assert ep.copy_video("cam0/color", "rgb", tmp_path / "cut.mp4", start=5, stop=11) == 6
+        expected = ep.frames("cam0/color", "rgb", slice(5, 11))
+        with pytest.raises(VideoCodecError, match="keyframe"):
+            ep.copy_video("cam0/color", "rgb", tmp_path / "bad.mp4", start=3)
+        with pytest.raises(EpisodeError, match="not stored as video"):
+            ep.copy_video("cam0/depth", "depth", tmp_path / "depth.mp4")
+    with av.open(str(tmp_path / "cut.mp4")) as container:
+        decoded = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    np.testing.assert_array_equal(decoded, expected)  # the same packets: bit-identical pictures
 
 
 def test_per_stream_choice_overrides_the_colour_encoding(tmp_path):
