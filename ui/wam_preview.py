@@ -78,8 +78,14 @@ class QtWamPreview(QtWidgets.QFrame):
         self.age_label = QtWidgets.QLabel("")
         self.age_label.setObjectName("dim")
         self.surprise_label = QtWidgets.QLabel("")
+        # What the running model learned from and its held-out skill; never widens the panel.
+        self.trained_label = QtWidgets.QLabel("")
+        self.trained_label.setObjectName("dim")
+        self.trained_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                         QtWidgets.QSizePolicy.Policy.Preferred)
         header.addWidget(title)
-        header.addStretch(1)
+        header.addSpacing(8)
+        header.addWidget(self.trained_label, 1)
         header.addWidget(self.age_label)
         header.addSpacing(12)
         header.addWidget(self.surprise_label)
@@ -155,12 +161,16 @@ class QtWamPreview(QtWidgets.QFrame):
                 caption.setText(f"+{h:g} s")
             level = "ok" if state.health == "ok" else "warn"
             self.age_label.setText(f"{theme.dot(level)} {state.age_s * 1000:.0f} ms old"
+                                   + (f", round trip {state.round_trip_s * 1000:.0f} ms"
+                                      if state.round_trip_s is not None else "")
                                    + ("  (slow)" if state.health == "slow" else ""))
         else:
             self.strip.hide()
             self.unavailable_label.setText(f"Preview unavailable: {state.reason}")
             self.unavailable_label.show()
             self.age_label.setText("")
+        self.trained_label.setText(state.trained_on)
+        self.trained_label.setToolTip(state.trained_on)
         if state.surprise is not None:
             self.surprise_label.setText(f"surprise {100 * state.surprise:.1f}"
                                         + (f" (still scene {100 * state.surprise_baseline:.1f})"

@@ -3,6 +3,7 @@
     collector wam train recordings/ --out wam.pt --minutes 20      train on recorded episodes
     collector wam eval wam.pt recordings/                          table on held-out episodes
     collector wam info wam.pt                                      config and training report
+    collector wam status --folder recordings/.wam                  what the station's preview learned
 
 ``eval`` skips the episodes the checkpoint was trained on (matched by file name) unless
 ``--include-training`` is given.
@@ -96,9 +97,73 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from collector.wam.registry import HELD_OUT, TRAIN, Registry
+
+    if args.node:
+        return _node_status(args.node, args.json)
+    folder = Path(args.folder) if args.folder else None
+    if folder is None:
+        from collector.config import load_config
+        from collector.wire.options import ConfigError
+
+        try:
+            output = load_config(args.config).recording.output if args.config else Path("recordings")
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        folder = Path(output) / ".wam"
+    try:
+        registry = Registry.load(folder)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    active = registry.active_entry()
+    if args.json:
+        print(json.dumps({"folder": str(folder), "active": active, "episodes": registry.episodes,
+                          "checkpoints": registry.checkpoints}, indent=1))
+        return 0
+    if active is not None:
+        print(f"{Path(active['path']).name}: {active['summary']}")
+    else:
+        print(f"no station-trained checkpoint in {folder} yet: the preview runs the one it started with")
+    print(f"episodes seen: {len(registry.episodes)} ({len(registry.uuids(TRAIN))} for training, "
+          f"{len(registry.uuids(HELD_OUT))} held out)")
+    for entry in registry.checkpoints[-args.last:]:
+        skill = entry.get("skill_db")
+        running = entry.get("running_skill_db")
+        verdict = "swapped in" if entry.get("kept") else f"not kept ({entry.get('reason') or entry.get('swap')})"
+        print(f"  {Path(entry['path']).name}: {entry['episodes']} episodes, {entry.get('steps')} steps in "
+              f"{entry.get('seconds')} s, held-out skill {_db(skill)} (running {_db(running)}): {verdict}")
+    return 0
+
+
+def _db(value) -> str:
+    return "n/a" if value is None else f"{value:+.2f} dB"
+
+
+def _node_status(endpoint: str, as_json: bool) -> int:
+    from collector.wire.bus import node_endpoints, request
+
+    try:
+        status = request(node_endpoints(endpoint).ctl, "status", timeout_s=3.0)
+    except TimeoutError:
+        print(f"error: no WAM node answers at {endpoint}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(status, indent=1))
+        return 0
+    model = Path(status["checkpoint"]).name if status.get("checkpoint") else status.get("predictor")
+    print(f"{model}: {status.get('trained_on') or 'no training report'}")
+    p50 = status.get("inference_ms_p50")
+    print(f"state {status.get('state')}, {status.get('predictions')} predictions, inference p50 "
+          f"{'n/a' if p50 is None else f'{p50:.1f} ms'}, last swap: {status.get('swap', {}).get('state')}")
+    return 0
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``collector wam ...`` to the main parser's subcommands."""
-    wam = subparsers.add_parser("wam", help="World Action Model: train, eval, info",
+    wam = subparsers.add_parser("wam", help="World Action Model: train, eval, info, status",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = wam.add_subparsers(dest="wam_command", required=True)
 
@@ -143,3 +208,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     info = sub.add_parser("info", help="print a checkpoint's config and training report")
     info.add_argument("checkpoint")
     info.set_defaults(func=cmd_info)
+
+    status = sub.add_parser("status", help="what the station's preview was trained on, and its skill")
+    where = status.add_mutually_exclusive_group()
+    where.add_argument("--folder", help="the trainer's folder (default: .wam in the recordings folder)")
+    where.add_argument("--config", help="app config: its recordings folder's .wam")
+    where.add_argument("--node", help="ask the running WAM node at this base endpoint instead")
+    status.add_argument("--last", type=int, default=5, help="list this many recent fine-tunes")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)

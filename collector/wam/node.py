@@ -141,6 +141,7 @@ class InferenceNode:
         #: Predictions refused because the predictor's answer did not fit its spec.
         self.bad_predictions = 0
         self.swap = {"state": "none", "message": ""}
+        self._swapped = False  # the next status event announces the new model
         self._swap_lock = threading.Lock()
         self._surprise_seq = 0
         self._prediction_seq = 0
@@ -232,20 +233,23 @@ class InferenceNode:
             self.swap = {"state": "refused", "path": path, "message": str(exc)}
             return False
         self.predictor = candidate
+        self._swapped = True
         self.swap = {"state": "swapped", "path": path, "message": "",
                      "t_host_ns": protocol.now_ns()}
         log.info("swapped in %s", path)
         return True
 
     def _set_state(self, state: str, message: str = "") -> None:
-        changed = state != self.state
+        changed = state != self.state or self._swapped
         self.state, self.message = state, message
         if not changed:  # messages may carry a running count; events go out on changes only
             return
+        self._swapped = False
         log.info("%s %s", state, message)
         self.publisher.send(Event(node=self.name, kind="status", t_host_ns=protocol.now_ns(),
                                   detail={"state": state, "message": message,
-                                          "camera": self.history.camera}))
+                                          "camera": self.history.camera,
+                                          "trained_on": self.status()["trained_on"]}))
 
     def stop(self) -> None:
         self._stop.set()
@@ -403,11 +407,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if options.nice:
         os.nice(options.nice)
-    import torch
-
-    from collector.wam.checkpoint import CheckpointError
-
-    torch.set_num_threads(options.threads)
     curve = None
     try:
         bases = json.loads(args.nodes)
@@ -416,10 +415,12 @@ def main(argv: list[str] | None = None) -> int:
             predictor = load_predictor(options.predictor, options.predictor_options)
         else:
             predictor = load_predictor("", {"checkpoint": options.checkpoint, "device": options.device})
+        if "torch" in sys.modules:  # the built-in model, or a plugin built on torch
+            sys.modules["torch"].set_num_threads(options.threads)
         node = InferenceNode(args.name, args.endpoint, bases, predictor,
                              rate_hz=options.rate_hz, camera=options.camera or None,
                              curve=curve, insecure=args.insecure)
-    except (CheckpointError, ValueError, zmq.ZMQError) as exc:  # ConfigError, SecurityError too
+    except (ValueError, zmq.ZMQError) as exc:  # CheckpointError, ConfigError, SecurityError too
         if curve is not None:
             curve.stop()
         print(f"error: {exc}", file=sys.stderr)

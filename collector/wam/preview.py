@@ -78,6 +78,11 @@ class PreviewState:
     #: The same for "nothing moves" (the source frame compared with what came).
     trace_baseline: np.ndarray = field(default_factory=lambda: np.empty(0))
     node_state: str = ""
+    #: Seconds from the source frame's capture to the prediction's arrival here: camera to the
+    #: node (maybe on another host), inference, and back.
+    round_trip_s: float | None = None
+    #: What the running model was trained on and its held-out skill (the node's ``trained_on``).
+    trained_on: str = ""
 
 
 class WamPreview(LatestSubscriber):
@@ -103,6 +108,8 @@ class WamPreview(LatestSubscriber):
         #: The color stream the predictions are of (from the node; the options' until it says).
         self.camera: str | None = self.options.get("camera") or None
         self._last_message = 0.0       # monotonic time of the last message from the node
+        self._prediction_received_ns = 0  # when the newest prediction arrived (this host's clock)
+        self._trained_on = ""
         self._node_state, self._node_message = "", ""
         self._trace: deque[tuple[float, float, float]] = deque()
         self._started = time.monotonic()
@@ -124,12 +131,14 @@ class WamPreview(LatestSubscriber):
         self._node_state = str(detail.get("state", "") or "")
         self._node_message = str(detail.get("message", "") or "")
         self.camera = detail.get("camera") or self.camera
+        self._trained_on = str(detail.get("trained_on") or self._trained_on)
         self._last_message = time.monotonic()
 
     def _on_sample(self, sample: Sample) -> None:
         # On the reader thread, under the lock.
         self._last_message = time.monotonic()
         if sample.stream.endswith("/prediction"):
+            self._prediction_received_ns = time.time_ns()
             super()._on_sample(sample)
         elif sample.stream.endswith("/surprise"):
             f = sample.fields
@@ -156,12 +165,15 @@ class WamPreview(LatestSubscriber):
             newest = next((s for name, s in self._latest.items() if name.endswith("/prediction")), None)
             last, trace = self._last_message, list(self._trace)
             node_state, node_message = self._node_state, self._node_message
+            received_ns, trained_on = self._prediction_received_ns, self._trained_on
         prediction = Prediction.from_sample(newest) if newest is not None else None
         t, scores, baselines = (np.array(column, np.float64) for column in zip(*trace)) if trace \
             else (np.empty(0), np.empty(0), np.empty(0))
         common = dict(trace_t=t, trace_score=scores, trace_baseline=baselines, node_state=node_state,
                       surprise=float(scores[-1]) if trace else None,
-                      surprise_baseline=trace[-1][2] if trace else None)
+                      surprise_baseline=trace[-1][2] if trace else None, trained_on=trained_on,
+                      round_trip_s=(received_ns - newest.fields["source_t_host_ns"].item()) / 1e9
+                      if newest is not None else None)
         silent_s = now_mono - (last or self._started)
         if silent_s > DEAD_AFTER_S:
             what = "not responding" if last else "not started yet"

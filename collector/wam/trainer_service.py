@@ -69,6 +69,8 @@ class TrainerOptions:
     min_gain_db: float = 0.05
     #: Fraction of the episodes held out (whole episodes, decided when each is first seen).
     val_fraction: float = 0.2
+    #: Held-out windows both models are scored on (evenly spaced over the held-out episodes).
+    val_windows: int = 256
     #: Training episodes needed before the first fine-tune.
     min_episodes: int = 1
     device: str = "auto"
@@ -199,7 +201,8 @@ class TrainerService:
         try:
             checkpoint = train_on(train_paths, val_paths, out, options=TrainOptions(
                 steps=o.steps, batch_size=o.batch_size, lr=o.lr, max_minutes=o.max_minutes,
-                val_every=o.steps, device=o.device, init=current, seed=number,
+                val_every=o.steps, val_windows=o.val_windows, device=o.device, threads=o.threads,
+                init=current, seed=number,
                 camera=running.get("camera")),
                 say=log.info, stop=self._stop, where=f"{registry.folder}")
         except (ValueError, OSError) as exc:  # unreadable episodes, too short for a window

@@ -51,9 +51,9 @@ def make_toy(shift: int = 0) -> ToyPredictor:
 class StandInStation:
     """One node, ``station``, publishing a moving 32x24 camera and a glove at 30 Hz."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, curve=None) -> None:
         describe = Describe(node="station", streams=[CAMERA.to_dict(), GLOVE.to_dict()])
-        self.publisher = NodePublisher(endpoint, describe, messages_per_second=60)
+        self.publisher = NodePublisher(endpoint, describe, messages_per_second=60, curve=curve)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()

@@ -1,0 +1,142 @@
+"""The background trainer: learns of saved episodes from the recorder's status, fine-tunes the
+running checkpoint on the training side of a by-episode split, swaps it into the node only when
+its held-out skill is higher, and keeps a registry that ``collector wam status`` prints."""
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+import zmq
+
+from collector.cli import main
+from collector.wam.checkpoint import Predictor
+from collector.wam.node import InferenceNode
+from collector.wam.registry import HELD_OUT, TRAIN, Registry, training_summary
+from collector.wam.trainer_service import TrainerOptions, TrainerService
+from collector.wire.bus import default_endpoint, new_runtime_dir, serve_requests
+from tests.collector.sim_episodes import write_sim_episode
+from tests.collector.test_wam import tiny_checkpoint
+
+
+@pytest.fixture
+def torch_threads():
+    """The trainer sets torch's thread count (one, as in its own process): put it back."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """Three short episodes as the recorder leaves them (uuid -> path)."""
+    folder = tmp_path_factory.mktemp("recordings") / "pick-cube"
+    folder.mkdir()
+    return {f"uuid{i}": str(write_sim_episode(folder / f"ep{i}.h5", seed=i, seconds=2.0,
+                                              epoch_offset_s=1.0 + i))
+            for i in range(3)}
+
+
+class StandInRecorder:
+    """Answers ``status`` as the recorder does: its output folder and its finished episodes."""
+
+    def __init__(self, endpoint: str, output: Path) -> None:
+        self.finished: dict = {}
+        self.output = output
+        self._stop = threading.Event()
+        sock = zmq.Context.instance().socket(zmq.REP)
+        sock.bind(endpoint)
+        self._thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
+        self._thread.start()
+
+    def _serve(self, sock) -> None:
+        try:
+            serve_requests(sock, lambda _req: {"ok": True, "output": str(self.output),
+                                               "finished": dict(self.finished)}, self._stop)
+        finally:
+            sock.close(linger=0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+def test_the_trainer_fine_tunes_after_saved_episodes_and_swaps_only_a_better_model(saved, tmp_path, capsys,
+                                                                                  torch_threads):
+    runtime = new_runtime_dir()
+    wam_base = default_endpoint(runtime, "wam")
+    started_with = str(tiny_checkpoint(tmp_path / "start.pt"))
+    node = InferenceNode("wam", wam_base, {}, Predictor.from_file(started_with))
+    recorder = StandInRecorder(f"ipc://{runtime}/recorder.ctl", tmp_path / "recordings")
+    folder = tmp_path / "recordings" / ".wam"
+    # Any held-out skill counts as better for the first fine-tune: the swap path, deterministically.
+    options = TrainerOptions(steps=2, batch_size=4, val_windows=8, min_gain_db=-100.0,
+                             device="cpu")
+    trainer = TrainerService("wam-trainer", default_endpoint(runtime, "wam-trainer"), {"wam": wam_base},
+                             options, f"ipc://{runtime}/recorder.ctl")
+    uuids = list(saved)
+    try:
+        # A failed and a discarded episode are never trained on; the first saved one is held out.
+        recorder.finished = {"bad": {"ok": False, "error": "disk full"},
+                             "gone": {"ok": True, "discarded": True, "path": saved[uuids[1]]},
+                             uuids[0]: {"ok": True, "path": saved[uuids[0]]}}
+        assert not trainer.step()
+        assert trainer.status()["state"] == "waiting" and "0 training and 1 held-out" in trainer.message
+        recorder.finished[uuids[1]] = {"ok": True, "path": saved[uuids[1]]}
+        assert trainer.step()
+        first = folder / "wam-0001.pt"
+        assert node.swap["state"] == "swapped" and node.predictor.path == str(first)
+        registry = Registry.load(folder)
+        assert registry.active == str(first) and registry.uuids(HELD_OUT) == [uuids[0]]
+        entry = registry.checkpoints[0]
+        assert entry["kept"] and entry["train_episodes"] == [uuids[1]] and entry["tasks"] == {"pick-cube": 1}
+        assert entry["initialized_from"] == started_with and entry["steps"] == 2
+        assert entry["summary"].startswith("trained on 1 episode of pick-cube, ")
+        assert entry["summary"] == training_summary(node.predictor.checkpoint.report)
+        assert trainer.status()["summary"] == entry["summary"]
+
+        # Now demand more than any fine-tune of a few steps can gain: scored, not kept, deleted.
+        trainer.options.min_gain_db = 100.0
+        recorder.finished[uuids[2]] = {"ok": True, "path": saved[uuids[2]]}
+        assert trainer.step()
+        registry = Registry.load(folder)
+        second = registry.checkpoints[1]
+        assert not second["kept"] and "not above the running" in second["reason"]
+        assert second["initialized_from"] == str(first) and second["train_episodes"] == uuids[1:]
+        assert not Path(second["path"]).exists() and node.predictor.path == str(first)
+        assert registry.active == str(first)
+        # Nothing new saved: nothing trained.
+        assert not trainer.step() and len(Registry.load(folder).checkpoints) == 2
+    finally:
+        trainer.close()
+        recorder.close()
+        node.close()
+
+    capsys.readouterr()
+    assert main(["wam", "status", "--folder", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"wam-0001.pt: {entry['summary']}\n")
+    assert "episodes seen: 3 (2 for training, 1 held out)" in out
+    assert "wam-0002.pt: 2 episodes" in out and "not kept (held-out skill" in out
+    assert main(["wam", "status", "--folder", str(folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["active"]["path"] == str(first)
+
+
+def test_an_episode_keeps_its_side_of_the_split_as_episodes_accumulate(tmp_path):
+    registry = Registry(tmp_path)
+    sides = [registry.note_episode(f"u{i}", str(tmp_path / f"{i}.h5"), "t") for i in range(11)]
+    # The first is held out, then one more each time the held-out share would fall below 1/5.
+    assert [i for i, s in enumerate(sides) if s == HELD_OUT] == [0, 5, 10]
+    assert registry.note_episode("u3", "elsewhere.h5", "t") == TRAIN
+    registry.save()
+    assert Registry.load(tmp_path).episodes == registry.episodes
+    (tmp_path / "registry.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a version 1 WAM checkpoint registry"):
+        Registry.load(tmp_path)
+
+
+def test_the_trainer_refuses_a_config_without_its_wam_node(tmp_path):
+    with pytest.raises(ValueError, match="no WAM node 'wam' among --nodes"):
+        TrainerService("wam-trainer", default_endpoint(new_runtime_dir(), "t"), {"cam0": "ipc:///x"},
+                       TrainerOptions(), "ipc:///recorder")
