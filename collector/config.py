@@ -172,10 +172,20 @@ class ServiceConfig:
     preview: str = ""
     #: Off: kept in the config (and its options with it), not started.
     enabled: bool = True
+    #: Runs on another host (e.g. the WAM node on a GPU machine, started there with its own
+    #: options): the app connects to ``endpoint`` (``tcp://``), never starts it.
+    remote: bool = False
+    endpoint: str = ""
+    #: The remote service's CurveZMQ public key file, as for nodes (needs [security]).
+    server_key: str | None = None
 
     def validate(self) -> None:
         if not self.name or "/" in self.name or not self.name.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"name {self.name!r} must be letters, digits, '-' or '_'")
+        if (self.remote or self.server_key or self.endpoint) and not \
+                (self.remote and self.endpoint.startswith("tcp://")):
+            raise ConfigError("a service on another host needs remote = true and a tcp:// endpoint "
+                              "(e.g. 'tcp://gpu-box.local:5560'); server_key is for those only")
         if not all(part.isidentifier() for part in self.module.split(".")):
             raise ConfigError(f"module {self.module!r} must be a Python module path, "
                               "e.g. 'collector.wam.node'")
@@ -266,7 +276,7 @@ class AppConfig:
             raise ConfigError(f"recording.stream_encodings: {', '.join(map(repr, strangers))} "
                               f"names no node (nodes: {', '.join(names) or 'none'}); write "
                               "'<node>/<stream>', e.g. 'cam0/color'")
-        keyed = [n.name for n in self.nodes if n.server_key]
+        keyed = [n.name for n in [*self.nodes, *self.services] if n.server_key]
         if keyed and not self.security.client_secret:
             raise ConfigError(f"nodes {', '.join(keyed)} have server_key but [security] "
                               "client_secret is empty (create a keypair with 'collector keys')")

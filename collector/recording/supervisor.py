@@ -119,7 +119,8 @@ class Supervisor:
         root = str(Path(__file__).resolve().parents[2])
         self._env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, self._env.get("PYTHONPATH")]))
         # Nodes with a server_key are reached over CurveZMQ, from this process and its children.
-        servers = {n.endpoint: n.server_key for n in config.nodes if n.server_key}
+        servers = {n.endpoint: n.server_key for n in [*config.nodes, *config.services]
+                   if n.server_key and getattr(n, "enabled", True)}
         curve = security.configure_client(config.security.client_secret or None, servers)
         if curve:
             self._env[security.CURVE_ENV] = curve
@@ -159,13 +160,15 @@ class Supervisor:
         self._wait_ready(self.recorder, timeout_s)
 
     def _start_service(self, service: ServiceConfig, timeout_s: float) -> None:
-        """Start one service; if it fails, record without it (its preview says why)."""
-        base = default_endpoint(self.runtime_dir, service.name)
+        """Start one service (a remote one: reach it); if it fails, record without it (its
+        preview says why)."""
+        base = service.endpoint if service.remote else default_endpoint(self.runtime_dir, service.name)
         argv = [sys.executable, "-m", service.module, "--name", service.name, "--endpoint", base,
                 "--nodes", json.dumps(self.node_bases), "--options", json.dumps(service.options)]
         child = Child(service.name, argv, node_endpoints(base).ctl,
-                      Path(self.runtime_dir) / f"{service.name}.log")
-        child.start(self._env)
+                      Path(self.runtime_dir) / f"{service.name}.log", remote=service.remote)
+        if not service.remote:
+            child.start(self._env)
         try:
             self._wait_ready(child, timeout_s)
         except StartupError as exc:

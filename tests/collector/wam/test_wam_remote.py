@@ -79,3 +79,20 @@ def _answers(base: str) -> bool:
         return bool(request(node_endpoints(base).ctl, "ping", timeout_s=0.5).get("ok"))
     except TimeoutError:
         return False
+
+
+def test_a_remote_service_is_configured_by_endpoint_and_key(tmp_path):
+    from collector.config import ServiceConfig, sim_config
+    from collector.wire.options import ConfigError
+
+    config = sim_config(seed=1)
+    config.services.append(ServiceConfig("wam", "collector.wam.node", remote=True,
+                                         endpoint="tcp://gpu-box.local:5560", server_key="keys/wam.key"))
+    with pytest.raises(ConfigError, match="server_key but \\[security\\] client_secret is empty"):
+        config.validate()
+    config.security.client_secret = "keys/station.key_secret"
+    config.validate()
+    for wrong in (dict(remote=True, endpoint="ipc:///tmp/wam"), dict(endpoint="tcp://gpu-box.local:5560"),
+                  dict(server_key="keys/wam.key")):
+        with pytest.raises(ConfigError, match="remote = true and a tcp:// endpoint"):
+            ServiceConfig("wam", "collector.wam.node", **wrong).validate()
