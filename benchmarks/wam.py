@@ -1,8 +1,17 @@
-"""WAM figures: inference time on 2 CPU threads, the eval table, and capture with the node on/off.
+"""WAM figures: inference time, fine-tuning cost, skill per view, capture with the node and trainer.
 
-    python benchmarks/wam.py                                     # inference p50/p90, shipped checkpoint
+    python benchmarks/wam.py                                     # inference p50/p90 on 1 and 2 threads (+ CUDA)
     python benchmarks/wam.py --data /tmp/wam-sim                 # + eval table on held-out episodes
-    python benchmarks/wam.py --capture 20                        # + 20 s recordings without/with the node
+    python benchmarks/wam.py --data /tmp/view0 --data /tmp/view3 # + one table per view (trained / held out)
+    python benchmarks/wam.py --finetune /tmp/wam-station         # + what one background fine-tune costs
+    python benchmarks/wam.py --capture 20                        # + 20 s recordings: without, with the
+                                                                 #   node, with the node and the trainer
+
+``--finetune DIR`` runs the background trainer's job (collector.wam.trainer_service: the running
+checkpoint fine-tuned on DIR's training episodes with its default steps, both models scored on
+the held-out ones) on 1 niced thread and prints its seconds per minute of recorded training data.
+The third capture row records while the trainer is fine-tuning (it is given two short episodes
+first, then trains through the measured one; its state at the start and end is printed).
 
 Inference is timed on one window at a time (what the live node does), after warm-up, with
 ``torch.set_num_threads(--threads)``; the figure beside it is the node's tick at 8 Hz (125 ms).
@@ -32,10 +41,10 @@ from collector.wam.model import parameter_count  # noqa: E402
 SHIPPED = ROOT / "collector" / "wam" / "checkpoints" / "sim.pt"
 
 
-def bench_inference(path: Path, threads: int, calls: int) -> None:
+def bench_inference(path: Path, threads: int, calls: int, device: str = "cpu") -> None:
     torch.set_num_threads(threads)
     checkpoint = Checkpoint.load(path)
-    predictor = Predictor(checkpoint)
+    predictor = Predictor(checkpoint, device)
     c = checkpoint.config
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 255, (c.context, c.image_size, c.image_size, 3), dtype=np.uint8)
@@ -45,7 +54,7 @@ def bench_inference(path: Path, threads: int, calls: int) -> None:
     times = []
     for _ in range(calls):
         started = time.perf_counter()
-        predictor.predict(frames, actions)
+        predictor.predict(frames, actions)  # returns numpy: includes the device round trip
         times.append((time.perf_counter() - started) * 1e3)
     times.sort()
     p50, p90 = times[len(times) // 2], times[int(len(times) * 0.9)]
@@ -53,7 +62,9 @@ def bench_inference(path: Path, threads: int, calls: int) -> None:
     print(f"checkpoint {path.name}: {parameter_count(predictor.model) / 1e6:.2f} M parameters, "
           f"{c.image_size}x{c.image_size}, context {c.context}, K={c.horizon} "
           f"(+{c.horizons_s[0]:g} .. +{c.horizons_s[-1]:g} s), file {path.stat().st_size / 2**20:.1f} MiB")
-    print(f"inference on {threads} CPU threads, {calls} calls: p50 {p50:.1f} ms, p90 {p90:.1f} ms, "
+    where = f"{threads} CPU thread{'s' if threads > 1 else ''}" if device == "cpu" else \
+        f"{torch.cuda.get_device_name()} (CUDA)"
+    print(f"inference on {where}, {calls} calls: p50 {p50:.1f} ms, p90 {p90:.1f} ms, "
           f"mean {statistics.fmean(times):.1f} ms = {p50 / tick:.0%} of the 125 ms tick at 8 Hz")
 
 
@@ -67,25 +78,77 @@ def bench_eval(path: Path, data: str, max_windows: int) -> None:
     print(format_report(evaluate(path, held_out, max_windows=max_windows)))
 
 
+def bench_finetune(path: Path, data: str) -> None:
+    """One background fine-tune, as the trainer runs it, on the episodes under ``data``."""
+    import os
+
+    from collector.storage import open_episode
+    from collector.wam.data import find_episodes, split_by_episode
+    from collector.wam.train import TrainOptions, train_on
+    from collector.wam.trainer_service import TrainerOptions
+
+    o = TrainerOptions()
+    os.nice(o.nice)
+    torch.set_num_threads(o.threads)
+    train_paths, val_paths = split_by_episode(find_episodes(data), o.val_fraction)
+    minutes = 0.0
+    for p in train_paths:
+        with open_episode(p) as episode:
+            t = episode.timestamps(next(n for n, s in episode.streams.items() if s.kind == "color"))["t_host_ns"]
+            minutes += (int(t[-1]) - int(t[0])) / 60e9
+    with tempfile.TemporaryDirectory() as out:
+        started = time.monotonic()
+        checkpoint = train_on(train_paths, val_paths, Path(out) / "ft.pt", options=TrainOptions(
+            steps=o.steps, batch_size=o.batch_size, lr=o.lr, val_every=o.steps, val_windows=o.val_windows,
+            device=o.device, threads=o.threads, init=str(path), max_minutes=o.max_minutes), say=lambda _: None)
+        seconds = time.monotonic() - started
+    r = checkpoint.report
+    print(f"\nfine-tune ({o.steps} steps, batch {o.batch_size}, {o.threads} thread, nice {o.nice}, "
+          f"{checkpoint.report.get('steps')} steps done) on {len(train_paths)} episodes "
+          f"({minutes:.1f} recorded min), scored on {len(val_paths)} held out: {seconds:.0f} s = "
+          f"{seconds / max(minutes, 1e-9):.0f} s per recorded minute")
+    for name, v in (("running", r.get("initial_validation")), ("fine-tuned", r.get("validation"))):
+        print(f"  {name:10} held-out PSNR +1 s {v['psnr_1s']:.2f} dB, still frame {v['psnr_1s_copy_last']:.2f} dB: "
+              f"{v['psnr_1s'] - v['psnr_1s_copy_last']:+.2f} dB")
+
+
 def bench_capture(path: Path, seconds: float) -> None:
-    from collector.config import sim_config
+    from collector.config import ServiceConfig, sim_config
     from collector.storage.reader import open_episode
     from collector.recording.session import Session
+    from collector.wire.bus import node_endpoints, request
 
     print(f"\ncapture, {seconds:g} s episodes, one 640x480 RGB-D camera at 30 fps + 200 Hz glove:")
-    print(f"{'':18}{'samples':>9}{'missing':>9}{'late frames':>13}{'capture->recorder p50/p99 ms':>31}")
-    for wam in (False, True):
+    print(f"{'':26}{'samples':>9}{'missing':>9}{'late frames':>13}{'capture->recorder p50/p99 ms':>31}")
+    for wam, trainer in ((False, False), (True, False), (True, True)):
         with tempfile.TemporaryDirectory() as out:
             config = sim_config(seed=1)
             config.recording.output = Path(out)
             if wam:
                 from collector.wam.node import service_config
                 config.services.append(service_config(checkpoint=str(path)))
+            if trainer:  # trains through the measured episode: many steps, a time limit past it
+                config.services.append(ServiceConfig("wam-trainer", "collector.wam.trainer_service", options={
+                    "steps": 100000, "max_minutes": (seconds + 60) / 60, "poll_s": 0.5}))
+            trainer_state = []
             with Session(config) as session:
+                if trainer:  # one held-out and one training episode start the first fine-tune
+                    for _ in range(2):
+                        session.start_episode()
+                        time.sleep(4.0)
+                        session.stop_episode()
+                    ctl = node_endpoints(session.supervisor.service_endpoints["wam-trainer"]).ctl
+                    deadline = time.monotonic() + 60
+                    while request(ctl, "status")["state"] != "training" and time.monotonic() < deadline:
+                        time.sleep(0.5)
                 time.sleep(2.0)  # the node loads and warms up before the episode starts
+                if trainer:
+                    trainer_state.append(request(ctl, "status")["state"])
                 session.start_episode()
                 time.sleep(seconds)
                 result = session.stop_episode()
+                if trainer:
+                    trainer_state.append(request(ctl, "status")["state"])
             with open_episode(result["path"]) as episode:
                 summary = episode.summary()["streams"]
                 samples = sum(summary[s]["count"] for s in ("cam0/color", "glove/hand"))
@@ -95,24 +158,32 @@ def bench_capture(path: Path, seconds: float) -> None:
                 gaps = np.diff(t["t_host_ns"]) / 1e6
                 late = int((gaps > 1.5 * 1000 / 30).sum())
                 surprise = episode.count("wam/surprise") if "wam/surprise" in episode.streams else 0
-        name = "with WAM node" if wam else "without"
-        print(f"{name:18}{samples:>9}{missing:>9}{late:>13}"
+        name = "with WAM node + trainer" if trainer else "with WAM node" if wam else "without"
+        print(f"{name:26}{samples:>9}{missing:>9}{late:>13}"
               f"{np.percentile(latency, 50):>19.1f} / {np.percentile(latency, 99):.1f}"
-              + (f"   ({surprise} surprise samples recorded)" if wam else ""))
+              + (f"   ({surprise} surprise samples recorded)" if wam else "")
+              + (f"; trainer {' -> '.join(trainer_state)}" if trainer else ""))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="1,2", help="CPU thread counts to time, e.g. 1,2")
     parser.add_argument("--calls", type=int, default=100)
-    parser.add_argument("--data", help="episodes folder for the eval table")
+    parser.add_argument("--data", action="append", default=[],
+                        help="episodes folder for an eval table (repeat: one per view)")
+    parser.add_argument("--finetune", help="episodes folder: time one background fine-tune on it")
     parser.add_argument("--max-windows", type=int, default=2000)
     parser.add_argument("--capture", type=float, default=0, help="seconds per capture episode")
     args = parser.parse_args()
-    bench_inference(args.checkpoint, args.threads, args.calls)
-    if args.data:
-        bench_eval(args.checkpoint, args.data, args.max_windows)
+    for threads in (int(t) for t in args.threads.split(",")):
+        bench_inference(args.checkpoint, threads, args.calls)
+    if torch.cuda.is_available():
+        bench_inference(args.checkpoint, 1, args.calls, "cuda")
+    for data in args.data:
+        bench_eval(args.checkpoint, data, args.max_windows)
+    if args.finetune:
+        bench_finetune(args.checkpoint, args.finetune)
     if args.capture:
         bench_capture(args.checkpoint, args.capture)
     return 0
