@@ -7,6 +7,7 @@ world at each sample's true time (so a camera with the same seed and epoch shows
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -44,8 +45,8 @@ class SimGloveConfig(SimTimingOptions):
     #: "cubes" (the pick-and-place script) or "taps" (the latency calibration scene).
     scene: str = "cubes"
     #: A scripted operator (devices/sim_world/operator.py): steps ``{do = "work"|"idle"|"fist",
-    #: s = seconds}`` or ``{do = "press"}``, played in a loop from ``epoch_ns``; empty: the
-    #: world's pick-and-place without pause. Give cameras the same epoch to see the same hand.
+    #: s = seconds}`` or ``{do = "press"}``, played in a loop from ``epoch_ns`` (from the node's
+    #: start without one); empty: the world's pick-and-place without pause.
     script: list[OperatorStep] = field(default_factory=list)
 
     def validate(self) -> None:
@@ -73,6 +74,9 @@ class SimGlove(Device):
         self.serial = f"SIMGLOVE-{c.seed}-{c.hand}"
         self.world = World(c.seed, c.epoch_ns, scene=c.scene)
         self.operator = ScriptedOperator(self.world, c.script) if c.script else None
+        #: Script time 0: the epoch, or the node's start when no epoch is given (an epoch of 0
+        #: would put the script billions of seconds in).
+        self._script_origin_s = self.world.time_s(time.time_ns()) if not c.epoch_ns else 0.0
         self.ticker = SimTicker(c.rate_hz, c, c.seed, _TAG)
         self._rng = np.random.default_rng([c.seed, _TAG])
         self._connected_once = False
@@ -112,7 +116,7 @@ class SimGlove(Device):
 
     def _sample(self, tick) -> Reading:
         if self.operator is not None:
-            s = self.operator.state_at(self.world.time_s(tick.true_ns))
+            s = self.operator.state_at(self.world.time_s(tick.true_ns) - self._script_origin_s)
         else:
             s = self.world.state_at_ns(tick.true_ns)
         n = self.config.num_joints

@@ -235,6 +235,10 @@ class QtCollectWindow(QtWidgets.QMainWindow):
             elif name == "episode_discarded":
                 self.show_banner("Episode discarded (moved to the trash folder). "
                                  "Space records it again.", "warn")
+        elif name == "episode_started" and data.get("trigger", "manual") != "manual":
+            how = "a held fist" if data["trigger"] == "gesture" else "your activity"
+            self.show_banner(f"Recording: started by {how} (hands-free). It stops the same way; "
+                             "Space stops it too.", "ok")
         elif name == "cue":
             self.cues.play(data["kind"])
         elif name == "warning":
@@ -269,8 +273,11 @@ class QtCollectWindow(QtWidgets.QMainWindow):
         self.hand.build()
         self._fit_layout()
         self._on_state(self.model.state)
+        free = self.model.config.recording.hands_free
+        hands_free = {"gesture": f" · hold a fist {free.gesture.hold_s:g} s: record/stop",
+                      "always_on": " · always on: episodes cut from activity"}.get(free.mode, "")
         self.statusBar().showMessage("Space record/stop · Backspace discard & re-record · S success · "
-                                     "F failure · Esc skip reset · Ctrl+, settings")
+                                     "F failure · Esc skip reset · Ctrl+, settings" + hands_free)
 
     def _close_previews(self) -> None:
         for preview in self.previews:

@@ -1,0 +1,65 @@
+"""``collector record`` hands-free, as a user runs it (the one real-process test of issue 20,
+``-m slow``): the scripted glove's stretch of work becomes an episode, cut by the recorder on its
+own, named and tagged like any other; a bad option is named before anything starts."""
+
+from pathlib import Path
+
+import pytest
+
+from collector.cli import main
+from collector.storage.reader import open_episode, validate_episode
+from tests.collector.test_cli import run_cli
+
+CONFIG = """
+[recording]
+pre_roll_s = 1.0
+
+[recording.hands_free.activity]
+idle_s = 1.0
+min_episode_s = 0.5
+
+[session]
+glove_record_button = false
+
+[[nodes]]
+name = "cam0"
+driver = "sim_camera"
+options = { width = 160, height = 120 }
+
+[[nodes]]
+name = "glove"
+driver = "sim_glove"
+
+[nodes.options]
+rate_hz = 100.0
+# Played in a loop from the glove's start: a recorder that starts late gets the next stretch.
+script = [{ do = "idle", s = 3.0 }, { do = "work", s = 1.0 }]
+"""
+
+
+@pytest.mark.slow  # ~17 s: the processes start, the script idles, works, idles
+def test_always_on_records_the_work_stretch_as_an_episode(tmp_path):
+    config = tmp_path / "rig.toml"
+    config.write_text(CONFIG)
+    result = run_cli("record", "--config", str(config), "--hands-free", "always_on",
+                     "--episodes", "1", "--duration", "90", "--output", str(tmp_path / "rec"),
+                     "--task", "wear", "--outcome", "success", "-q")
+    assert result.returncode == 0, result.stderr
+    assert "hands-free (always_on)" in result.stderr
+    path = Path(result.stdout.strip().splitlines()[-1])
+    assert validate_episode(path) == []
+    with open_episode(path) as episode:
+        attrs = dict(episode.attrs)
+    assert (attrs["trigger"], attrs["end_trigger"]) == ("activity", "activity")
+    assert attrs["task"] == "wear" and attrs["outcome"] == "success"
+    # The reach of the script lasts 1.1-1.6 s; the cut holds it (with the smoothing's edges).
+    assert 0.9 <= attrs["duration_s"] <= 2.0, result.stderr
+
+
+def test_a_bad_hands_free_option_is_named_before_anything_starts(tmp_path, capsys):
+    config = tmp_path / "rig.toml"
+    config.write_text(CONFIG.replace("min_episode_s = 0.5", "min_episode_s = 9.0"))
+    assert main(["record", "--config", str(config), "--output", str(tmp_path / "rec")]) != 0
+    assert "min_episode_s + pad_s must be <= 4.5 s" in capsys.readouterr().err
+
+
