@@ -140,3 +140,33 @@ def test_the_trainer_refuses_a_config_without_its_wam_node(tmp_path):
     with pytest.raises(ValueError, match="no WAM node 'wam' among --nodes"):
         TrainerService("wam-trainer", default_endpoint(new_runtime_dir(), "t"), {"cam0": "ipc:///x"},
                        TrainerOptions(), "ipc:///recorder")
+
+
+@pytest.mark.slow
+def test_in_a_session_the_trainer_swaps_a_fine_tuned_model_into_the_running_node(tmp_path):
+    """The whole path with real processes: services from the config, episodes saved by the
+    recorder, the trainer's swap seen in the node's status (slow: five processes and training)."""
+    from collector.config import ServiceConfig, sim_config
+    from collector.recording.session import Session
+    from collector.wam.node import service_config
+    from collector.wire.bus import node_endpoints, request
+    from tests.collector.test_wam_node import SMALL_CAMERA
+    from tests.waiting import wait_for, wait_for_samples
+
+    config = sim_config(seed=3)
+    config.nodes[0].options.update(SMALL_CAMERA)
+    config.recording.output = tmp_path / "rec"
+    config.services.append(service_config(checkpoint=str(tiny_checkpoint(tmp_path / "tiny.pt"))))
+    config.services.append(ServiceConfig("wam-trainer", "collector.wam.trainer_service", options={
+        "steps": 2, "batch_size": 4, "val_windows": 8, "min_gain_db": -100.0, "poll_s": 0.2}))
+    with Session(config) as session:
+        for _ in range(2):
+            session.start_episode()
+            wait_for_samples(session.status, ("cam0/color",), count=90)
+            session.stop_episode()
+        wam_ctl = node_endpoints(session.supervisor.service_endpoints["wam"]).ctl
+        status = wait_for(lambda: (s := request(wam_ctl, "status"))["swap"]["state"] == "swapped" and s,
+                          timeout_s=120)
+    assert status["checkpoint"] == str(tmp_path / "rec" / ".wam" / "wam-0001.pt")
+    assert status["trained_on"].startswith("trained on 1 episode of demo, ")
+    assert Registry.load(tmp_path / "rec" / ".wam").active == status["checkpoint"]
