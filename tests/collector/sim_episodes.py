@@ -30,14 +30,16 @@ SURPRISE_SPEC = StreamSpec("wam/surprise", "state", 10.0, [
 
 
 def devices(seed: int, epoch_ns: int, cameras: int, width: int, height: int, glove_rate: float,
-            camera_options: dict | None = None, gloves: dict[str, str] | None = None):
+            camera_options: dict | None = None, gloves: dict[str, str] | None = None,
+            glove_options: dict | None = None):
     timing = {"epoch_ns": epoch_ns, "realtime": False}
     cams = [SimCamera(f"cam{i}", {"seed": seed, "view": i, "width": width, "height": height,
                                   "clock_offset_ns": 5_000_000_000 + i, "clock_drift_ppm": 80.0,
                                   **timing, **(camera_options or {})}) for i in range(cameras)]
     gloves = gloves or {"glove": "right"}
     glove = [SimGlove(name, {"seed": seed, "rate_hz": glove_rate, "hand": hand,
-                             "clock_offset_ns": -3_000_000_000, "clock_drift_ppm": -50.0, **timing})
+                             "clock_offset_ns": -3_000_000_000, "clock_drift_ppm": -50.0, **timing,
+                             **(glove_options or {})})
              for name, hand in gloves.items()]
     return cams, glove
 
@@ -47,17 +49,17 @@ def write_sim_episode(path, *, seed: int = 0, seconds: float = 2.0, cameras: int
                       command: bool = False, attrs: dict | None = None, outcome: str = "success",
                       color_encoding: str = "raw", epoch_offset_s: float = 1.0,
                       surprise: bool = False, camera_options: dict | None = None,
-                      gloves: dict[str, str] | None = None):
+                      gloves: dict[str, str] | None = None, glove_options: dict | None = None):
     """Write one finished episode; returns its path. The world starts ``epoch_offset_s`` before
     the recording, so different offsets show different motion. ``surprise`` adds the WAM
     preview's ``wam/surprise`` stream (as a GUI session records it); ``camera_options`` go to
     every camera (e.g. ``drop_fraction``); ``gloves``: node name -> hand (default one right
-    glove named ``glove``)."""
+    glove named ``glove``); ``glove_options`` go to every glove (e.g. ``scene``)."""
     import time
 
     epoch_ns = time.time_ns() - int(epoch_offset_s * 1e9)
     cams, glove_list = devices(seed, epoch_ns, cameras, width, height, glove_rate, camera_options,
-                               gloves)
+                               gloves, glove_options)
     specs = [s for c in [*cams, *glove_list] for s in c.streams()]
     if command:
         specs.append(COMMAND_SPEC)
