@@ -74,6 +74,9 @@ def _status_line(status: dict) -> str:
         parts.append(f"{name} {s['rate_hz']:.0f}{nominal} Hz{gaps}")
     episode = status.get("episode")
     elapsed = f"{episode['elapsed_s']:5.1f} s  " if episode else ""
+    held = status.get("pre_roll")
+    if not episode and held:  # between episodes: what the next one's pre-roll holds
+        parts.append(f"pre-roll {held['held_s']:.1f} s {held['held_mb']:.0f}/{held['limit_mb']:g} MB")
     return elapsed + "  ".join(parts)
 
 
@@ -153,6 +156,8 @@ def _record_hands_free(session, args: argparse.Namespace, stop: threading.Event)
     while not stop.is_set() and time.monotonic() < deadline and closed < args.episodes:
         stop.wait(min(0.5, max(0.0, deadline - time.monotonic())))
         status = session.status()  # also lets the supervisor restart a crashed node
+        if not args.quiet:
+            print("  " + _status_line(status), file=sys.stderr)
         for uuid in [u for u in status.get("finished", {}) if u not in reported]:
             reported.add(uuid)
             if status["finished"][uuid].get("discarded"):

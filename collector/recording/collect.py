@@ -343,6 +343,12 @@ class CollectModel:
         return None, supervisor.service_errors.get(name) or f"the {name} service is not running"
 
     @property
+    def pre_roll(self) -> dict[str, Any]:
+        """What the next episode's pre-roll holds now (``held_s``, ``held_mb``, ``limit_mb``,
+        ``configured_s``), from the last status; empty before the first."""
+        return dict(self.status.get("pre_roll") or {})
+
+    @property
     def episodes_recorded(self) -> int:
         return self.session.episodes_recorded
 

@@ -63,3 +63,11 @@ def test_a_bad_hands_free_option_is_named_before_anything_starts(tmp_path, capsy
     assert "min_episode_s + pad_s must be <= 4.5 s" in capsys.readouterr().err
 
 
+
+
+def test_between_episodes_the_status_line_shows_the_pre_roll():
+    from collector.cli import _status_line
+
+    status = {"streams": {"glove/hand": {"rate_hz": 100.0, "nominal_hz": 100.0, "gaps": 0}},
+              "episode": None, "pre_roll": {"held_s": 2.5, "held_mb": 61.2, "limit_mb": 1024.0}}
+    assert _status_line(status) == "glove/hand 100/100 Hz  pre-roll 2.5 s 61/1024 MB"

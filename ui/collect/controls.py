@@ -39,6 +39,11 @@ class QtRecordControls(QtWidgets.QFrame):
         self.skip.clicked.connect(self.model.skip_reset)
         layout.addWidget(self.countdown)
         layout.addWidget(self.skip)
+        #: What the next episode's pre-roll holds, and how hands-free episodes start.
+        self.pre_roll = QtWidgets.QLabel("")
+        self.pre_roll.setObjectName("dim")
+        self.pre_roll.setWordWrap(True)
+        layout.addWidget(self.pre_roll)
         self.set_state("starting-devices")
 
     def set_state(self, state: str) -> None:
@@ -58,6 +63,12 @@ class QtRecordControls(QtWidgets.QFrame):
         self.countdown.setVisible(state == "reset")
 
     def refresh(self) -> None:
+        held = self.model.pre_roll
+        if held and self.model.state != "recording":
+            self.pre_roll.setText(f"Pre-roll: {held['held_s']:.1f} of {held['configured_s']:g} s held, "
+                                  f"{held['held_mb']:.0f} of {held['limit_mb']:g} MB")
+        elif self.model.state == "recording":
+            self.pre_roll.setText("")
         if self.model.state == "reset":
             left = self.model.countdown_left_s
             then = "next episode starts" if self.model.config.session.auto_start_after_reset else "ready"
