@@ -66,7 +66,7 @@ class RecordingConfig:
     #: the first of NVENC / Quick Sync that opens (else software), or an FFmpeg encoder name.
     video_encoder: str = ""
     #: Video quality (constant rate factor; lower is better and bigger); 0 = the codec's default.
-    video_crf: int = 0
+    video_crf: float = 0.0
     #: Seconds between video keyframes: the most a reader decodes to reach any frame.
     video_gop_s: float = 1.0
     flush_interval_s: float = 0.5

@@ -94,7 +94,7 @@ class QtSettingsDialog(QtWidgets.QDialog):
         self.video_encoder.addItems(["", "hardware"])
         self.video_encoder.setCurrentText(rec.get("video_encoder", ""))
         self.video_encoder.lineEdit().setPlaceholderText("software (libx264, libx265, libsvtav1)")
-        self.video_crf = self._spin(0, 63, rec.get("video_crf", 0))
+        self.video_crf = self._dspin(0.0, 63.0, rec.get("video_crf", 0.0), 0.5)
         self.video_crf.setSpecialValueText("codec default")
         self.video_gop = self._dspin(0.1, 10.0, rec.get("video_gop_s", 1.0), 0.5)
         self.flush = self._dspin(0.05, 1.0, rec["flush_interval_s"], 0.05)

@@ -105,11 +105,11 @@ class MemoryEpisodeWriter(EpisodeWriter):
                  *, store: EpisodeStore | None = None, compression: str = "none",
                  color_encoding: str = "raw", jpeg_quality: int = 90, checksums: bool = True,
                  stream_encodings: dict[str, str] | None = None, video_encoder: str = "",
-                 video_crf: int = 0, video_gop_s: float = 1.0) -> None:
+                 video_crf: float = 0, video_gop_s: float = 1.0) -> None:
         check_options(compression, color_encoding, jpeg_quality, stream_encodings)
         encodings = {s.name: field_encodings(s, color_encoding, stream_encodings) for s in specs}
         for codec in {e for fields in encodings.values() for e in fields.values() if is_video(e)}:
-            check_video_options(codec, video_encoder, int(video_crf), float(video_gop_s))
+            check_video_options(codec, video_encoder, float(video_crf), float(video_gop_s))
         self.path, self.specs = path, {s.name: s for s in specs}
         if len(self.specs) != len(specs):
             raise ValueError(f"stream names must be unique: {[s.name for s in specs]}")

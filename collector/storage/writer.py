@@ -90,7 +90,7 @@ class HDF5EpisodeWriter(EpisodeWriter):
     def __init__(self, path: str | Path, specs: list[StreamSpec], attrs: dict[str, Any] | None = None,
                  *, compression: str = "none", color_encoding: str = "raw", jpeg_quality: int = 90,
                  checksums: bool = True, stream_encodings: dict[str, str] | None = None,
-                 video_encoder: str = "", video_crf: int = 0, video_gop_s: float = 1.0) -> None:
+                 video_encoder: str = "", video_crf: float = 0, video_gop_s: float = 1.0) -> None:
         check_options(compression, color_encoding, jpeg_quality, stream_encodings)
         self.path, self.specs = Path(path), {s.name: s for s in specs}
         if len(self.specs) != len(specs):
@@ -102,7 +102,7 @@ class HDF5EpisodeWriter(EpisodeWriter):
         self._buffers = {s.name: _StreamBuffer(s, field_encodings(s, color_encoding, stream_encodings))
                          for s in specs}
         # Video-stored fields: one encoder each, fed in order on the writer thread (video.py).
-        self.video_options = dict(encoder=video_encoder, crf=int(video_crf), gop_s=float(video_gop_s))
+        self.video_options = dict(encoder=video_encoder, crf=float(video_crf), gop_s=float(video_gop_s))
         self._encoders: dict[tuple[str, str], VideoEncoder] = {}
         for buf in self._buffers.values():
             for codec in {e for e in buf.encodings.values() if is_video(e)}:
