@@ -205,3 +205,16 @@ def test_runs_as_a_node_process():
             proc.wait()
         sub.close()
         shutil.rmtree(runtime, ignore_errors=True)
+
+
+def test_a_scripted_operator_wears_the_glove_and_a_bad_script_is_named():
+    glove = SimGlove("glove", {"rate_hz": 100.0, "script": [{"do": "idle", "s": 1.0}]})
+    glove.connect()
+    readings = read_n(glove, 5)
+    assert all(r.fields["buttons"][1] == 0 for r in readings)  # idle: the deadman is off
+    assert all(np.array_equal(r.fields["wrist_pos"], readings[0].fields["wrist_pos"]) for r in readings)
+    glove.close()
+    with pytest.raises(ConfigError, match=r"glove.options.script\[0\].do: 'jump' is not one of"):
+        SimGlove("glove", {"script": [{"do": "jump", "s": 1.0}]})
+    with pytest.raises(ConfigError, match="script drives the cubes scene"):
+        SimGlove("glove", {"scene": "taps", "script": [{"do": "idle", "s": 1.0}]})
