@@ -98,7 +98,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from collector.wam.registry import HELD_OUT, TRAIN, Registry
+    from collector.wam.registry import HELD_OUT, TRAIN, Registry, format_db
 
     if args.node:
         return _node_status(args.node, args.json)
@@ -134,12 +134,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         running = entry.get("running_skill_db")
         verdict = "swapped in" if entry.get("kept") else f"not kept ({entry.get('reason') or entry.get('swap')})"
         print(f"  {Path(entry['path']).name}: {entry['episodes']} episodes, {entry.get('steps')} steps in "
-              f"{entry.get('seconds')} s, held-out skill {_db(skill)} (running {_db(running)}): {verdict}")
+              f"{entry.get('seconds')} s, held-out skill {format_db(skill)} (running {format_db(running)}): {verdict}")
     return 0
-
-
-def _db(value) -> str:
-    return "n/a" if value is None else f"{value:+.2f} dB"
 
 
 def _node_status(endpoint: str, as_json: bool) -> int:

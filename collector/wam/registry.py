@@ -33,6 +33,11 @@ def skill_db(validation: dict[str, float] | None) -> float | None:
     return float(validation["psnr_1s"]) - float(validation["psnr_1s_copy_last"])
 
 
+def format_db(value: float | None) -> str:
+    """``+1.42 dB``, or ``n/a`` for a figure that is missing."""
+    return "n/a" if value is None else f"{value:+.2f} dB"
+
+
 def describe_tasks(tasks: dict[str, int]) -> str:
     """``{"pick-cube": 14}`` -> ``"pick-cube"``; several: ``"pick-cube (10), stack (4)"``."""
     named = {t: n for t, n in tasks.items() if t}

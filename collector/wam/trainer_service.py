@@ -42,7 +42,7 @@ import zmq
 
 from collector.recording.supervisor import RECORDER_CTL_ENV
 from collector.storage import read_attrs
-from collector.wam.registry import HELD_OUT, TRAIN, Registry, skill_db, training_summary
+from collector.wam.registry import HELD_OUT, TRAIN, Registry, format_db, skill_db, training_summary
 from collector.wire.bus import NodePublisher, node_endpoints, request
 from collector.wire.node import run_until_signalled
 from collector.wire.options import ConfigError, from_mapping
@@ -228,8 +228,8 @@ class TrainerService:
         if better:
             entry["kept"], entry["swap"] = self._swap(str(out))
         else:
-            entry["reason"] = (f"held-out skill {_db(new_skill)} not above the running "
-                               f"{_db(old_skill)} + {o.min_gain_db:g} dB")
+            entry["reason"] = (f"held-out skill {format_db(new_skill)} not above the running "
+                               f"{format_db(old_skill)} + {o.min_gain_db:g} dB")
             out.unlink(missing_ok=True)  # only kept checkpoints take disk space
         registry.checkpoints.append(entry)
         if entry["kept"]:
@@ -256,10 +256,6 @@ class TrainerService:
         except TimeoutError as exc:
             return False, f"the WAM node did not answer ({exc})"
         return False, "the WAM node did not finish loading within 60 s"
-
-
-def _db(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:+.2f} dB"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,20 @@ def test_a_predictor_named_in_the_config_runs_in_the_node_and_its_predictions_ar
         node.close()
 
 
+def test_a_predictor_installed_as_an_entry_point_is_found_by_its_name(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from collector.wam import predictor as predictor_module
+
+    installed = [EntryPoint("toy-wam", TOY, ENTRY_POINT_GROUP)]
+    monkeypatch.setattr(predictor_module, "entry_points", lambda group, name=None: [
+        e for e in installed if e.group == group and name in (None, e.name)])
+    toy = load_predictor("toy-wam", {"shift": 2})
+    assert toy.shift == 2 and toy.spec.horizons_s == (0.25, 0.5, 1.0)
+    with pytest.raises(ConfigError, match="installed: toy-wam"):
+        load_predictor("big-wam")
+
+
 def test_unknown_or_unfit_predictors_are_refused_with_what_was_looked_for():
     with pytest.raises(ConfigError, match=ENTRY_POINT_GROUP):
         load_predictor("no-such-predictor")
