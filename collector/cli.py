@@ -151,8 +151,18 @@ def _record_hands_free(session, args: argparse.Namespace, stop: threading.Event)
     mode = session.config.recording.hands_free.mode
     print(f"hands-free ({mode}): the glove starts and stops episodes; Ctrl-C to end", file=sys.stderr)
     deadline = time.monotonic() + args.duration if args.duration else float("inf")
+    from collector.storage.library import update_episode_attrs
+
     reported: set[str] = set(session.status().get("finished", {}))
     failed = closed = 0
+
+    def report(uuid: str) -> bool:
+        if args.outcome:  # by path: the recorder's "last" episode may already be a newer one
+            path = session.wait_closed(uuid).get("path")
+            if path:
+                update_episode_attrs(path, outcome=args.outcome)
+        return _report_closed(session, uuid, args.quiet)
+
     while not stop.is_set() and time.monotonic() < deadline and closed < args.episodes:
         stop.wait(min(0.5, max(0.0, deadline - time.monotonic())))
         status = session.status()  # also lets the supervisor restart a crashed node
@@ -160,12 +170,20 @@ def _record_hands_free(session, args: argparse.Namespace, stop: threading.Event)
             print("  " + _status_line(status), file=sys.stderr)
         for uuid in [u for u in status.get("finished", {}) if u not in reported]:
             reported.add(uuid)
-            if status["finished"][uuid].get("discarded"):
-                continue
-            closed += 1
-            if args.outcome:
-                session.tag_episode(args.outcome)
-            failed |= _report_closed(session, uuid, args.quiet)
+            if not status["finished"][uuid].get("discarded"):
+                closed += 1
+                failed |= report(uuid)
+    # Ending (Ctrl-C, --duration): the running episode is kept, as Space would stop it, and
+    # every episode still draining is reported once closed.
+    status = session.status()
+    if status.get("recording"):
+        session.stop_episode()
+        status = session.status()
+    for uuid in [w["uuid"] for w in status.get("draining", [])] + [
+            u for u in status.get("finished", {}) if u not in reported]:
+        if uuid not in reported:
+            reported.add(uuid)
+            failed |= report(uuid)
     return 1 if failed else 0
 
 

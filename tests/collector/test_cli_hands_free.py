@@ -56,6 +56,20 @@ def test_always_on_records_the_work_stretch_as_an_episode(tmp_path):
     assert 0.9 <= attrs["duration_s"] <= 2.0, result.stderr
 
 
+@pytest.mark.slow  # ~20 s of real processes
+def test_the_episode_running_when_the_session_ends_is_kept(tmp_path):
+    # The unscripted simulated operator never rests: one activity episode runs until the end.
+    result = run_cli("record", "--sim", "--hands-free", "always_on", "--duration", "8",
+                     "--episodes", "5", "--output", str(tmp_path / "rec"), "--outcome", "failure",
+                     "--glove-rate", "100", "-q")
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.endswith(".h5")]
+    with open_episode(Path(line)) as episode:
+        attrs = dict(episode.attrs)
+    assert (attrs["trigger"], attrs["end_trigger"]) == ("activity", "manual")
+    assert attrs["outcome"] == "failure"
+
+
 def test_a_bad_hands_free_option_is_named_before_anything_starts(tmp_path, capsys):
     config = tmp_path / "rig.toml"
     config.write_text(CONFIG.replace("min_episode_s = 0.5", "min_episode_s = 9.0"))

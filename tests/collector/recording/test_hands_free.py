@@ -42,6 +42,8 @@ def rig(tmp_path):
                             RecordingConfig(output=tmp_path / "rec", min_free_gb=0.0,
                                             hands_free=from_mapping(HandsFreeConfig, hands_free),
                                             **recording))
+        # The script idles 2 s from the epoch, set 1.5 s ahead: the recorder listens by then.
+        assert recorder._listening_ns < epoch + 1_800_000_000, "the recorder started too late"
         running.append((recorder, nodes, threads))
         return recorder, glove, epoch
 
@@ -64,7 +66,7 @@ def closed_episode(recorder: Recorder) -> dict:
 
 
 def test_always_on_cuts_the_work_stretch_from_its_onset(rig):
-    recorder, glove, epoch = rig([{"do": "idle", "s": 1.0}, {"do": "work", "s": 1.0},
+    recorder, glove, epoch = rig([{"do": "idle", "s": 2.0}, {"do": "work", "s": 1.0},
                                   {"do": "idle", "s": 30.0}],
                                  {"mode": "always_on", "activity": {"idle_s": 1.0, "min_episode_s": 0.8}},
                                  pre_roll_s=1.0)
@@ -86,7 +88,7 @@ def test_always_on_cuts_the_work_stretch_from_its_onset(rig):
 
 
 def test_a_held_fist_starts_with_the_pre_roll_and_another_stops_where_it_closed(rig):
-    recorder, glove, epoch = rig([{"do": "idle", "s": 1.0}, {"do": "fist", "s": 1.2},
+    recorder, glove, epoch = rig([{"do": "idle", "s": 2.0}, {"do": "fist", "s": 1.2},
                                   {"do": "work", "s": 1.0}, {"do": "fist", "s": 1.2},
                                   {"do": "idle", "s": 30.0}],
                                  {"mode": "gesture"}, pre_roll_s=1.0)
