@@ -41,7 +41,7 @@ from typing import Any
 import zmq
 
 from collector.recording.supervisor import RECORDER_CTL_ENV
-from collector.storage import read_attrs
+from collector.storage import EpisodeError, read_attrs
 from collector.wam.registry import HELD_OUT, TRAIN, Registry, format_db, skill_db, training_summary
 from collector.wire.bus import NodePublisher, node_endpoints, request
 from collector.wire.node import run_until_signalled
@@ -173,8 +173,9 @@ class TrainerService:
                 continue
             try:
                 task = str(read_attrs(path, ("task",))["task"] or "")
-            except (OSError, ValueError) as exc:  # EpisodeError is a ValueError
+            except (EpisodeError, OSError) as exc:  # damaged or unreadable: never trained on
                 log.warning("skipping %s: %s", path, exc)
+                self.failures += 1
                 continue
             side = self.registry.note_episode(uuid, path, task, self.options.val_fraction)
             log.info("episode %s (%s): %s", Path(path).name, task, side)
@@ -186,7 +187,11 @@ class TrainerService:
         from collector.wam.train import TrainOptions, train_on
 
         registry, o = self.registry, self.options
-        running = request(self.wam_ctl, "status", timeout_s=5.0)
+        try:
+            running = request(self.wam_ctl, "status", timeout_s=5.0)
+        except TimeoutError:  # restarting, or busy: the episodes wait for the next look
+            self.state, self.message = "waiting", "the WAM node is not answering"
+            return False
         current = running.get("checkpoint")
         if not current:
             self.state, self.message = "idle", "the WAM node runs a plugged-in predictor: nothing to fine-tune"

@@ -170,3 +170,23 @@ def test_in_a_session_the_trainer_swaps_a_fine_tuned_model_into_the_running_node
     assert status["checkpoint"] == str(tmp_path / "rec" / ".wam" / "wam-0001.pt")
     assert status["trained_on"].startswith("trained on 1 episode of demo, ")
     assert Registry.load(tmp_path / "rec" / ".wam").active == status["checkpoint"]
+
+
+def test_a_damaged_episode_is_skipped_counted_and_left_alone(tmp_path):
+    runtime = new_runtime_dir()
+    recorder = StandInRecorder(f"ipc://{runtime}/recorder.ctl", tmp_path)
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(b"not an episode")
+    recorder.finished = {"u1": {"ok": True, "path": str(damaged)}}
+    trainer = TrainerService("wam-trainer", default_endpoint(runtime, "wam-trainer"),
+                             {"wam": default_endpoint(runtime, "wam")}, TrainerOptions(),
+                             f"ipc://{runtime}/recorder.ctl")
+    try:
+        assert not trainer.step()
+        status = trainer.status()
+        assert status["failures"] == 1 and status["episodes"] == {TRAIN: 0, HELD_OUT: 0}
+        assert damaged.read_bytes() == b"not an episode"
+        assert not trainer.step() and trainer.status()["failures"] == 1  # counted once
+    finally:
+        trainer.close()
+        recorder.close()
