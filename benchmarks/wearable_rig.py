@@ -26,7 +26,9 @@ import psutil
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from collector.config import AppConfig, NodeConfig, RecordingConfig, SessionInfo  # noqa: E402
+from collector.recording.live import LiveFeed  # noqa: E402
 from collector.recording.session import Session  # noqa: E402
+from collector.wire.bus import node_endpoints  # noqa: E402
 from collector.storage.ledger import read_ledger  # noqa: E402
 from collector.storage.reader import open_episode, validate_episode  # noqa: E402
 
@@ -81,8 +83,20 @@ def main() -> None:
         pids = {name: child.process.pid for name, child in session.supervisor.nodes.items()}
         pids["recorder"] = session.supervisor.recorder.process.pid
         cpu0, t0 = cpu_seconds(pids), time.monotonic()
+        # Where a stream falls behind: its lag at the recorder (capture to receipt) against its
+        # lag at a second subscriber on the nodes' live endpoints (this process, nearly idle).
+        live = LiveFeed([node_endpoints(b).live for b in session.supervisor.node_bases.values()])
+        lag_ms: dict[str, list[float]] = {}
         started = session.start_episode()
-        time.sleep(args.seconds)
+        while time.monotonic() - t0 < args.seconds:
+            time.sleep(0.5)
+            latest, now = live.latest(), time.time_ns()
+            for name, s in session.status()["streams"].items():
+                worst = lag_ms.setdefault(name, [0.0, 0.0])
+                worst[0] = max(worst[0], s["latency_ms"])
+                if name in latest:
+                    worst[1] = max(worst[1], (now - latest[name].t_host_ns) / 1e6)
+        live.close()
         stopped = session.stop_episode()
         cpu1, t1 = cpu_seconds(pids), time.monotonic()
         stopped.update(session.wait_closed(stopped["uuid"]))
@@ -97,6 +111,9 @@ def main() -> None:
         missing = {k: v for k, v in books["missing"].items() if v}
         print(f"  {name:12s} published {books['published']:6d} written {books['written']:6d} "
               f"missing {missing or 0}")
+    print("worst lag over the episode (ms): at the recorder / at a live subscriber")
+    for name, (at_recorder, at_live) in sorted(lag_ms.items()):
+        print(f"  {name:12s} {at_recorder:8.0f} / {at_live:8.0f}")
     print("CPU over the episode (% of one core):")
     for name in pids:
         print(f"  {name:12s} {100 * (cpu1[name] - cpu0[name]) / (t1 - t0):6.1f}")

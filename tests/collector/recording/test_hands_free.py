@@ -42,9 +42,9 @@ def rig(tmp_path):
                             RecordingConfig(output=tmp_path / "rec", min_free_gb=0.0,
                                             hands_free=from_mapping(HandsFreeConfig, hands_free),
                                             **recording))
+        running.append((recorder, nodes, threads))
         # The script idles 2 s from the epoch, set 1.5 s ahead: the recorder listens by then.
         assert recorder._listening_ns < epoch + 1_800_000_000, "the recorder started too late"
-        running.append((recorder, nodes, threads))
         return recorder, glove, epoch
 
     yield start
