@@ -23,6 +23,14 @@ def moving_mask(target: torch.Tensor, last: torch.Tensor,
     return (target - last).abs().amax(dim=1, keepdim=True) > threshold
 
 
+def changed_mask(pred: torch.Tensor, target: torch.Tensor, last: torch.Tensor,
+                 threshold: float = MOVING_THRESHOLD) -> torch.Tensor:
+    """(B, 1, S, S) bool: pixels where the true future **or the prediction** differs from the last
+    frame. Symmetric, unlike :func:`moving_mask`: a model that paints the still scene is scored
+    on what it painted."""
+    return moving_mask(target, last, threshold) | moving_mask(pred, last, threshold)
+
+
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of squared errors over masked pixels and the count of masked values, each (B,)."""
     m = mask.expand_as(pred).float()

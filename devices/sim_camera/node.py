@@ -23,6 +23,7 @@ from devices.sim_world.world import SCENES
 from devices.sim_camera.screen import TimecodeScreen
 from devices.sim_camera.follow import CommandFollower
 from devices.sim_camera.render import Renderer, camera_for_view
+from devices.sim_world.look import scene_look
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ class SimCameraConfig(SimTimingOptions):
     seed: int = 0
     #: Viewpoint: 0 front, 1 right, 2 left, 3 overhead, 4+ around the table.
     view: int = 0
+    #: Scene variation (devices/sim_world/look.py): 0 the original look; 1, 2, ... other
+    #: lighting, table tops and cube colours, the same motion.
+    variation: int = 0
     width: int = 640
     height: int = 480
     fps: float = 30.0
@@ -95,6 +99,8 @@ class SimCameraConfig(SimTimingOptions):
                               f"{self.screen_refresh_hz} and {self.screen_delay_ms}")
         if self.view < 0:
             raise ConfigError(f"view must be >= 0, got {self.view}")
+        if self.variation < 0:
+            raise ConfigError(f"variation must be >= 0, got {self.variation}")
 
 
 class SimCamera(Device):
@@ -122,7 +128,8 @@ class SimCamera(Device):
         common = {"intrinsics": self.camera.intrinsics(), "depth_scale": 0.001,
                   "serial": self.serial, "clock": self.ticker.clock.meta(),
                   "latency_ms": [c.latency_min_ms, c.latency_max_ms],
-                  "camera_pose_in_table": self.camera.pose(), "view": c.view}
+                  "camera_pose_in_table": self.camera.pose(), "view": c.view,
+                  "variation": c.variation}
         depth_meta = dict(common, depth_to_color={"rotation": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0,
                                                                0.0, 0.0, 1.0],
                                                   "translation": [0.0, 0.0, 0.0]})
@@ -142,7 +149,8 @@ class SimCamera(Device):
     def connect(self) -> None:
         if self._renderer is None:
             self._renderer = Renderer(self.world, self.camera, self.config.seed,
-                                      _TAG_BASE + 10 * self.config.view)
+                                      _TAG_BASE + 10 * self.config.view,
+                                      scene_look(self.config.variation))
         self.ticker.connect()
 
     def read(self, timeout_s: float) -> list[Reading]:

@@ -1,7 +1,8 @@
 """A cheap rasteriser for the simulated tabletop: aligned RGB + depth from one pinhole camera.
 
 Everything static (room, table texture, lighting, the depth of every background pixel) is
-computed once. A frame then costs a copy of those buffers, shadows, and a z-buffered fill of the
+computed once, in the look of a scene variation (:mod:`devices.sim_world.look`; variation 0 is
+the original). A frame then costs a copy of those buffers, shadows, and a z-buffered fill of the
 visible faces of a handful of boxes (cubes, the gripper's arm, palm and two fingers), each face
 rasterised only inside its bounding box. Depth is exact for the same geometry (per-pixel
 ray/plane intersection), so colour and depth agree pixel for pixel.
@@ -18,10 +19,11 @@ import numpy as np
 from devices.sim_world import (FINGER_LENGTH, FINGER_THICKNESS, FINGER_WIDTH, TABLE_HALF_X,
                                TABLE_HALF_Y, World, WorldState)
 from devices.sim_world.motion import quat_matrix
+from devices.sim_world.look import SceneLook
 from devices.sim_world.rng import KeyedRandom, unit
 
-#: Direction towards the (distant) key light, table frame.
-LIGHT = np.array([-0.35, -0.25, 1.0]) / np.linalg.norm([-0.35, -0.25, 1.0])
+#: Direction towards the (distant) key light of the original look, table frame.
+LIGHT = SceneLook().light_direction
 FLOOR_Z = -0.74
 HFOV_DEG = 69.4  # a D435's colour field of view
 COLOR_NOISE_SIGMA = 2.0
@@ -96,17 +98,28 @@ def camera_for_view(view: int, width: int, height: int, seed: int = 0) -> Camera
                        (height - 1) / 2 + rng.signed(3.0), np.stack([right, down, forward]), eye)
 
 
-def _shade(color, normal: np.ndarray) -> np.ndarray:
-    light = 0.45 + 0.6 * max(0.0, float(normal @ LIGHT))
-    return np.minimum(np.array(color, float) * light, 255).astype(np.uint8)
+def _shade(color, normal: np.ndarray, look: SceneLook) -> np.ndarray:
+    light = 0.45 + 0.6 * max(0.0, float(normal @ look.light_direction))
+    gain = look.gain * np.asarray(look.tint)
+    return np.minimum(np.array(color, float) * light * gain, 255).astype(np.uint8)
 
 
 class Renderer:
-    """Renders :class:`WorldState` s as seen by one camera; arrays returned are new each call."""
+    """Renders :class:`WorldState` s as seen by one camera; arrays returned are new each call.
 
-    def __init__(self, world: World, camera: CameraModel, seed: int = 0, tag: int = 0) -> None:
+    ``look``: the scene's appearance (:func:`devices.sim_world.look.scene_look`); the original
+    when ``None``.
+    """
+
+    def __init__(self, world: World, camera: CameraModel, seed: int = 0, tag: int = 0,
+                 look: SceneLook | None = None) -> None:
         self.world = world
         self.camera = camera
+        self.look = look or SceneLook()
+        self._light = self.look.light_direction
+        colors = self.look.cube_colors or ()
+        self._cube_colors = [colors[i] if i < len(colors) else cube.color
+                             for i, cube in enumerate(world.objects)]
         self._seed, self._tag = seed, tag
         self._rx = ((np.arange(camera.width) - camera.cx) / camera.fx).astype(np.float32)
         self._ry = ((np.arange(camera.height) - camera.cy) / camera.fy).astype(np.float32)
@@ -143,33 +156,51 @@ class Renderer:
         point = eye + dirs * depth[..., None]
         px, py, pz = point[..., 0], point[..., 1], point[..., 2]
         rng = np.random.default_rng([self._seed, 11])
-        grain = 0.5 + 0.5 * np.sin(px * 38 + 4 * np.sin(py * 3.1 + px * 0.7))
-        wood = np.stack([150 + 25 * grain, 102 + 18 * grain, 62 + 10 * grain], axis=-1)
-        on_mat = on_table & (np.abs(px) <= 0.42) & (py >= -0.26) & (py <= 0.30)
+        look = self.look
+        wood = self._table_top(px, py)
+        on_mat = look.mat & on_table & (np.abs(px) <= 0.42) & (py >= -0.26) & (py <= 0.30)
         # 5 cm grid lines with a soft 4 mm profile, so they do not alias into dashes.
         line = np.maximum(np.abs((px + 0.5) % 0.05 - 0.025), np.abs((py + 0.5) % 0.05 - 0.025))
         line = np.clip((line - 0.021) / 0.004, 0, 1)[..., None]
-        mat = (1 - line) * np.array([88.0, 108.0, 96.0]) + line * np.array([150.0, 168.0, 152.0])
+        mat_color = np.array(look.mat_color)
+        mat = (1 - line) * mat_color + line * (mat_color + np.array([62.0, 60.0, 56.0]))
         floor = np.stack([90 + 0 * px, 88 + 0 * px, 85 + 0 * px], axis=-1)
-        wall = np.stack([205 - 20 * pz, 200 - 20 * pz, 188 - 20 * pz], axis=-1)
+        wall = np.stack([c - 20 * pz for c in look.wall_color], axis=-1)
         color = np.where(on_mat[..., None], mat, np.where(on_table[..., None], wood,
                          np.where((pz <= FLOOR_Z + 1e-3)[..., None], floor, wall)))
         # A key light above the table, falling off outwards, plus lens vignetting.
-        spot = 0.6 + 0.45 * np.exp(-((px - 0.1) ** 2 + (py + 0.05) ** 2) / 0.45)
+        spot = 0.6 + 0.45 * np.exp(-((px - look.spot[0]) ** 2 + (py - look.spot[1]) ** 2) / 0.45)
         r2 = (self._rx[None, :] ** 2 + self._ry[:, None] ** 2) / (self._rx[0] ** 2 + self._ry[0] ** 2)
         light = spot * (1 - 0.22 * r2)
-        color = color * light[..., None] + rng.normal(0, 2.0, color.shape)
+        color = color * light[..., None] * (look.gain * np.asarray(look.tint)) \
+            + rng.normal(0, 2.0, color.shape)
         rgb = np.clip(color, 0, 255).astype(np.uint8)
         depth_mm = np.clip(np.nan_to_num(depth * 1000, posinf=0), 0, 65535).astype(np.uint16)
         return np.ascontiguousarray(rgb), depth_mm
+
+    def _table_top(self, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        """(H, W, 3) float colour of the table top at table points ``(px, py)``."""
+        look = self.look
+        base = np.asarray(look.table_color)
+        if look.table == "wood":
+            grain = 0.5 + 0.5 * np.sin(px * look.table_scale + 4 * np.sin(py * 3.1 + px * 0.7))
+            # The original's grain depth, in proportion to the base colour (the original's
+            # 150/102/62 gives exactly 25/18/10).
+            depth = np.array([25.0, 18.0, 10.0]) * (base / np.array([150.0, 102.0, 62.0]))
+            return base + depth * grain[..., None]
+        if look.table == "paint":
+            return np.broadcast_to(base, px.shape + (3,)).astype(float)
+        squares = (np.floor(px / look.table_scale) + np.floor(py / look.table_scale)) % 2
+        return base * (1 - 0.35 * squares[..., None])
 
     # -- per frame ----------------------------------------------------------------------------
 
     def boxes(self, state: WorldState) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple]]:
         """Everything that moves, as boxes ``(centre, rotation, half_extents, colour)``."""
         out = []
-        for cube, pos, quat in zip(self.world.objects, state.object_pos, state.object_quat):
-            out.append((pos, quat_matrix(quat), np.full(3, cube.size / 2), cube.color))
+        for cube, color, pos, quat in zip(self.world.objects, self._cube_colors, state.object_pos,
+                                          state.object_quat):
+            out.append((pos, quat_matrix(quat), np.full(3, cube.size / 2), color))
         rot = state.wrist_rotation()
         wrist = state.wrist_pos
         finger_y = state.grip / 2 + FINGER_THICKNESS / 2
@@ -199,7 +230,7 @@ class Renderer:
         cam = self.camera
         polys = []
         for pts in corners:
-            shadow = pts - np.outer(pts[:, 2] / LIGHT[2], LIGHT)  # along the light onto z = 0
+            shadow = pts - np.outer(pts[:, 2] / self._light[2], self._light)  # onto z = 0
             uv = cam.project(cam.to_camera(shadow))
             polys.append(cv2.convexHull(uv.astype(np.float32)).reshape(-1, 2))
         allpts = np.concatenate(polys)
@@ -247,7 +278,7 @@ class Renderer:
             droi = depth[y0:y1, x0:x1]
             write = mask.view(bool) & (z < droi) & (z > 0)
             droi[write] = z[write]
-            rgb[y0:y1, x0:x1][write] = _shade(color, normals[f])
+            rgb[y0:y1, x0:x1][write] = _shade(color, normals[f], self.look)
 
     def _noisy(self, rgb: np.ndarray, depth: np.ndarray, frame: int) -> tuple[np.ndarray, np.ndarray]:
         # A fresh noise field per frame would cost more than the rest of the frame; a window

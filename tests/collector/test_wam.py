@@ -106,8 +106,10 @@ def test_train_then_eval_on_held_out_episodes(episodes, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "skipping 1 episodes the checkpoint was trained on" in captured.err
     assert "1 held-out episodes" in captured.out and "true minus shuffled actions" in captured.out
-    for row in ("copy-last", "linear", "hold-last", "model (preview)"):
+    for row in ("copy-last", "constant velocity", "hold-last", "model (preview)",
+                "PSNR where the truth or the preview changes"):
         assert row in captured.out
+    assert "better than the still frame at +0.5 s: " in captured.out  # one verdict per horizon
 
 
 def test_a_file_that_is_not_a_checkpoint_is_refused_clearly(tmp_path, capsys):

@@ -54,8 +54,9 @@ def test_a_model_that_repaints_the_still_scene_is_not_called_ahead():
     line = verdict_line(verdict)
     assert line.startswith("better than the still frame at +1 s: no, -")
     assert line in format_report(report, HORIZONS)
-    # The constant-velocity baseline extrapolates the square's motion exactly here.
-    assert f["psnr"][CONSTANT_VELOCITY][0] > 60
+    # Pixel-wise constant velocity fades the square out and in rather than moving it: a baseline
+    # that is scored like the others, and is no better than the still frame here.
+    assert f["psnr"][CONSTANT_VELOCITY][1] < f["psnr"][COPY_LAST][1]
 
 
 def test_a_model_that_draws_only_what_moves_is_called_better():
@@ -64,7 +65,7 @@ def test_a_model_that_draws_only_what_moves_is_called_better():
     report = _report(frames, future, last)
     assert [v["better"] for v in report["verdicts"]] == [True, True]
     assert "better than the still frame at +0.5 s: yes, +" in format_report(report, HORIZONS)
-    # Copy-last's change mask is the truth's moving mask; it is never "better than itself".
+    # Copy-last is never "better than itself".
     assert report["share_better_than_still"][COPY_LAST] == [0.0, 0.0]
 
 
