@@ -35,7 +35,7 @@ class HandsFreeTriggers:
         self._trigger_of: dict[str, str] = {}
         #: Task, operator... for the episodes the glove starts (the session sends them).
         self.episode_meta: dict[str, Any] = {}
-        self.hands_free_counts = {"started": 0, "stopped": 0, "refused": 0}
+        self.hands_free_counts = {"started": 0, "stopped": 0, "refused": 0, "unreadable": 0}
         if self._detector is not None:
             fields_of = {name: [f.name for f in spec.fields] for name, spec in self.specs.items()}
             self._trigger_stream = config.pick_stream(fields_of)
@@ -49,7 +49,18 @@ class HandsFreeTriggers:
         running = current is not None and (
             not isinstance(self._detector, ActivityDetector)
             or self._trigger_of.get(current.uuid) == ACTIVITY)
-        cut = self._detector.feed(sample.t_host_ns, sample.fields, running)
+        try:
+            cut = self._detector.feed(sample.t_host_ns, sample.fields, running)
+        except (KeyError, TypeError, ValueError) as exc:
+            # A sample without the fields the detector reads (the writer rejects it, or keeps
+            # it if only the detector minds): counted here, never a receiver failure, which
+            # would count it as lost in the ledger.
+            self.hands_free_counts["unreadable"] += 1
+            if self.hands_free_counts["unreadable"] in (1, 100, 10000):
+                log.warning("hands-free: %d samples of %s it cannot read (%s: %s)",
+                            self.hands_free_counts["unreadable"], sample.stream,
+                            type(exc).__name__, exc)
+            return
         if cut is not None:
             self._act_on(cut)
 

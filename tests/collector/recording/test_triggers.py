@@ -114,3 +114,25 @@ def test_script_steps_are_checked():
         operator(("idle", 0.0))
     with pytest.raises(ConfigError, match="at least one work, idle or fist step"):
         operator(("press",))
+
+
+def test_a_sample_the_detector_cannot_read_is_counted_not_a_failure():
+    from collector.config import RecordingConfig
+    from collector.recording.triggers_recorder import HandsFreeTriggers
+    from collector.wire.protocol import Sample
+    from collector.wire.streams import FieldSpec, StreamSpec
+
+    class Receiver(HandsFreeTriggers):  # the recorder's state the trigger methods use
+        recording = RecordingConfig(hands_free=HandsFreeConfig(mode="always_on"))
+        specs = {"glove/hand": StreamSpec("glove/hand", "state", 100.0, [
+            FieldSpec("wrist_pos", "float32", (3,)), FieldSpec("grip", "float32", (1,))])}
+        _current = None
+
+    receiver = Receiver()
+    receiver._init_hands_free()
+    sample = Sample(node="glove", stream="glove/hand", seq=0, t_device_ns=0, t_host_ns=EPOCH_NS,
+                    fields={"wrist_pos": [0.0, 0.0, 0.0]})  # no grip
+    receiver._feed_triggers(sample)
+    assert receiver.hands_free_status() == {"mode": "always_on", "stream": "glove/hand",
+                                            "started": 0, "stopped": 0, "refused": 0,
+                                            "unreadable": 1}
