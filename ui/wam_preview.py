@@ -1,5 +1,7 @@
 """The "predicted futures" panel: frames the WAM expects at +0.25 .. +2 s, the prediction's age,
-the live surprise score and its trace, or a clear "preview unavailable: <reason>".
+its live skill over the still frame, the live surprise score and its trace, or a clear "preview
+unavailable: <reason>". When the preview has lately been no better than the still frame it says
+so in words and shows the predicted frames greyed, not as a forecast.
 
 A thin view over :class:`collector.wam.preview.WamPreview`; it polls the model on a timer and keeps
 no state of its own. :func:`draw_hand_trajectory` draws the predicted wrist path over a live image.
@@ -54,6 +56,13 @@ def draw_hand_trajectory(image: np.ndarray, hand_uv: np.ndarray, *, color=(76, 1
     return cv2.addWeighted(overlay, 0.85, out, 0.15, 0)
 
 
+def greyed(rgb: np.ndarray) -> np.ndarray:
+    """A washed-out grey copy of ``rgb``: still legible, plainly not a forecast to act on."""
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    faded = (grey.astype(np.uint16) // 2 + 64).astype(np.uint8)
+    return np.repeat(faded[..., None], 3, axis=2)
+
+
 def _pixmap(rgb: np.ndarray, size: tuple[int, int]) -> QtGui.QPixmap:
     rgb = np.ascontiguousarray(rgb)
     image = QtGui.QImage(rgb.data, rgb.shape[1], rgb.shape[0], rgb.strides[0],
@@ -78,6 +87,7 @@ class QtWamPreview(QtWidgets.QFrame):
         self.age_label = QtWidgets.QLabel("")
         self.age_label.setObjectName("dim")
         self.surprise_label = QtWidgets.QLabel("")
+        self.skill_label = QtWidgets.QLabel("")
         # What the running model learned from and its held-out skill; never widens the panel.
         self.trained_label = QtWidgets.QLabel("")
         self.trained_label.setObjectName("dim")
@@ -87,6 +97,8 @@ class QtWamPreview(QtWidgets.QFrame):
         header.addSpacing(8)
         header.addWidget(self.trained_label, 1)
         header.addWidget(self.age_label)
+        header.addSpacing(12)
+        header.addWidget(self.skill_label)
         header.addSpacing(12)
         header.addWidget(self.surprise_label)
         layout.addLayout(header)
@@ -111,6 +123,12 @@ class QtWamPreview(QtWidgets.QFrame):
             self.tile_captions.append(caption)
         strip_layout.addStretch(1)
         layout.addWidget(self.strip)
+
+        self.skill_warning = QtWidgets.QLabel("")
+        self.skill_warning.setWordWrap(True)
+        self.skill_warning.setStyleSheet(f"color: {theme.LEVEL_COLORS['warn']};")
+        self.skill_warning.hide()
+        layout.addWidget(self.skill_warning)
 
         self.unavailable_label = QtWidgets.QLabel("")
         self.unavailable_label.setObjectName("banner")
@@ -157,7 +175,8 @@ class QtWamPreview(QtWidgets.QFrame):
             self.strip.show()
             for (h, frame), tile, caption in zip(state.prediction.frames_at(STRIP_HORIZONS),
                                                  self.tiles, self.tile_captions):
-                tile.setPixmap(_pixmap(frame, COMPACT_TILE_SIZE if self.compact else TILE_SIZE))
+                shown = greyed(frame) if state.not_a_forecast else frame
+                tile.setPixmap(_pixmap(shown, COMPACT_TILE_SIZE if self.compact else TILE_SIZE))
                 caption.setText(f"+{h:g} s")
             level = "ok" if state.health == "ok" else "warn"
             self.age_label.setText(f"{theme.dot(level)} {state.age_s * 1000:.0f} ms old"
@@ -169,6 +188,7 @@ class QtWamPreview(QtWidgets.QFrame):
             self.unavailable_label.setText(f"Preview unavailable: {state.reason}")
             self.unavailable_label.show()
             self.age_label.setText("")
+        self._show_skill(state)
         self.trained_label.setText(state.trained_on)
         self.trained_label.setToolTip(state.trained_on)
         if state.surprise is not None:
@@ -185,6 +205,20 @@ class QtWamPreview(QtWidgets.QFrame):
         else:
             self.trace_curve.setData([], [])
             self.baseline_curve.setData([], [])
+
+    def _show_skill(self, state: PreviewState) -> None:
+        skill = state.skill
+        if skill is None:
+            self.skill_label.setText("")
+        else:
+            level = {True: "ok", False: "warn", None: "idle"}[skill.better_than_still]
+            self.skill_label.setText(f"{theme.dot(level)} {skill.describe()}")
+        warn = state.not_a_forecast and state.available and state.prediction is not None
+        if warn:
+            self.skill_warning.setText(
+                f"Not better than the still frame ({skill.db:+.1f} dB over the last {skill.window_s:g} s): "
+                "the greyed frames are not a forecast; trust the live camera.")
+        self.skill_warning.setVisible(warn)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt naming)
         self._timer.stop()

@@ -27,8 +27,10 @@ It publishes, as node ``NAME``:
 ``NAME/surprise`` (recorded with the episode like any stream)
     once a prediction's time has come: ``score``, the RMSE (0..1) between the frame predicted
     ``horizon_s`` ago and the frame that came; ``baseline``, the same for "nothing moves" (the
-    source frame); ``horizon_s``, ``source_seq`` and ``frame_seq``. ``t_host_ns`` is the compared
-    frame's capture time, so the trace lines up with the episode's frames.
+    source frame); ``horizon_s``, ``source_seq`` and ``frame_seq``; ``skill_db``, the rolling
+    skill of the last 60 s in dB over the still frame (collector/wam/skill.py; NaN until enough
+    predictions were scored). ``t_host_ns`` is the compared frame's capture time, so the trace
+    lines up with the episode's frames.
 
 Status changes (``warming_up``, ``running``, ``waiting``, ``error``) go out as ``status`` events;
 the control socket answers ``ping``, ``describe``, ``status`` and ``swap_checkpoint`` (``path``:
@@ -68,6 +70,7 @@ from collector.wire.streams import FieldSpec, StreamSpec
 from collector.wam.data import nearest_index
 from collector.wam.geometry import field_slice, project_to_image
 from collector.wam.history import Frame, LiveHistory
+from collector.wam.skill import RollingSkill, Skill
 from collector.wam.predictor import PredictorSpec, load_predictor
 from collector.wam.registry import training_summary
 
@@ -148,6 +151,9 @@ class InferenceNode:
         # (source seq, source time, source frame, predicted frames), oldest first.
         self._pending: deque[tuple[int, int, np.ndarray, np.ndarray]] = deque(maxlen=64)
         self._last_scored_seq = -1
+        #: Live skill over the still frame; starts afresh when the predictor is swapped.
+        self.skill = RollingSkill()
+        self._skill_of = predictor
         self._stop = threading.Event()
         k1 = min(range(config.horizon), key=lambda k: abs(config.horizons_s[k] - SURPRISE_HORIZON_S))
         self.surprise_step = k1
@@ -167,9 +173,12 @@ class InferenceNode:
                 FieldSpec("baseline", "float32", ()),
                 FieldSpec("horizon_s", "float32", (), "s"),
                 FieldSpec("source_seq", "int64", ()),
-                FieldSpec("frame_seq", "int64", ())],
+                FieldSpec("frame_seq", "int64", ()),
+                FieldSpec("skill_db", "float32", (), "dB")],
                 meta={"score": "RMSE (0..1) of the frame predicted horizon_s earlier against the "
-                               "frame that came; baseline: the same for the unchanged source frame"}),
+                               "frame that came; baseline: the same for the unchanged source frame",
+                      "skill_db": "10 log10(mean baseline^2 / mean score^2) over the last 60 s: dB "
+                                  "better than the still frame; NaN until enough were scored"}),
         ]
         # Only the surprise stream is declared (and so recorded); predictions are a live view.
         self.describe = Describe(node=name, streams=[self.specs[1].to_dict()],
@@ -194,7 +203,7 @@ class InferenceNode:
                 "predictor": type(self.predictor).__module__ + "." + type(self.predictor).__name__,
                 "trained_on": training_summary(getattr(getattr(self.predictor, "checkpoint", None),
                                                        "report", None)),
-                "swap": dict(self.swap)}
+                "swap": dict(self.swap), "skill": self.skill.current().describe()}
 
     def _swap_request(self, request: dict) -> dict:
         """``swap_checkpoint``: start loading ``path`` on a thread of its own; answer at once."""
@@ -367,13 +376,20 @@ class InferenceNode:
         truth = actual.small.astype(np.float32) / 255
         score = float(np.sqrt(np.mean((predicted[self.surprise_step].astype(np.float32) / 255 - truth) ** 2)))
         baseline = float(np.sqrt(np.mean((source.astype(np.float32) / 255 - truth) ** 2)))
+        skill = self._pool_skill(actual.t_host_ns, score, baseline)
         self.publisher.send(Sample(
             node=self.name, stream=self.specs[1].name, seq=self._surprise_seq,
             t_device_ns=actual.t_host_ns, t_host_ns=actual.t_host_ns, fields={
                 "score": np.array(score, np.float32), "baseline": np.array(baseline, np.float32),
                 "horizon_s": np.array(c.horizons_s[self.surprise_step], np.float32),
-                "source_seq": np.array(seq, np.int64), "frame_seq": np.array(actual.seq, np.int64)}))
+                "source_seq": np.array(seq, np.int64), "frame_seq": np.array(actual.seq, np.int64),
+                "skill_db": np.array(skill.db, np.float32)}))
         self._surprise_seq += 1
+
+    def _pool_skill(self, t_ns: int, score: float, baseline: float) -> Skill:
+        if self.predictor is not self._skill_of:  # a swapped-in model earns its own skill
+            self.skill, self._skill_of = RollingSkill(), self.predictor
+        return self.skill.add(t_ns, score, baseline)
 
     def close(self) -> None:
         self.history.close()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
+from collector.wam.skill import MIN_SCORED, Skill
 from collector.wire.bus import LatestSubscriber, node_endpoints, request
 from collector.wire.protocol import Sample
 
@@ -78,11 +79,20 @@ class PreviewState:
     #: The same for "nothing moves" (the source frame compared with what came).
     trace_baseline: np.ndarray = field(default_factory=lambda: np.empty(0))
     node_state: str = ""
+    #: The node's rolling skill over the still frame (``None``: no prediction scored yet).
+    skill: Skill | None = None
     #: Seconds from the source frame's capture to the prediction's arrival here: camera to the
     #: node (maybe on another host), inference, and back.
     round_trip_s: float | None = None
     #: What the running model was trained on and its held-out skill (the node's ``trained_on``).
     trained_on: str = ""
+
+
+    @property
+    def not_a_forecast(self) -> bool:
+        """True when the preview has lately been no better than the still frame: the view says
+        so and shows the predicted frames greyed, not as a forecast."""
+        return self.skill is not None and self.skill.better_than_still is False
 
 
 class WamPreview(LatestSubscriber):
@@ -112,6 +122,7 @@ class WamPreview(LatestSubscriber):
         self._trained_on = ""
         self._node_state, self._node_message = "", ""
         self._trace: deque[tuple[float, float, float]] = deque()
+        self._skill_db = float("nan")  # the newest surprise sample's (NaN: not known yet)
         self._started = time.monotonic()
         super().__init__([node_endpoints(endpoint).live] if endpoint else [], context=context)
         if endpoint:
@@ -143,6 +154,8 @@ class WamPreview(LatestSubscriber):
         elif sample.stream.endswith("/surprise"):
             f = sample.fields
             self._trace.append((sample.t_host_ns / 1e9, float(f["score"]), float(f["baseline"])))
+            # Nodes older than the live skill send no skill_db.
+            self._skill_db = float(f["skill_db"]) if "skill_db" in f else float("nan")
             while self._trace and self._trace[-1][0] - self._trace[0][0] > TRACE_S:
                 self._trace.popleft()
 
@@ -166,6 +179,7 @@ class WamPreview(LatestSubscriber):
             last, trace = self._last_message, list(self._trace)
             node_state, node_message = self._node_state, self._node_message
             received_ns, trained_on = self._prediction_received_ns, self._trained_on
+            skill_db = self._skill_db
         prediction = Prediction.from_sample(newest) if newest is not None else None
         t, scores, baselines = (np.array(column, np.float64) for column in zip(*trace)) if trace \
             else (np.empty(0), np.empty(0), np.empty(0))
@@ -173,7 +187,8 @@ class WamPreview(LatestSubscriber):
                       surprise=float(scores[-1]) if trace else None,
                       surprise_baseline=trace[-1][2] if trace else None, trained_on=trained_on,
                       round_trip_s=(received_ns - newest.fields["source_t_host_ns"].item()) / 1e9
-                      if newest is not None else None)
+                      if newest is not None else None,
+                      skill=_skill(skill_db, len(trace)) if trace else None)
         silent_s = now_mono - (last or self._started)
         if silent_s > DEAD_AFTER_S:
             what = "not responding" if last else "not started yet"
@@ -199,3 +214,11 @@ class WamPreview(LatestSubscriber):
             return None
         state = self.state()
         return state.prediction.hand_uv if state.available and state.prediction is not None else None
+
+
+def _skill(skill_db: float, scored: int) -> Skill:
+    """The node's published skill: known once the node says a number (it pools more scores than
+    this preview may have seen, having run longer)."""
+    if np.isfinite(skill_db):
+        return Skill(skill_db, max(scored, MIN_SCORED))
+    return Skill(float("nan"), min(scored, MIN_SCORED - 1))

@@ -69,3 +69,30 @@ def test_trajectory_is_drawn_where_the_hand_will_be_and_nan_points_are_skipped()
         assert out[v, u].sum() > 0
     assert out[100, 20].sum() == 0  # far from the path
     assert np.array_equal(draw_hand_trajectory(image, np.full((3, 2), np.nan)), image)
+
+
+def test_panel_shows_the_skill_and_greys_a_preview_no_better_than_the_still_frame(qtbot):
+    from collector.wam.skill import Skill
+
+    good = PreviewState(True, health="ok", prediction=prediction(), age_s=0.1, skill=Skill(1.4, 200))
+    model = FixedModel(good)
+    view = QtWamPreview(model)
+    qtbot.addWidget(view)
+    view.show()
+    assert "+1.4 dB over the still frame (last 60 s)" in view.skill_label.text()
+    assert not view.skill_warning.isVisible()
+    assert view.tiles[2].pixmap().toImage().pixelColor(10, 10).red() == 70  # in colour
+
+    model.current = PreviewState(True, health="ok", prediction=prediction(), age_s=0.1,
+                                 skill=Skill(-2.3, 200))
+    view.refresh()
+    assert "-2.3 dB over the still frame" in view.skill_label.text()
+    assert view.skill_warning.isVisible()
+    assert view.skill_warning.text().startswith("Not better than the still frame (-2.3 dB over the last 60 s)")
+    colour = view.tiles[2].pixmap().toImage().pixelColor(10, 10)
+    assert colour.red() == colour.green() == colour.blue()  # greyed, not shown as a forecast
+
+    model.current = PreviewState(True, health="ok", prediction=prediction(), age_s=0.1,
+                                 skill=Skill(float("nan"), 5))
+    view.refresh()
+    assert "measuring (5 of" in view.skill_label.text() and not view.skill_warning.isVisible()
