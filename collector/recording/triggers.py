@@ -160,6 +160,8 @@ class GestureDetector:
         self._armed = True
 
     def feed(self, t_ns: int, fields: Mapping[str, Any], recording: bool) -> Cut | None:
+        """One sample (capture time ``t_ns``); ``recording``: whether an episode runs. Returns
+        the :class:`Cut` a completed gesture makes, else ``None``."""
         c = self.config.gesture
         grip = _scalar(fields[self.config.grip_field])
         pressure = _scalar(fields.get(self.config.pressure_field, 0.0))
@@ -248,9 +250,11 @@ class ActivityDetector:
         return None
 
     def stopped_elsewhere(self) -> None:
-        """The running episode was stopped by hand: the next activity cuts a new one."""
+        """Its episode was stopped (or its start refused) elsewhere, or an episode of another
+        trigger runs: the activity from the next sample on is a new one."""
         self.recording = False
-        self._onset = self._last_active = None
+        self._onset = self._last_active = self._left_quiet = None
+        self._quiet = True
 
 
 def make_detector(config: HandsFreeConfig) -> GestureDetector | ActivityDetector | None:

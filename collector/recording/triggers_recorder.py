@@ -46,9 +46,13 @@ class HandsFreeTriggers:
         if self._detector is None or sample.stream != self._trigger_stream:
             return
         current = self._current
-        running = current is not None and (
-            not isinstance(self._detector, ActivityDetector)
-            or self._trigger_of.get(current.uuid) == ACTIVITY)
+        running = current is not None
+        if isinstance(self._detector, ActivityDetector) and running:
+            if self._trigger_of.get(current.uuid) != ACTIVITY:
+                # An episode of the operator's own runs: activity waits until it ends, and
+                # what comes after it is new activity.
+                self._detector.stopped_elsewhere()
+                return
         try:
             cut = self._detector.feed(sample.t_host_ns, sample.fields, running)
         except (KeyError, TypeError, ValueError) as exc:
@@ -69,8 +73,12 @@ class HandsFreeTriggers:
         if cut.action == "start":
             reply = self.start(dict(self.episode_meta), t_ns=cut.t_ns, trigger=cut.trigger,
                                exact=cut.trigger == ACTIVITY)
-        elif current is None or (cut.trigger == ACTIVITY and self._trigger_of.get(current.uuid) != ACTIVITY):
-            reply = {"ok": False, "error": "no episode of this trigger is running"}
+        elif cut.trigger == ACTIVITY and (current is None or self._trigger_of.get(current.uuid) != ACTIVITY):
+            # Its episode was stopped by hand meanwhile: nothing to stop, nothing refused.
+            self._detector.stopped_elsewhere()
+            return
+        elif current is None:
+            reply = {"ok": False, "error": "not recording"}
         else:
             reply = self.stop(t_ns=cut.t_ns, wait=False, trigger=cut.trigger)
         key = {"start": "started", "stop": "stopped"}[cut.action]
@@ -78,10 +86,11 @@ class HandsFreeTriggers:
             self.hands_free_counts[key] += 1
             log.info("%s %s by %s at %d", cut.action, reply.get("uuid", "")[:8], cut.trigger, cut.t_ns)
             return
-        self.hands_free_counts["refused"] += 1
+        refused = self.hands_free_counts["refused"] = self.hands_free_counts["refused"] + 1
         if isinstance(self._detector, ActivityDetector):
-            self._detector.stopped_elsewhere()
-        log.warning("hands-free %s refused: %s", cut.action, reply.get("error"))
+            self._detector.stopped_elsewhere()  # retried after min_episode_s of new activity
+        if refused & (refused - 1) == 0:  # 1st, 2nd, 4th, 8th...: a refusal that lasts, once a while
+            log.warning("hands-free %s refused (%d so far): %s", cut.action, refused, reply.get("error"))
 
     def trigger_of(self, uuid: str | None) -> str:
         """What started episode ``uuid`` (``manual`` unless the glove did)."""

@@ -4,6 +4,8 @@ are not recorded, a held fist starts and stops, and bad options say what is wron
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from collector.recording.triggers import (ACTIVITY, GESTURE, ActivityDetector, GestureDetector,
@@ -136,3 +138,72 @@ def test_a_sample_the_detector_cannot_read_is_counted_not_a_failure():
     assert receiver.hands_free_status() == {"mode": "always_on", "stream": "glove/hand",
                                             "started": 0, "stopped": 0, "refused": 0,
                                             "unreadable": 1}
+
+
+class RecorderStandIn:
+    """The recorder's state and actions the trigger methods use, with the starts and stops
+    they ask for recorded (and ``refuse`` set: refused)."""
+
+    def __init__(self, mode: str) -> None:
+        from collector.config import RecordingConfig
+        from collector.recording.triggers_recorder import HandsFreeTriggers
+        from collector.wire.streams import FieldSpec, StreamSpec
+
+        class Receiver(HandsFreeTriggers):
+            def start(inner, meta, t_ns, trigger, exact):
+                self.calls.append(("start", t_ns, trigger))
+                if self.refuse:
+                    return {"ok": False, "error": self.refuse}
+                inner._current = SimpleNamespace(uuid=f"e{len(self.calls)}")
+                inner._trigger_of[inner._current.uuid] = trigger
+                return {"ok": True, "uuid": inner._current.uuid}
+
+            def stop(inner, t_ns, wait, trigger):
+                self.calls.append(("stop", t_ns, trigger))
+                inner._current = None
+                return {"ok": True}
+
+        self.calls: list = []
+        self.refuse = ""
+        self.receiver = Receiver()
+        self.receiver.recording = RecordingConfig(hands_free=HandsFreeConfig(mode=mode))
+        self.receiver.specs = {"glove/hand": StreamSpec("glove/hand", "state", 100.0, [
+            FieldSpec("wrist_pos", "float32", (3,)), FieldSpec("grip", "float32", (1,)),
+            FieldSpec("pressure", "float32", (5,))])}
+        self.receiver._current = None
+        self.receiver._init_hands_free()
+
+    def play(self, script: ScriptedOperator, start_s: float, end_s: float) -> None:
+        from collector.wire.protocol import Sample
+
+        for i in range(int(start_s * RATE_HZ), int(end_s * RATE_HZ)):
+            state = script.state_at(i / RATE_HZ)
+            self.receiver._feed_triggers(Sample(
+                node="glove", stream="glove/hand", seq=i, t_device_ns=0,
+                t_host_ns=EPOCH_NS + round(i / RATE_HZ * 1e9),
+                fields={"wrist_pos": state.wrist_pos, "grip": [state.grip], "pressure": state.pressure}))
+
+
+def test_activity_waits_while_an_episode_of_the_operator_runs():
+    script = operator(("idle", 2.0), ("work", 8.0), ("idle", 5.0))
+    (start, end), *_ = script.work_spans(60)
+    rig = RecorderStandIn("always_on")
+    rig.receiver._current = SimpleNamespace(uuid="manual")  # Space started one before the work
+    rig.play(script, 0.0, start + 3.0)
+    assert rig.calls == [] and rig.receiver.hands_free_status()["refused"] == 0
+    rig.receiver._current = None  # Space stopped it mid-work: what follows is new activity
+    rig.play(script, start + 3.0, end + 4.0)
+    (action, t_ns, trigger), (stop, *_) = rig.calls
+    assert (action, trigger, stop) == ("start", ACTIVITY, "stop")
+    assert (t_ns - EPOCH_NS) / 1e9 >= start + 3.0 - 0.05  # (rates look back smooth_s)
+
+
+def test_a_refused_start_is_retried_after_new_activity_and_counted():
+    script = operator(("idle", 2.0), ("work", 8.0), ("idle", 5.0))
+    (start, end), *_ = script.work_spans(60)
+    rig = RecorderStandIn("always_on")
+    rig.refuse = "free disk space is below recording.min_free_gb"
+    rig.play(script, 0.0, end)
+    refused = rig.receiver.hands_free_status()["refused"]
+    # Retried after each min_episode_s (1 s) of activity, not on every sample.
+    assert 2 <= refused <= (end - start) / 1.0 + 1 and len(rig.calls) == refused
