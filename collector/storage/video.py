@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from collector.storage.codecs import CodecError
 from collector.storage.layout import VIDEO_ENCODINGS
 
 # SVT-AV1 prints its banner to stderr unless told otherwise (read when PyAV's FFmpeg loads it);
@@ -49,8 +50,9 @@ CRF_RANGE = {"h264": (0, 51), "hevc": (0, 51), "av1": (1, 63)}
 CACHE_BYTES = 96 << 20
 
 
-class VideoCodecError(ValueError):
-    """A video encoder that cannot be used, or packets that do not decode."""
+class VideoCodecError(CodecError):
+    """A video encoder that cannot be used, or packets that do not decode (readers report an
+    episode with such packets as damaged, like an undecodable JPEG)."""
 
 
 def is_video(encoding: str) -> bool:
@@ -298,11 +300,15 @@ class VideoFrameReader:
         first = self._next
         packets = self._read_packets(first, index + 1)
         produced: list[Any] = []
-        for packet_bytes in packets:
-            produced += self._decoder.decode(av.Packet(packet_bytes))
-        if len(produced) < len(packets):  # a decoder that holds frames back: drain it
-            produced += self._decoder.decode(None)
+        try:
+            for packet_bytes in packets:
+                produced += self._decoder.decode(av.Packet(packet_bytes))
+            if len(produced) < len(packets):  # a decoder that holds frames back: drain it
+                produced += self._decoder.decode(None)
+                self._decoder = None
+        except av.FFmpegError as exc:
             self._decoder = None
+            raise VideoCodecError(f"frames {first}..{index}: undecodable packet ({exc})") from None
         for offset, picture in enumerate(produced[:len(packets)]):
             self._remember(first + offset, picture)
         self.decoded += len(produced)

@@ -18,8 +18,7 @@ import numpy as np
 
 from collector.storage.crc import CRC_SUFFIX, frame_crc32
 from collector.storage.layout import KEY_SUFFIX, OFFSETS_SUFFIX, PTS_SUFFIX, VIDEO_SUFFIX
-from collector.storage.video import (SOFTWARE_ENCODERS, EncodedPacket, VideoCodecError, VideoEncoder,
-                                     VideoFrameReader)
+from collector.storage.video import SOFTWARE_ENCODERS, EncodedPacket, VideoEncoder, VideoFrameReader
 
 #: Bytes per chunk of a packet dataset: about a second of 640x480 H.264 at the default quality.
 PACKET_CHUNK_BYTES = 256 << 10
@@ -88,15 +87,14 @@ def remux_mp4(group: h5py.Group, field: str, count: int, path: str | Path, start
     """Copy the packets of frames ``start..stop-1`` into an mp4 file without re-encoding (what a
     LeRobot export needs when the codec and GOP suit it); returns the frames written.
 
-    ``start`` must be a keyframe (``VideoCodecError`` otherwise: a cut elsewhere needs
-    re-encoding). The mp4's timestamps count from 0 at the stored rate; every player and
+    ``start`` must be a keyframe (``ValueError`` otherwise: a cut elsewhere needs re-encoding). The mp4's timestamps count from 0 at the stored rate; every player and
     LeRobot's pyav/torchcodec readers decode it to the frames ``frames()`` returns."""
     import av
 
     stop = count if stop is None else min(stop, count)
     keys = group[field + KEY_SUFFIX][:count]
     if not 0 <= start < stop or not keys[start]:
-        raise VideoCodecError(f"frames {start}..{stop - 1} of '{field}' do not start on a "
+        raise ValueError(f"frames {start}..{stop - 1} of '{field}' do not start on a "
                               "keyframe: copying packets needs one (re-encode instead)")
     attrs = dict(group[field + VIDEO_SUFFIX].attrs)
     bounds = np.concatenate([[0], group[field + OFFSETS_SUFFIX][:stop].astype(np.int64)])

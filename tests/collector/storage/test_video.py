@@ -13,7 +13,7 @@ import pytest
 from collector.config import ConfigError, RecordingConfig
 from collector.storage.memory import MemoryEpisodeWriter
 from collector.storage.reader import EpisodeError, deep_problems, open_episode, recover_episode, validate_episode
-from collector.storage.video import VideoCodecError, VideoEncoder
+from collector.storage.video import VideoCodecError, VideoEncoder, VideoFrameReader
 from collector.storage.writer import HDF5EpisodeWriter
 from collector.wire.protocol import Sample
 from collector.wire.streams import FieldSpec, StreamSpec
@@ -103,7 +103,7 @@ def test_copy_video_writes_an_mp4_of_the_same_frames_without_re_encoding(tmp_pat
     with open_episode(path) as ep:
         assert ep.copy_video("cam0/color", "rgb", tmp_path / "cut.mp4", start=5, stop=11) == 6
         expected = ep.frames("cam0/color", "rgb", slice(5, 11))
-        with pytest.raises(VideoCodecError, match="keyframe"):
+        with pytest.raises(ValueError, match="keyframe"):
             ep.copy_video("cam0/color", "rgb", tmp_path / "bad.mp4", start=3)
         with pytest.raises(EpisodeError, match="not stored as video"):
             ep.copy_video("cam0/depth", "depth", tmp_path / "depth.mp4")
@@ -160,6 +160,13 @@ def test_encoder_choices_fail_clearly_and_hardware_falls_back_to_software():
         RecordingConfig(color_encoding="av1", video_gop_s=0).validate()
     with pytest.raises(ConfigError, match="color_encoding"):
         RecordingConfig(color_encoding="mjpeg").validate()
+
+
+def test_packets_that_do_not_decode_are_a_clear_error():
+    packets = [b"\x00\x00\x01garbage" * 3] * 4
+    reader = VideoFrameReader("h264", b"", (H, W, 3), 4, np.array([0]), lambda lo, hi: packets[lo:hi])
+    with pytest.raises(VideoCodecError, match="frame 2|undecodable"):
+        reader.frame(2)
 
 
 def test_memory_backend_takes_the_video_options():
