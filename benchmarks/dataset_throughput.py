@@ -8,15 +8,23 @@ temporary folder, then times, side by side in one run: iterating an ``EpisodeDat
 images, action chunks of 16) through a DataLoader with 0 and 2 workers, and each export. Export
 MB/s is the source episodes' size over the export's wall time (read + convert + write).
 
-When ``lerobot`` is importable (its own venv: see scripts/peer_check.sh), the LeRobot export of
-the same episodes is read with ``LeRobotDataset`` (pyav video backend) through a DataLoader with 2
-workers, batch 8, and the ratio EpisodeDataset (2 workers) / LeRobot is printed against the
-target of at least 4x (issue 16); without it the peer side is skipped with a message.
+    python benchmarks/dataset_throughput.py --lerobot-python /tmp/peers/lerobot/bin/python
+
+LeRobot's side: the LeRobot export of the same episodes (as exported, 640x480) is read with
+``LeRobotDataset`` (pyav video backend) through a DataLoader with 2 workers, batch 8, by the
+python of LeRobot's own venv (``--lerobot-python`` or ``LEROBOT_PYTHON``; the current python when
+it imports lerobot; scripts/peer_check.sh builds such a venv), in a subprocess, and the ratio
+EpisodeDataset (2 workers) / LeRobot is printed against the target of at least 4x (issue 16).
+Without LeRobot the peer side is skipped with a message. Both sides are timed the same way: from
+creating the DataLoader (workers starting included) to the last of ``--samples`` items.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +59,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--samples", type=int, default=600, help="samples timed per setting")
+    parser.add_argument("--lerobot-python", default=os.environ.get("LEROBOT_PYTHON"),
+                        help="python of a venv with lerobot (default: $LEROBOT_PYTHON, else this "
+                             "python if it imports lerobot)")
+    parser.add_argument("--loaders-only", action="store_true",
+                        help="time the loaders only (the LeRobot export they need, not the others)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "rec"
@@ -77,33 +90,58 @@ def main() -> None:
                    ("lerobot h264", lambda out: export_lerobot([folder], out / "le264", vcodec="h264",
                                                                mapping=SignalMapping(),
                                                                show_progress=False))]
+        if args.loaders_only:
+            exports = [e for e in exports if e[0] == "lerobot av1"]
         for name, run in exports:
             with tempfile.TemporaryDirectory(dir=tmp) as out:
                 result = run(Path(out))
                 print(f"  export {name:<13} {source_mb / result.seconds:6.1f} MB/s of episodes "
                       f"({result.seconds:5.1f} s, output {result.bytes_written / 1e6:6.1f} MB)")
                 if name == "lerobot av1":
-                    lerobot_side(result.path, rates[2], args.samples)
+                    lerobot_side(result.path, rates[2], args.samples, args.lerobot_python)
 
 
-def lerobot_side(root: Path, ours: float, limit: int) -> None:
-    """LeRobot's own loader over its export of the same episodes, next to EpisodeDataset."""
+#: Run by LeRobot's python: its own loader over its export, timed like samples_per_s above.
+LEROBOT_LOADER = """
+import json, sys, time
+from torch.utils.data import DataLoader
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+root, limit = sys.argv[1], int(sys.argv[2])
+dataset = LeRobotDataset("local/collector-benchmark", root=root, video_backend="pyav")
+loader = DataLoader(dataset, batch_size=8, shuffle=True, num_workers=2)
+start, seen = time.perf_counter(), 0
+for item in loader:
+    seen += item["index"].shape[0]
+    if seen >= limit:
+        break
+print(json.dumps({"items_per_s": seen / (time.perf_counter() - start), "items": seen}))
+"""
+
+
+def lerobot_python(given: str | None) -> str | None:
+    """The python to run LeRobot's loader with, or None when there is none."""
+    if given:
+        return given
     try:
-        from lerobot.datasets.lerobot_dataset import LeRobotDataset
-    except ImportError as exc:
-        print(f"  LeRobot loader: skipped, lerobot is not installed ({exc}); "
-              "run this in scripts/peer_check.sh's lerobot venv to compare")
-        return
-    from torch.utils.data import DataLoader as Loader
+        import lerobot  # noqa: F401
+    except ImportError:
+        return None
+    return sys.executable
 
-    dataset = LeRobotDataset("local/collector-benchmark", root=root, video_backend="pyav")
-    loader = Loader(dataset, batch_size=8, shuffle=True, num_workers=2)
-    start, seen = time.perf_counter(), 0
-    for item in loader:
-        seen += item["index"].shape[0]
-        if seen >= limit:
-            break
-    theirs = seen / (time.perf_counter() - start)
+
+def lerobot_side(root: Path, ours: float, limit: int, python: str | None) -> None:
+    """LeRobot's own loader over its export of the same episodes, next to EpisodeDataset."""
+    python = lerobot_python(python)
+    if python is None:
+        print("  LeRobot loader: skipped, lerobot is not installed here; pass --lerobot-python "
+              "(e.g. the venv scripts/peer_check.sh builds) to compare")
+        return
+    run = subprocess.run([python, "-c", LEROBOT_LOADER, str(root), str(limit)],
+                         capture_output=True, text=True)
+    if run.returncode != 0:
+        print(f"  LeRobot loader: failed ({python}):\n{run.stderr[-2000:]}")
+        return
+    theirs = json.loads(run.stdout.strip().splitlines()[-1])["items_per_s"]
     verdict = "meets" if ours >= 4 * theirs else "MISSES"
     print(f"  LeRobot loader (as exported, 2 workers, batch 8): {theirs:7.0f} items/s; "
           f"EpisodeDataset (224x224, 2 workers) is {ours / theirs:.1f}x: {verdict} the 4x target")

@@ -22,6 +22,12 @@ and including the sample's step (repeating the first step near the start); the a
 ``horizon`` steps from it (repeating the last action past the end, flagged in ``action_is_pad``,
 as ACT and Diffusion Policy train). Files are opened lazily in each process, so the dataset works
 with ``DataLoader(num_workers > 0)``.
+
+A DataLoader fetches a whole batch at once (``__getitems__``): each episode's frames for the
+batch are read once, by runs of consecutive frames, each distinct frame resized once, and the
+batch's images converted to float in one pass; ``dataset[i]`` is the same path for one sample.
+In a DataLoader worker OpenCV runs single-threaded, as torch already does there: the workers are
+the parallelism, and more threads per worker only compete for the same cores.
 """
 
 from __future__ import annotations
@@ -33,13 +39,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from collector.storage import EpisodeError, EpisodeReader, open_episode
 from collector.export.common import check_consistent
+from collector.export.frames import read_frames, resize_images
 from collector.export.selection import (EpisodeFilter, EpisodeSteps, SignalMapping, camera_key,
-                                        drop_damaged_steps, load_steps, read_images,
-                                        select_episodes, split_by_episode)
+                                        drop_damaged_steps, load_steps, select_episodes,
+                                        split_by_episode)
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +141,10 @@ class EpisodeDataset(Dataset):
     def _episode_file(self, path: Path) -> EpisodeReader:
         if self._pid != os.getpid():  # a forked worker: never share the parent's HDF5 handles
             self._handles, self._pid = {}, os.getpid()
+            if get_worker_info() is not None:
+                import cv2
+
+                cv2.setNumThreads(1)  # the workers are the parallelism (see the module doc)
         if path not in self._handles:
             self._handles[path] = open_episode(path)
         return self._handles[path]
@@ -170,7 +181,7 @@ class EpisodeDataset(Dataset):
         index = int(index)
         for attempt in range(len(self)):
             try:
-                return self._item((index + attempt) % len(self))
+                return self._items([(index + attempt) % len(self)])[0]
             except EpisodeError as exc:
                 # A frame damaged in a way the CRC scan cannot see (a raw frame's chunk, a JPEG
                 # without CRC that does not decode): serve the next sample, say which one failed.
@@ -182,30 +193,59 @@ class EpisodeDataset(Dataset):
                 self.skipped[path] = f"damaged data at step(s) {self.failed[path]}: {exc}"
         raise IndexError(f"no readable sample in {len(self)} samples")
 
-    def _item(self, index: int) -> dict[str, torch.Tensor]:
-        e, k = self.locate(index)
-        steps = self.episodes[e]
-        n = len(steps)
-        obs_rows = np.clip(np.arange(k - self.n_obs_steps + 1, k + 1), 0, n - 1)
-        act_rows = np.arange(k, k + self.horizon)
-        is_pad = act_rows >= n
-        act_rows = np.minimum(act_rows, n - 1)
-        item: dict[str, torch.Tensor] = {}
-        if steps.frames:
-            ep = self._episode_file(steps.path)
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        """Samples ``indices`` at once, as a DataLoader fetches a batch (see the module doc); a
+        batch with a damaged frame falls back to :meth:`__getitem__` per sample, which serves
+        the next readable sample in place of the damaged one and names it."""
+        try:
+            return self._items([int(i) for i in indices])
+        except EpisodeError:
+            return [self[int(i)] for i in indices]
+
+    def _items(self, indices: list[int]) -> list[dict[str, torch.Tensor]]:
+        located = [self.locate(i) for i in indices]
+        items: list[dict[str, torch.Tensor]] = [{} for _ in indices]
+        by_episode: dict[int, list[int]] = {}
+        for j, (e, _) in enumerate(located):
+            by_episode.setdefault(e, []).append(j)
+        for e, members in by_episode.items():
+            steps = self.episodes[e]
+            n = len(steps)
+            ks = np.array([located[j][1] for j in members], np.int64)
+            obs_rows = np.clip(ks[:, None] + np.arange(1 - self.n_obs_steps, 1), 0, n - 1)
+            act_rows = ks[:, None] + np.arange(self.horizon)
+            is_pad = act_rows >= n
+            act_rows = np.minimum(act_rows, n - 1)
             for cam in steps.frames:
-                images = read_images(ep, steps, cam, obs_rows, self.mapping.image_size)
-                item[f"observation.images.{camera_key(cam)}"] = \
-                    torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
-        item["observation.state"] = torch.from_numpy(
-            self._normalized("observation.state", steps.state[obs_rows]).astype(np.float32))
-        item["action"] = torch.from_numpy(
-            self._normalized("action", steps.action[act_rows]).astype(np.float32))
-        item["action_is_pad"] = torch.from_numpy(is_pad)
-        item["timestamp"] = torch.tensor(steps.t_s[k], dtype=torch.float64)
-        item["episode_index"] = torch.tensor(e)
-        item["frame_index"] = torch.tensor(k)
-        return item
+                images = self._images(steps, cam, obs_rows)
+                for row, j in enumerate(members):
+                    items[j][f"observation.images.{camera_key(cam)}"] = images[row]
+            state = torch.from_numpy(
+                self._normalized("observation.state", steps.state[obs_rows]).astype(np.float32))
+            action = torch.from_numpy(self._normalized("action", steps.action[act_rows]).astype(np.float32))
+            pads = torch.from_numpy(is_pad)
+            for row, j in enumerate(members):
+                k = int(ks[row])
+                items[j].update({"observation.state": state[row], "action": action[row],
+                                 "action_is_pad": pads[row],
+                                 "timestamp": torch.tensor(steps.t_s[k], dtype=torch.float64),
+                                 "episode_index": torch.tensor(e), "frame_index": torch.tensor(k)})
+        return items
+
+    def _images(self, steps: EpisodeSteps, camera: str, obs_rows: np.ndarray) -> torch.Tensor:
+        """``(samples, n_obs, 3, H, W)`` float32 in [0, 1]: the frames at ``obs_rows``, each
+        distinct frame read and resized once."""
+        ep = self._episode_file(steps.path)
+        frames, where = np.unique(steps.frames[camera][obs_rows], return_inverse=True)
+        images = resize_images(read_frames(ep, camera, steps.image_fields[camera], frames),
+                               self.mapping.image_size)
+        h, w = images.shape[1:3]
+        out = np.empty((*obs_rows.shape, 3, h, w), np.float32)
+        # One pass from uint8 (N, H, W, 3) to float (N, 3, H, W), in numpy: single-threaded
+        # whatever torch's thread setting in this process.
+        np.multiply(images[where.reshape(obs_rows.shape)].transpose(0, 1, 4, 2, 3),
+                    np.float32(1 / 255), out=out)
+        return torch.from_numpy(out)
 
     def __repr__(self) -> str:
         first = self.episodes[0] if self.episodes else None

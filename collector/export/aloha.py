@@ -50,8 +50,8 @@ from collector.storage.reader import open_episode
 from collector.export.common import (ExportError, ExportResult, Stopwatch, atomic_output, batches,
                                      field_groups, load_episodes, progress, tree_bytes, velocity)
 from collector.export.selection import (EpisodeFilter, EpisodeSteps, SignalMapping, camera_key,
-                                        measured_state_streams, read_depth, read_images,
-                                        select_episodes)
+                                        measured_state_streams, select_episodes)
+from collector.export.frames import read_depth, read_images
 
 LAYOUTS = ("auto", "aloha14", "state")
 HANDS = ("left", "right")

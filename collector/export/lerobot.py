@@ -50,8 +50,8 @@ import numpy as np
 from collector.storage.reader import open_episode
 from collector.export.common import (ExportError, ExportResult, Stopwatch, atomic_output, batches,
                                      load_episodes, progress, tree_bytes)
-from collector.export.selection import (EpisodeFilter, SignalMapping, camera_key, read_depth,
-                                        read_images)
+from collector.export.selection import (EpisodeFilter, SignalMapping, camera_key)
+from collector.export.frames import read_depth, read_images
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000

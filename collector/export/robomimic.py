@@ -42,8 +42,9 @@ import numpy as np
 from collector.storage.reader import open_episode
 from collector.export.common import (ExportResult, Stopwatch, atomic_output, batches,
                                      field_groups, load_episodes, progress, tree_bytes)
-from collector.export.selection import (EpisodeFilter, SignalMapping, camera_key, read_depth,
-                                        read_images, split_by_episode)
+from collector.export.selection import (EpisodeFilter, SignalMapping, camera_key,
+                                        split_by_episode)
+from collector.export.frames import read_depth, read_images
 
 ROBOMIMIC_GYM_TYPE = 2
 

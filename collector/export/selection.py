@@ -429,43 +429,6 @@ def drop_damaged_steps(steps: EpisodeSteps, *, thorough: bool = True) -> tuple[E
                    dropped=steps.dropped + int(keep.size - rows.size)), reasons
 
 
-def resize_images(images: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """``(N, H, W, 3)`` uint8 resized to ``size = (width, height)`` (area filter when shrinking)."""
-    import cv2
-
-    if size is None or (images.shape[2], images.shape[1]) == tuple(size):
-        return images
-    w, h = size
-    shrink = w < images.shape[2]
-    out = np.empty((images.shape[0], h, w, 3), np.uint8)
-    for i, img in enumerate(images):
-        out[i] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return out
-
-
-def read_images(ep: EpisodeReader, steps: EpisodeSteps, camera: str, rows: slice | np.ndarray,
-                size: tuple[int, int] | None = None) -> np.ndarray:
-    """Images of ``camera`` at the given steps, ``(N, H, W, 3)`` uint8 RGB, resized."""
-    frames = steps.frames[camera][rows]
-    return resize_images(ep.frames(camera, steps.image_fields[camera], frames), size)
-
-
-def read_depth(ep: EpisodeReader, steps: EpisodeSteps, camera: str, rows: slice | np.ndarray,
-               size: tuple[int, int] | None = None) -> np.ndarray:
-    """Depth frames paired with ``camera`` at the given steps, ``(N, H, W)`` uint16 in depth
-    units (``steps.depth_scales[camera]`` metres each), resized with nearest-neighbour (depth
-    values are never blended across an edge)."""
-    import cv2
-
-    frames = steps.depth_frames[camera][rows]
-    depth = ep.frames(steps.depth_streams[camera], steps.depth_fields[camera], frames)
-    depth = depth.reshape(depth.shape[0], *depth.shape[1:3]).astype(np.uint16, copy=False)
-    if size is None or (depth.shape[2], depth.shape[1]) == tuple(size):
-        return depth
-    return np.stack([cv2.resize(d, tuple(size), interpolation=cv2.INTER_NEAREST) for d in depth]) \
-        if len(depth) else np.empty((0, size[1], size[0]), np.uint16)
-
-
 def camera_key(stream: str) -> str:
     """A camera's short name in exports: the node (``"cam0/color"`` -> ``"cam0"``); a color
     stream not named ``color`` keeps it (``"cam0/infra"`` -> ``"cam0_infra"``)."""

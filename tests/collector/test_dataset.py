@@ -184,6 +184,23 @@ def test_dataloader_with_two_workers_gives_the_same_samples(library):
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_batch_fetched_at_once_equals_its_samples_one_by_one(library):
+    # DataLoader fetches through __getitems__ (frames per episode read and resized once); it
+    # must give exactly what dataset[i] gives, windows at the episode start and repeats included.
+    ds = EpisodeDataset([library["plain"], library["jpeg"]], horizon=4, n_obs_steps=3,
+                        mapping=SignalMapping(image_size=(16, 12)), normalize=True)
+    first_of_second = len(ds.episodes[0])
+    batch = [0, 1, first_of_second + 2, 5, 0, first_of_second, len(ds) - 1]
+    together = ds.__getitems__(batch)
+    assert len(together) == len(batch)
+    for index, item in zip(batch, together):
+        alone = ds[index]
+        assert item.keys() == alone.keys()
+        for key in item:
+            assert torch.equal(item[key], alone[key]), (index, key)
+    assert together[0]["observation.images.cam0"].shape == (3, 3, 12, 16)
+
+
 def test_trim_attribute_keeps_only_the_steps_inside(library, tmp_path):
     path = write_sim_episode(tmp_path / "trim.h5", seed=1, attrs={"trim": json.dumps([0.5, 1.5])})
     steps = load_steps(path)
