@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from collector.wire.bus import node_endpoints
 from collector.wire.options import ConfigError
@@ -19,6 +19,7 @@ from collector.wire.streams import FieldSpec, StreamSpec
 from collector.wire.device import Device, DeviceError, Reading
 from devices.sim_clock import SimTicker, SimTimingOptions
 from devices.sim_world import World
+from devices.sim_world.operator import OperatorStep, check_script, state_source
 from devices.sim_world.world import SCENES
 from devices.sim_camera.screen import TimecodeScreen
 from devices.sim_camera.follow import CommandFollower
@@ -74,6 +75,9 @@ class SimCameraConfig(SimTimingOptions):
     #: "cubes" (the pick-and-place script) or "taps" (the latency calibration scene: the hand
     #: taps the table, devices/sim_world/taps.py).
     scene: str = "cubes"
+    #: The glove's scripted operator (devices/sim_world/operator.py), to see the hand the glove
+    #: of the same script (and epoch) feels; empty: the world's own operator.
+    script: list[OperatorStep] = field(default_factory=list)
     #: Film a virtual screen showing the host clock as a QR code (devices/sim_camera/screen.py),
     #: refreshing at ``screen_refresh_hz`` and lighting up ``screen_delay_ms`` after it read the
     #: clock: what ``collector calibrate latency`` decodes.
@@ -94,6 +98,7 @@ class SimCameraConfig(SimTimingOptions):
             raise ConfigError(f"width and height must be 16..4096, got {self.width}x{self.height}")
         if self.scene not in SCENES:
             raise ConfigError(f"scene must be one of {', '.join(SCENES)}, got {self.scene!r}")
+        check_script(self.script, self.scene)
         if not (1 <= self.screen_refresh_hz <= 1000 and 0 <= self.screen_delay_ms <= 1000):
             raise ConfigError("screen_refresh_hz must be 1..1000 and screen_delay_ms 0..1000, got "
                               f"{self.screen_refresh_hz} and {self.screen_delay_ms}")
@@ -114,6 +119,7 @@ class SimCamera(Device):
         self.serial = f"SIM-{c.seed}-{c.view}"
         self.camera = camera_for_view(c.view, c.width, c.height, c.seed)
         self.world = World(c.seed, c.epoch_ns, scene=c.scene)
+        self.state_at_ns = state_source(self.world, c.script)
         self.ticker = SimTicker(c.fps, c, c.seed, _TAG_BASE + 10 * c.view)
         self.screen = (TimecodeScreen(c.screen_refresh_hz, c.screen_delay_ms)
                        if c.timecode_screen else None)
@@ -160,7 +166,7 @@ class SimCamera(Device):
         if self._pending is None or self._pending[0] != tick.index:
             # Render ahead of the frame's due time: the world is a function of time, so the
             # picture of a future instant is already known and the frame goes out on time.
-            state = self.world.state_at_ns(tick.true_ns)
+            state = self.state_at_ns(tick.true_ns)
             if self.follower is not None:
                 state = self.follower.apply(state)
             rgb, depth = self._renderer.render(state, tick.frame)

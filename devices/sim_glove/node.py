@@ -7,7 +7,6 @@ world at each sample's true time (so a camera with the same seed and epoch shows
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -19,7 +18,7 @@ from collector.wire.streams import FieldSpec, StreamSpec
 from collector.wire.device import Device, DeviceError, Reading
 from devices.sim_clock import SimTicker, SimTimingOptions
 from devices.sim_world import FINGER_NAMES, JOINT_NAMES, World
-from devices.sim_world.operator import OperatorStep, ScriptedOperator
+from devices.sim_world.operator import OperatorStep, check_script, state_source
 from devices.sim_world.world import SCENES
 
 #: Separates the glove's random streams (drops, latency, sensor noise) from the cameras'.
@@ -45,16 +44,14 @@ class SimGloveConfig(SimTimingOptions):
     #: "cubes" (the pick-and-place script) or "taps" (the latency calibration scene).
     scene: str = "cubes"
     #: A scripted operator (devices/sim_world/operator.py): steps ``{do = "work"|"idle"|"fist",
-    #: s = seconds}`` or ``{do = "press"}``, played in a loop from ``epoch_ns`` (from the node's
-    #: start without one); empty: the world's pick-and-place without pause.
+    #: s = seconds}`` or ``{do = "press"}``, played in a loop from ``epoch_ns``; empty: the
+    #: world's pick-and-place without pause. Give a sim_camera the same script (and epoch) to
+    #: see the same hand.
     script: list[OperatorStep] = field(default_factory=list)
 
     def validate(self) -> None:
         super().validate()
-        if self.script and self.scene != "cubes":
-            raise ConfigError("script drives the cubes scene's operator; leave scene out")
-        if self.script:
-            ScriptedOperator(World(self.seed), self.script)  # says what is wrong with a step
+        check_script(self.script, self.scene)
         if self.rate_hz <= 0:
             raise ConfigError(f"rate_hz must be > 0, got {self.rate_hz}")
         if self.scene not in SCENES:
@@ -73,10 +70,8 @@ class SimGlove(Device):
         c: SimGloveConfig = self.config
         self.serial = f"SIMGLOVE-{c.seed}-{c.hand}"
         self.world = World(c.seed, c.epoch_ns, scene=c.scene)
-        self.operator = ScriptedOperator(self.world, c.script) if c.script else None
-        #: Script time 0: the epoch, or the node's start when no epoch is given (an epoch of 0
-        #: would put the script billions of seconds in).
-        self._script_origin_s = self.world.time_s(time.time_ns()) if not c.epoch_ns else 0.0
+        #: The hand's state at a host instant: the scripted operator's, or the world's own.
+        self.state_at_ns = state_source(self.world, c.script)
         self.ticker = SimTicker(c.rate_hz, c, c.seed, _TAG)
         self._rng = np.random.default_rng([c.seed, _TAG])
         self._connected_once = False
@@ -115,10 +110,7 @@ class SimGlove(Device):
         return [self._sample(tick) for tick in self.ticker.due(timeout_s, MAX_BATCH)]
 
     def _sample(self, tick) -> Reading:
-        if self.operator is not None:
-            s = self.operator.state_at(self.world.time_s(tick.true_ns) - self._script_origin_s)
-        else:
-            s = self.world.state_at_ns(tick.true_ns)
+        s = self.state_at_ns(tick.true_ns)
         n = self.config.num_joints
         f32 = np.float32
         noise = self._rng.standard_normal(6)

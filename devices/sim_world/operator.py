@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import time
 import typing
 from dataclasses import dataclass, replace
 
@@ -166,3 +167,30 @@ class ScriptedOperator:
             still.finger_joints = still.finger_joints + _JOINT_SPAN * (still.grip - aperture) / MAX_APERTURE
             still.grip = aperture
         return still
+
+
+#: A script plays from the world's epoch when that is less than this long ago; otherwise (no
+#: epoch: 1970) from the last mark of the clock's :data:`ANCHOR_S` grid, so that the nodes of
+#: one rig, started a moment apart in separate processes, act it in step.
+MAX_FROM_EPOCH_S = 86400.0
+ANCHOR_S = 600
+
+
+def check_script(steps: list[OperatorStep], scene: str) -> None:
+    """Raise ``ConfigError`` saying what is wrong with a ``script`` option."""
+    if steps and scene != "cubes":
+        raise ConfigError("script drives the cubes scene's operator; leave scene out")
+    if steps:
+        ScriptedOperator(World(0), steps)
+
+
+def state_source(world: World, steps: list[OperatorStep]) -> typing.Callable[[int], WorldState]:
+    """``state(host_ns)``: the world as the scripted operator of ``steps`` acts it, or (no
+    steps) as the world's own operator does. The script plays from the world's epoch, or from
+    the last :data:`ANCHOR_S` mark when the epoch is older than :data:`MAX_FROM_EPOCH_S`."""
+    if not steps:
+        return world.state_at_ns
+    script = ScriptedOperator(world, steps)
+    now_s = world.time_s(time.time_ns())
+    origin_s = 0.0 if now_s < MAX_FROM_EPOCH_S else float(now_s // ANCHOR_S * ANCHOR_S)
+    return lambda host_ns: script.state_at(world.time_s(host_ns) - origin_s)

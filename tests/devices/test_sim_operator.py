@@ -4,6 +4,8 @@ nothing in it, presses the record button when the script says, and says where al
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from devices.sim_world.operator import FIST_RAMP_S, OperatorStep, ScriptedOperator
@@ -54,3 +56,17 @@ def test_a_fist_closes_fully_with_nothing_held_and_a_press_lasts_its_moment():
     assert script.state_at(press + 0.001).buttons[0] == 1
     assert script.state_at(press + RECORD_PRESS_S + 0.001).buttons[0] == 0
     assert script.state_at(press - 0.001).buttons[0] == 0
+
+
+def test_a_camera_and_a_glove_of_one_script_act_the_same_hand():
+    from devices.sim_camera.node import SimCamera
+    from devices.sim_glove.node import SimGlove
+
+    script = [{"do": "idle", "s": 1.0}, {"do": "work", "s": 2.0}, {"do": "fist", "s": 0.5}]
+    for epoch in (1_800_000_000 * 10**9, 0):  # an epoch given, or none (anchored alike)
+        glove = SimGlove("glove", {"script": script, "epoch_ns": epoch})
+        camera = SimCamera("cam0", {"script": script, "epoch_ns": epoch, "width": 64, "height": 48})
+        base = epoch or time.time_ns()
+        for t_ns in range(base, base + 6 * 10**9, 500_000_000):
+            assert np.array_equal(glove.state_at_ns(t_ns).wrist_pos, camera.state_at_ns(t_ns).wrist_pos)
+            assert glove.state_at_ns(t_ns).grip == camera.state_at_ns(t_ns).grip

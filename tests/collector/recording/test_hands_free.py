@@ -19,6 +19,8 @@ from collector.wire.node import Node
 from collector.wire.options import from_mapping
 from collector.wire.protocol import now_ns
 from devices.sim_glove.node import SimGlove
+from devices.sim_world.operator import ScriptedOperator
+from devices.sim_world.world import World
 from devices.template.node import TemplateCamera
 from tests.waiting import wait_for
 
@@ -28,7 +30,8 @@ FPS = 30.0
 
 @pytest.fixture
 def rig(tmp_path):
-    """``start(script, hands_free options, **recording) -> (recorder, glove, epoch_ns)``."""
+    """``start(script, hands_free options, **recording) -> (recorder, operator, epoch_ns)``:
+    ``operator`` is the glove's scripted operator (its ground truth), acted from ``epoch_ns``."""
     running = []
 
     def start(script: list[dict], hands_free: dict, **recording):
@@ -46,7 +49,7 @@ def rig(tmp_path):
         running.append((recorder, nodes, threads))
         # The script idles 2 s from the epoch, set 1.5 s ahead: the recorder listens by then.
         assert recorder._listening_ns < epoch + 1_800_000_000, "the recorder started too late"
-        return recorder, glove, epoch
+        return recorder, ScriptedOperator(World(0), glove.config.script), epoch
 
     yield start
     for recorder, nodes, threads in running:
@@ -77,11 +80,11 @@ def closed_episode(recorder: Recorder) -> dict:
 
 
 def test_always_on_cuts_the_work_stretch_from_its_onset(rig):
-    recorder, glove, epoch = rig([{"do": "idle", "s": 2.0}, {"do": "work", "s": 1.0},
+    recorder, operator, epoch = rig([{"do": "idle", "s": 2.0}, {"do": "work", "s": 1.0},
                                   {"do": "idle", "s": 30.0}],
                                  {"mode": "always_on", "activity": {"idle_s": 1.0, "min_episode_s": 0.8}},
                                  pre_roll_s=1.0)
-    (work_start, work_end), *_ = glove.operator.work_spans(30)
+    (work_start, work_end), *_ = operator.work_spans(30)
     result = closed_episode(recorder)
     assert recorder.status()["hands_free"] == {"mode": "always_on", "stream": "glove/hand",
                                               "started": 1, "stopped": 1, "refused": 0,
@@ -100,11 +103,11 @@ def test_always_on_cuts_the_work_stretch_from_its_onset(rig):
 
 
 def test_a_held_fist_starts_with_the_pre_roll_and_another_stops_where_it_closed(rig):
-    recorder, glove, epoch = rig([{"do": "idle", "s": 2.0}, {"do": "fist", "s": 1.2},
+    recorder, operator, epoch = rig([{"do": "idle", "s": 2.0}, {"do": "fist", "s": 1.2},
                                   {"do": "work", "s": 1.0}, {"do": "fist", "s": 1.2},
                                   {"do": "idle", "s": 30.0}],
                                  {"mode": "gesture"}, pre_roll_s=1.0)
-    (first, _), (second, _), *_ = glove.operator.fist_spans(30)
+    (first, _), (second, _), *_ = operator.fist_spans(30)
     result = closed_episode(recorder)
     with open_episode(result["path"]) as episode:
         attrs = dict(episode.attrs)
