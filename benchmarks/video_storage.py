@@ -19,7 +19,9 @@ writer thread) from the same rendered RGB-D frames with camera-like noise:
 
 A last colour row re-encodes the frames as LeRobot's default video export does (libsvtav1,
 CRF 30, GOP 2, yuv420p, in an mp4 through the same PyAV), for its quality and size on the same
-frames. ``--dataset`` times ``EpisodeDataset`` (224x224 images, horizon 16, shuffled, 0
+frames. ``--rig`` measures the episode writer's CPU per recorded second for 2 RGB-D cameras + a
+1 kHz glove per encoding (the recorder's writer thread in the rig the default is chosen for).
+``--dataset`` times ``EpisodeDataset`` (224x224 images, horizon 16, shuffled, 0
 workers) over the same simulated episodes stored raw, JPEG and in the new-config video encoding.
 Depth, one row per lossless codec, on the same frames: ratio to raw and encode/decode
 CPU per frame. ``--scrub-minutes N`` writes an N-minute episode in the default new-config
@@ -276,6 +278,36 @@ def dataset_rates(encodings: list[str], seconds: float, out: Path, limit: int = 
     return rates
 
 
+def rig_writer_cpu(encoding: str, rgb: np.ndarray, depth: np.ndarray, out: Path) -> dict:
+    """The episode writer's CPU per recorded second for 2 RGB-D cameras + a 1 kHz glove (22
+    floats), LZ4 (depth: Blosc2 Zstd), checksums on: the recorder's writer thread's load in the
+    rig the new-config default is chosen for, measured as CPU time so other load does not count."""
+    height, width = rgb.shape[1:3]
+    specs = [StreamSpec(f"cam{i}/{kind}", kind, RATE, [field])
+             for i in range(2) for kind, field in (("color", FieldSpec("rgb", "|u1", (height, width, 3))),
+                                                    ("depth", FieldSpec("depth", "<u2", (height, width))))]
+    specs.append(StreamSpec("glove/hand", "state", 1000.0, [FieldSpec("joints", "<f4", (22,))]))
+    path = out / f"rig-{encoding}.h5"
+    path.unlink(missing_ok=True)
+    writer = HDF5EpisodeWriter(path, specs, {"task": "rig"}, color_encoding=encoding, compression="lz4")
+    cpu0, t0 = time.process_time(), time.time_ns()
+    for k in range(len(rgb)):
+        t = t0 + int(k * 1e9 / RATE)
+        for i in range(2):
+            j = (k + 7 * i) % len(rgb)  # the two cameras see different frames
+            writer.append(Sample(f"cam{i}", f"cam{i}/color", k, t, t, {"rgb": rgb[j]}), t)
+            writer.append(Sample(f"cam{i}", f"cam{i}/depth", k, t, t, {"depth": depth[j]}), t)
+        for g in range(33):
+            writer.append(Sample("glove", "glove/hand", k * 33 + g, t, t,
+                                 {"joints": np.full(22, g, np.float32)}), t)
+        if k % 15 == 14:
+            writer.flush()
+    writer.close()
+    seconds = len(rgb) / RATE
+    return {"cpu_per_s": (time.process_time() - cpu0) / seconds,
+            "mb_per_min": path.stat().st_size / 1e6 / seconds * 60}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each colour episode")
@@ -284,6 +316,8 @@ def main() -> None:
     parser.add_argument("--encodings", nargs="+", default=ENCODINGS, choices=ENCODINGS)
     parser.add_argument("--scrub-minutes", type=float, default=0.0,
                         help="also time review scrubbing of an episode this long (0: skip)")
+    parser.add_argument("--rig", action="store_true",
+                        help="also the writer's CPU for 2 RGB-D cameras + 1 kHz glove per encoding")
     parser.add_argument("--dataset", action="store_true",
                         help="also time EpisodeDataset random access per encoding")
     parser.add_argument("--out", help="folder for the files (default: a temporary folder)")
@@ -306,6 +340,12 @@ def main() -> None:
     print(f"\n{'depth (lossless)':<32}{'ratio':>7}{'enc ms':>8}{'dec ms':>8}")
     for r in depth_rows(depth, out):
         print(f"{r['name']:<32}{r['ratio']:>7.2f}{r['enc_ms']:>8.2f}{r['dec_ms']:>8.2f}", flush=True)
+    if args.rig:
+        print("\nepisode writer, 2 RGB-D cameras + 1 kHz glove, LZ4, checksums (CPU s per recorded s):")
+        for encoding in args.encodings:
+            r = rig_writer_cpu(encoding, rgb, depth, out)
+            print(f"  {encoding:<6} {r['cpu_per_s']:.2f} CPU s/s, {r['mb_per_min']:.0f} MB per minute",
+                  flush=True)
     if args.dataset:
         encodings = ["raw", "jpeg", NEW_CONFIG_RECORDING["color_encoding"]]
         rates = dataset_rates(encodings, args.seconds, out)
