@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from collector.wam.skill import skill_db
+
 
 def surprise_stream(episode: Any) -> str | None:
     """Name of the episode's WAM surprise stream (``<node>/surprise`` with a ``score`` field)."""
@@ -20,7 +22,9 @@ def surprise_summary(episode: Any) -> dict[str, Any] | None:
 
     ``mean``, ``p95`` and ``max`` of the score; ``excess_mean`` = mean of ``score - baseline``
     (how much worse than "nothing moves" the model did: high in episodes it finds odd);
-    ``share_above_baseline``; ``peak_t_s`` = seconds from the episode start to the highest score.
+    ``share_above_baseline``; ``peak_t_s`` = seconds from the episode start to the highest score;
+    ``skill_db`` = the preview's skill over the whole episode, dB better than the still frame
+    (:func:`collector.wam.skill.skill_db`: negative when the still frame was the better guess).
     """
     stream = surprise_stream(episode)
     if stream is None or episode.count(stream) == 0:
@@ -34,4 +38,4 @@ def surprise_summary(episode: Any) -> dict[str, Any] | None:
             "p95": float(np.percentile(score, 95)), "max": float(score[peak]),
             "excess_mean": float((score - baseline).mean()),
             "share_above_baseline": float((score > baseline).mean()),
-            "peak_t_s": (int(t[peak]) - start_ns) / 1e9}
+            "peak_t_s": (int(t[peak]) - start_ns) / 1e9, "skill_db": skill_db(score, baseline)}

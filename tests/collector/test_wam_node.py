@@ -119,6 +119,9 @@ def test_supervisor_starts_the_node_and_the_episode_records_its_surprise(tmp_pat
         summary = surprise_summary(episode)
         assert summary["stream"] == "wam/surprise" and summary["count"] == episode.count("wam/surprise")
         assert summary["max"] == pytest.approx(scores.max()) and 0 <= summary["peak_t_s"] < 10
+        # The live skill is recorded with the episode (NaN until enough predictions were scored).
+        assert episode.frames("wam/surprise", "skill_db").shape == scores.shape
+        assert np.isfinite(summary["skill_db"])
 
 
 def test_a_broken_checkpoint_costs_only_the_preview(tmp_path):

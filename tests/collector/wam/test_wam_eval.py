@@ -101,3 +101,25 @@ def test_scoring_refuses_mismatched_predictions(bad):
     else:
         with pytest.raises(ValueError, match="shape"):
             score_frames(_Sums(), frames, future, last)
+
+
+@pytest.mark.slow
+def test_the_shipped_checkpoint_beats_the_still_frame_on_views_it_never_saw():
+    """The shipped preview was trained on views 0-2 and 4-11 (scripts/train_sim_wam.py); on the
+    overhead view 3 and the orbit view 7, in the original look and two unseen variations, it
+    must beat copy-last on the whole frame at +1 s (collector/wam/checkpoints/sim-eval.txt)."""
+    from collector.wam.checkpoint import Checkpoint
+    from collector.wam.data import Clip
+    from collector.wam.evaluate import evaluate_clips
+    from collector.wam.predictor import SHIPPED_CHECKPOINT
+    from devices.sim_camera.clips import ClipSpec, render_clips
+
+    checkpoint = Checkpoint.load(SHIPPED_CHECKPOINT)
+    assert set(checkpoint.report["held_out_views"]) == {3, 7}
+    for view in (3, 7):
+        specs = [ClipSpec(seed, view, variation, 20.0, start_s=37.0 * (seed % 7) + 11.0 * view)
+                 for variation in (0, 1000, 1001) for seed in (510, 511)]
+        clips = [Clip(**vars(footage)) for footage in render_clips(specs)]
+        report = evaluate_clips(checkpoint, clips, max_windows=240, device="cpu")
+        (at_1s,) = verdicts(report, [1.0])
+        assert at_1s["better"], verdict_line(at_1s)
