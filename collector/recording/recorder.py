@@ -235,6 +235,12 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
         with self._lock:  # never overlap the previous episode's window
             previous = [w.stop_ns for w in self._windows]
             previous.append(self._last_stop_ns)
+            # A stop instant in the past (an activity's end, known later; a press heard late):
+            # what was captured after it but routed before the stop went to that episode, which
+            # cuts it at its close. The next episode begins after it, missing none of it.
+            previous += [t.last_t_ns + 1 for w in [*self._windows, self._last] if w is not None
+                         for t in list(w.tallies.values())
+                         if t.last_t_ns is not None and t.last_t_ns >= w.stop_ns]
             start_ns = max([start_ns, *previous])
             if exact:  # no earlier than what is still held, nor than anything was received
                 pre_roll_ns = 0
