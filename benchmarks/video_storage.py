@@ -17,9 +17,11 @@ writer thread) from the same rendered RGB-D frames with camera-like noise:
 * ``seq fps``: frames/s reading the episode front to back; ``rand ms``: p50/max of one frame at
   random positions (fresh reader each, so each seeks to its keyframe and decodes forward).
 
-A last colour row re-encodes the frames as LeRobot's default video export does (libsvtav1,
-CRF 30, GOP 2, yuv420p, in an mp4 through the same PyAV), for its quality and size on the same
-frames. ``--rig`` measures the episode writer's CPU per recorded second for 2 RGB-D cameras + a
+A colour row ``lerobot-av1`` re-encodes the frames as LeRobot's default video export does
+(libsvtav1 preset 12, CRF 30, GOP 2, yuv420p, in an mp4 through the same PyAV), for its quality
+and size on the same frames; with ``--lerobot-python PATH`` (a python where LeRobot is
+installed) ``lerobot-own`` has LeRobot's own ``encode_video_frames`` encode them (encode CPU of
+that call alone). ``--rig`` measures the episode writer's CPU per recorded second for 2 RGB-D cameras + a
 1 kHz glove per encoding (the recorder's writer thread in the rig the default is chosen for).
 ``--dataset`` times ``EpisodeDataset`` (224x224 images, horizon 16, shuffled, 0
 workers) over the same simulated episodes stored raw, JPEG and in the new-config video encoding.
@@ -147,7 +149,7 @@ def colour_row(encoding: str, rgb: np.ndarray, out: Path) -> dict:
 
 def lerobot_reference_row(rgb: np.ndarray, out: Path) -> dict:
     """LeRobot's default export encoding (lerobot.datasets.video_utils.encode_video_frames:
-    libsvtav1, crf 30, g 2, yuv420p) of the same frames, written to an mp4 by PyAV."""
+    libsvtav1 preset 12, crf 30, g 2, yuv420p) of the same frames, written to an mp4 by PyAV."""
     import av
 
     path = out / "lerobot-default.mp4"
@@ -155,7 +157,7 @@ def lerobot_reference_row(rgb: np.ndarray, out: Path) -> dict:
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libsvtav1", rate=Fraction(int(RATE)))
         stream.width, stream.height, stream.pix_fmt = rgb.shape[2], rgb.shape[1], "yuv420p"
-        stream.options = {"crf": "30", "g": "2"}
+        stream.options = {"crf": "30", "g": "2", "preset": "12"}
         for frame in rgb:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode(None))
@@ -165,6 +167,32 @@ def lerobot_reference_row(rgb: np.ndarray, out: Path) -> dict:
     p, s = quality(decoded, rgb)
     hours = len(rgb) / RATE / 3600
     return {"name": "lerobot-av1", "mb_h": path.stat().st_size / 1e6 / hours, "psnr": p, "ssim": s,
+            "enc_ms": encode_cpu / len(rgb) * 1e3, "stop_s": float("nan"), "rss_mb": float("nan"),
+            "seq_fps": float("nan"), "rand_p50": float("nan"), "rand_max": float("nan")}
+
+
+def lerobot_own_row(rgb: np.ndarray, out: Path, python: str) -> dict:
+    """The same frames encoded by LeRobot's own ``encode_video_frames`` (its defaults), run with
+    ``python`` (an environment where ``lerobot`` is installed), from PNGs as LeRobot writes them."""
+    import subprocess
+
+    import av
+
+    frames_dir, path = out / "lerobot-frames", out / "lerobot-own.mp4"
+    frames_dir.mkdir(exist_ok=True)
+    for i, frame in enumerate(rgb):
+        cv2.imwrite(str(frames_dir / f"frame-{i:06d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    code = ("import sys, time; from lerobot.datasets.video_utils import encode_video_frames; "
+            "t = time.process_time(); encode_video_frames(sys.argv[1], sys.argv[2], int(sys.argv[3]), "
+            "overwrite=True); print(time.process_time() - t)")
+    done = subprocess.run([python, "-c", code, str(frames_dir), str(path), str(int(RATE))],
+                          capture_output=True, text=True, check=True)
+    encode_cpu = float(done.stdout.strip().splitlines()[-1])
+    with av.open(str(path)) as container:
+        decoded = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    p, s = quality(decoded, rgb)
+    hours = len(rgb) / RATE / 3600
+    return {"name": "lerobot-own", "mb_h": path.stat().st_size / 1e6 / hours, "psnr": p, "ssim": s,
             "enc_ms": encode_cpu / len(rgb) * 1e3, "stop_s": float("nan"), "rss_mb": float("nan"),
             "seq_fps": float("nan"), "rand_p50": float("nan"), "rand_max": float("nan")}
 
@@ -316,6 +344,8 @@ def main() -> None:
     parser.add_argument("--encodings", nargs="+", default=ENCODINGS, choices=ENCODINGS)
     parser.add_argument("--scrub-minutes", type=float, default=0.0,
                         help="also time review scrubbing of an episode this long (0: skip)")
+    parser.add_argument("--lerobot-python",
+                        help="a python with lerobot installed: add LeRobot's own encoder's row")
     parser.add_argument("--rig", action="store_true",
                         help="also the writer's CPU for 2 RGB-D cameras + 1 kHz glove per encoding")
     parser.add_argument("--dataset", action="store_true",
@@ -332,6 +362,8 @@ def main() -> None:
           f"{'stop s':>8}{'RSS MB':>8}{'seq fps':>9}{'rand ms p50/max':>17}")
     rows = [colour_row(e, rgb, out) for e in args.encodings]
     rows.append(lerobot_reference_row(rgb, out))
+    if args.lerobot_python:
+        rows.append(lerobot_own_row(rgb, out, args.lerobot_python))
     raw_mb_h = args.width * args.height * 3 * RATE * 3600 / 1e6
     for r in rows:
         print(f"{r['name']:<12}{r['mb_h']:>10.0f}{raw_mb_h / r['mb_h']:>8.0f}{r['psnr']:>9.1f}"
