@@ -41,7 +41,7 @@ The model is a predictor (:mod:`collector.wam.predictor`): the built-in checkpoi
 lab's own named by ``predictor`` (``"package.module:attr"`` or an entry point) with
 ``predictor_options``. On another host (a GPU machine) the node binds ``tcp://`` with CurveZMQ
 keys and reads the station's nodes over ``tcp://`` too (``--curve-secret``,
-``--curve-authorized``, ``--node-keys``; docs/wam.md, "Running the node remote").
+``--curve-authorized``, ``--node-keys``; docs/wam-station.md, "Running the node remote").
 """
 
 from __future__ import annotations
