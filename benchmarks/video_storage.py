@@ -306,6 +306,38 @@ def dataset_rates(encodings: list[str], seconds: float, out: Path, limit: int = 
     return rates
 
 
+LEROBOT_LOADER = r"""
+import sys, time
+from torch.utils.data import DataLoader
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+dataset = LeRobotDataset("local/video-storage", root=sys.argv[1], video_backend="pyav")
+loader = DataLoader(dataset, batch_size=32, shuffle=True, num_workers=0)
+start, seen = time.perf_counter(), 0
+for item in loader:
+    seen += item["index"].shape[0]
+    if seen >= int(sys.argv[2]):
+        break
+print(seen / (time.perf_counter() - start))
+"""
+
+
+def lerobot_loader_rate(folder: Path, out: Path, python: str, limit: int = 256) -> float:
+    """LeRobot's own loader (pyav backend, random order, 0 workers) over the LeRobot export of
+    the episodes in ``folder``, run with ``python`` (where LeRobot is installed)."""
+    import shutil
+    import subprocess
+
+    from collector.export.lerobot import export_lerobot
+    from collector.export.selection import SignalMapping
+
+    root = out / "lerobot-export"
+    shutil.rmtree(root, ignore_errors=True)
+    export_lerobot([folder], root, mapping=SignalMapping(), show_progress=False)
+    done = subprocess.run([python, "-c", LEROBOT_LOADER, str(root), str(limit)],
+                          capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def rig_writer_cpu(encoding: str, rgb: np.ndarray, depth: np.ndarray, out: Path) -> dict:
     """The episode writer's CPU per recorded second for 2 RGB-D cameras + a 1 kHz glove (22
     floats), LZ4 (depth: Blosc2 Zstd), checksums on: the recorder's writer thread's load in the
@@ -381,8 +413,13 @@ def main() -> None:
     if args.dataset:
         encodings = ["raw", "jpeg", NEW_CONFIG_RECORDING["color_encoding"]]
         rates = dataset_rates(encodings, args.seconds, out)
-        print("\nEpisodeDataset, random order, 0 workers, 224x224: " + ", ".join(
-            f"{e} {r:.0f} samples/s" for e, r in rates.items()))
+        print("\nEpisodeDataset, random order, 0 workers, 224x224, action chunks of 16: " + ", ".join(
+            f"{e} {r:.0f} samples/s" for e, r in rates.items()), flush=True)
+        if args.lerobot_python:
+            theirs = lerobot_loader_rate(out / f"dataset-{encodings[-1]}", out, args.lerobot_python)
+            print(f"LeRobot's own loader over the LeRobot export of the same episodes (pyav, random "
+                  f"order, 0 workers, 640x480 frames): {theirs:.0f} samples/s; EpisodeDataset over "
+                  f"the {encodings[-1]} episodes is {rates[encodings[-1]] / theirs:.1f}x")
     if args.scrub_minutes:
         encoding = NEW_CONFIG_RECORDING["color_encoding"]
         s = scrub(args.scrub_minutes, rgb, out, encoding)
