@@ -146,44 +146,54 @@ def cmd_record(args: argparse.Namespace) -> int:
 
 
 def _record_hands_free(session, args: argparse.Namespace, stop: threading.Event) -> int:
-    """The glove starts and stops the episodes (recording.hands_free): report each as it
-    closes, until Ctrl-C, ``--duration`` seconds in all, or ``--episodes`` closed."""
+    """The glove starts and stops the episodes (recording.hands_free): report each once closed,
+    until Ctrl-C, ``--duration`` seconds in all, or ``--episodes`` stopped."""
+    from collector.storage.library import update_episode_attrs
+
     mode = session.config.recording.hands_free.mode
     print(f"hands-free ({mode}): the glove starts and stops episodes; Ctrl-C to end", file=sys.stderr)
     deadline = time.monotonic() + args.duration if args.duration else float("inf")
-    from collector.storage.library import update_episode_attrs
+    earlier = set(session.status().get("finished", {}))
+    stopped: list[str] = []  # in the order the glove stopped them
+    reported: set[str] = set()
+    failed = False
 
-    reported: set[str] = set(session.status().get("finished", {}))
-    failed = closed = 0
+    def note_stopped(status: dict) -> None:
+        finished = status.get("finished", {})
+        for uuid in [*finished, *(w["uuid"] for w in status.get("draining", []))]:
+            if uuid not in earlier and uuid not in stopped and not finished.get(uuid, {}).get("discarded"):
+                stopped.append(uuid)
 
-    def report(uuid: str) -> bool:
-        if args.outcome:  # by path: the recorder's "last" episode may already be a newer one
-            path = session.wait_closed(uuid).get("path")
-            if path:
-                update_episode_attrs(path, outcome=args.outcome)
-        return _report_closed(session, uuid, args.quiet)
+    def report(status: dict, wait: bool = False) -> None:
+        nonlocal failed
+        for uuid in stopped:
+            if uuid in reported or not (wait or uuid in status.get("finished", {})):
+                continue
+            reported.add(uuid)
+            if args.outcome:  # by path: the recorder's "last" episode may already be a newer one
+                path = session.wait_closed(uuid).get("path")
+                if path:
+                    update_episode_attrs(path, outcome=args.outcome)
+            failed |= _report_closed(session, uuid, args.quiet)
 
-    while not stop.is_set() and time.monotonic() < deadline and closed < args.episodes:
+    while not stop.is_set() and time.monotonic() < deadline and len(stopped) < args.episodes:
         stop.wait(min(0.5, max(0.0, deadline - time.monotonic())))
         status = session.status()  # also lets the supervisor restart a crashed node
         if not args.quiet:
             print("  " + _status_line(status), file=sys.stderr)
-        for uuid in [u for u in status.get("finished", {}) if u not in reported]:
-            reported.add(uuid)
-            if not status["finished"][uuid].get("discarded"):
-                closed += 1
-                failed |= report(uuid)
-    # Ending (Ctrl-C, --duration): the running episode is kept, as Space would stop it, and
-    # every episode still draining is reported once closed.
-    status = session.status()
-    if status.get("recording"):
-        session.stop_episode()
-        status = session.status()
-    for uuid in [w["uuid"] for w in status.get("draining", [])] + [
-            u for u in status.get("finished", {}) if u not in reported]:
-        if uuid not in reported:
-            reported.add(uuid)
-            failed |= report(uuid)
+        note_stopped(status)
+        report(status)
+    # Ending on Ctrl-C or --duration: the running episode is kept, as Space would stop it; with
+    # --episodes reached, one begun since is not one of them (it goes to the trash folder,
+    # recoverable). Every episode stopped is reported once closed.
+    if session.status().get("recording"):
+        if len(stopped) >= args.episodes:
+            session.discard_episode()
+            print(f"{args.episodes} episode{'s' if args.episodes != 1 else ''} recorded; the one "
+                  "begun since went to the trash folder", file=sys.stderr)
+        else:
+            stopped.append(session.stop_episode()["uuid"])
+    report(session.status(), wait=True)
     return 1 if failed else 0
 
 

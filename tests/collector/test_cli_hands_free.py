@@ -46,14 +46,15 @@ def test_always_on_records_the_work_stretch_as_an_episode(tmp_path):
                      "--task", "wear", "--outcome", "success", "-q")
     assert result.returncode == 0, result.stderr
     assert "hands-free (always_on)" in result.stderr
-    path = Path(result.stdout.strip().splitlines()[-1])
+    (path,) = [Path(line) for line in result.stdout.splitlines() if line.endswith(".h5")]
     assert validate_episode(path) == []
     with open_episode(path) as episode:
         attrs = dict(episode.attrs)
     assert (attrs["trigger"], attrs["end_trigger"]) == ("activity", "activity")
     assert attrs["task"] == "wear" and attrs["outcome"] == "success"
-    # The reach of the script lasts 1.1-1.6 s; the cut holds it (with the smoothing's edges).
-    assert 0.9 <= attrs["duration_s"] <= 2.0, result.stderr
+    # One stretch of work: at least its 1 s, at most a whole grasp (a stretch ends with nothing
+    # in the hand), never two (they are 3 s apart, idle_s is 1 s).
+    assert 0.9 <= attrs["duration_s"] <= 5.0, result.stderr
 
 
 @pytest.mark.slow  # ~20 s of real processes
