@@ -154,6 +154,8 @@ def _node_status(endpoint: str, as_json: bool) -> int:
     p50 = status.get("inference_ms_p50")
     print(f"state {status.get('state')}, {status.get('predictions')} predictions, inference p50 "
           f"{'n/a' if p50 is None else f'{p50:.1f} ms'}, last swap: {status.get('swap', {}).get('state')}")
+    if status.get("skill"):  # live, on this station's frames (collector/wam/skill.py)
+        print(f"live skill: {status['skill']}")
     return 0
 
 

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from collector.cli import main
 from collector.wam.node import InferenceNode
 from collector.wam.preview import PreviewState, WamPreview
 from collector.wam.skill import MIN_SCORED, RollingSkill, Skill, skill_db
@@ -50,7 +51,7 @@ def test_equal_to_the_still_frame_is_not_better():
     assert not PreviewState(True).not_a_forecast
 
 
-def test_the_node_publishes_its_skill_and_the_preview_says_it_is_no_forecast():
+def test_the_node_publishes_its_skill_and_the_preview_says_it_is_no_forecast(capsys):
     """A predictor that brightens every pixel is worse than the still frame: the node scores
     both on the same frames, publishes the rolling skill in its recorded surprise stream, and
     the preview reads it and calls the predictions no forecast."""
@@ -69,6 +70,9 @@ def test_the_node_publishes_its_skill_and_the_preview_says_it_is_no_forecast():
         assert node.skill.current().db == pytest.approx(state.skill.db, abs=1.0)
         assert node.status()["skill"].endswith("dB over the still frame (last 60 s)")
         assert np.isfinite(state.skill.db)
+        # The CLI says it too.
+        assert main(["wam", "status", "--node", default_endpoint(runtime, "wam")]) == 0
+        assert "live skill: -" in capsys.readouterr().out
     finally:
         preview.close()
         node.close()
