@@ -136,6 +136,9 @@ class VideoEncoder:
         import av
 
         check_video_options(codec, encoder, crf, gop_s)
+        if width % 2 or height % 2:  # 4:2:0 halves both: the encoders refuse odd sizes
+            raise VideoCodecError(f"{codec} needs an even width and height, got {width}x{height} "
+                                  "(store this stream as jpeg or raw: recording.stream_encodings)")
         self.codec, self.width, self.height = codec, int(width), int(height)
         self.crf = float(crf or DEFAULT_CRF[codec])
         self.gop = max(1, round(gop_s * rate_hz))

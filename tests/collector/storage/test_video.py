@@ -146,6 +146,8 @@ def test_encoder_choices_fail_clearly_and_hardware_falls_back_to_software():
         VideoEncoder("h264", W, H, RATE, encoder="libx265")
     with pytest.raises(VideoCodecError, match="video_crf"):
         VideoEncoder("av1", W, H, RATE, crf=99)
+    with pytest.raises(VideoCodecError, match="even width and height"):
+        VideoEncoder("hevc", W + 1, H, RATE)
     missing = "h264_qsv"  # Intel Quick Sync: not openable on this machine's CPU-only runners
     try:
         chosen = VideoEncoder("h264", W, H, RATE, encoder=missing).encoder
