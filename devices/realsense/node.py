@@ -72,6 +72,9 @@ class RealSenseCamera(Device):
         self._align = None
         self._clocks = {kind: HostClockEstimate() for kind in ("color", "depth")}
         self._numbering: dict[str, dict[str, int]] = {}
+        #: Passes through a looping recording, and the device-time offset of the current one.
+        self._pass = {"count": 0, "dev_offset": 0}
+        self._played: dict[str, int] = {}
         self._last_frame_at = 0.0
         self._next_file_check = 0.0
         #: Frames read since the last connect, and how many times it connected.
@@ -238,6 +241,8 @@ class RealSenseCamera(Device):
         for clock in self._clocks.values():
             clock.reset()
         self._numbering = {}
+        self._pass = {"count": 0, "dev_offset": 0}
+        self._played: dict[str, int] = {}
         self._last_frame_at = time.monotonic()
         self.frames_read = 0
         self.connects += 1
@@ -273,14 +278,18 @@ class RealSenseCamera(Device):
                 reading = self._reading(kind, frame, arrival_ns)
                 if reading is not None:
                     readings.append(reading)
-        self.frames_read += len(readings)
+        for reading in readings:
+            self._played[reading.stream] = self._played.get(reading.stream, 0) + 1
+        # Frames of the camera, not images: colour and depth of one instant count once.
+        self.frames_read = max(self._played.values(), default=0)
         return readings
 
     def _reading(self, kind: str, frame, arrival_ns: int) -> Reading | None:
         rs = self.rs
         number = int(frame.get_frame_number())
         state = self._numbering.setdefault(kind, {"raw": -1, "seq_offset": 0, "dev_offset": 0,
-                                                  "seq": -1, "dev": 0})
+                                                  "seq": -1, "dev": 0, "host": arrival_ns,
+                                                  "passes": 0})
         if number == state["raw"]:
             return None  # the same frame handed out twice
         timestamp_ms = frame.get_timestamp()
@@ -291,18 +300,28 @@ class RealSenseCamera(Device):
             raw_device_ns = round(timestamp_ms * 1e6)
         if self._playback is not None and number < state["raw"]:
             # The recording started over: number frames and time on, as one long recording.
-            period_ns = round(1e9 / self._plans[kind].fps)
+            # Device time goes on by the host time the rewind took (from the last frame's
+            # capture to this one's arrival: playback starts the next pass at once, well under
+            # a frame period), so it keeps pace with host time and the episode's clock fit
+            # holds across the loop. The first stream to start over sets the new pass's offset
+            # for all: colour and depth frames with the same timestamp in the file keep the
+            # same device time.
+            state["passes"] += 1
+            if state["passes"] > self._pass["count"]:
+                rewind_ns = max(1, arrival_ns - state["host"])
+                self._pass = {"count": state["passes"],
+                              "dev_offset": state["dev"] + rewind_ns - raw_device_ns}
             state["seq_offset"] = state["seq"] + 1 - number
-            state["dev_offset"] = state["dev"] + period_ns - raw_device_ns
+            state["dev_offset"] = self._pass["dev_offset"]
         seq = number + state["seq_offset"]
         device_ns = raw_device_ns + state["dev_offset"]
-        state.update(raw=number, seq=seq, dev=device_ns)
         if self._playback is None and domain == int(rs.timestamp_domain.global_time):
             host_ns = round(timestamp_ms * 1e6)
         elif self._playback is not None and not self.config.realtime:
             host_ns = arrival_ns
         else:
             host_ns = self._clocks[kind].update(device_ns, arrival_ns)
+        state.update(raw=number, seq=seq, dev=device_ns, host=host_ns)
         data = np.asanyarray(frame.get_data())
         image = to_rgb(data, self._plans[kind].format) if kind == "color" else data.copy()
         fields = {"rgb" if kind == "color" else "depth": image,
