@@ -35,22 +35,31 @@ def frame_runs(frames: np.ndarray) -> list[tuple[int, int]]:
     return [(int(unique[a]), int(unique[b - 1]) + 1) for a, b in zip(starts, stops)]
 
 
-def read_frames(ep: EpisodeReader, stream: str, field: str, frames: np.ndarray) -> np.ndarray:
+def read_frames(ep: EpisodeReader, stream: str, field: str, frames: np.ndarray,
+                size: tuple[int, int] | None = None) -> np.ndarray:
     """Frames ``frames`` (indices, any order, repeats allowed) of one field, stacked in that order;
-    each distinct frame is read once, each run of consecutive frames with one slice."""
+    each distinct frame is read once, each run of consecutive frames with one slice, and each
+    run resized to ``size`` (``(width, height)``, see :func:`resize_images`) as soon as it is
+    read, so a batch of full-size frames is never held at once."""
     frames = np.asarray(frames, np.int64)
     runs = frame_runs(frames)
     if not runs:
-        return ep.frames(stream, field, [])
-    parts = [ep.frames(stream, field, slice(first, stop)) for first, stop in runs]
-    if len(parts) == 1 and runs[0] == (int(frames[0]), int(frames[-1]) + 1) \
-            and frames.size == runs[0][1] - runs[0][0]:
-        return parts[0]  # already in order: one run read as it is
-    data = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        return resize_images(ep.frames(stream, field, []), size)
+    out = None
     offsets = np.cumsum([0] + [stop - first for first, stop in runs])
+    for (first, stop), offset in zip(runs, offsets):
+        part = resize_images(ep.frames(stream, field, slice(first, stop)), size)
+        if len(runs) == 1:
+            out = part
+            break
+        if out is None:
+            out = np.empty((offsets[-1], *part.shape[1:]), part.dtype)
+        out[offset:offset + len(part)] = part
+    if frames.size == offsets[-1] and np.all(np.diff(frames) == 1):
+        return out  # already distinct and in order
     firsts = np.array([first for first, _ in runs], np.int64)
     run_of = np.searchsorted(firsts, frames, side="right") - 1
-    return data[offsets[run_of] + frames - firsts[run_of]]
+    return out[offsets[run_of] + frames - firsts[run_of]]
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -86,7 +95,7 @@ def read_images(ep: EpisodeReader, steps: EpisodeSteps, camera: str, rows: slice
                 size: tuple[int, int] | None = None) -> np.ndarray:
     """Images of ``camera`` at the given steps, ``(N, H, W, 3)`` uint8 RGB, resized."""
     frames = steps.frames[camera][rows]
-    return resize_images(read_frames(ep, camera, steps.image_fields[camera], frames), size)
+    return read_frames(ep, camera, steps.image_fields[camera], frames, size)
 
 
 def read_depth(ep: EpisodeReader, steps: EpisodeSteps, camera: str, rows: slice | np.ndarray,

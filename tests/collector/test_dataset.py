@@ -201,6 +201,16 @@ def test_a_batch_fetched_at_once_equals_its_samples_one_by_one(library):
     assert together[0]["observation.images.cam0"].shape == (3, 3, 12, 16)
 
 
+def test_uint8_images_are_the_float_images_times_255(library):
+    as_float = EpisodeDataset([library["jpeg"]], mapping=SignalMapping(image_size=(16, 12)))
+    as_uint8 = EpisodeDataset([library["jpeg"]], mapping=SignalMapping(image_size=(16, 12)),
+                              uint8_images=True)
+    for index in (0, len(as_float) - 1):
+        image = as_uint8[index]["observation.images.cam0"]
+        assert image.dtype == torch.uint8 and image.shape == (1, 3, 12, 16)
+        assert torch.allclose(image.float() / 255, as_float[index]["observation.images.cam0"])
+
+
 def test_trim_attribute_keeps_only_the_steps_inside(library, tmp_path):
     path = write_sim_episode(tmp_path / "trim.h5", seed=1, attrs={"trim": json.dumps([0.5, 1.5])})
     steps = load_steps(path)
