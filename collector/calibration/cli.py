@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from collector.calibration.procedure import (DEFAULT_DISPLAY_DELAY_MS, DEFAULT_SECONDS,
                                              CalibrationError, analyse_recording, report_lines)
@@ -57,21 +57,41 @@ def node_devices(config: AppConfig) -> dict[str, dict[str, str]]:
     return {n.name: {"driver": n.driver, "serial": str(n.options.get("serial", ""))} for n in config.nodes}
 
 
-def record_calibration(config: AppConfig, seconds: float, output: Path) -> Path:
+def record_calibration(config: AppConfig, seconds: float, output: Path,
+                       progress: Callable[[str], None] = lambda text: None) -> Path:
     """Record one calibration episode of ``config``'s devices into ``output``; its path."""
     from collector.recording.session import Session
 
     with Session(calibration_config(config, output)) as session:
         started = session.start_episode(task="latency-calibration")
-        print(f"filming the time code and the taps for {seconds:g} s: tap the table firmly "
-              "every second or so", file=sys.stderr)
+        progress(f"filming the time code and the taps for {seconds:g} s: tap the table firmly "
+                 "every second or so")
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-            print(f"  {max(0.0, deadline - time.monotonic()):4.0f} s left", file=sys.stderr)
+            progress(f"{max(0.0, deadline - time.monotonic()):4.0f} s left")
         session.stop_episode()
         result = session.wait_closed(started["uuid"])
     return Path(result["path"])
+
+
+def calibrate(config: AppConfig, seconds: float = DEFAULT_SECONDS,
+              progress: Callable[[str], None] = lambda text: None, *, output: Path | None = None,
+              display_delay_ms: float = DEFAULT_DISPLAY_DELAY_MS,
+              from_file: Path | None = None) -> tuple[dict[str, Any], Path]:
+    """The whole procedure: record (or read ``from_file``), analyse, save to ``output`` (default:
+    the station's file). Returns the calibration and where it was saved; raises
+    :class:`CalibrationError` (or the session's errors) with a message for the operator."""
+    from collector.storage.reader import open_episode
+
+    with tempfile.TemporaryDirectory(prefix="collector-calibration-") as scratch:
+        path = Path(from_file) if from_file else record_calibration(config, seconds, Path(scratch), progress)
+        with open_episode(path) as episode:
+            calibration = analyse_recording(episode, devices=node_devices(config),
+                                            display_delay_ms=display_delay_ms,
+                                            station=config.session.station, progress=progress)
+    saved = save_calibration(calibration, output or station_calibration_path(config.session.station))
+    return calibration, saved
 
 
 def _load(args: argparse.Namespace) -> AppConfig:
@@ -85,7 +105,9 @@ def _calibration_path(args: argparse.Namespace, config: AppConfig) -> Path:
 
 
 def cmd_calibrate_latency(args: argparse.Namespace) -> int:
-    from collector.storage.reader import EpisodeError, open_episode
+    from collector.recording.session import SessionError
+    from collector.recording.supervisor import StartupError
+    from collector.storage.reader import EpisodeError
 
     if not 2 <= args.seconds <= 60:
         print(f"error: --seconds must be 2..60 (the operator's time), got {args.seconds:g}", file=sys.stderr)
@@ -95,26 +117,17 @@ def cmd_calibrate_latency(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="collector-calibration-") as scratch:
-        try:
-            path = Path(args.from_file) if args.from_file else record_calibration(
-                config, args.seconds, Path(scratch))
-            with open_episode(path) as episode:
-                calibration = analyse_recording(
-                    episode, devices=node_devices(config), display_delay_ms=args.display_delay_ms,
-                    station=config.session.station,
-                    progress=lambda text: print(f"  {text}", file=sys.stderr))
-        except (CalibrationError, EpisodeError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        except Exception as exc:  # a device that did not start: say which, no traceback
-            from collector.recording.session import SessionError
-            from collector.recording.supervisor import StartupError
-            if isinstance(exc, (SessionError, StartupError)):
-                print(f"error: could not record the calibration: {exc}", file=sys.stderr)
-                return 1
-            raise
-    saved = save_calibration(calibration, _calibration_path(args, config))
+    try:
+        calibration, saved = calibrate(
+            config, args.seconds, lambda text: print(f"  {text}", file=sys.stderr),
+            output=_calibration_path(args, config), display_delay_ms=args.display_delay_ms,
+            from_file=args.from_file)
+    except (CalibrationError, EpisodeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (SessionError, StartupError) as exc:
+        print(f"error: could not record the calibration: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(calibration, indent=2, sort_keys=True))
     else:

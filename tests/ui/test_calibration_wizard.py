@@ -1,0 +1,64 @@
+"""The calibration wizard shows a readable time code of the host clock, cues taps, and shows the
+procedure's result or its error (the procedure itself is tested in tests/collector/calibration)."""
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from collector.calibration.wizard import DONE, FAILED, LatencyCalibrationWizard
+from ui.calibration_wizard import QtLatencyCalibrationWizard
+
+CALIBRATION = {"streams": {
+    "cam0/color": {"latency_ms": 1.11, "uncertainty_ms": 0.02, "p95_ms": 1.92, "jitter_ms": 0.53,
+                   "method": "timecode", "frames": 590},
+    "glove/hand": {"latency_ms": 3.8, "uncertainty_ms": 0.35, "offset_ms": 2.69, "method": "taps",
+                   "taps": 14, "relative_to": "cam0/color"}},
+    "display": {"refresh_ms": 16.683, "delay_ms": 16.4, "pipeline_ms_stated": 8.0}}
+
+
+def grabbed_code(view) -> str:
+    image = view.code.grab().toImage()
+    image = image.convertToFormat(image.Format.Format_RGB888)
+    rgb = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(), image.bytesPerLine())
+    rgb = rgb[:, :image.width() * 3].reshape(image.height(), image.width(), 3)
+    return cv2.QRCodeDetector().detectAndDecode(np.ascontiguousarray(rgb))[0]
+
+
+def test_the_wizard_shows_the_host_clock_and_the_result(qtbot):
+    def procedure(seconds, progress):
+        progress("decoding cam0/color's time codes")
+        return CALIBRATION, "/tmp/station.json"
+
+    model = LatencyCalibrationWizard(procedure, seconds=20)
+    view = QtLatencyCalibrationWizard(model)
+    qtbot.addWidget(view)
+    view.resize(1366, 768)
+    view.show()
+    qtbot.waitUntil(lambda: view.code.pixmap() is not None and not view.code.pixmap().isNull())
+    before = time.time_ns()
+    texts = []
+    qtbot.waitUntil(lambda: bool(texts.append(grabbed_code(view)) or texts[-1]))
+    shown = int(texts[-1])
+    # The code is the host clock when it was drawn (a redraw every few ms).
+    assert before - 1_000_000_000 < shown <= time.time_ns()
+    assert "Point every camera at this screen" in view.instructions.text()
+    view.start_button.click()
+    qtbot.waitUntil(lambda: model.state == DONE)
+    qtbot.waitUntil(lambda: "glove/hand: latency 3.80 ± 0.35 ms" in view.log.toPlainText())
+    assert "saved to /tmp/station.json" in view.log.toPlainText()
+    assert view.start_button.text() == "Again" and view.start_button.isEnabled()
+
+
+def test_a_failed_procedure_says_what_to_do(qtbot):
+    def procedure(seconds, progress):
+        raise ValueError("cam0/color: only 3 frames showed a readable time code (need 10); "
+                         "point it at the time-code screen")
+
+    model = LatencyCalibrationWizard(procedure)
+    view = QtLatencyCalibrationWizard(model)
+    qtbot.addWidget(view)
+    view.start_button.click()
+    qtbot.waitUntil(lambda: model.state == FAILED)
+    qtbot.waitUntil(lambda: "point it at the time-code screen" in view.instructions.text())
