@@ -185,7 +185,8 @@ def _record_hands_free(session, args: argparse.Namespace, stop: threading.Event)
         report(status)
     # Ending on Ctrl-C or --duration: the running episode is kept, as Space would stop it; with
     # --episodes reached, one begun since is not one of them (it goes to the trash folder,
-    # recoverable). Every episode stopped is reported once closed.
+    # recoverable). Every episode stopped is reported once closed, and none starts meanwhile.
+    session.set_hands_free(False)
     if session.status().get("recording"):
         if len(stopped) >= args.episodes:
             session.discard_episode()

@@ -13,7 +13,7 @@ already record. Four threads, so that neither ZeroMQ nor HDF5 nor a node ever wa
 * the finisher asks the nodes what they published at each start and stop instant (the
   integrity ledger, :mod:`collector.storage.ledger`) and queues the close;
 * the main thread answers control requests (``status``, ``start``, ``stop``, ``discard``,
-  ``tag``, ``meta``, ``shutdown``) on a REP socket.
+  ``tag``, ``meta``, ``hands_free``, ``shutdown``) on a REP socket.
 
 Nothing is dropped silently: gaps, restarts, malformed messages, unknown streams, queue overflows
 and undrained tails are counted in the status, the episode's events and its ledger.
@@ -423,12 +423,16 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
         if cmd == "meta":  # for the episodes the glove starts (hands-free)
             self.episode_meta = dict(args.get("meta") or {})
             return {"ok": True}
+        if cmd == "hands_free":  # {"enabled": false} before a session closes
+            self.hands_free_enabled = bool(args.get("enabled", True))
+            return {"ok": True, **self.hands_free_status()}
         if cmd == "ping":
             return {"ok": True, "t_host_ns": protocol.now_ns()}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def close(self, timeout_s: float | None = None) -> None:
         """Finish a running episode, let every episode drain and close, then stop the threads."""
+        self.hands_free_enabled = False  # the glove starts nothing more
         if self._current is not None:
             self.stop(wait=False)
         deadline = time.monotonic() + (timeout_s or self.recording.drain_timeout_s + 30.0)
@@ -466,6 +470,7 @@ def serve(recorder: Recorder, ctl_endpoint: str, stop: threading.Event) -> None:
         # The nodes go with the app, so the episode ends when the app was last seen alive,
         # not when this loop noticed (up to a poll later, after the nodes' last samples).
         log.warning("parent process exited; finishing and stopping")
+        recorder.hands_free_enabled = False
         recorder.stop(t_ns=parent_seen_ns[0], wait=False)
         stop.set()
 

@@ -22,7 +22,7 @@ from collector.storage.library import count_task_episodes
 
 #: Seconds to wait for the recorder: closing an episode writes its synchronized index.
 REQUEST_TIMEOUT_S = {"status": 5.0, "start": 30.0, "stop": 120.0, "discard": 120.0, "tag": 30.0,
-                     "meta": 5.0}
+                     "meta": 5.0, "hands_free": 5.0}
 
 
 class SessionError(RuntimeError):
@@ -62,6 +62,10 @@ class Session:
     def close(self) -> None:
         """Finish a running episode and stop every process."""
         if self.supervisor is not None:
+            try:  # first, so that the glove starts no episode while everything stops
+                self.set_hands_free(False)
+            except SessionError:
+                pass  # a recorder that does not answer starts nothing either
             if self.is_recording():
                 self.stop_episode()
             self.supervisor.stop()
@@ -111,6 +115,11 @@ class Session:
         """Tell the recorder the session's task, operator... for the episodes the glove starts
         by itself (``recording.hands_free``); again whenever they change."""
         self._request("meta", meta=self.episode_meta())
+
+    def set_hands_free(self, enabled: bool) -> dict[str, Any]:
+        """Let the glove start and stop episodes (``recording.hands_free``), or not: off before
+        the session ends, so that nothing starts meanwhile. Returns the hands-free status."""
+        return self._request("hands_free", enabled=enabled)
 
     def start_episode(self, **meta: Any) -> dict[str, Any]:
         """Start recording an episode; ``meta`` overrides the session's task, operator, notes..."""

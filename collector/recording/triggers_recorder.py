@@ -36,6 +36,8 @@ class HandsFreeTriggers:
         #: Task, operator... for the episodes the glove starts (the session sends them).
         self.episode_meta: dict[str, Any] = {}
         self.hands_free_counts = {"started": 0, "stopped": 0, "refused": 0, "unreadable": 0}
+        #: Off once the session closes (the ``hands_free`` request) or the recorder does.
+        self.hands_free_enabled = True
         if self._detector is not None:
             fields_of = {name: [f.name for f in spec.fields] for name, spec in self.specs.items()}
             self._trigger_stream = config.pick_stream(fields_of)
@@ -43,7 +45,7 @@ class HandsFreeTriggers:
 
     def _feed_triggers(self, sample: Sample) -> None:
         """On the receiver thread, after ``sample`` was routed: let the detector see it."""
-        if self._detector is None or sample.stream != self._trigger_stream:
+        if self._detector is None or sample.stream != self._trigger_stream or not self.hands_free_enabled:
             return
         current = self._current
         running = current is not None
@@ -99,4 +101,4 @@ class HandsFreeTriggers:
     def hands_free_status(self) -> dict[str, Any]:
         """The mode, the stream it follows and how many cuts it made (for the status)."""
         return {"mode": self.recording.hands_free.mode, "stream": self._trigger_stream,
-                **self.hands_free_counts}
+                "enabled": self.hands_free_enabled, **self.hands_free_counts}

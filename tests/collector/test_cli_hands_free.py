@@ -48,6 +48,9 @@ def test_always_on_records_the_work_stretch_as_an_episode(tmp_path):
     assert "hands-free (always_on)" in result.stderr
     (path,) = [Path(line) for line in result.stdout.splitlines() if line.endswith(".h5")]
     assert validate_episode(path) == []
+    # Nothing else was recorded, not even while the session closed (the glove is ignored then).
+    kept = [p for p in (tmp_path / "rec").rglob("*.h5") if ".trash" not in p.parts]
+    assert kept == [path]
     with open_episode(path) as episode:
         attrs = dict(episode.attrs)
     assert (attrs["trigger"], attrs["end_trigger"]) == ("activity", "activity")

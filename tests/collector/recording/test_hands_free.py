@@ -87,7 +87,7 @@ def test_always_on_cuts_the_work_stretch_from_its_onset(rig):
     (work_start, work_end), *_ = operator.work_spans(30)
     result = closed_episode(recorder)
     assert recorder.status()["hands_free"] == {"mode": "always_on", "stream": "glove/hand",
-                                              "started": 1, "stopped": 1, "refused": 0,
+                                              "enabled": True, "started": 1, "stopped": 1, "refused": 0,
                                               "unreadable": 0}
     with open_episode(result["path"]) as episode:
         attrs = dict(episode.attrs)

@@ -136,7 +136,7 @@ def test_a_sample_the_detector_cannot_read_is_counted_not_a_failure():
                     fields={"wrist_pos": [0.0, 0.0, 0.0]})  # no grip
     receiver._feed_triggers(sample)
     assert receiver.hands_free_status() == {"mode": "always_on", "stream": "glove/hand",
-                                            "started": 0, "stopped": 0, "refused": 0,
+                                            "enabled": True, "started": 0, "stopped": 0, "refused": 0,
                                             "unreadable": 1}
 
 
@@ -207,3 +207,14 @@ def test_a_refused_start_is_retried_after_new_activity_and_counted():
     refused = rig.receiver.hands_free_status()["refused"]
     # Retried after each min_episode_s (1 s) of activity, not on every sample.
     assert 2 <= refused <= (end - start) / 1.0 + 1 and len(rig.calls) == refused
+
+
+def test_a_closing_session_turns_hands_free_off_first():
+    script = operator(("idle", 1.0), ("fist", 1.5), ("idle", 1.0))
+    rig = RecorderStandIn("gesture")
+    rig.receiver.hands_free_enabled = False  # the session's {"cmd": "hands_free", "enabled": false}
+    rig.play(script, 0.0, 5.0)
+    assert rig.calls == []
+    rig.receiver.hands_free_enabled = True
+    rig.play(script, 0.0, 5.0)
+    assert [action for action, *_ in rig.calls] == ["start"]
