@@ -38,7 +38,7 @@ CACHE_DIR = ".collector-review"
 CACHE_FILE = "summaries.json"
 THUMBNAIL_DIR = "thumbnails"
 #: Bumped whenever a summary or quality field changes meaning: older caches are recomputed.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def episode_files(root: Path) -> list[Path]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from collector.calibration.station import calibration_lines, read_episode_calibration
 from collector.storage.codecs import encode_jpeg
 from collector.storage import EpisodeError, open_episode
 from collector.storage.library import parse_trim
@@ -57,6 +58,9 @@ class EpisodeSummary:
     #: recording failed: ..."); empty for a clean episode or a file without a ledger.
     integrity: list[str] = field(default_factory=list)
     thumbnail: str = ""  # file name of the JPEG thumbnail in the cache folder, or ""
+    #: What `collector info` says of the latency calibration applied to the episode (calibrated
+    #: latencies and skew with their uncertainty, its age, changed devices; docs/time-sync.md).
+    calibration: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -153,6 +157,8 @@ def summarize_episode(path: str | Path, thumbnail_dir: Path | None = None) -> Ep
                 streams={n: s.kind for n, s in episode.streams.items()},
                 surprise_stream=surprise_stream(episode.streams), quality=quality,
                 flags=list(quality["flags"]), integrity=list(quality["integrity"]),
+                calibration=calibration_lines(read_episode_calibration(a),
+                                              recorded_ns=int(a.get("start_time_ns") or 0) or None),
                 **curation_fields(a))
             if thumbnail_dir is not None:
                 summary.thumbnail = _write_thumbnail(episode, summary, thumbnail_dir)

@@ -63,6 +63,8 @@ def quality_html(s: EpisodeSummary) -> str:
     if q.get("disconnects"):
         parts.append("<p>Disconnects: " + ", ".join(
             f"{d['node'] or d['stream']} at {d['t_s']:.1f} s" for d in q["disconnects"]) + "</p>")
+    if s.calibration:  # the latency calibration applied to the index (docs/time-sync.md)
+        parts.append(f"<p style='color:{dim}'>" + "<br>".join(e(line) for line in s.calibration) + "</p>")
     events = q.get("events") or {}
     parts.append(f"<p style='color:{dim}'>Events: " +
                  (", ".join(f"{k} {v}" for k, v in sorted(events.items())) or "none") +

@@ -9,6 +9,7 @@ from collector.calibration.station import (calibration_lines, episode_attr, epis
                                            load_calibration, save_calibration, station_calibration_path)
 from collector.cli import main
 from collector.config import AppConfig, NodeConfig, save_config
+from collector.review.summary import summarize_episode
 from collector.storage.reader import open_episode
 from collector.storage.sync import calibrated_latencies_ms, fit_device_clock, sync_time_ns
 from tests.collector.sim_episodes import write_sim_episode
@@ -76,6 +77,18 @@ def test_info_says_an_episode_was_recorded_uncalibrated(tmp_path, capsys):
     path = write_sim_episode(tmp_path / "ep.h5", seed=1, seconds=0.3)
     assert main(["info", str(path)]) == 0
     assert "latency calibration: none" in capsys.readouterr().out
+    # The review window's quality report says the same.
+    assert summarize_episode(path).calibration[0].startswith("latency calibration: none")
+
+
+def test_the_review_summary_shows_calibrated_skew_uncertainty_and_age(tmp_path):
+    recorded = calibration()["calibrated_ns"] + 2 * 86400 * 10**9
+    attrs = {"latency_calibration": json.dumps(episode_calibration(calibration(), SERIALS)),
+             "start_time_ns": recorded}
+    path = write_sim_episode(tmp_path / "ep.h5", seed=1, seconds=0.3, attrs=attrs)
+    lines = summarize_episode(path).calibration
+    assert "(2 d before recording)" in lines[0]
+    assert any("glove/hand" in line and "skew to cam0/color +2.00 ± 0.28 ms" in line for line in lines)
 
 
 def test_show_says_when_the_station_devices_changed(tmp_path, capsys):
