@@ -166,6 +166,7 @@ class VideoEncoder:
                      self.encoder)
         self._next_pts = 0
         self._emitted = 0
+        self._reformatter = av.video.reformatter.VideoReformatter()
 
     def _open(self, name: str) -> Any:
         import av
@@ -196,7 +197,11 @@ class VideoEncoder:
         """Encode the next frame (``(H, W, 3)`` uint8 RGB); the packets the encoder let out."""
         import av
 
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        # One reformatter for the stream keeps swscale's context: a new one per frame costs
+        # about as much as the conversion itself (identical pixels either way).
+        frame = self._reformatter.reformat(
+            av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24"),
+            format=self._context.pix_fmt)
         frame.pts = self._next_pts
         if self._next_pts % self.gop == 0:
             frame.pict_type = av.video.frame.PictureType.I  # the fixed GOP, whatever the encoder thinks
@@ -266,6 +271,7 @@ class VideoFrameReader:
         self._decoder: Any = None
         self._next = -1  # the frame the open decoder would produce next
         self.decoded = 0  # frames decoded so far (benchmarks read it)
+        self._reformatter: Any = None  # swscale's context, kept from frame to frame
 
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as a new ``(H, W, 3)`` uint8 RGB array."""
@@ -285,7 +291,11 @@ class VideoFrameReader:
         return self._rgb(index, self._cache[index])
 
     def _rgb(self, index: int, picture: Any) -> np.ndarray:
-        image = picture.to_ndarray(format="rgb24")
+        if self._reformatter is None:
+            import av
+
+            self._reformatter = av.video.reformatter.VideoReformatter()
+        image = self._reformatter.reformat(picture, format="rgb24").to_ndarray()
         if image.shape != self.shape:
             raise VideoCodecError(f"frame {index} decodes to {image.shape}, the spec says {self.shape}")
         return image
