@@ -260,12 +260,14 @@ def scrub(minutes: float, rgb: np.ndarray, out: Path, encoding: str) -> dict:
     path.unlink(missing_ok=True)
     writer = HDF5EpisodeWriter(path, [spec], {"task": "scrub"}, color_encoding=encoding)
     frames = int(minutes * 60 * RATE)
-    t0 = time.time_ns()
+    t0, process, rss = time.time_ns(), psutil.Process(), []
     for k in range(frames):
         t = t0 + int(k * 1e9 / RATE)
         writer.append(Sample("cam0", "cam0/color", k, t, t, {"rgb": rgb[k % len(rgb)]}), t)
         if k % 30 == 29:
             writer.flush()
+        if k % int(60 * RATE) == int(60 * RATE) - 1:  # once per recorded minute
+            rss.append(process.memory_info().rss / 2**20)
     writer.close()
     seek_ms, step_back_ms = [], []
     with EpisodePlayback(path) as playback:
@@ -278,7 +280,7 @@ def scrub(minutes: float, rgb: np.ndarray, out: Path, encoding: str) -> dict:
                 start = time.perf_counter()
                 playback.frame(int(step) - 1)
                 step_back_ms.append((time.perf_counter() - start) * 1e3)
-    return {"frames": frames, "file_MB": path.stat().st_size / 1e6,
+    return {"frames": frames, "file_MB": path.stat().st_size / 1e6, "rss_MB": rss,
             "seek_p50": float(np.median(seek_ms)), "seek_max": max(seek_ms),
             "back_max": max(step_back_ms)}
 
@@ -425,7 +427,8 @@ def main() -> None:
         s = scrub(args.scrub_minutes, rgb, out, encoding)
         print(f"\nreview scrubbing, {args.scrub_minutes:g} min {encoding} episode ({s['frames']} frames, "
               f"{s['file_MB']:.0f} MB): random seek p50 {s['seek_p50']:.0f} ms, max {s['seek_max']:.0f} ms; "
-              f"step back max {s['back_max']:.1f} ms")
+              f"step back max {s['back_max']:.1f} ms; writer process RSS at each recorded minute "
+              f"{', '.join(f'{v:.0f}' for v in s['rss_MB'])} MB")
 
 
 if __name__ == "__main__":
