@@ -103,17 +103,17 @@ def test_always_on_cuts_the_work_stretch_from_its_onset(rig):
 
 
 def test_a_held_fist_starts_with_the_pre_roll_and_another_stops_where_it_closed(rig):
-    recorder, operator, epoch = rig([{"do": "idle", "s": 2.0}, {"do": "fist", "s": 1.2},
-                                  {"do": "work", "s": 1.0}, {"do": "fist", "s": 1.2},
+    recorder, operator, epoch = rig([{"do": "idle", "s": 2.0}, {"do": "fist", "s": 0.7},
+                                  {"do": "work", "s": 1.0}, {"do": "fist", "s": 0.7},
                                   {"do": "idle", "s": 30.0}],
-                                 {"mode": "gesture"}, pre_roll_s=1.0)
+                                 {"mode": "gesture", "gesture": {"hold_s": 0.5}}, pre_roll_s=1.0)
     (first, _), (second, _), *_ = operator.fist_spans(30)
     result = closed_episode(recorder)
     with open_episode(result["path"]) as episode:
         attrs = dict(episode.attrs)
         frames = episode.timestamps("cam0/color")["t_host_ns"].astype(np.int64)
     assert (attrs["trigger"], attrs["end_trigger"]) == ("gesture", "gesture")
-    assert (attrs["trigger_ns"] - epoch) / 1e9 == pytest.approx(first + 1.0, abs=TOLERANCE_S)
+    assert (attrs["trigger_ns"] - epoch) / 1e9 == pytest.approx(first + 0.5, abs=TOLERANCE_S)
     assert attrs["start_time_ns"] == attrs["trigger_ns"] - 1_000_000_000  # the pre-roll
     assert np.count_nonzero(frames < attrs["trigger_ns"]) >= FPS / 2
     end = (attrs["end_time_ns"] - epoch) / 1e9
