@@ -52,8 +52,9 @@ MASKS = ("moving", "changed")
 
 
 @dataclass
-class _Sums:
-    """Running sums per (metric, method), each a (K,) tensor over horizons."""
+class ScoreSums:
+    """Running sums per (metric, method), each a (K,) tensor over horizons (what
+    :func:`score_frames` adds to and :func:`report_from_sums` reads)."""
 
     values: dict = field(default_factory=dict)
 
@@ -69,8 +70,10 @@ def evaluate(checkpoint_path: str | Path, data: str | Path | Sequence[str | Path
     """Score a checkpoint on the episodes under ``data`` (a folder, a file or a list of files).
 
     Returns a report: ``{"horizons_s", "windows", "episodes", "frames": {metric: {method:
-    [per step]}}, "actions": {method: [per step]}, "shuffle_gap_db": {...}}``. Action errors are
-    mean squared errors in normalized units (the training set's per-channel std).
+    [per step]}}, "actions": {method: [per step]}, "share_better_than_still": {method: [per
+    step]}, "shuffle_gap_db": {...}, "verdicts": [...]}`` (metrics ``psnr``, ``ssim``,
+    ``moving_psnr``, ``changed_psnr``; verdicts as :func:`verdicts`). Action errors are mean
+    squared errors in normalized units (the training set's per-channel std).
     """
     checkpoint = Checkpoint.load(checkpoint_path)
     paths = find_episodes(data) if isinstance(data, (str, Path)) else [Path(p) for p in data]
@@ -99,7 +102,7 @@ def evaluate_clips(checkpoint: Checkpoint, clips: Sequence[Clip], *, max_windows
     donors = np.array([_donor(rng, clip_ids, clip_ids[i]) for i in items])
 
     k = config.horizon
-    sums = _Sums()
+    sums = ScoreSums()
     n = 0
     with torch.no_grad():
         for start in range(0, len(items), batch_size):
@@ -132,7 +135,7 @@ def _donor(rng: np.random.Generator, clip_ids: np.ndarray, own: int) -> int:
     return int(rng.choice(pool))
 
 
-def score_frames(sums: _Sums, frames: dict[str, torch.Tensor], future: torch.Tensor,
+def score_frames(sums: ScoreSums, frames: dict[str, torch.Tensor], future: torch.Tensor,
                  last: torch.Tensor) -> None:
     """Add one batch's frame scores to ``sums``: ``frames`` maps a method to its predictions
     (B, K, 3, S, S), ``future`` is the truth, ``last`` (B, 3, S, S) the last past frame. The
@@ -166,7 +169,7 @@ def score_frames(sums: _Sums, frames: dict[str, torch.Tensor], future: torch.Ten
             sums.add((f"{mask_name}_count", name), count.view(b, k).sum(0))
 
 
-def report_from_sums(sums: _Sums, n: int, horizons: list[float], episodes: int,
+def report_from_sums(sums: ScoreSums, n: int, horizons: list[float], episodes: int,
                      verdict_horizons: Sequence[float] = TABLE_HORIZONS) -> dict:
     """The report :func:`evaluate` returns, from the sums of ``n`` windows."""
     v = sums.values

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from collector.wam.evaluate import (CONSTANT_VELOCITY, COPY_LAST, MODEL_PREVIEW, _Sums, format_report,
+from collector.wam.evaluate import (CONSTANT_VELOCITY, COPY_LAST, MODEL_PREVIEW, ScoreSums, format_report,
                                     report_from_sums, score_frames, verdict_line, verdicts)
 from collector.wam.metrics import changed_mask, moving_mask
 
@@ -26,7 +26,7 @@ def _scene(batch=4, k=2, size=48, seed=0):
 
 
 def _report(frames, future, last):
-    sums = _Sums()
+    sums = ScoreSums()
     score_frames(sums, frames, future, last)
     return report_from_sums(sums, future.shape[0], HORIZONS, 1, verdict_horizons=HORIZONS)
 
@@ -97,10 +97,10 @@ def test_scoring_refuses_mismatched_predictions(bad):
     if bad == "nan":
         pred[0, 0, 0, 0, 0] = float("nan")
         with pytest.raises(ValueError, match="not finite"):
-            score_frames(_Sums(), frames, future, last)
+            score_frames(ScoreSums(), frames, future, last)
     else:
         with pytest.raises(ValueError, match="shape"):
-            score_frames(_Sums(), frames, future, last)
+            score_frames(ScoreSums(), frames, future, last)
 
 
 @pytest.mark.slow
