@@ -130,10 +130,13 @@ class EpisodeReceiver:
     def pre_roll_status(self) -> dict[str, Any]:
         """What the pre-roll holds now: its span (s), memory and limit (MiB), sample count."""
         held = self._unrouted
+        # Held in order of arrival: a stream that lags (a busy node) arrives after newer
+        # captures of the others, so the span is from the earliest capture to the latest.
         try:
-            span = (held[-1][0].t_host_ns - held[0][0].t_host_ns) / 1e9 if held else 0.0
-        except IndexError:  # emptied by the receiver meanwhile
-            span = 0.0
+            times = [sample.t_host_ns for sample, _ in list(held)]
+        except (IndexError, RuntimeError):  # changed by the receiver meanwhile
+            times = []
+        span = (max(times) - min(times)) / 1e9 if times else 0.0
         return {"configured_s": self.recording.pre_roll_s, "held_s": round(span, 3),
                 "held_mb": round(self._unrouted_bytes / 2**20, 3),
                 "limit_mb": self.recording.pre_roll_max_mb, "samples": len(held)}

@@ -145,3 +145,21 @@ def test_a_start_after_a_stop_in_the_past_loses_no_sample_to_the_stopped_episode
         with open_episode(path) as ep:
             books = read_ledger(ep.h5.attrs)["streams"]["cam0/color"]
         assert books["written"] == books["published"] and not any(books["missing"].values())
+
+
+def test_the_held_span_is_from_the_earliest_capture_to_the_latest():
+    from collections import deque
+
+    from collector.recording.receiving import EpisodeReceiver
+    from collector.wire.protocol import Sample
+
+    def sample(t_s: float) -> Sample:
+        return Sample(node="glove", stream="glove/hand", seq=0, t_device_ns=0,
+                      t_host_ns=int(t_s * 1e9), fields={})
+
+    receiver = EpisodeReceiver()
+    receiver.recording = RecordingConfig(pre_roll_s=3.0)
+    # A lagging glove's samples arrive after the camera's newer frames.
+    receiver._unrouted = deque((sample(t), 0) for t in (10.0, 12.5, 7.5, 8.0))
+    receiver._unrouted_bytes = 0
+    assert receiver.pre_roll_status()["held_s"] == 5.0
