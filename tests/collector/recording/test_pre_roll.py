@@ -5,7 +5,6 @@ what is still held), so a late press loses nothing; the memory is bounded and in
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
