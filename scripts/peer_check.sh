@@ -14,7 +14,8 @@
 #              libraries its training imports (egl_probe, a declared dependency, is needed only to
 #              render rollouts and builds only with cmake + EGL: hence --no-deps). Runs
 #              robomimic.scripts.train.train(): BC, ShallowConv image backbone, rollouts off, one
-#              epoch of one training and one validation step.
+#              epoch of one training and one validation step; again on a --depth export (depth
+#              modality, ShallowConv too).
 #   act        ACT's source is not on PyPI: pass a checkout of the public repository
 #              tonyzhaozh/act with --act (or ACT_DIR), e.g. `git clone
 #              https://github.com/tonyzhaozh/act`. Its own utils.load_data (EpisodicDataset,
@@ -24,7 +25,8 @@
 #   lerobot    lerobot 0.4.4 (the newest on Python 3.11) in its own venv: it pins torch < 2.11,
 #              whose wheel is a CUDA build that also runs on CPU (~8 GB to download). Videos are
 #              decoded with LeRobot's pyav backend (torchcodec needs the system FFmpeg
-#              libraries). Runs `lerobot-train --policy.type=act --steps=3 --policy.device=cpu`.
+#              libraries). Runs `lerobot-train --policy.type=act --steps=3 --policy.device=cpu`,
+#              and loads one item of a --depth export with LeRobotDataset.
 # When the only torchvision wheel for the CPU torch is a CUDA build (its C ops cannot load),
 # robomimic and ACT still run: they use only torchvision's Python models and transforms, and
 # the driver declares the two operator schemas torchvision's import needs (see TV_PRELUDE).
@@ -139,13 +141,16 @@ cpu_torch_venv() {  # name, import check, extra packages... -> venv path
 # --- robomimic 0.3.0 ------------------------------------------------------------------------------
 run_robomimic() {
   export_or_fail robomimic "$DATA/robomimic.hdf5" --image-size 84x84 || return 1
+  export_or_fail robomimic "$DATA/robomimic-depth.hdf5" --image-size 84x84 --depth || return 1
   local env
   env="$(cpu_torch_venv robomimic robomimic "numpy<2" h5py psutil tqdm termcolor six tensorboard \
     tensorboardX imageio imageio-ffmpeg matplotlib)" || return 1
   "$env/bin/python" -c 'import robomimic' 2>/dev/null \
     || "$env/bin/pip" install -q --no-deps robomimic==0.3.0 || return 1
+  local data
+  for data in "$DATA/robomimic.hdf5" "$DATA/robomimic-depth.hdf5"; do
   rm -rf "$WORK/robomimic-out"
-  "$env/bin/python" - "$DATA/robomimic.hdf5" "$WORK/robomimic-out" <<EOF
+  "$env/bin/python" - "$data" "$WORK/robomimic-out" <<EOF || return 1
 $TV_PRELUDE
 import json
 import sys
@@ -181,13 +186,21 @@ with config.values_unlocked():
     config.experiment.logging.log_tb = False
     config.observation.modalities.obs.low_dim = [k for k in obs if not k.endswith(("_image", "_depth"))]
     config.observation.modalities.obs.rgb = [k for k in obs if k.endswith("_image")]
-    config.observation.encoder.rgb.core_kwargs.backbone_class = "ShallowConv"
-    config.observation.encoder.rgb.core_kwargs.backbone_kwargs = {}
+    config.observation.modalities.obs.depth = [k for k in obs if k.endswith("_depth")]
+    for encoder in (config.observation.encoder.rgb, config.observation.encoder.depth):
+        encoder.core_class = "VisualCore"
+        encoder.core_kwargs.feature_dimension = 64
+        encoder.core_kwargs.backbone_class = "ShallowConv"
+        encoder.core_kwargs.backbone_kwargs = {}
+        encoder.core_kwargs.pool_class = "SpatialSoftmax"
+        encoder.core_kwargs.pool_kwargs = {"num_kp": 32}
 print(json.dumps({"low_dim": config.observation.modalities.obs.low_dim,
-                  "rgb": config.observation.modalities.obs.rgb}))
+                  "rgb": config.observation.modalities.obs.rgb,
+                  "depth": config.observation.modalities.obs.depth}))
 train(config, device=TorchUtils.get_torch_device(try_to_use_cuda=False))
-print("robomimic: one BC epoch of one step done")
+print("robomimic: one BC epoch of one step done on", data)
 EOF
+  done
 }
 
 # --- ACT (a checkout of tonyzhaozh/act) -----------------------------------------------------------
@@ -236,6 +249,7 @@ EOF
 # --- LeRobot 0.4.4 --------------------------------------------------------------------------------
 run_lerobot() {
   export_or_fail lerobot "$DATA/lerobot" --image-size 128x96 || return 1
+  export_or_fail lerobot "$DATA/lerobot-depth" --image-size 128x96 --depth || return 1
   command -v "$PY311" >/dev/null || { echo "error: LeRobot 0.4.4 needs $PY311 (set PY311)" >&2; return 1; }
   local env installed
   read -r env installed < <(venv lerobot "$PY311" lerobot) || return 1
@@ -249,11 +263,22 @@ run_lerobot() {
     --policy.type=act --policy.device=cpu --policy.push_to_hub=false \
     --policy.pretrained_backbone_weights=null \
     --steps=3 --batch_size=2 --num_workers=0 --log_freq=1 --save_checkpoint=false \
-    --wandb.enable=false --output_dir="$WORK/lerobot-out"
+    --wandb.enable=false --output_dir="$WORK/lerobot-out" || return 1
+  # Depth: an image feature LeRobot's own dataset class loads (ACT's 3-channel ResNet cannot take
+  # it, so no training step on it).
+  "$env/bin/python" - "$DATA/lerobot-depth" <<'EOF'
+import sys
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+ds = LeRobotDataset("local/collector-peer-check-depth", root=sys.argv[1], video_backend="pyav")
+depth = ds[len(ds) // 2]["observation.images.cam0_depth"]
+info = ds.meta.info["features"]["observation.images.cam0_depth"]["info"]
+print(f"lerobot depth item: {depth.dtype} {tuple(depth.shape)} values {int(depth.min())}..{int(depth.max())}"
+      f" depth units, depth_scale {info['depth_scale']}")
+EOF
 }
 
 # The lines worth quoting from each log (the rest is each peer's own chatter).
-KEY_LINES='^== |note:|error|Error|Traceback|actions in|masks:|^\{"low_dim"|"Loss"|Train Epoch|Validation Epoch|one BC epoch|layout:|batch:|act: one|lerobot 0|dataset.num_|step:|End of training|episodes, .* steps'
+KEY_LINES='^== |note:|error|Error|Traceback|actions in|masks:|^\{"low_dim"|lerobot depth item|"Loss"|Train Epoch|Validation Epoch|one BC epoch|layout:|batch:|act: one|lerobot 0|dataset.num_|step:|End of training|episodes, .* steps'
 
 failed=0
 : >"$SUMMARY"
