@@ -41,6 +41,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
@@ -168,11 +169,12 @@ class _VideoFiles:
     def write(self, images: np.ndarray) -> None:
         import av
 
-        for image in images:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            frame.pts, frame.time_base = self.frames, Fraction(1, self.fps)
-            self._mux(self.stream.encode(frame))
-            self.frames += 1
+        with scheduling_kept():
+            for image in images:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+                frame.pts, frame.time_base = self.frames, Fraction(1, self.fps)
+                self._mux(self.stream.encode(frame))
+                self.frames += 1
 
     def _mux(self, packets) -> None:
         for packet in packets:
@@ -181,9 +183,28 @@ class _VideoFiles:
 
     def close(self) -> None:
         if self.container is not None:
-            self._mux(self.stream.encode())
-            self.container.close()
+            with scheduling_kept():
+                self._mux(self.stream.encode())
+                self.container.close()
             self.container = None
+
+
+@contextmanager
+def scheduling_kept():
+    """Give the calling thread back its scheduling policy after the block. SVT-AV1, run as root,
+    switches the thread that starts an encoder to real-time ``SCHED_FIFO`` (measured here:
+    policy 0 before an AV1 export, 1 after): the exporting process, and every process it forks
+    later (DataLoader workers), would then preempt the rest of the machine, recorder and GUI
+    included."""
+    if not hasattr(os, "sched_getscheduler"):  # not Linux: nothing to keep
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if os.sched_getscheduler(0) != policy:
+            os.sched_setscheduler(0, policy, param)
 
 
 class _ChannelStats:

@@ -7,6 +7,7 @@ ACT's EpisodicDataset/get_norm_stats, LeRobot v3.0's metadata, parquet and video
 
 import hashlib
 import json
+import os
 
 import av
 import cv2
@@ -613,3 +614,12 @@ def test_depth_exports_as_an_image_feature_in_lerobot(mixed, tmp_path):
         assert np.array_equal(np.stack(images)[real], expected)
     stats = json.loads((out / "meta/stats.json").read_text())
     assert np.array(stats["observation.images.cam0_depth"]["mean"]).shape == (1, 1, 1)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="Linux scheduling policies")
+def test_an_av1_export_leaves_the_process_scheduling_policy_as_it_was(library, tmp_path):
+    # SVT-AV1, run as root (containers), switches the encoding thread to real-time SCHED_FIFO;
+    # the exporter must hand the process back as it found it.
+    before = os.sched_getscheduler(0)
+    export_lerobot([library["plain"]], tmp_path / "le", vcodec="libsvtav1", show_progress=False)
+    assert os.sched_getscheduler(0) == before
