@@ -104,6 +104,7 @@ def test_scoring_refuses_mismatched_predictions(bad):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # renders 4 min of footage and runs 1,440 predictions: minutes on a busy CPU
 def test_the_shipped_checkpoint_beats_the_still_frame_on_views_it_never_saw():
     """The shipped preview was trained on views 0-2 and 4-11 (scripts/train_sim_wam.py); on the
     overhead view 3 and the orbit view 7, in the original look and two unseen variations, it
