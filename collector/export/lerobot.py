@@ -41,7 +41,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
@@ -53,6 +52,7 @@ from collector.export.common import (ExportError, ExportResult, Stopwatch, atomi
                                      load_episodes, progress, tree_bytes)
 from collector.export.selection import (EpisodeFilter, SignalMapping, camera_key)
 from collector.export.frames import read_depth, read_images
+from collector.storage.video import scheduling_kept
 
 CODEBASE_VERSION = "v3.0"
 CHUNKS_SIZE = 1000
@@ -187,24 +187,6 @@ class _VideoFiles:
                 self._mux(self.stream.encode())
                 self.container.close()
             self.container = None
-
-
-@contextmanager
-def scheduling_kept():
-    """Give the calling thread back its scheduling policy after the block. SVT-AV1, run as root,
-    switches the thread that starts an encoder to real-time ``SCHED_FIFO`` (measured here:
-    policy 0 before an AV1 export, 1 after): the exporting process, and every process it forks
-    later (DataLoader workers), would then preempt the rest of the machine, recorder and GUI
-    included."""
-    if not hasattr(os, "sched_getscheduler"):  # not Linux: nothing to keep
-        yield
-        return
-    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
-    try:
-        yield
-    finally:
-        if os.sched_getscheduler(0) != policy:
-            os.sched_setscheduler(0, policy, param)
 
 
 class _ChannelStats:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -31,6 +32,24 @@ from collector.storage.layout import VIDEO_ENCODINGS
 os.environ.setdefault("SVT_LOG", "1")
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def scheduling_kept() -> Iterator[None]:
+    """Give the calling thread back its scheduling policy after the block. SVT-AV1, run as root,
+    switches the thread that starts an encoder to real-time ``SCHED_FIFO`` (measured here:
+    policy 0 before an AV1 encode, 1 after): the recorder's writer thread, an exporting process
+    and every process either forks later (DataLoader workers) would then preempt the rest of the
+    machine, capture nodes and GUI included."""
+    if not hasattr(os, "sched_getscheduler"):  # not Linux: nothing to keep
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if os.sched_getscheduler(0) != policy:
+            os.sched_setscheduler(0, policy, param)
 
 #: The software encoder of each codec (always in PyAV's wheels).
 SOFTWARE_ENCODERS = {"h264": "libx264", "hevc": "libx265", "av1": "libsvtav1"}
@@ -182,7 +201,8 @@ class VideoEncoder:
         # for the two cores this has to run on.
         context.thread_count = 1
         context.options = _encoder_options(name, self.crf, self.gop)
-        context.open()
+        with scheduling_kept():
+            context.open()
         return context
 
     @property
@@ -206,14 +226,16 @@ class VideoEncoder:
         if self._next_pts % self.gop == 0:
             frame.pict_type = av.video.frame.PictureType.I  # the fixed GOP, whatever the encoder thinks
         self._next_pts += 1
-        return self._packets(self._context.encode(frame))
+        with scheduling_kept():
+            return self._packets(self._context.encode(frame))
 
     def finish(self) -> list[EncodedPacket]:
         """Drain the encoder: the packets of every frame given so far that it still held."""
         if self._context is None:
             return []
         try:
-            return self._packets(self._context.encode(None))
+            with scheduling_kept():
+                return self._packets(self._context.encode(None))
         finally:
             self._context = None
 

@@ -255,3 +255,15 @@ def test_a_killed_writer_loses_at_most_the_unflushed_frames_and_recovers(tmp_pat
         assert flushed - 1 <= kept <= flushed
         frames = ep.frames("cam0/color", "rgb")
         assert min(psnr(frames[i], color_frame(i)) for i in range(kept)) > 30
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="Linux scheduling policies")
+def test_an_av1_encoder_leaves_the_writer_threads_scheduling_policy_as_it_was():
+    # SVT-AV1, run as root (containers), switches the thread that starts it to real-time
+    # SCHED_FIFO: on the recorder's writer thread that would starve the capture nodes.
+    before = os.sched_getscheduler(0)
+    encoder = VideoEncoder("av1", 64, 48, 30.0)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    packets = [*encoder.encode(frame), *encoder.encode(frame), *encoder.finish()]
+    assert len(packets) == 2
+    assert os.sched_getscheduler(0) == before
