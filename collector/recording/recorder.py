@@ -282,7 +282,8 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
             self._windows.append(window)
             self._current = window
             self._trigger_ns = {uuid: trigger_ns}
-            self._trigger_of = {**{w.uuid: self._trigger_of.get(w.uuid, MANUAL) for w in self._windows},
+            self._trigger_of = {**{w.uuid: self._trigger_of.get(w.uuid, MANUAL)
+                                   for w in [*self._windows, self._last] if w is not None},
                                 uuid: trigger}
         self._jobs.put(("start", window))
         for node, clock in self.clocks.items():  # every episode holds the estimate it started with

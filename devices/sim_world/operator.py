@@ -127,7 +127,7 @@ class ScriptedOperator:
                 self._starts.append(t0)
 
     def _piece(self, t_s: float) -> _Piece:
-        self._extend(t_s)
+        self._extend(max(t_s, 0.0))  # before the script begins: its first step
         return self._pieces[max(0, bisect.bisect_right(self._starts, t_s) - 1)]
 
     # ---- ground truth ------------------------------------------------------------------------

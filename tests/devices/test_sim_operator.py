@@ -70,3 +70,8 @@ def test_a_camera_and_a_glove_of_one_script_act_the_same_hand():
         for t_ns in range(base, base + 6 * 10**9, 500_000_000):
             assert np.array_equal(glove.state_at_ns(t_ns).wrist_pos, camera.state_at_ns(t_ns).wrist_pos)
             assert glove.state_at_ns(t_ns).grip == camera.state_at_ns(t_ns).grip
+
+
+def test_before_the_script_begins_the_hand_holds_its_first_pose():
+    script = ScriptedOperator(World(seed=2), [OperatorStep("idle", 1.0), OperatorStep("work", 1.0)])
+    assert np.array_equal(script.state_at(-3600.0).wrist_pos, script.state_at(0.5).wrist_pos)

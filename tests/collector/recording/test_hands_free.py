@@ -35,7 +35,7 @@ def rig(tmp_path):
     running = []
 
     def start(script: list[dict], hands_free: dict, **recording):
-        epoch = now_ns() + 1_500_000_000  # the script begins once everything listens
+        epoch = now_ns() + 2_000_000_000  # the script begins once everything listens
         glove = SimGlove("glove", {"rate_hz": 100.0, "epoch_ns": epoch, "script": script})
         devices = [glove, TemplateCamera("cam0", {"fps": FPS})]
         nodes = {d.name: Node(d, f"ipc://{tmp_path}/{d.name}") for d in devices}
@@ -47,8 +47,8 @@ def rig(tmp_path):
                                             hands_free=from_mapping(HandsFreeConfig, hands_free),
                                             **recording))
         running.append((recorder, nodes, threads))
-        # The script idles 2 s from the epoch, set 1.5 s ahead: the recorder listens by then.
-        assert recorder._listening_ns < epoch + 1_800_000_000, "the recorder started too late"
+        # The script idles 2 s from the epoch, set 2 s ahead: the recorder listens by then.
+        assert recorder._listening_ns < epoch + 1_500_000_000, "the recorder started too late"
         return recorder, ScriptedOperator(World(0), glove.config.script), epoch
 
     yield start
@@ -100,6 +100,9 @@ def test_always_on_cuts_the_work_stretch_from_its_onset(rig):
     # and are in the episode (the ledger balances from its start).
     decided = attrs["start_time_ns"] + 0.8e9
     assert np.count_nonzero(frames < decided) >= 0.8 * FPS / 2
+    # Space starts one of the operator's own: the status still says what started the last.
+    assert recorder.start({"task": "by hand"})["trigger"] == "manual"
+    assert recorder.status()["last_trigger"] == "activity"
 
 
 def test_a_held_fist_starts_with_the_pre_roll_and_another_stops_where_it_closed(rig):
