@@ -74,6 +74,7 @@ class RealSenseCamera(Device):
         self._numbering: dict[str, dict[str, int]] = {}
         #: Passes through a looping recording, and the device-time offset of the current one.
         self._pass = {"count": 0, "dev_offset": 0}
+        self._span: dict[str, int] = {}  # the lowest and highest frame number in the file
         self._played: dict[str, int] = {}
         self._last_frame_at = 0.0
         self._next_file_check = 0.0
@@ -242,7 +243,8 @@ class RealSenseCamera(Device):
             clock.reset()
         self._numbering = {}
         self._pass = {"count": 0, "dev_offset": 0}
-        self._played: dict[str, int] = {}
+        self._span = {}
+        self._played = {}
         self._last_frame_at = time.monotonic()
         self.frames_read = 0
         self.connects += 1
@@ -292,6 +294,9 @@ class RealSenseCamera(Device):
                                                   "passes": 0})
         if number == state["raw"]:
             return None  # the same frame handed out twice
+        if state["passes"] == 0:  # the file's frame numbers, from the first pass of any stream
+            self._span = {"first": min(self._span.get("first", number), number),
+                          "last": max(self._span.get("last", number), number)}
         timestamp_ms = frame.get_timestamp()
         domain = int(frame.get_frame_timestamp_domain())
         if frame.supports_frame_metadata(rs.frame_metadata_value.frame_timestamp):
@@ -311,7 +316,11 @@ class RealSenseCamera(Device):
                 rewind_ns = max(1, arrival_ns - state["host"])
                 self._pass = {"count": state["passes"],
                               "dev_offset": state["dev"] + rewind_ns - raw_device_ns}
-            state["seq_offset"] = state["seq"] + 1 - number
+            # Pass p numbers its frames from p file lengths on, so a frame lost at the wrap
+            # shows as a gap instead of shifting every later number; never backwards (a file
+            # length learnt short, its last frames lost in the first pass, only grows).
+            length = self._span["last"] - self._span["first"] + 1
+            state["seq_offset"] = max(state["passes"] * length, state["seq"] + 1 - number)
             state["dev_offset"] = self._pass["dev_offset"]
         seq = number + state["seq_offset"]
         device_ns = raw_device_ns + state["dev_offset"]
