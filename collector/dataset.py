@@ -27,8 +27,10 @@ with ``DataLoader(num_workers > 0)``.
 A DataLoader fetches a whole batch at once (``__getitems__``): each episode's frames for the
 batch are read once, by runs of consecutive frames, each distinct frame resized once, and the
 batch's images converted to float in one pass; ``dataset[i]`` is the same path for one sample.
-In a DataLoader worker OpenCV runs single-threaded, as torch already does there: the workers are
-the parallelism, and more threads per worker only compete for the same cores.
+OpenCV's thread count is left alone in DataLoader workers: a forked worker that changes it
+(``cv2.setNumThreads``) after the parent has used OpenCV's thread pool hangs for good inside
+OpenCV (seen here: ``pthread_cond_destroy`` on the parent's pool); set it in the training script
+before the DataLoader starts its workers if the cores are few.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from collector.storage import EpisodeError, EpisodeReader, open_episode
 from collector.export.common import check_consistent
@@ -148,10 +150,6 @@ class EpisodeDataset(Dataset):
     def _episode_file(self, path: Path) -> EpisodeReader:
         if self._pid != os.getpid():  # a forked worker: never share the parent's HDF5 handles
             self._handles, self._pid = {}, os.getpid()
-            if get_worker_info() is not None:
-                import cv2
-
-                cv2.setNumThreads(1)  # the workers are the parallelism (see the module doc)
         if path not in self._handles:
             self._handles[path] = open_episode(path)
         return self._handles[path]

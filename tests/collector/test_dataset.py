@@ -177,7 +177,11 @@ def test_dataloader_with_two_workers_gives_the_same_samples(library):
     ds = EpisodeDataset([library["plain"], library["jpeg"]], horizon=3,
                         mapping=SignalMapping(image_size=(16, 12)))
     serial = list(DataLoader(ds, batch_size=16, num_workers=0))
-    parallel = list(DataLoader(ds, batch_size=16, num_workers=2))
+    # The parent has used OpenCV's thread pool, as any script that resized an image has: a
+    # forked worker that then changed OpenCV's thread count hung for good.
+    cv2.setNumThreads(2)
+    cv2.resize(np.zeros((960, 1280, 3), np.uint8), (320, 240), interpolation=cv2.INTER_AREA)
+    parallel = list(DataLoader(ds, batch_size=16, num_workers=2, timeout=60))
     assert len(serial) == len(parallel)
     for a, b in zip(serial, parallel):
         assert a.keys() == b.keys()
