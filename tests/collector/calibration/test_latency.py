@@ -99,7 +99,10 @@ def test_calibration_measures_the_camera_within_1_ms_and_the_glove_from_taps(rec
     assert abs(calibration["display"]["refresh_ms"] - 1000 / recording["screen_hz"]) < 0.01
     assert cam["phase_coverage"] >= PHASE_COVERAGE_GOOD
     assert abs(cam["latency_ms"] - recording["cam"]["true_latency_ms"]) < 0.2
-    assert cam["uncertainty_ms"] < 0.2 and 0.3 < cam["jitter_ms"] < 0.8 and cam["p95_ms"] < 2.0
+    # The simulated camera's latency is at most latency_max_ms; each reading of the time code
+    # carries the bracket's error (up to ~0.2 ms), so the measured p95 may sit just above it.
+    assert cam["uncertainty_ms"] < 0.2 and 0.3 < cam["jitter_ms"] < 0.8
+    assert cam["p95_ms"] < CAMERA_LATENCY["latency_max_ms"] + 0.2
     assert glove["taps"] >= 3 and glove["relative_to"] == "cam0/color" and glove["uncertainty_ms"] > 0
     # The depth stream is captured with the colour image: same latency.
     assert calibration["streams"]["cam0/depth"]["latency_ms"] == cam["latency_ms"]
