@@ -30,6 +30,8 @@ TWINS: dict[str, tuple[str, tuple[int, ...]]] = {
         ("collector record --config station.toml --episodes 2 --duration 3 -q", (0,)),
     "collector wam train recordings/ --out wam.pt --minutes 20":
         ("collector wam train recordings/ --out wam.pt --steps 4 --val-every 2", (0,)),
+    "collector calibrate latency":
+        ("collector calibrate latency --seconds 6", (0,)),
     "python -m devices.glove.firmware --link /tmp/glove0 --rate 1000":
         ("timeout 3 python -m devices.glove.firmware --link glove0 --rate 1000 < /dev/null", (124,)),
 }
