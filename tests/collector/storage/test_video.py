@@ -218,7 +218,7 @@ def test_a_partly_written_gop_is_cut_to_whole_packets_on_recovery(tmp_path):
 # The child writes 10 fps video with a 0.5 s GOP and flushes after frames 3, 6 and 9, then
 # appends two more frames (mid-GOP, not flushed), says so and waits to be killed.
 CHILD = r"""
-import sys, time
+import signal, sys
 sys.path.insert(0, sys.argv[2])
 from tests.collector.storage.test_video import sample, specs, T0, GOP, RATE
 from collector.storage.writer import HDF5EpisodeWriter
@@ -229,7 +229,7 @@ for i in range(11):
     if i in (2, 5, 8):
         w.flush()
 print(w.counts["cam0/color"], w.buffered["cam0/color"], flush=True)
-time.sleep(600)
+signal.pause()  # until the test kills it
 """
 
 
