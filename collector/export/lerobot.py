@@ -70,6 +70,9 @@ DEFAULT_FEATURES = {
 #: slot. Its name does not start with ``observation``/``action``, so policies do not take it
 #: as an input.
 FILLED_FEATURE = "frame_is_filled"
+#: LeRobot decodes a 16-bit PNG as int16: larger depth values would wrap negative, so they are
+#: clamped here (32.8 m at 1 mm units, 8.2 m at the L515's 0.25 mm) and counted in the summary.
+LEROBOT_DEPTH_MAX = 32767
 #: codec option -> (encoder, name in info.json, encoder options), as LeRobot encodes.
 VIDEO_CODECS = {"libsvtav1": ("libsvtav1", "av1", {"g": "2", "crf": "30", "preset": "12"}),
                 "h264": ("libx264", "h264", {"g": "2", "crf": "23"})}
@@ -79,13 +82,17 @@ VIDEO_CODECS = {"libsvtav1": ("libsvtav1", "av1", {"g": "2", "crf": "30", "prese
 
 def _depth_column(steps, cam: str, grid: np.ndarray, size, out: dict):
     """The depth frames of ``cam`` at ``grid`` as 16-bit PNGs in a HF Image struct column;
-    ``out["stats"]`` gets their stats in depth units."""
+    ``out["stats"]`` gets their stats in depth units, ``out["clamped"]`` the pixels clamped to
+    :data:`LEROBOT_DEPTH_MAX`."""
     import cv2
     import pyarrow as pa
 
     with open_episode(steps.path) as ep:
         depth = np.concatenate([read_depth(ep, steps, cam, grid[part], size)
                                 for part in batches(len(grid))])
+    far = depth > LEROBOT_DEPTH_MAX
+    out["clamped"] = out.get("clamped", 0) + int(far.sum())
+    depth[far] = LEROBOT_DEPTH_MAX
     pngs = []
     for frame in depth:
         ok, buf = cv2.imencode(".png", frame)
@@ -311,7 +318,7 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
                   for cam, key in cams.items()}
         data_chunk = data_file = 0
         writer, data_bytes = None, 0
-        rows, ep_stats, index = [], [], 0
+        rows, ep_stats, index, clamped = [], [], 0, 0
         try:
             for e, steps in enumerate(episodes):
                 grid, filled, _ = grids[e]
@@ -336,6 +343,7 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
                      for cam in depth_keys], schema=schema)
                 writer.write_table(table)
                 data_bytes += table.nbytes
+                clamped += sum(s.get("clamped", 0) for s in depth_stats.values())
                 row: dict[str, Any] = {
                     "episode_index": e, "tasks": [texts[e]], "length": n,
                     "data/chunk_index": data_chunk, "data/file_index": data_file,
@@ -389,5 +397,8 @@ def export_lerobot(paths: Sequence[str | Path], out: str | Path, *,
                 "splits": {"train": f"0:{len(episodes)}"}, "data_path": DATA_PATH,
                 "video_path": VIDEO_PATH if cams else None, "features": features}
         (root / "meta/info.json").write_text(json.dumps(info, indent=4))
+    if clamped:
+        notes.append(f"{clamped} depth pixels beyond {LEROBOT_DEPTH_MAX} units clamped to "
+                     f"{LEROBOT_DEPTH_MAX} (LeRobot reads 16-bit PNGs as int16)")
     return ExportResult(out, len(episodes), total, tree_bytes(out), clock.seconds, skipped,
                         sum(e.dropped for e in episodes), damaged, notes)

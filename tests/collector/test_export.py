@@ -623,3 +623,27 @@ def test_an_av1_export_leaves_the_process_scheduling_policy_as_it_was(library, t
     before = os.sched_getscheduler(0)
     export_lerobot([library["plain"]], tmp_path / "le", vcodec="libsvtav1", show_progress=False)
     assert os.sched_getscheduler(0) == before
+
+
+def test_lerobot_depth_beyond_int16_is_clamped_and_counted(mixed, tmp_path, monkeypatch):
+    # LeRobot reads 16-bit PNGs as int16: a value above 32767 would come back negative.
+    import collector.export.lerobot as lerobot_module
+
+    real_read = lerobot_module.read_depth
+
+    def far(*args, **kwargs):
+        depth = real_read(*args, **kwargs)
+        depth[:, 0, 0] = 40_000
+        return depth
+
+    monkeypatch.setattr(lerobot_module, "read_depth", far)
+    out = tmp_path / "lr"
+    result = export_lerobot([mixed], out, mapping=DEPTH, vcodec="h264", show_progress=False)
+    info = json.loads((out / "meta/info.json").read_text())
+    data = pq.read_table(out / info["data_path"].format(chunk_index=0, file_index=0))
+    first = data["observation.images.cam0_depth"][0].as_py()
+    image = cv2.imdecode(np.frombuffer(first["bytes"], np.uint8), cv2.IMREAD_UNCHANGED)
+    assert image[0, 0] == 32767 and image.astype(np.int16).min() >= 0
+    assert any("clamped to 32767" in note for note in result.notes)
+    stats = json.loads((out / "meta/stats.json").read_text())
+    assert stats["observation.images.cam0_depth"]["max"] == [[[32767.0]]]
