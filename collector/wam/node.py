@@ -148,8 +148,9 @@ class InferenceNode:
         self._swap_lock = threading.Lock()
         self._surprise_seq = 0
         self._prediction_seq = 0
-        # (source seq, source time, source frame, predicted frames), oldest first.
-        self._pending: deque[tuple[int, int, np.ndarray, np.ndarray]] = deque(maxlen=64)
+        # (source seq, source time, source frame, predicted frames, the predictor that made
+        # them), oldest first.
+        self._pending: deque[tuple[int, int, np.ndarray, np.ndarray, object]] = deque(maxlen=64)
         self._last_scored_seq = -1
         #: Live skill over the still frame; starts afresh when the predictor is swapped.
         self.skill = RollingSkill()
@@ -315,7 +316,7 @@ class InferenceNode:
         elapsed_ms = (time.perf_counter() - started) * 1e3
         self.inference_ms.append(elapsed_ms)
         self._publish_prediction(source, pred_frames, pred_actions, elapsed_ms)
-        self._pending.append((source.seq, source.t_host_ns, source.small, pred_frames))
+        self._pending.append((source.seq, source.t_host_ns, source.small, pred_frames, predictor))
         self._set_state("running")
         return True
 
@@ -357,6 +358,8 @@ class InferenceNode:
 
     def _score(self, frames: list[Frame]) -> None:
         """Publish the surprise of the newest prediction whose +1 s has come."""
+        if self.predictor is not self._skill_of:  # swapped: the new model's skill starts afresh
+            self.skill, self._skill_of = RollingSkill(), self.predictor
         c = self.config
         horizon_ns = int(c.horizons_s[self.surprise_step] * 1e9)
         tolerance_ns = int(c.dt_s * 0.5e9)
@@ -366,7 +369,7 @@ class InferenceNode:
             due = self._pending.popleft()
         if due is None:
             return
-        seq, t_source, source, predicted = due
+        seq, t_source, source, predicted, made_by = due
         t_frames = np.array([f.t_host_ns for f in frames], np.int64)
         i = int(nearest_index(t_frames, np.array([t_source + horizon_ns]))[0])
         actual = frames[i]
@@ -376,7 +379,7 @@ class InferenceNode:
         truth = actual.small.astype(np.float32) / 255
         score = float(np.sqrt(np.mean((predicted[self.surprise_step].astype(np.float32) / 255 - truth) ** 2)))
         baseline = float(np.sqrt(np.mean((source.astype(np.float32) / 255 - truth) ** 2)))
-        skill = self._pool_skill(actual.t_host_ns, score, baseline)
+        skill = self._pool_skill(actual.t_host_ns, score, baseline, made_by)
         self.publisher.send(Sample(
             node=self.name, stream=self.specs[1].name, seq=self._surprise_seq,
             t_device_ns=actual.t_host_ns, t_host_ns=actual.t_host_ns, fields={
@@ -386,9 +389,12 @@ class InferenceNode:
                 "skill_db": np.array(skill.db, np.float32)}))
         self._surprise_seq += 1
 
-    def _pool_skill(self, t_ns: int, score: float, baseline: float) -> Skill:
-        if self.predictor is not self._skill_of:  # a swapped-in model earns its own skill
-            self.skill, self._skill_of = RollingSkill(), self.predictor
+    def _pool_skill(self, t_ns: int, score: float, baseline: float, made_by) -> Skill:
+        """Pool a score into the running predictor's skill. A swapped-in model earns its own:
+        predictions the old model made before the swap (scored after it, their second having
+        come) are published but never credited to the new one."""
+        if made_by is not self._skill_of:
+            return self.skill.current()
         return self.skill.add(t_ns, score, baseline)
 
     def close(self) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
-from collector.wam.skill import MIN_SCORED, Skill
+from collector.wam.skill import MIN_SCORED, ForecastVerdict, Skill
 from collector.wire.bus import LatestSubscriber, node_endpoints, request
 from collector.wire.protocol import Sample
 
@@ -123,6 +123,8 @@ class WamPreview(LatestSubscriber):
         self._node_state, self._node_message = "", ""
         self._trace: deque[tuple[float, float, float]] = deque()
         self._skill_db = float("nan")  # the newest surprise sample's (NaN: not known yet)
+        # Follows every published skill, so the verdict has the node's hysteresis.
+        self._verdict = ForecastVerdict()
         self._started = time.monotonic()
         super().__init__([node_endpoints(endpoint).live] if endpoint else [], context=context)
         if endpoint:
@@ -156,6 +158,7 @@ class WamPreview(LatestSubscriber):
             self._trace.append((sample.t_host_ns / 1e9, float(f["score"]), float(f["baseline"])))
             # Nodes older than the live skill send no skill_db.
             self._skill_db = float(f["skill_db"]) if "skill_db" in f else float("nan")
+            self._verdict.update(self._skill_db)
             while self._trace and self._trace[-1][0] - self._trace[0][0] > TRACE_S:
                 self._trace.popleft()
 
@@ -179,7 +182,7 @@ class WamPreview(LatestSubscriber):
             last, trace = self._last_message, list(self._trace)
             node_state, node_message = self._node_state, self._node_message
             received_ns, trained_on = self._prediction_received_ns, self._trained_on
-            skill_db = self._skill_db
+            skill_db, verdict = self._skill_db, self._verdict.better
         prediction = Prediction.from_sample(newest) if newest is not None else None
         t, scores, baselines = (np.array(column, np.float64) for column in zip(*trace)) if trace \
             else (np.empty(0), np.empty(0), np.empty(0))
@@ -188,7 +191,7 @@ class WamPreview(LatestSubscriber):
                       surprise_baseline=trace[-1][2] if trace else None, trained_on=trained_on,
                       round_trip_s=(received_ns - newest.fields["source_t_host_ns"].item()) / 1e9
                       if newest is not None else None,
-                      skill=_skill(skill_db, len(trace)) if trace else None)
+                      skill=_skill(skill_db, len(trace), verdict) if trace else None)
         silent_s = now_mono - (last or self._started)
         if silent_s > DEAD_AFTER_S:
             what = "not responding" if last else "not started yet"
@@ -216,9 +219,9 @@ class WamPreview(LatestSubscriber):
         return state.prediction.hand_uv if state.available and state.prediction is not None else None
 
 
-def _skill(skill_db: float, scored: int) -> Skill:
+def _skill(skill_db: float, scored: int, verdict: bool | None) -> Skill:
     """The node's published skill: known once the node says a number (it pools more scores than
-    this preview may have seen, having run longer)."""
+    this preview may have seen, having run longer); ``verdict`` from the skill's history."""
     if np.isfinite(skill_db):
-        return Skill(skill_db, max(scored, MIN_SCORED))
+        return Skill(skill_db, max(scored, MIN_SCORED), verdict=verdict)
     return Skill(float("nan"), min(scored, MIN_SCORED - 1))
