@@ -29,7 +29,8 @@ import numpy as np
 
 from collector.storage import EpisodeError, EpisodeReader, open_episode
 from collector.storage.library import split_by_episode  # noqa: F401  (the one split rule, re-exported)
-from collector.storage.sync import build_sync_index, default_max_skew_ns, sync_time_ns
+from collector.storage.sync import (build_sync_index, default_max_skew_ns, episode_latencies_ms,
+                                    stream_sync_time_ns)
 
 #: Node names whose streams are a model's output (the WAM preview records ``wam/surprise``).
 DERIVED_NODES = ("wam",)
@@ -309,9 +310,12 @@ def _names(ep: EpisodeReader, refs: list[FieldRef]) -> list[str]:
 
 
 def _sync_times(ep: EpisodeReader, stream: str) -> np.ndarray:
+    """The times the episode's own ``/sync`` was built from: fitted clock less the stream's
+    calibrated latency (``latency_calibration``), so a rebuilt index pairs the same samples."""
     t = ep.timestamps(stream)
     fit = ep.stream_attrs(stream).get("clock_fit")
-    return sync_time_ns(t["t_device_ns"], t["t_host_ns"], fit)
+    return stream_sync_time_ns(t["t_device_ns"], t["t_host_ns"], fit,
+                               episode_latencies_ms(ep.attrs).get(stream))
 
 
 def _timeline(ep: EpisodeReader, master: str, streams: set[str], rate_hz: float | None

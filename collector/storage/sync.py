@@ -74,6 +74,14 @@ def calibrated_time_ns(sync_t_ns: np.ndarray, latency_ms: float | None) -> np.nd
     return t if not latency_ms else t - int(round(latency_ms * 1e6))
 
 
+def stream_sync_time_ns(t_device_ns: np.ndarray, t_host_ns: np.ndarray, fit: dict[str, float] | None,
+                        latency_ms: float | None) -> np.ndarray:
+    """What a stream's ``/sync`` matching uses: :func:`sync_time_ns` less its calibrated
+    latency (:func:`calibrated_time_ns`). Episode close and exports that rebuild an index both
+    call this, so they pair the same samples."""
+    return calibrated_time_ns(sync_time_ns(t_device_ns, t_host_ns, fit), latency_ms)
+
+
 #: The episode root attribute holding the latency calibration applied to it (JSON; written by
 #: the recorder from the station's calibration, :mod:`collector.calibration.station`).
 CALIBRATION_ATTR = "latency_calibration"
