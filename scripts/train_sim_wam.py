@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from collector.wam.augment import AugmentOptions, augment_windows  # noqa: E402
 from collector.wam.checkpoint import Checkpoint, Predictor  # noqa: E402
 from collector.wam.data import Clip, Normalizer, WindowSet  # noqa: E402
 from collector.wam.evaluate import evaluate_clips, format_report  # noqa: E402
-from collector.wam.model import WamConfig, WorldActionModel, action_loss, frame_loss, parameter_count  # noqa: E402
+from collector.wam.model import LossWeights, WamConfig, WorldActionModel, parameter_count, preview_loss  # noqa: E402
 from collector.wam.train import validate  # noqa: E402
 from devices.sim_camera.clips import ACTION_DIM, ACTION_FIELDS, ClipSpec, render_clips  # noqa: E402
 
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--moving-weights", type=float, nargs="+", default=[1.0],
                         help="one model per value, trained side by side")
-    parser.add_argument("--mask-penalty", type=float, default=0.02)
+    parser.add_argument("--mask-penalty", type=float, default=LossWeights.mask)
     parser.add_argument("--init", help="start from this checkpoint")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="auto")
@@ -197,9 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 pred, pred_a, masks = model(past, past_a, future_a, known, steps)
             pred, pred_a, masks = pred.float(), pred_a.float(), masks.float()
             target = future[:, steps]
-            loss = (frame_loss(pred, target, past[:, -1], run["moving_weight"])
-                    + 2.0 * (pred - target).pow(2).mean()  # squared error: what PSNR scores
-                    + 0.1 * action_loss(pred_a, future_a) + args.mask_penalty * masks.mean())
+            loss = preview_loss(pred, target, past[:, -1], pred_a, future_a, masks,
+                                LossWeights(moving=run["moving_weight"], mask=args.mask_penalty))
             run["optimizer"].zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                        "seeds": list(train_seeds), "seconds_per_clip": args.seconds,
                        "clips": len(train_clips), "windows": len(train_set)},
         "held_out_views": args.held_out_views, "moving_weight": best["moving_weight"],
+        # What a fine-tune must optimise to stay on this model's objective (LossWeights.of).
+        "loss": asdict(LossWeights(moving=best["moving_weight"], mask=args.mask_penalty)), "lr": args.lr,
         "augmentation": vars(augment), "device": str(device),
         "initialized_from": args.init,
         "previous_steps": int(start.report.get("steps", 0)) if start is not None else 0})

@@ -98,7 +98,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from collector.wam.registry import HELD_OUT, TRAIN, Registry, format_db
+    from collector.wam.registry import HELD_OUT, SELECT, TRAIN, Registry, format_db
 
     if args.node:
         return _node_status(args.node, args.json)
@@ -128,7 +128,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(f"no station-trained checkpoint in {folder} yet: the preview runs the one it started with")
     print(f"episodes seen: {len(registry.episodes)} ({len(registry.uuids(TRAIN))} for training, "
-          f"{len(registry.uuids(HELD_OUT))} held out)")
+          f"{len(registry.uuids(SELECT))} for selection, {len(registry.uuids(HELD_OUT))} held out)")
     for entry in registry.checkpoints[-args.last:]:
         skill = entry.get("skill_db")
         running = entry.get("running_skill_db")
@@ -183,7 +183,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--camera", help="color stream (default: the first)")
     train.add_argument("--action-fields", default="wrist_pos,wrist_quat,grip",
                        help="glove fields that make the action vector")
-    train.add_argument("--moving-weight", type=float, default=4.0,
+    train.add_argument("--moving-weight", type=float, default=1.0,
                        help="extra loss weight on pixels that change (0: plain L1)")
     train.add_argument("--init", help="start from this checkpoint (its config and normalizer; "
                                        "the model-shape options are ignored)")

@@ -201,3 +201,36 @@ def frame_loss(pred: torch.Tensor, target: torch.Tensor, last: torch.Tensor,
 
 def action_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(pred, target)
+
+
+@dataclass
+class LossWeights:
+    """The terms of :func:`preview_loss`. The defaults are what the shipped checkpoint was trained
+    with (scripts/train_sim_wam.py); a fine-tune that optimises anything else pulls the model
+    away from what it learned and from what its skill is scored on."""
+
+    #: Extra L1 weight where the true future differs from the last frame (:func:`frame_loss`):
+    #: sharper moving parts, but halos where the model is unsure, which whole-frame PSNR punishes.
+    moving: float = 1.0
+    #: Squared error on the whole frame: what PSNR, and so the preview's skill, scores.
+    squared: float = 2.0
+    action: float = 0.1
+    #: Weight of the mean composite mask: keeps the static scene an exact copy of the last frame.
+    mask: float = 0.005
+
+    @classmethod
+    def of(cls, report: dict) -> "LossWeights":
+        """The weights a checkpoint's training report says it was trained with (the defaults,
+        the shipped checkpoint's, where it does not say)."""
+        return cls(**{k: float(v) for k, v in (report.get("loss") or {}).items() if k in cls.__dataclass_fields__})
+
+
+def preview_loss(pred: torch.Tensor, target: torch.Tensor, last: torch.Tensor,
+                 pred_actions: torch.Tensor, future_actions: torch.Tensor, masks: torch.Tensor,
+                 weights: LossWeights | None = None) -> torch.Tensor:
+    """The training objective: ``pred``/``target`` (B, K', 3, S, S) decoded future frames and
+    their truth, ``last`` (B, 3, S, S) the "now" frame, actions (B, K, A) normalized,
+    ``masks`` the decoder's composite masks."""
+    w = weights or LossWeights()
+    return (frame_loss(pred, target, last, w.moving) + w.squared * (pred - target).pow(2).mean()
+            + w.action * action_loss(pred_actions, future_actions) + w.mask * masks.mean())

@@ -2,8 +2,8 @@
 
 The background trainer (:mod:`collector.wam.trainer_service`) keeps it in its folder
 (``registry.json``, written atomically): every saved episode it has seen with its task and its
-side of the split (``train`` or ``held_out``, decided once, when the episode is first seen, so an
-episode held out is never trained on later), and every checkpoint it made with the episodes and
+side of the split (``train``, ``select`` or ``held_out``, decided once, when the episode is first
+seen, so an episode held out is never trained on or selected on later), and every checkpoint it made with the episodes and
 tasks it was trained on, its held-out skill and whether it replaced the running one.
 ``collector wam status`` reads it; :func:`training_summary` turns a checkpoint's report into the
 line the window and the CLI show ("trained on 14 episodes of pick-cube, +1.4 dB over still frame
@@ -22,7 +22,9 @@ from typing import Any
 
 REGISTRY_FILE = "registry.json"
 REGISTRY_VERSION = 1
-TRAIN, HELD_OUT = "train", "held_out"
+#: The sides of the split: trained on; scored to pick the fine-tune's best state (early stopping);
+#: scored once, to decide the swap. Registries written before selection had no SELECT episodes.
+TRAIN, SELECT, HELD_OUT = "train", "select", "held_out"
 
 
 def skill_db(validation: dict[str, float] | None) -> float | None:
@@ -102,13 +104,22 @@ class Registry:
                                   indent=1))
         os.replace(tmp, path)  # a reader never sees half a file
 
-    def note_episode(self, uuid: str, path: str, task: str, val_fraction: float = 0.2) -> str:
+    def note_episode(self, uuid: str, path: str, task: str, val_fraction: float = 0.2,
+                     select_fraction: float = 0.0) -> str:
         """Add a saved episode (once; again: its side unchanged) and return its side: held out
-        while fewer than ``ceil(val_fraction * n)`` of the ``n`` episodes seen are, else train."""
+        while fewer than ``ceil(val_fraction * n)`` of the ``n`` episodes seen are, else for
+        selection while fewer than ``ceil(select_fraction * n)`` are, else train. At 0.2 and 0.2:
+        the 1st episode held out, the 2nd for selection, the next four trained on, and so on."""
         if uuid in self.episodes:
             return self.episodes[uuid]["side"]
-        held = sum(1 for e in self.episodes.values() if e["side"] == HELD_OUT)
-        side = HELD_OUT if held < math.ceil(val_fraction * (len(self.episodes) + 1)) else TRAIN
+        n = len(self.episodes) + 1
+        count = Counter(e["side"] for e in self.episodes.values())
+        if count[HELD_OUT] < math.ceil(val_fraction * n):
+            side = HELD_OUT
+        elif count[SELECT] < math.ceil(select_fraction * n):
+            side = SELECT
+        else:
+            side = TRAIN
         self.episodes[uuid] = {"path": str(path), "task": task, "side": side}
         return side
 

@@ -20,7 +20,7 @@ import torch
 from collector.wam.checkpoint import Checkpoint
 from collector.wam.data import DEFAULT_ACTION_FIELDS, Normalizer, WindowSet, find_episodes, load_clips, split_by_episode
 from collector.wam.metrics import psnr
-from collector.wam.model import WamConfig, WorldActionModel, action_loss, frame_loss, parameter_count
+from collector.wam.model import LossWeights, WamConfig, WorldActionModel, parameter_count, preview_loss
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,14 @@ class TrainOptions:
     threads: int = 0
     camera: str | None = None
     action_fields: tuple[str, ...] = DEFAULT_ACTION_FIELDS
-    #: Weight of the mean composite mask in the loss: keeps the static scene an exact copy.
-    mask_penalty: float = 0.01
-    #: Extra L1 weight on pixels that change: sharper moving parts, but halos where the model
-    #: is unsure (which whole-frame PSNR punishes); 0 for plain L1.
-    moving_weight: float = 4.0
+    #: The loss terms (:class:`~collector.wam.model.LossWeights`; the defaults are the shipped
+    #: checkpoint's): weight of the mean composite mask (keeps the static scene an exact copy)...
+    mask_penalty: float = 0.005
+    #: ...extra L1 weight on pixels that change (sharper moving parts, but halos where the
+    #: model is unsure, which whole-frame PSNR punishes; 0 for plain L1)...
+    moving_weight: float = 1.0
+    #: ...and squared error, what PSNR scores.
+    squared_weight: float = 2.0
     #: Start from this checkpoint's weights, config and normalizer (fine-tuning, longer runs).
     init: str | None = None
 
@@ -146,9 +149,9 @@ def train_on(train_paths: Sequence[str | Path], val_paths: Sequence[str | Path],
             known = torch.rand(options.batch_size, device=device) >= config.action_mask_p
             steps = torch.randperm(config.horizon, device=device)[:options.decoded_steps]
             pred, pred_a, masks = model(past, past_a, future_a, known, steps)
-            loss = (frame_loss(pred, future[:, steps], past[:, -1], options.moving_weight)
-                    + 0.1 * action_loss(pred_a, future_a)
-                    + options.mask_penalty * masks.mean())
+            loss = preview_loss(pred, future[:, steps], past[:, -1], pred_a, future_a, masks,
+                                LossWeights(moving=options.moving_weight, squared=options.squared_weight,
+                                            mask=options.mask_penalty))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -6,18 +6,22 @@
     [[services]]
     name = "wam-trainer"
     module = "collector.wam.trainer_service"
-    options = { wam = "wam", steps = 150, max_minutes = 5 }     # TrainerOptions
+    options = { wam = "wam", steps = 300, max_minutes = 10 }     # TrainerOptions
 
 The supervisor starts it like any service (after the WAM node it serves, which must come first
 in the config so that its endpoint is among ``--nodes``). It learns of saved episodes the way the
 session does, from the recorder's ``status`` (its ``finished`` results; the supervisor passes the
-recorder's control endpoint in ``COLLECTOR_RECORDER_CTL``). After each saved episode it
-fine-tunes the checkpoint the node runs on the episodes on the training side of the split
-(:class:`~collector.wam.registry.Registry`: whole episodes held out, decided once), scores the
-new model and the running one on the same held-out windows, and only when the new one's skill
-(whole-frame PSNR at +1 s over the still frame) beats the running one's by ``min_gain_db`` asks
-the node to swap it in (``swap_checkpoint`` on the node's control socket). Every checkpoint it
-made, kept or not, is in ``<folder>/registry.json``; ``collector wam status`` prints it.
+recorder's control endpoint in ``COLLECTOR_RECORDER_CTL``). Each episode goes, once and for good,
+to one side of a three-way split by episode (:class:`~collector.wam.registry.Registry`):
+training, selection or held out. After each saved episode it fine-tunes the checkpoint the node
+runs on the training episodes (:func:`collector.wam.finetune.fine_tune`: the starting model's
+objective, a low learning rate, the encoder frozen), keeps the state that scores best on the
+selection episodes (early stopping), then scores that state, as it will run (int8), and the
+running model on the held-out episodes. Only when the new one's skill (whole-frame PSNR at +1 s
+over the still frame) beats the running one's by ``min_gain_db`` does it ask the node to swap
+it in (``swap_checkpoint`` on the node's control socket). Every fine-tune, kept or not, is in
+``<folder>/registry.json``; ``collector wam status`` prints it. It starts once there is one
+episode on each side (the 1st is held out, the 2nd kept for selection, the 3rd trained on).
 
 It never costs a frame: it runs niced (``nice``, default 15, below the WAM node's 10), on one
 torch thread (``threads``), on CUDA when torch sees it (``device = "auto"``), and reads episodes
@@ -42,7 +46,8 @@ import zmq
 
 from collector.recording.supervisor import RECORDER_CTL_ENV
 from collector.storage import EpisodeError, read_attrs
-from collector.wam.registry import HELD_OUT, TRAIN, Registry, format_db, skill_db, training_summary
+from collector.wam.finetune import TRAINABLE
+from collector.wam.registry import HELD_OUT, SELECT, TRAIN, Registry, format_db, training_summary
 from collector.wire.bus import NodePublisher, node_endpoints, request
 from collector.wire.node import run_until_signalled
 from collector.wire.options import ConfigError, from_mapping
@@ -59,17 +64,26 @@ class TrainerOptions:
     wam: str = "wam"
     #: Checkpoints and ``registry.json``; empty: ``.wam`` in the recordings folder.
     folder: str = ""
-    #: Fine-tuning steps (batch ``batch_size``) after each saved episode...
-    steps: int = 150
+    #: At most this many fine-tuning steps (batch ``batch_size``) after each saved episode...
+    steps: int = 300
     batch_size: int = 16
-    #: ...or fewer when this many minutes have passed.
-    max_minutes: float = 5.0
-    lr: float = 3e-4
+    #: ...or fewer when this many minutes have passed, or when ``patience`` selection scores
+    #: in a row (every ``select_every`` steps) found nothing better (collector/wam/finetune.py).
+    max_minutes: float = 10.0
+    select_every: int = 25
+    patience: int = 4
+    lr: float = 1e-4
+    #: ``decoder``: the frame encoder stays as shipped; ``all``: every weight learns.
+    trainable: str = "decoder"
     #: A new checkpoint replaces the running one only when its held-out skill is higher by this.
     min_gain_db: float = 0.05
-    #: Fraction of the episodes held out (whole episodes, decided when each is first seen).
+    #: Fractions of the episodes held out (scored once, for the swap) and kept for selection
+    #: (scored during the fine-tune to keep its best state): whole episodes, decided when each
+    #: is first seen.
     val_fraction: float = 0.2
-    #: Held-out windows both models are scored on (evenly spaced over the held-out episodes).
+    select_fraction: float = 0.2
+    #: Windows scored for selection and for the swap (evenly spaced over those episodes).
+    select_windows: int = 128
     val_windows: int = 256
     #: Training episodes needed before the first fine-tune.
     min_episodes: int = 1
@@ -83,8 +97,14 @@ class TrainerOptions:
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.threads < 1 or self.min_episodes < 1:
             raise ConfigError("steps, batch_size, threads and min_episodes must be >= 1")
-        if not 0 < self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not (0 < self.val_fraction < 1 and 0 < self.select_fraction < 1
+                and self.val_fraction + self.select_fraction < 1):
+            raise ConfigError("val_fraction and select_fraction must be in (0, 1) and leave episodes "
+                              f"to train on, got {self.val_fraction} and {self.select_fraction}")
+        if self.select_every < 1 or self.patience < 1 or not self.lr > 0:
+            raise ConfigError("select_every and patience must be >= 1 and lr > 0")
+        if self.trainable not in TRAINABLE:
+            raise ConfigError(f"trainable must be one of {', '.join(TRAINABLE)}, got {self.trainable!r}")
         if self.poll_s <= 0:
             raise ConfigError(f"poll_s must be > 0, got {self.poll_s}")
 
@@ -121,7 +141,8 @@ class TrainerService:
                 "fine_tunes": self.fine_tunes, "pending_episodes": self.pending,
                 "failures": self.failures,
                 "folder": str(registry.folder) if registry else None,
-                "episodes": {side: len(registry.uuids(side)) for side in (TRAIN, HELD_OUT)} if registry else {},
+                "episodes": {side: len(registry.uuids(side)) for side in (TRAIN, SELECT, HELD_OUT)}
+                if registry else {},
                 "active": active, "summary": active.get("summary", "") if active else ""}
 
     def stop(self) -> None:
@@ -149,11 +170,11 @@ class TrainerService:
         self._note_saved(finished)
         if self.registry is None or not self.pending:
             return False
-        if len(self.registry.paths(TRAIN)) < self.options.min_episodes or not self.registry.paths(HELD_OUT):
+        have = {side: len(self.registry.paths(side)) for side in (TRAIN, SELECT, HELD_OUT)}
+        if have[TRAIN] < self.options.min_episodes or not have[SELECT] or not have[HELD_OUT]:
             self.state = "waiting"
-            self.message = (f"{len(self.registry.paths(TRAIN))} training and "
-                            f"{len(self.registry.paths(HELD_OUT))} held-out episodes: need "
-                            f"{self.options.min_episodes} and 1")
+            self.message = (f"{have[TRAIN]} training, {have[SELECT]} selection and {have[HELD_OUT]} "
+                            f"held-out episodes: need {self.options.min_episodes}, 1 and 1")
             return False
         return self.fine_tune()
 
@@ -177,14 +198,15 @@ class TrainerService:
                 log.warning("skipping %s: %s", path, exc)
                 self.failures += 1
                 continue
-            side = self.registry.note_episode(uuid, path, task, self.options.val_fraction)
+            side = self.registry.note_episode(uuid, path, task, self.options.val_fraction,
+                                              self.options.select_fraction)
             log.info("episode %s (%s): %s", Path(path).name, task, side)
             self.pending += 1
         self.registry.save()
 
     def fine_tune(self) -> bool:
         """Fine-tune the running checkpoint, score it against the running one, swap if better."""
-        from collector.wam.train import TrainOptions, train_on
+        from collector.wam.finetune import FineTuneOptions, fine_tune
 
         registry, o = self.registry, self.options
         try:
@@ -201,41 +223,42 @@ class TrainerService:
         self.state, self.message = "training", f"fine-tuning {Path(current).name}"
         number = len(registry.checkpoints) + 1
         out = registry.folder / f"wam-{number:04d}.pt"
-        train_paths, val_paths = registry.paths(TRAIN), registry.paths(HELD_OUT)
-        started = time.monotonic()
+        train_paths, select_paths, val_paths = (registry.paths(side) for side in (TRAIN, SELECT, HELD_OUT))
         try:
-            checkpoint = train_on(train_paths, val_paths, out, options=TrainOptions(
-                steps=o.steps, batch_size=o.batch_size, lr=o.lr, max_minutes=o.max_minutes,
-                val_every=o.steps, val_windows=o.val_windows, device=o.device, threads=o.threads,
-                init=current, seed=number,
-                camera=running.get("camera")),
-                say=log.info, stop=self._stop, where=f"{registry.folder}")
+            result = fine_tune(current, train_paths, select_paths, val_paths, options=FineTuneOptions(
+                steps=o.steps, batch_size=o.batch_size, max_minutes=o.max_minutes, lr=o.lr,
+                trainable=o.trainable, select_every=o.select_every, patience=o.patience,
+                select_windows=o.select_windows, val_windows=o.val_windows, seed=number,
+                device=o.device, camera=running.get("camera")), say=log.info, stop=self._stop)
         except (ValueError, OSError) as exc:  # unreadable episodes, too short for a window
             self.failures += 1
             self.state, self.message = "error", f"fine-tune failed: {exc}"
             log.warning("%s", self.message)
             return False
-        seconds = time.monotonic() - started
-        new_skill = skill_db(checkpoint.report.get("validation"))
-        old_skill = skill_db(checkpoint.report.get("initial_validation"))
+        checkpoint = result.checkpoint
+        new_skill, old_skill = result.tuned_skill, result.running_skill
         tasks = registry.tasks(TRAIN)
         checkpoint.report["station"] = {"episodes": len(train_paths), "tasks": tasks,
+                                        "selection_episodes": len(select_paths),
                                         "held_out_episodes": len(val_paths)}
-        checkpoint.save(out)
         better = new_skill is not None and (old_skill is None or new_skill > old_skill + o.min_gain_db)
         entry = {"path": str(out), "created_ns": time.time_ns(), "initialized_from": current,
-                 "train_episodes": registry.uuids(TRAIN), "held_out_episodes": registry.uuids(HELD_OUT),
-                 "tasks": tasks, "episodes": len(train_paths), "steps": checkpoint.report.get("steps"),
-                 "seconds": round(seconds, 1), "skill_db": new_skill, "running_skill_db": old_skill,
-                 "validation": checkpoint.report.get("validation"),
-                 "summary": training_summary(checkpoint.report), "kept": False}
+                 "train_episodes": registry.uuids(TRAIN), "selection_episodes": registry.uuids(SELECT),
+                 "held_out_episodes": registry.uuids(HELD_OUT),
+                 "tasks": tasks, "episodes": len(train_paths), "steps": result.steps,
+                 "best_step": result.best_step, "seconds": round(result.seconds, 1),
+                 "cpu_seconds": round(result.cpu_seconds, 1),
+                 "trained_minutes": round(result.trained_minutes, 2),
+                 "skill_db": new_skill, "running_skill_db": old_skill,
+                 "validation": result.tuned, "summary": training_summary(checkpoint.report), "kept": False}
         self.fine_tunes += 1
-        if better:
+        if better:  # only kept checkpoints take disk space
+            checkpoint.save(out)
             entry["kept"], entry["swap"] = self._swap(str(out))
         else:
             entry["reason"] = (f"held-out skill {format_db(new_skill)} not above the running "
-                               f"{format_db(old_skill)} + {o.min_gain_db:g} dB")
-            out.unlink(missing_ok=True)  # only kept checkpoints take disk space
+                               f"{format_db(old_skill)} + {o.min_gain_db:g} dB"
+                               + ("" if result.best_step else "; no step beat it on the selection episodes"))
         registry.checkpoints.append(entry)
         if entry["kept"]:
             registry.active = str(out)

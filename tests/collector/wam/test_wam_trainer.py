@@ -13,7 +13,7 @@ import zmq
 from collector.cli import main
 from collector.wam.checkpoint import Predictor
 from collector.wam.node import InferenceNode
-from collector.wam.registry import HELD_OUT, TRAIN, Registry, training_summary
+from collector.wam.registry import HELD_OUT, SELECT, TRAIN, Registry, training_summary
 from collector.wam.trainer_service import TrainerOptions, TrainerService
 from collector.wire.bus import default_endpoint, new_runtime_dir, serve_requests
 from tests.collector.sim_episodes import write_sim_episode
@@ -30,12 +30,12 @@ def torch_threads():
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """Three short episodes as the recorder leaves them (uuid -> path)."""
+    """Four short episodes as the recorder leaves them (uuid -> path)."""
     folder = tmp_path_factory.mktemp("recordings") / "pick-cube"
     folder.mkdir()
     return {f"uuid{i}": str(write_sim_episode(folder / f"ep{i}.h5", seed=i, seconds=2.0,
                                               epoch_offset_s=1.0 + i))
-            for i in range(3)}
+            for i in range(4)}
 
 
 class StandInRecorder:
@@ -77,20 +77,26 @@ def test_the_trainer_fine_tunes_after_saved_episodes_and_swaps_only_a_better_mod
                              options, f"ipc://{runtime}/recorder.ctl")
     uuids = list(saved)
     try:
-        # A failed and a discarded episode are never trained on; the first saved one is held out.
+        # A failed and a discarded episode are never trained on; the first saved one is held
+        # out, the second kept for selection, the third trained on.
         recorder.finished = {"bad": {"ok": False, "error": "disk full"},
                              "gone": {"ok": True, "discarded": True, "path": saved[uuids[1]]},
                              uuids[0]: {"ok": True, "path": saved[uuids[0]]}}
         assert not trainer.step()
-        assert trainer.status()["state"] == "waiting" and "0 training and 1 held-out" in trainer.message
+        assert trainer.status()["state"] == "waiting"
+        assert "0 training, 0 selection and 1 held-out" in trainer.message
         recorder.finished[uuids[1]] = {"ok": True, "path": saved[uuids[1]]}
+        assert not trainer.step() and "0 training, 1 selection and 1 held-out" in trainer.message
+        recorder.finished[uuids[2]] = {"ok": True, "path": saved[uuids[2]]}
         assert trainer.step()
         first = folder / "wam-0001.pt"
         assert node.swap["state"] == "swapped" and node.predictor.path == str(first)
         registry = Registry.load(folder)
         assert registry.active == str(first) and registry.uuids(HELD_OUT) == [uuids[0]]
+        assert registry.uuids(SELECT) == [uuids[1]]
         entry = registry.checkpoints[0]
-        assert entry["kept"] and entry["train_episodes"] == [uuids[1]] and entry["tasks"] == {"pick-cube": 1}
+        assert entry["kept"] and entry["train_episodes"] == [uuids[2]] and entry["tasks"] == {"pick-cube": 1}
+        assert entry["selection_episodes"] == [uuids[1]] and entry["cpu_seconds"] > 0
         assert entry["initialized_from"] == started_with and entry["steps"] == 2
         assert entry["summary"].startswith("trained on 1 episode of pick-cube, ")
         assert entry["summary"] == training_summary(node.predictor.checkpoint.report)
@@ -98,12 +104,12 @@ def test_the_trainer_fine_tunes_after_saved_episodes_and_swaps_only_a_better_mod
 
         # Now demand more than any fine-tune of a few steps can gain: scored, not kept, deleted.
         trainer.options.min_gain_db = 100.0
-        recorder.finished[uuids[2]] = {"ok": True, "path": saved[uuids[2]]}
+        recorder.finished[uuids[3]] = {"ok": True, "path": saved[uuids[3]]}
         assert trainer.step()
         registry = Registry.load(folder)
         second = registry.checkpoints[1]
         assert not second["kept"] and "not above the running" in second["reason"]
-        assert second["initialized_from"] == str(first) and second["train_episodes"] == uuids[1:]
+        assert second["initialized_from"] == str(first) and second["train_episodes"] == uuids[2:]
         assert not Path(second["path"]).exists() and node.predictor.path == str(first)
         assert registry.active == str(first)
         # Nothing new saved: nothing trained.
@@ -117,7 +123,7 @@ def test_the_trainer_fine_tunes_after_saved_episodes_and_swaps_only_a_better_mod
     assert main(["wam", "status", "--folder", str(folder)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"wam-0001.pt: {entry['summary']}\n")
-    assert "episodes seen: 3 (2 for training, 1 held out)" in out
+    assert "episodes seen: 4 (2 for training, 1 for selection, 1 held out)" in out
     assert "wam-0002.pt: 2 episodes" in out and "not kept (held-out skill" in out
     assert main(["wam", "status", "--folder", str(folder), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["active"]["path"] == str(first)
@@ -134,6 +140,14 @@ def test_an_episode_keeps_its_side_of_the_split_as_episodes_accumulate(tmp_path)
     (tmp_path / "registry.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="not a version 1 WAM checkpoint registry"):
         Registry.load(tmp_path)
+
+
+def test_the_three_way_split_holds_out_then_selects_then_trains(tmp_path):
+    registry = Registry(tmp_path)
+    sides = [registry.note_episode(f"u{i}", str(tmp_path / f"{i}.h5"), "t", 0.2, 0.2) for i in range(11)]
+    assert sides[:3] == [HELD_OUT, SELECT, TRAIN]
+    assert [i for i, s in enumerate(sides) if s == HELD_OUT] == [0, 5, 10]
+    assert [i for i, s in enumerate(sides) if s == SELECT] == [1, 6]
 
 
 def test_the_trainer_refuses_a_config_without_its_wam_node(tmp_path):
@@ -160,7 +174,7 @@ def test_in_a_session_the_trainer_swaps_a_fine_tuned_model_into_the_running_node
     config.services.append(ServiceConfig("wam-trainer", "collector.wam.trainer_service", options={
         "steps": 2, "batch_size": 4, "val_windows": 8, "min_gain_db": -100.0, "poll_s": 0.2}))
     with Session(config) as session:
-        for _ in range(2):
+        for _ in range(3):  # held out, selection, training
             session.start_episode()
             wait_for_samples(session.status, ("cam0/color",), count=90)
             session.stop_episode()
@@ -184,7 +198,7 @@ def test_a_damaged_episode_is_skipped_counted_and_left_alone(tmp_path):
     try:
         assert not trainer.step()
         status = trainer.status()
-        assert status["failures"] == 1 and status["episodes"] == {TRAIN: 0, HELD_OUT: 0}
+        assert status["failures"] == 1 and status["episodes"] == {TRAIN: 0, SELECT: 0, HELD_OUT: 0}
         assert damaged.read_bytes() == b"not an episode"
         assert not trainer.step() and trainer.status()["failures"] == 1  # counted once
     finally:

@@ -1,0 +1,82 @@
+"""The station fine-tune: the starting model's objective, early stopping on selection episodes
+(never on the held-out ones that decide the swap), the kept state scored as it will run."""
+
+import pytest
+import torch
+
+from collector.wam.checkpoint import Checkpoint
+from collector.wam.finetune import FineTuneOptions, fine_tune
+from collector.wam.model import LossWeights
+from tests.collector.sim_episodes import write_sim_episode
+from tests.collector.test_wam import tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def episodes(tmp_path_factory):
+    """Training, selection and held-out episodes: one short one each."""
+    folder = tmp_path_factory.mktemp("station")
+    return [str(write_sim_episode(folder / f"ep{i}.h5", seed=10 + i, seconds=2.5, epoch_offset_s=2.0 + 3 * i))
+            for i in range(3)]
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_fine_tune_that_only_gets_worse_keeps_the_starting_state(episodes, tmp_path, one_thread):
+    """A learning rate far too high wrecks the model at the first step: no selection score beats
+    the start, so after ``patience`` scores it stops, keeps the starting weights, and the held-out
+    figures of the kept state and of the running model are the same."""
+    start = tiny_checkpoint(tmp_path / "start.pt")
+    train, select, held_out = ([p] for p in episodes)
+    result = fine_tune(start, train, select, held_out, tmp_path / "tuned.pt", FineTuneOptions(
+        steps=50, batch_size=2, lr=5.0, trainable="all", select_every=1, patience=2,
+        select_windows=4, val_windows=4, device="cpu"), say=lambda _: None)
+    assert result.best_step == 0 and result.steps == 2  # two worse scores in a row: stopped
+    assert [step for step, _ in result.selection] == [0, 1, 2]
+    start_skill = result.selection[0][1]
+    assert all(skill <= start_skill for _, skill in result.selection[1:])
+    assert result.selection[-1][1] < start_skill - 1
+    assert result.tuned == pytest.approx(result.running)
+    saved = Checkpoint.load(tmp_path / "tuned.pt")
+    for name, value in Checkpoint.load(start).state_dict.items():
+        assert torch.equal(saved.state_dict[name].float(), value.float()), name
+    report = saved.report
+    assert report["fine_tune"]["best_step"] == 0 and report["validation"] == result.tuned
+    assert report["selection_episodes"] == select and report["val_episodes"] == held_out
+    assert result.cpu_seconds > 0 and result.trained_minutes == pytest.approx(2.5 / 60, abs=0.01)
+
+
+def test_the_kept_state_is_the_best_on_selection_and_the_encoder_stays_frozen(episodes, tmp_path, one_thread):
+    start = tiny_checkpoint(tmp_path / "start.pt")
+    result = fine_tune(start, [episodes[0]], [episodes[1]], [episodes[2]], options=FineTuneOptions(
+        steps=6, batch_size=2, lr=1e-3, select_every=2, patience=10, select_windows=4, val_windows=4,
+        device="cpu"), say=lambda _: None)
+    scores = dict(result.selection)
+    assert list(scores) == [0, 2, 4, 6]
+    assert result.best_step == max(scores, key=lambda step: (scores[step], -step))
+    before, after = Checkpoint.load(start).state_dict, result.checkpoint.state_dict
+    encoder = [n for n in before if n.startswith("encoder.")]
+    assert encoder and all(torch.equal(before[n].float(), after[n].float()) for n in encoder)
+    if result.best_step:  # a later state was kept: the decoder learned
+        assert any(not torch.equal(before[n].float(), after[n].float()) for n in before if n.startswith("decoder."))
+
+
+def test_the_fine_tune_optimises_the_objective_its_checkpoint_was_trained_with():
+    assert LossWeights.of({}) == LossWeights()  # the shipped checkpoint's: moving 1, squared 2
+    assert LossWeights.of({"loss": {"moving": 4.0, "mask": 0.01}}) == LossWeights(moving=4.0, mask=0.01)
+    assert LossWeights().moving == 1.0 and LossWeights().squared == 2.0
+
+
+def test_bad_options_and_episodes_without_a_window_are_refused(episodes, tmp_path):
+    start = tiny_checkpoint(tmp_path / "start.pt")
+    with pytest.raises(ValueError, match="trainable must be one of all, decoder"):
+        fine_tune(start, episodes[:1], episodes[1:2], episodes[2:], options=FineTuneOptions(trainable="head"))
+    short = write_sim_episode(tmp_path / "short.h5", seconds=0.3)
+    with pytest.raises(ValueError, match="the selection episodes \\(1\\) give no window"):
+        fine_tune(start, episodes[:1], [str(short)], episodes[2:], options=FineTuneOptions(device="cpu"),
+                  say=lambda _: None)
