@@ -57,22 +57,46 @@ def node_devices(config: AppConfig) -> dict[str, dict[str, str]]:
     return {n.name: {"driver": n.driver, "serial": str(n.options.get("serial", ""))} for n in config.nodes}
 
 
+def film_calibration(session, seconds: float, progress: Callable[[str], None] = lambda text: None) -> Path:
+    """Record one calibration episode through an open ``session`` (its devices already filming
+    the time code, the operator tapping); the closed episode's path."""
+    started = session.start_episode(task="latency-calibration")
+    progress(f"filming the time code and the taps for {seconds:g} s: tap the table firmly "
+             "every second or so")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        progress(f"{max(0.0, deadline - time.monotonic()):4.0f} s left")
+    session.stop_episode()
+    return Path(session.wait_closed(started["uuid"])["path"])
+
+
 def record_calibration(config: AppConfig, seconds: float, output: Path,
                        progress: Callable[[str], None] = lambda text: None) -> Path:
     """Record one calibration episode of ``config``'s devices into ``output``; its path."""
     from collector.recording.session import Session
 
     with Session(calibration_config(config, output)) as session:
-        started = session.start_episode(task="latency-calibration")
-        progress(f"filming the time code and the taps for {seconds:g} s: tap the table firmly "
-                 "every second or so")
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-            progress(f"{max(0.0, deadline - time.monotonic()):4.0f} s left")
-        session.stop_episode()
-        result = session.wait_closed(started["uuid"])
-    return Path(result["path"])
+        return film_calibration(session, seconds, progress)
+
+
+def calibrate_in_session(session, seconds: float = DEFAULT_SECONDS,
+                         progress: Callable[[str], None] = lambda text: None, *,
+                         output: Path | None = None,
+                         display_delay_ms: float = DEFAULT_DISPLAY_DELAY_MS) -> tuple[dict[str, Any], Path]:
+    """:func:`calibrate` with the devices of a running ``session`` (the collect window's): no
+    second process opens a camera. Its nodes run as configured, so real cameras must face the
+    wizard's screen and simulated ones be in the calibration scene (:func:`calibration_config`).
+    The calibration episode goes to the session's trash folder once analysed: it is no
+    demonstration."""
+    config = session.config
+    path = film_calibration(session, seconds, progress)
+    try:
+        result = calibrate(config, seconds, progress, output=output,
+                           display_delay_ms=display_delay_ms, from_file=path)
+    finally:
+        session.discard_episode()
+    return result
 
 
 def calibrate(config: AppConfig, seconds: float = DEFAULT_SECONDS,

@@ -2,12 +2,13 @@
 procedure's result or its error (the procedure itself is tested in tests/collector/calibration)."""
 
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from collector.calibration.wizard import DONE, FAILED, LatencyCalibrationWizard
+from collector.calibration.wizard import DONE, FAILED, FILMING, LatencyCalibrationWizard
 from ui.calibration_wizard import QtLatencyCalibrationWizard
 
 CALIBRATION = {"streams": {
@@ -62,3 +63,29 @@ def test_a_failed_procedure_says_what_to_do(qtbot):
     view.start_button.click()
     qtbot.waitUntil(lambda: model.state == FAILED)
     qtbot.waitUntil(lambda: "point it at the time-code screen" in view.instructions.text())
+
+
+def test_the_collect_window_calibrates_with_its_running_session(window_factory, small_sim_config,
+                                                                qtbot, tmp_path):
+    """The window's Calibrate button opens the wizard over the devices the window already runs
+    (no second session opens a camera); the live view keeps drawing while it films, and the
+    calibration episode goes to the trash once analysed."""
+    config = small_sim_config(tmp_path / "out")
+    config.nodes[0].options.update(width=320, height=240, scene="taps", timecode_screen=True,
+                                   screen_refresh_hz=59.5)
+    config.nodes[1].options.update(scene="taps")
+    window, model = window_factory(config)
+    window.calibrate_button.click()
+    wizard = window.calibration_wizard
+    assert wizard.isVisible() and not wizard.isModal()
+    wizard.model.seconds = 6.0  # ~4 taps: enough for the procedure, not for accuracy
+    wizard.start_button.click()
+    qtbot.waitUntil(lambda: wizard.model.state == FILMING)
+    drawn = window._tick
+    qtbot.waitUntil(lambda: window._tick > drawn + 10)  # the live view is not blocked
+    qtbot.waitUntil(lambda: wizard.model.state in (DONE, FAILED), timeout=120_000)
+    assert wizard.model.state == DONE, wizard.model.error
+    qtbot.waitUntil(lambda: "glove/hand: latency" in wizard.log.toPlainText())
+    assert Path(wizard.model.saved_to).is_file()
+    episodes = [p for p in (tmp_path / "out").rglob("*.h5")]
+    assert episodes and all(".trash" in p.parts for p in episodes)

@@ -109,8 +109,14 @@ class QtCollectWindow(QtWidgets.QMainWindow):
         self.state_pill.setMinimumWidth(130)
         self.settings_button = QtWidgets.QPushButton("⚙ Settings")
         self.settings_button.clicked.connect(self.open_settings)
+        self.calibrate_button = QtWidgets.QPushButton("⏱ Calibrate latency")
+        self.calibrate_button.setToolTip("Measure each device's capture latency: the cameras film "
+                                         "a time code, the gloved hand taps the table")
+        self.calibrate_button.clicked.connect(self.open_calibration)
+        self.calibration_wizard = None
         top.addWidget(self.prompt, 1)
         top.addWidget(self.state_pill)
+        top.addWidget(self.calibrate_button)
         top.addWidget(self.settings_button)
         root.addLayout(top)
 
@@ -186,6 +192,25 @@ class QtCollectWindow(QtWidgets.QMainWindow):
         settings = QtGui.QShortcut(QtGui.QKeySequence("Ctrl+,"), self)
         settings.activated.connect(self.open_settings)
         self._shortcut_objects.append(settings)
+
+    def open_calibration(self) -> None:
+        """The latency calibration wizard over the running session's devices (non-modal: the
+        live view goes on; the procedure runs on the wizard model's own thread)."""
+        from collector.calibration.cli import calibrate_in_session
+        from collector.calibration.wizard import LatencyCalibrationWizard
+        from ui.calibration_wizard import QtLatencyCalibrationWizard
+
+        if not self.model.opened:
+            self.statusBar().showMessage("The devices are still starting: calibrate once they run")
+            return
+        if self.calibration_wizard is None:
+            # The session as it is when the operator presses Start (a settings change replaces it).
+            self.calibration_wizard = QtLatencyCalibrationWizard(LatencyCalibrationWizard(
+                lambda seconds, progress: calibrate_in_session(self.model.session, seconds, progress)),
+                self)
+            self.calibration_wizard.resize(self.size() * 0.9)
+        self.calibration_wizard.show()
+        self.calibration_wizard.raise_()
 
     def _if_ready(self, action) -> None:
         if self.model.opened:
@@ -340,6 +365,8 @@ class QtCollectWindow(QtWidgets.QMainWindow):
             self._close_previews()
             if self.review is not None:
                 self.review.close()
+            if self.calibration_wizard is not None:
+                self.calibration_wizard.close()
             self.model.close()
             self.cues.close()
         super().closeEvent(event)
