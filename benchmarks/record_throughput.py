@@ -1,8 +1,11 @@
 """Recording throughput: 1 to 4 simulated RGB-D cameras plus a 1 kHz glove, raw and LZ4.
 
-For each configuration, records one episode through the real processes and sockets and prints:
-frames offered (published by the nodes during the episode, from seq), written, dropped; MB/s;
-capture-to-disk latency p50/p99; recorder CPU; recorder RSS early vs late (must stay flat).
+For each configuration, records one episode through the real processes and sockets and prints,
+side by side: frames offered (published by the nodes during the episode, from seq), written,
+dropped; file MB and MB/s; capture-to-disk latency p50/p99 and how much of it was the way to the
+recorder (capture to receive p99); CPU-seconds per recorded second of the recorder (and of its
+receiver and writer threads), the camera nodes and the glove node; recorder RSS early vs late
+(must stay flat); Stop -> ready (``stop_episode`` until the episode file is closed).
 The disk's own sequential write bandwidth is measured first, in the same run, as the ceiling.
 
     python benchmarks/record_throughput.py --seconds 30 --cameras 1 2 3 4
@@ -110,6 +113,23 @@ def checksum_cost(cameras: int, compression: str, color_encoding: str, checksums
     return {"cpu_per_s": cpu / seconds, "MB_s": size / 2**20 / (t1 - t0), "file_MB": size / 2**20}
 
 
+def _process_cpu(session: Session) -> dict[str, psutil.Process]:
+    """The rig's processes by role: ``recorder``, ``cameras``, ``glove`` (each node's own)."""
+    recorder_pid = session.supervisor.recorder.process.pid
+    roles: dict[str, list[psutil.Process]] = {"recorder": [psutil.Process(recorder_pid)],
+                                             "cameras": [], "glove": []}
+    for child in psutil.Process().children(recursive=True):
+        cmdline = " ".join(child.cmdline())
+        role = "cameras" if "sim_camera" in cmdline else "glove" if "sim_glove" in cmdline else None
+        if role and child.pid != recorder_pid:
+            roles[role].append(child)
+    return roles
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> float:
+    return sum(t.user + t.system for t in (p.cpu_times() for p in processes))
+
+
 def run(cameras: int, compression: str, seconds: float, out: Path, color_encoding: str = "raw") -> dict:
     config = sim_config(seed=0, cameras=cameras, glove_rate_hz=1000.0)
     config.recording.output = out
@@ -117,15 +137,17 @@ def run(cameras: int, compression: str, seconds: float, out: Path, color_encodin
     config.recording.color_encoding = color_encoding
     config.recording.min_free_gb = 0.1
     with Session(config) as session:
-        recorder = psutil.Process(session.supervisor.recorder.process.pid)
+        roles = _process_cpu(session)
+        recorder = roles["recorder"][0]
         time.sleep(1.0)
         session.start_episode(task=f"bench-{cameras}cam-{compression}")
-        cpu0, t0 = recorder.cpu_times(), time.monotonic()
+        cpu0, t0 = {role: _cpu_seconds(procs) for role, procs in roles.items()}, time.monotonic()
+        threads0 = session.status()["thread_cpu_s"]
         rss = []
         while time.monotonic() - t0 < seconds:
             time.sleep(1.0)
             rss.append(recorder.memory_info().rss / 2**20)
-        cpu1, t1 = recorder.cpu_times(), time.monotonic()
+        cpu1, t1 = {role: _cpu_seconds(procs) for role, procs in roles.items()}, time.monotonic()
         status = session.status()
         stop0 = time.perf_counter()
         result = session.stop_episode()
@@ -133,23 +155,35 @@ def run(cameras: int, compression: str, seconds: float, out: Path, color_encodin
     path = Path(result["path"])
     offered = written = 0
     data_bytes = 0
+    receive_lag_ms = []
     with open_episode(path) as ep:
         for stream in ep.streams:
-            seq = ep.timestamps(stream)["seq"].astype(np.int64)
+            times = ep.timestamps(stream)
+            seq = times["seq"].astype(np.int64)
             if len(seq):
                 offered += int(seq[-1] - seq[0] + 1)
                 written += len(seq)
+                receive_lag_ms.append((times["t_recv_ns"].astype(np.int64)
+                                       - times["t_host_ns"].astype(np.int64)) / 1e6)
             data_bytes += ep.count(stream) * ep.streams[stream].bytes_per_sample
     third = max(1, len(rss) // 3)
     latency = status.get("disk_latency_ms") or {}
+    lag = np.concatenate(receive_lag_ms) if receive_lag_ms else np.array([np.nan])
+    threads = {name: (status["thread_cpu_s"][name] - threads0[name]) / (t1 - t0)
+               if status["thread_cpu_s"].get(name) is not None and threads0.get(name) is not None
+               else float("nan") for name in ("receiver", "writer")}
     return {
         "cameras": cameras, "compression": compression, "color": color_encoding, "stop_s": stop_s,
         "offered": offered, "written": written,
         "dropped": offered - written + status["overflow"],
         "data_MB_s": data_bytes / 2**20 / (t1 - t0),
-        "file_MB_s": path.stat().st_size / 2**20 / (t1 - t0),
+        "file_MB_s": path.stat().st_size / 2**20 / (t1 - t0), "file_MB": path.stat().st_size / 2**20,
         "lat_p50_ms": latency.get("p50", float("nan")), "lat_p99_ms": latency.get("p99", float("nan")),
-        "recorder_cpu": ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / (t1 - t0),
+        "recv_p50_ms": float(np.percentile(lag, 50)), "recv_p99_ms": float(np.percentile(lag, 99)),
+        "recorder_cpu": (cpu1["recorder"] - cpu0["recorder"]) / (t1 - t0),
+        "cameras_cpu": (cpu1["cameras"] - cpu0["cameras"]) / (t1 - t0),
+        "glove_cpu": (cpu1["glove"] - cpu0["glove"]) / (t1 - t0),
+        "receiver_cpu": threads["receiver"], "writer_cpu": threads["writer"],
         "rss_early_MB": max(rss[:third]), "rss_late_MB": max(rss[-third:]),
     }
 
@@ -313,8 +347,13 @@ def main() -> None:
         return
     ceiling = disk_bandwidth_mb_s(out)
     print(f"disk sequential write with fsync: {ceiling:.0f} MB/s ({out}); cores: {os.cpu_count()}")
-    header = (f"{'cams':>4} {'codec':>5} {'color':>5} {'offered':>8} {'written':>8} {'dropped':>7} {'data MB/s':>9} "
-              f"{'file MB/s':>9} {'% disk':>6} {'lat p50':>8} {'lat p99':>8} {'rec CPU':>7} "
+    print("lat: capture to disk (the flush after a sample's append returned); recv: capture to the "
+          "recorder's receive (t_recv - t_host; the rest is the writer's queue and flush cadence). "
+          "CPU in CPU-seconds per recorded second: recorder (its receiver and writer threads), "
+          "the camera nodes together, the glove node")
+    header = (f"{'cams':>4} {'codec':>5} {'color':>5} {'offered':>8} {'written':>8} {'dropped':>7} "
+              f"{'file MB':>7} {'MB/s':>6} {'% disk':>6} {'lat p50':>8} {'lat p99':>8} {'recv p99':>8} "
+              f"{'rec CPU':>7} {'recv':>5} {'write':>5} {'cams':>5} {'glove':>5} "
               f"{'RSS early':>9} {'RSS late':>8} {'stop s':>6}")
     print(header)
     for cameras in args.cameras:
@@ -322,9 +361,11 @@ def main() -> None:
                                       for e in args.color_encoding or ["raw"]]:
             r = run(cameras, compression, args.seconds, out, encoding)
             print(f"{r['cameras']:>4} {r['compression']:>5} {r['color']:>5} {r['offered']:>8} {r['written']:>8} "
-                  f"{r['dropped']:>7} {r['data_MB_s']:>9.1f} {r['file_MB_s']:>9.1f} "
+                  f"{r['dropped']:>7} {r['file_MB']:>7.1f} {r['file_MB_s']:>6.1f} "
                   f"{100 * r['file_MB_s'] / ceiling:>5.1f}% {r['lat_p50_ms']:>6.0f}ms {r['lat_p99_ms']:>6.0f}ms "
-                  f"{100 * r['recorder_cpu']:>6.0f}% {r['rss_early_MB']:>8.0f}M {r['rss_late_MB']:>7.0f}M {r['stop_s']:>6.2f}",
+                  f"{r['recv_p99_ms']:>6.0f}ms {r['recorder_cpu']:>7.2f} {r['receiver_cpu']:>5.2f} "
+                  f"{r['writer_cpu']:>5.2f} {r['cameras_cpu']:>5.2f} {r['glove_cpu']:>5.2f} "
+                  f"{r['rss_early_MB']:>8.0f}M {r['rss_late_MB']:>7.0f}M {r['stop_s']:>6.2f}",
                   flush=True)
             for f in out.rglob("bench-*.h5"):
                 f.unlink()

@@ -80,6 +80,11 @@ class EpisodeSink:
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self._thread.start()
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The writer thread (the recorder's status reports its CPU time)."""
+        return self._thread
+
     # ---- called from other threads -----------------------------------------------------------
     def fits(self, size: int) -> bool:
         return self.queued_bytes + size <= QUEUE_LIMIT_BYTES

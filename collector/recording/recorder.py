@@ -388,13 +388,15 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
         last = self._last
         threads = {"receiver": self._receiver.is_alive(), "writer": self.sink.alive,
                    "finisher": self._finisher.is_alive()}
+        thread_cpu_s = {name: thread_cpu_seconds(thread) for name, thread in (
+            ("receiver", self._receiver), ("writer", self.sink.thread), ("finisher", self._finisher))}
         return {"ok": True, "recording": current is not None, "episode": episode, "streams": streams,
                 "nodes": dict(self.node_state), "malformed": self._subscriber.malformed_count,
                 "malformed_by_reason": dict(getattr(self._subscriber, "malformed", {})),
                 "receiver_failures": self.receiver_failures,
                 "unknown_streams": dict(self.unknown_streams), "overflow": self.overflow,
                 "queued_mb": self.sink.queued_bytes / 2**20, "error": self.error or self.sink.error,
-                "threads": threads, "pre_roll": self.pre_roll_status(),
+                "threads": threads, "thread_cpu_s": thread_cpu_s, "pre_roll": self.pre_roll_status(),
                 "draining": [w.summary() for w in self._windows if w.state in (DRAINING, CLOSING)],
                 "finished": dict(self.finished),
                 "disk_latency_ms": percentiles(self.sink.disk_latency_ms),
@@ -446,6 +448,18 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
         self._receiver.join(5)
         if self._clock_thread.is_alive():
             self._clock_thread.join(5)
+
+
+def thread_cpu_seconds(thread: threading.Thread) -> float | None:
+    """CPU seconds ``thread`` has used so far (``None`` once it ended, or where the platform
+    has no per-thread CPU clock): which of the recorder's threads a recording's CPU goes to
+    (benchmarks/record_throughput.py prints it per recorded second)."""
+    if not thread.is_alive():  # a joined thread's handle may already name another thread
+        return None
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    except (AttributeError, OSError, TypeError):  # ended meanwhile, or not POSIX
+        return None
 
 
 def serve(recorder: Recorder, ctl_endpoint: str, stop: threading.Event) -> None:

@@ -67,6 +67,22 @@ def _rows_per_chunk(row_bytes: int, rate_hz: float) -> int:
     return max(1, min(int(np.ceil(rate_hz)), _MAX_CHUNK_BYTES // max(1, row_bytes)))
 
 
+class _DatasetCache(dict):
+    """A stream group's datasets by name, each looked up once: h5py's name lookup costs more
+    than appending a flush's rows of a small dataset (measured with py-spy on the writer thread)."""
+
+    def __init__(self, group: h5py.Group) -> None:
+        super().__init__()
+        self.group = group
+
+    def __missing__(self, name: str) -> h5py.Dataset:
+        dataset = self[name] = self.group[name]
+        return dataset
+
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or name in self.group
+
+
 class _StreamBuffer:
     """Rows of one stream waiting for the next write: one list per field and per time column."""
 
@@ -76,6 +92,7 @@ class _StreamBuffer:
         self.columns: dict[str, list] = {name: [] for name in [*self.names, *TIME_DATASETS]}
         #: Datasets the per-sample CRC covers (empty: no checksums); see collector.storage.checksums.
         self.crc_fields: list[str] = []
+        self.datasets: _DatasetCache | None = None  # set at the first write
 
     n = property(lambda self: len(self.columns["seq"]))
 
@@ -257,7 +274,9 @@ class HDF5EpisodeWriter(EpisodeWriter):
         return {name: buf.n for name, buf in self._buffers.items()}
 
     def _write_stream(self, buf: _StreamBuffer) -> None:
-        n, start, g = buf.n, buf.written, self._h5["streams"][buf.spec.name]
+        if buf.datasets is None:
+            buf.datasets = _DatasetCache(self._h5["streams"][buf.spec.name])
+        n, start, g = buf.n, buf.written, buf.datasets
         # Packets lag their samples by the encoder's delay, and the last ones come after the
         # last sample: written whenever there are any. Readers count whole samples only.
         for name in (f for f, encoding in buf.encodings.items() if is_video(encoding)):

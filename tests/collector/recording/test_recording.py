@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import threading
 import time
 
 import h5py
@@ -11,6 +12,7 @@ import pytest
 
 from collector.config import sim_config
 from collector.storage.reader import open_episode, recover_episode, validate_episode
+from collector.recording.recorder import thread_cpu_seconds
 from collector.recording.session import Session, SessionError
 from collector.storage.sync import sync_time_ns
 from devices.sim_clock import DeviceClock
@@ -33,7 +35,9 @@ def recorded(tmp_path_factory):
         started = session.start_episode(operator="tester")
         time.sleep(SECONDS)
         health = {s.name: s for s in session.health()}
+        thread_cpu_s = session.status()["thread_cpu_s"]
         stopped = session.stop_episode()
+        stopped["thread_cpu_s"] = thread_cpu_s
         session.tag_episode("success", notes="clean run")
         stopped.update(session.wait_closed(stopped["uuid"]))
     return started, stopped, health
@@ -57,6 +61,32 @@ def test_episode_validates_and_holds_every_published_sample(recorded):
         assert ep.attrs["status"] == "complete"
         frame = ep.frames("cam0/color", "rgb", [0])
         assert frame.shape == (1, 480, 640, 3) and frame.dtype == np.uint8
+
+
+def test_status_reports_the_cpu_time_of_the_receiver_and_the_writer(recorded):
+    _, stopped, _ = recorded
+    cpu = stopped["thread_cpu_s"]
+    # Both threads did work for 5 s of camera frames and glove samples.
+    assert cpu["receiver"] > 0 and cpu["writer"] > 0, cpu
+
+
+def test_thread_cpu_seconds_is_the_thread_s_own_cpu_time_and_none_once_it_ended():
+    spun, release = threading.Event(), threading.Event()
+
+    def spin():
+        while time.thread_time() < 0.05:
+            pass
+        spun.set()
+        release.wait()
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    assert spun.wait(60)
+    assert thread_cpu_seconds(thread) >= 0.05  # read from another thread
+    assert thread_cpu_seconds(threading.current_thread()) < time.process_time() + 1e-3
+    release.set()
+    thread.join()
+    assert thread_cpu_seconds(thread) is None
 
 
 def test_health_reports_rates_near_nominal(recorded):
