@@ -4,14 +4,21 @@
     python benchmarks/wam.py --data /tmp/wam-sim                 # + eval table on held-out episodes
     python benchmarks/wam.py --data /tmp/view0 --data /tmp/view3 # + one table per view (trained / held out)
     python benchmarks/wam.py --finetune /tmp/wam-station         # + what one background fine-tune costs
+    python benchmarks/wam.py --station 12 --threads 1            # + a fine-tune on 12 episodes of an unseen view
     python benchmarks/wam.py --capture 20                        # + 20 s recordings: without, with the
                                                                  #   node, with the node and the trainer
 
-``--finetune DIR`` runs the background trainer's job (collector.wam.trainer_service: the running
-checkpoint fine-tuned on DIR's training episodes with its default steps, both models scored on
-the held-out ones) on 1 niced thread and prints its seconds per minute of recorded training data.
-The third capture row records while the trainer is fine-tuning (it is given two short episodes
-first, then trains through the measured one; its state at the start and end is printed).
+``--finetune DIR`` runs the background trainer's job (collector.wam.finetune as
+collector.wam.trainer_service runs it: DIR's episodes split three ways by episode, the running
+checkpoint fine-tuned with early stopping, both models scored on the held-out episodes) on 1
+niced thread and prints its CPU seconds per minute of recorded training data.
+The third capture row records while the trainer is fine-tuning (it is given three short
+episodes first, then trains through the measured one; its state at the start and end is printed).
+
+``--station N`` writes N simulated episodes of a view the shipped checkpoint was never trained on
+(view 3, overhead), splits them as the trainer does (held out, selection, training by episode),
+runs the trainer's fine-tune on them and prints the held-out skill before and after, the CPU
+seconds per recorded minute and whether the trainer would swap the result in.
 
 Inference is timed on one window at a time (what the live node does), after warm-up, with
 ``torch.set_num_threads(--threads)``; the figure beside it is the node's tick at 8 Hz (125 ms).
@@ -78,38 +85,64 @@ def bench_eval(path: Path, data: str, max_windows: int) -> None:
     print(format_report(evaluate(path, held_out, max_windows=max_windows)))
 
 
-def bench_finetune(path: Path, data: str) -> None:
-    """One background fine-tune, as the trainer runs it, on the episodes under ``data``."""
+def trainer_fine_tune(path: Path, paths: list[Path], steps: int | None = None):
+    """One background fine-tune as the trainer runs it (its options: niced, 1 thread) on
+    ``paths``, split as the trainer splits episodes saved in that order; returns the sides'
+    paths, the options and the result."""
     import os
 
-    from collector.storage import open_episode
-    from collector.wam.data import find_episodes, split_by_episode
-    from collector.wam.train import TrainOptions, train_on
+    from collector.wam.finetune import FineTuneOptions, fine_tune
+    from collector.wam.registry import HELD_OUT, SELECT, TRAIN, Registry
     from collector.wam.trainer_service import TrainerOptions
 
-    o = TrainerOptions()
+    o = TrainerOptions(steps=steps or TrainerOptions.steps)
+    registry = Registry(Path(tempfile.gettempdir()))  # never saved: only its split rule is used
+    for i, p in enumerate(paths):
+        registry.note_episode(f"episode-{i}", str(p), "", o.val_fraction, o.select_fraction)
+    sides = [registry.paths(side) for side in (TRAIN, SELECT, HELD_OUT)]
     os.nice(o.nice)
     torch.set_num_threads(o.threads)
-    train_paths, val_paths = split_by_episode(find_episodes(data), o.val_fraction)
-    minutes = 0.0
-    for p in train_paths:
-        with open_episode(p) as episode:
-            t = episode.timestamps(next(n for n, s in episode.streams.items() if s.kind == "color"))["t_host_ns"]
-            minutes += (int(t[-1]) - int(t[0])) / 60e9
-    with tempfile.TemporaryDirectory() as out:
-        started = time.monotonic()
-        checkpoint = train_on(train_paths, val_paths, Path(out) / "ft.pt", options=TrainOptions(
-            steps=o.steps, batch_size=o.batch_size, lr=o.lr, val_every=o.steps, val_windows=o.val_windows,
-            device=o.device, threads=o.threads, init=str(path), max_minutes=o.max_minutes), say=lambda _: None)
-        seconds = time.monotonic() - started
-    r = checkpoint.report
-    print(f"\nfine-tune ({o.steps} steps, batch {o.batch_size}, {o.threads} thread, nice {o.nice}, "
-          f"{checkpoint.report.get('steps')} steps done) on {len(train_paths)} episodes "
-          f"({minutes:.1f} recorded min), scored on {len(val_paths)} held out: {seconds:.0f} s = "
-          f"{seconds / max(minutes, 1e-9):.0f} s per recorded minute")
-    for name, v in (("running", r.get("initial_validation")), ("fine-tuned", r.get("validation"))):
-        print(f"  {name:10} held-out PSNR +1 s {v['psnr_1s']:.2f} dB, still frame {v['psnr_1s_copy_last']:.2f} dB: "
+    result = fine_tune(path, *sides, options=FineTuneOptions(
+        steps=o.steps, batch_size=o.batch_size, max_minutes=o.max_minutes, lr=o.lr, trainable=o.trainable,
+        select_every=o.select_every, patience=o.patience, select_windows=o.select_windows,
+        val_windows=o.val_windows, device=o.device), say=lambda _: None)
+    return sides, o, result
+
+
+def print_fine_tune(sides, o, result) -> None:
+    print(f"  {len(sides[0])} episodes trained on, {len(sides[1])} for selection, {len(sides[2])} held out; "
+          f"lr {o.lr:g}, {o.trainable} trainable, batch {o.batch_size}, at most {o.steps} steps, "
+          f"selection every {o.select_every}, patience {o.patience}, {o.threads} thread, nice {o.nice}")
+    print("  selection skill by step: " + ", ".join(f"{step}: {skill:+.2f}" for step, skill in result.selection))
+    print(f"  kept step {result.best_step} of {result.steps}: {result.seconds:.0f} s wall, {result.cpu_seconds:.0f} "
+          f"CPU s = {result.cpu_seconds_per_recorded_minute:.0f} CPU s per recorded minute of training episodes "
+          f"({result.trained_minutes:.1f} min)")
+    for name, v in (("running", result.running), ("fine-tuned (int8)", result.tuned)):
+        print(f"  {name:18} held-out PSNR +1 s {v['psnr_1s']:.2f} dB, still frame {v['psnr_1s_copy_last']:.2f} dB: "
               f"{v['psnr_1s'] - v['psnr_1s_copy_last']:+.2f} dB")
+    print(f"  swapped in (held-out skill above the running one by more than {o.min_gain_db:g} dB): "
+          f"{'yes' if result.beats_running(o.min_gain_db) else 'no'}")
+
+
+def bench_finetune(path: Path, data: str) -> None:
+    """One background fine-tune, as the trainer runs it, on the episodes under ``data``."""
+    from collector.wam.data import find_episodes
+
+    print(f"\nfine-tune on the episodes under {data}:")
+    print_fine_tune(*trainer_fine_tune(path, find_episodes(data)))
+
+
+def bench_station(path: Path, episodes: int, seconds: float, steps: int | None) -> None:
+    """N episodes of a station the checkpoint never saw, one background fine-tune, the swap rule."""
+    from tests.collector.wam.station_episodes import STATION_VIEW, write_station_episodes
+
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.process_time()
+        paths = write_station_episodes(Path(folder), episodes, seconds)
+        written = time.process_time() - started
+        print(f"\nstation fine-tune: view {STATION_VIEW} (held out of the shipped checkpoint's training), "
+              f"{episodes} simulated episodes of {seconds:g} s (written in {written:.0f} CPU s)")
+        print_fine_tune(*trainer_fine_tune(path, paths, steps))
 
 
 def bench_capture(path: Path, seconds: float) -> None:
@@ -129,11 +162,11 @@ def bench_capture(path: Path, seconds: float) -> None:
                 config.services.append(service_config(checkpoint=str(path)))
             if trainer:  # trains through the measured episode: many steps, a time limit past it
                 config.services.append(ServiceConfig("wam-trainer", "collector.wam.trainer_service", options={
-                    "steps": 100000, "max_minutes": (seconds + 60) / 60, "poll_s": 0.5}))
+                    "steps": 100000, "patience": 100000, "max_minutes": (seconds + 60) / 60, "poll_s": 0.5}))
             trainer_state = []
             with Session(config) as session:
-                if trainer:  # one held-out and one training episode start the first fine-tune
-                    for _ in range(2):
+                if trainer:  # a held-out, a selection and a training episode start the first fine-tune
+                    for _ in range(3):
                         session.start_episode()
                         time.sleep(4.0)
                         session.stop_episode()
@@ -175,6 +208,10 @@ def main() -> int:
     parser.add_argument("--finetune", help="episodes folder: time one background fine-tune on it")
     parser.add_argument("--max-windows", type=int, default=2000)
     parser.add_argument("--capture", type=float, default=0, help="seconds per capture episode")
+    parser.add_argument("--station", type=int, default=0,
+                        help="N simulated episodes of a view the checkpoint never saw: one background fine-tune")
+    parser.add_argument("--station-seconds", type=float, default=20.0, help="seconds per --station episode")
+    parser.add_argument("--station-steps", type=int, help="at most this many steps (default: the trainer's)")
     args = parser.parse_args()
     for threads in (int(t) for t in args.threads.split(",")):
         bench_inference(args.checkpoint, threads, args.calls)
@@ -184,6 +221,8 @@ def main() -> int:
         bench_eval(args.checkpoint, data, args.max_windows)
     if args.finetune:
         bench_finetune(args.checkpoint, args.finetune)
+    if args.station:
+        bench_station(args.checkpoint, args.station, args.station_seconds, args.station_steps)
     if args.capture:
         bench_capture(args.checkpoint, args.capture)
     return 0

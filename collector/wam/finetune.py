@@ -107,6 +107,16 @@ class FineTuneResult:
     def tuned_skill(self) -> float | None:
         return skill_db(self.tuned)
 
+    def beats_running(self, min_gain_db: float) -> bool:
+        """The swap rule: the kept state's held-out skill is above the running model's by more
+        than ``min_gain_db`` (any known skill beats an unknown one)."""
+        new, old = self.tuned_skill, self.running_skill
+        return new is not None and (old is None or new > old + min_gain_db)
+
+    @property
+    def cpu_seconds_per_recorded_minute(self) -> float:
+        return self.cpu_seconds / max(self.trained_minutes, 1e-9)
+
 
 def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths: Sequence[str | Path],
               held_out_paths: Sequence[str | Path], out: str | Path | None = None,

@@ -241,7 +241,7 @@ class TrainerService:
         checkpoint.report["station"] = {"episodes": len(train_paths), "tasks": tasks,
                                         "selection_episodes": len(select_paths),
                                         "held_out_episodes": len(val_paths)}
-        better = new_skill is not None and (old_skill is None or new_skill > old_skill + o.min_gain_db)
+        better = result.beats_running(o.min_gain_db)
         entry = {"path": str(out), "created_ns": time.time_ns(), "initialized_from": current,
                  "train_episodes": registry.uuids(TRAIN), "selection_episodes": registry.uuids(SELECT),
                  "held_out_episodes": registry.uuids(HELD_OUT),

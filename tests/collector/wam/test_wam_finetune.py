@@ -10,6 +10,10 @@ from collector.wam.model import LossWeights
 from tests.collector.sim_episodes import write_sim_episode
 from tests.collector.test_wam import tiny_checkpoint
 
+#: The slow demonstration's station: this many episodes of this many seconds (the first held
+#: out, the second for selection, the rest trained on, as the trainer splits them).
+STATION_EPISODES, STATION_SECONDS = 8, 15.0
+
 
 @pytest.fixture(scope="module")
 def episodes(tmp_path_factory):
@@ -80,3 +84,38 @@ def test_bad_options_and_episodes_without_a_window_are_refused(episodes, tmp_pat
     with pytest.raises(ValueError, match="the selection episodes \\(1\\) give no window"):
         fine_tune(start, episodes[:1], [str(short)], episodes[2:], options=FineTuneOptions(device="cpu"),
                   say=lambda _: None)
+
+
+@pytest.mark.slow
+def test_on_a_view_it_never_saw_the_trainer_fine_tunes_the_shipped_model_and_swaps_it_in(tmp_path, one_thread):
+    """The demonstration: episodes of a station whose view the shipped checkpoint was never
+    trained on, saved in order; the background trainer (its default options, on the CPU) splits
+    them by episode, fine-tunes, and the held-out skill of the fine-tuned model, as it will run,
+    is above the shipped model's, so the node swaps it in (several CPU minutes)."""
+    from collector.wam.checkpoint import Predictor
+    from collector.wam.node import InferenceNode
+    from collector.wam.predictor import SHIPPED_CHECKPOINT
+    from collector.wam.registry import Registry
+    from collector.wam.trainer_service import TrainerOptions, TrainerService
+    from collector.wire.bus import default_endpoint, new_runtime_dir
+    from tests.collector.wam.station_episodes import write_station_episodes
+    from tests.collector.wam.test_wam_trainer import StandInRecorder
+
+    paths = write_station_episodes(tmp_path / "recordings", STATION_EPISODES, STATION_SECONDS)
+    runtime = new_runtime_dir()
+    wam_base = default_endpoint(runtime, "wam")
+    node = InferenceNode("wam", wam_base, {}, Predictor.from_file(SHIPPED_CHECKPOINT))
+    recorder = StandInRecorder(f"ipc://{runtime}/recorder.ctl", tmp_path / "recordings")
+    trainer = TrainerService("wam-trainer", default_endpoint(runtime, "wam-trainer"), {"wam": wam_base},
+                             TrainerOptions(device="cpu"), f"ipc://{runtime}/recorder.ctl")
+    try:
+        recorder.finished = {f"station-{i}": {"ok": True, "path": str(p)} for i, p in enumerate(paths)}
+        assert trainer.step()
+        entry = Registry.load(tmp_path / "recordings" / ".wam").checkpoints[-1]
+        assert entry["best_step"] > 0, entry
+        assert entry["skill_db"] > entry["running_skill_db"] + TrainerOptions.min_gain_db, entry
+        assert entry["kept"] and node.swap["state"] == "swapped" and node.predictor.path == entry["path"]
+    finally:
+        trainer.close()
+        recorder.close()
+        node.close()
