@@ -9,6 +9,7 @@ from PySide6 import QtWidgets
 
 from collector.config import AppConfig
 from collector.storage.schema import COLOR_ENCODINGS
+from collector.storage.video import VideoCodecError, check_encoder_opens
 from collector.wire.options import ConfigError, from_mapping, to_mapping
 from collector.recording.supervisor import check_node_options
 
@@ -213,6 +214,11 @@ class QtSettingsDialog(QtWidgets.QDialog):
             self.error.setText(str(exc))
             return
         problems = check_node_options(config.nodes)
+        rec = config.recording
+        try:  # a named hardware encoder this machine lacks: said here, not at the next start
+            check_encoder_opens([rec.color_encoding, *rec.stream_encodings.values()], rec.video_encoder)
+        except VideoCodecError as exc:
+            problems.append(str(exc))
         if problems:
             self.error.setText("\n".join(problems))
             return

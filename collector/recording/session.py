@@ -19,6 +19,8 @@ from collector.config import AppConfig
 from collector.recording.health import StreamStatus
 from collector.recording.supervisor import Supervisor
 from collector.storage.library import count_task_episodes
+from collector.storage.video import VideoCodecError, check_encoder_opens
+from collector.wire.options import ConfigError
 
 #: Seconds to wait for the recorder: closing an episode writes its synchronized index.
 REQUEST_TIMEOUT_S = {"status": 5.0, "start": 30.0, "stop": 120.0, "discard": 120.0, "tag": 30.0,
@@ -53,7 +55,13 @@ class Session:
             return 0
 
     def open(self) -> None:
-        """Start the device nodes and the recorder."""
+        """Start the device nodes and the recorder (``ConfigError`` first if the chosen video
+        encoder cannot run on this machine)."""
+        rec = self.config.recording
+        try:
+            check_encoder_opens([rec.color_encoding, *rec.stream_encodings.values()], rec.video_encoder)
+        except VideoCodecError as exc:
+            raise ConfigError(str(exc)) from None
         if self.supervisor is None:
             self.supervisor = Supervisor(self.config)
         self.supervisor.start()

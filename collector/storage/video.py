@@ -20,7 +20,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -107,6 +107,28 @@ def check_video_options(codec: str, encoder: str, crf: float, gop_s: float) -> N
                               f"{DEFAULT_CRF[codec]}) or {low}..{high}, got {crf}")
     if not 0.1 <= gop_s <= 10:
         raise VideoCodecError(f"video_gop_s must be in [0.1, 10] s, got {gop_s}")
+
+
+def check_encoder_opens(codecs: Iterable[str], encoder: str) -> None:
+    """Open the chosen ``encoder`` once for each video codec in ``codecs`` (on a small frame),
+    before anything records: a named encoder that this machine cannot run (``h264_nvenc``
+    without an NVIDIA encoder, ``hevc_qsv`` without Quick Sync) is refused at start with what
+    FFmpeg said, not by the first episode. ``""`` (software) and ``"hardware"`` (software when
+    no hardware encoder opens) always work and are not opened here.
+
+    Raises:
+        VideoCodecError: naming the encoder, why it did not open and what to choose instead.
+    """
+    if encoder in ("", "hardware"):
+        return
+    for codec in sorted({c for c in codecs if is_video(c)}):
+        try:
+            VideoEncoder(codec, 320, 240, 30.0, encoder=encoder).finish()  # NVENC refuses tiny frames
+        except VideoCodecError as exc:
+            raise VideoCodecError(
+                f"recording.video_encoder {encoder!r} cannot encode {codec} on this machine "
+                f"({exc}); choose '' (the software encoder, {SOFTWARE_ENCODERS[codec]}) or "
+                "'hardware' (a hardware encoder when one opens, else software)") from None
 
 
 def _encoder_options(encoder: str, crf: float, gop: int) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from collector.recording.collect import CollectModel
 from collector.config import load_config, sim_config
 from collector.wam.node import service_config
+from tests.collector.storage.test_video import encoder_opens
 from ui.settings_dialog import QtSettingsDialog
 
 
@@ -53,6 +54,12 @@ def test_settings_dialog_chooses_colour_storage_per_stream(qtbot, tmp_path):
     assert not (tmp_path / "station.toml").exists()
 
     dialog.video_crf.setValue(0)
+    if not encoder_opens("h264_qsv"):  # Quick Sync: absent on the CI runners
+        dialog.video_encoder.setCurrentText("h264_qsv")
+        dialog.accept()
+        assert "'h264_qsv' cannot encode h264 on this machine" in dialog.error.text()
+        assert not (tmp_path / "station.toml").exists()
+    dialog.video_encoder.setCurrentText("")
     dialog.video_gop.setValue(2.0)
     dialog.accept()
     qtbot.waitUntil(lambda: (tmp_path / "station.toml").exists())

@@ -10,10 +10,11 @@ import h5py
 import numpy as np
 import pytest
 
-from collector.config import ConfigError, RecordingConfig
+from collector.config import ConfigError, RecordingConfig, sim_config
+from collector.recording.session import Session
 from collector.storage.memory import MemoryEpisodeWriter
 from collector.storage.reader import EpisodeError, deep_problems, open_episode, recover_episode, validate_episode
-from collector.storage.video import VideoCodecError, VideoEncoder, VideoFrameReader
+from collector.storage.video import VideoCodecError, VideoEncoder, VideoFrameReader, check_encoder_opens
 from collector.storage.writer import HDF5EpisodeWriter
 from collector.wire.protocol import Sample
 from collector.wire.streams import FieldSpec, StreamSpec
@@ -139,6 +140,35 @@ def test_a_bad_frame_is_refused_and_loses_nothing_recorded(tmp_path):
     with open_episode(w.path) as ep:
         assert ep.count("cam0/color") == 6
         assert min(psnr(ep.frames("cam0/color", "rgb", i), color_frame(i)) for i in range(6)) > 30
+
+
+def encoder_opens(encoder: str) -> bool:
+    """Whether this machine can run the FFmpeg encoder ``encoder`` for h264."""
+    try:
+        VideoEncoder("h264", 320, 240, RATE, encoder=encoder).finish()
+    except VideoCodecError:
+        return False
+    return True
+
+
+def test_a_chosen_hardware_encoder_this_machine_lacks_is_refused_before_anything_starts(tmp_path):
+    missing = next((e for e in ("h264_qsv", "h264_nvenc") if not encoder_opens(e)), None)
+    if missing is None:
+        pytest.skip("both hardware encoders open on this machine")
+    with pytest.raises(VideoCodecError, match=f"video_encoder '{missing}' cannot encode h264.*"
+                                              "choose '' .*libx264.* or 'hardware'"):
+        check_encoder_opens(["raw", "h264"], missing)
+    check_encoder_opens(["h264", "jpeg"], "")  # software and "hardware" always have a way
+    check_encoder_opens(["h264"], "hardware")
+    check_encoder_opens(["raw", "jpeg"], missing)  # no video stream: nothing to encode
+    # The session refuses it as a config error (the CLI prints it, exit 2) before any process.
+    config = sim_config()
+    config.recording.output = tmp_path
+    config.recording.color_encoding, config.recording.video_encoder = "h264", missing
+    session = Session(config)
+    with pytest.raises(ConfigError, match=f"'{missing}' cannot encode h264"):
+        session.open()
+    assert session.supervisor is None
 
 
 def test_encoder_choices_fail_clearly_and_hardware_falls_back_to_software():
