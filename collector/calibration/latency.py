@@ -9,9 +9,14 @@ fit_device_clock`), which is true capture time plus that stream's mean latency, 
   display pipeline delay. Every frame brackets ``C`` within one period; frames at many phases of
   the refresh grid narrow it to a small interval (:func:`timecode_latency`). The pipeline delay
   (scan-out, pixel response) cannot be seen by the camera: it is stated, not measured.
-* **The glove** has no screen: the operator taps the table. The glove's fingertip force jumps at
-  each impact; the camera sees the hand stop. The median difference of the matched impact times
-  is the glove's latency relative to the camera (:func:`tap_offset`).
+* **The glove** has no screen: the operator taps the table, lifting the hand and bringing it
+  down. A glove that reports its wrist position sees the hand's height at 1 kHz; the camera sees
+  the image change as the hand moves, a function of the height alone (the hand lands the same way
+  each tap). Laid against the glove's height shifted by the right offset, the frames of the rise
+  and of the fall fall on one curve; shifted by a wrong one, rise and fall split apart, since the
+  hand moves up in one and down in the other (:func:`motion_offset`, UMI's cross-correlation of
+  a signal both devices see). A glove without a wrist position falls back to the impacts: its
+  fingertip force jumps at each, the camera sees the hand stop (:func:`tap_offset`, ~1 ms).
 """
 
 from __future__ import annotations
@@ -113,27 +118,39 @@ def timecode_latency(fitted_ns: np.ndarray, codes_ns: np.ndarray, t_host_ns: np.
             "display_pipeline_ms_stated": display_delay_ms, "frames": int(ok.sum())}
 
 
-def motion_signal(frames: list[np.ndarray], exclude: tuple[int, int, int, int] | None = None,
-                  threshold: int = 60) -> np.ndarray:
-    """Per frame, how many pixels differ from the resting scene (the per-pixel median).
+#: Per pixel, summed |RGB difference| below this is sensor noise (the simulated camera's: sigma 2
+#: per channel), not the hand.
+NOISE_FLOOR = 12
 
-    The hand rests most of the time, so the median is the hand at rest; the area a translated
-    silhouette leaves and covers grows linearly with its displacement, so the signal falls
-    linearly to 0 as the hand comes down on the table. ``exclude`` (the screen) is ignored.
+
+def motion_signal(frames: list[np.ndarray], exclude: tuple[int, int, int, int] | None = None,
+                  threshold: int = 60, continuous: bool = False) -> np.ndarray:
+    """Per frame, how much of the image differs from the resting scene (the per-pixel median).
+
+    The hand rests most of the time, so the median is the hand at rest. The count of pixels
+    that differ by more than ``threshold`` falls to 0 as the hand comes down on the table;
+    ``continuous`` sums the differences above the sensor's :data:`NOISE_FLOOR` instead (/100),
+    which also follows the partly covered pixels along the hand's edges and moves in smaller
+    steps. ``exclude`` (the screen) is ignored.
     """
     stack = np.stack([np.asarray(f, np.int16) for f in frames])
     if exclude is not None:
         x0, y0, x1, y1 = exclude
         stack[:, y0:y1, x0:x1] = 0
+
     def changed(rest):
         return np.array([(np.abs(f - rest).sum(axis=-1) > threshold).sum() for f in stack], float)
 
-    # First guess of the resting scene: the median; then the mean of the frames that differ
-    # least from it (the hand resting), which the median is not when the hand rests < half
+    # First guess of the resting scene: the median; then the median of the frames that differ
+    # least from it (the hand resting), which the first is not when the hand rests < half
     # of the time.
     first = changed(np.median(stack, axis=0).astype(np.int16))
     still = first <= np.percentile(first, 15)
-    return changed(np.median(stack[still], axis=0).astype(np.int16))
+    rest = np.median(stack[still], axis=0).astype(np.int16)
+    if not continuous:
+        return changed(rest)
+    return np.array([np.maximum(np.abs(f - rest).sum(axis=-1) - NOISE_FLOOR, 0).sum() / 100.0
+                     for f in stack])
 
 
 def glove_impacts(t_ns: np.ndarray, force: np.ndarray) -> np.ndarray:
@@ -195,3 +212,55 @@ def tap_offset(camera_t_ns: np.ndarray, signal: np.ndarray, glove_impacts_ns: np
     err = float(np.sqrt(max(grad @ cov @ grad, 0.0)))
     return {"offset_ms": -tau0 / 1e6, "uncertainty_ms": err / 1e6, "taps": int(taps),
             "frames": int(linear.sum())}
+
+
+#: How far apart the two devices' clocks may be before calibration: the search spans this.
+MAX_OFFSET_NS = 50_000_000
+#: Frames whose image change is below this share of its 95th percentile are the hand at rest.
+MOVING_SHARE = 0.02
+#: The recording is cut into this many stretches to see how much the estimate varies.
+BLOCKS = 4
+
+
+def _spread(signal: np.ndarray, height: np.ndarray) -> float:
+    """How far the (height, signal) points are from one curve: the total variation of the
+    signal along increasing height. Rise and fall on one curve go up and down once."""
+    return float(np.abs(np.diff(signal[np.argsort(height, kind="stable")])).sum())
+
+
+def _best_offset(t_ns: np.ndarray, signal: np.ndarray, glove_t: np.ndarray, glove_h: np.ndarray,
+                 candidates: np.ndarray) -> float:
+    heights = [np.interp(t_ns + c, glove_t, glove_h) for c in candidates]
+    return float(candidates[int(np.argmin([_spread(signal, h) for h in heights]))])
+
+
+def motion_offset(camera_t_ns: np.ndarray, signal: np.ndarray, glove_t_ns: np.ndarray,
+                  glove_height_m: np.ndarray) -> dict:
+    """The glove's latency minus the camera's from the hand's motion; see the module docstring.
+
+    ``signal`` is :func:`motion_signal` (``continuous``) per camera frame, ``glove_height_m``
+    the glove's wrist height per glove sample; both on their fitted clocks. The offset is the
+    shift of the glove's clock that puts the moving frames on one curve of signal against
+    height (searched within :data:`MAX_OFFSET_NS`, then to 5 us). A frame falls between glove
+    samples 1 ms apart: its height is interpolated. Returns ``offset_ms``, ``uncertainty_ms``
+    (the spread of the estimates from :data:`BLOCKS` stretches of the recording, divided by
+    the square root of their number) and ``frames`` (moving ones used).
+    """
+    t0 = int(np.asarray(glove_t_ns, np.int64)[0])
+    t = (np.asarray(camera_t_ns, np.int64) - t0).astype(float)
+    glove_t = (np.asarray(glove_t_ns, np.int64) - t0).astype(float)
+    h = np.asarray(glove_height_m, float)
+    s = np.asarray(signal, float)
+    moving = s > MOVING_SHARE * float(np.percentile(s, 95))
+    if moving.sum() < 20 or np.ptp(h) < 0.01:
+        raise ValueError(f"only {int(moving.sum())} camera frames saw the hand move, and the glove "
+                         f"rose {np.ptp(h) * 1000:.0f} mm (need 20 frames and 10 mm)")
+    t, s = t[moving], s[moving]
+
+    coarse = _best_offset(t, s, glove_t, h, np.arange(-MAX_OFFSET_NS, MAX_OFFSET_NS, 100_000.0))
+    fine = coarse + np.arange(-1_000_000.0, 1_000_001.0, 5_000.0)
+    offset = _best_offset(t, s, glove_t, h, fine)
+    block = np.minimum(np.arange(t.size) * BLOCKS // t.size, BLOCKS - 1)
+    parts = [_best_offset(t[block == b], s[block == b], glove_t, h, fine) for b in range(BLOCKS)]
+    err = float(np.std(parts)) / np.sqrt(BLOCKS)
+    return {"offset_ms": offset / 1e6, "uncertainty_ms": err / 1e6, "frames": int(t.size)}

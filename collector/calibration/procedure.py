@@ -4,7 +4,8 @@ A calibration recording is an ordinary episode of the station's devices while ev
 the time-code screen and the operator taps the table (:mod:`collector.calibration.latency`). Each
 camera's colour stream gives its latency from the codes; the node's other streams (depth) are
 captured with the same exposure and get the same latency. Each glove's fingertip force gives its
-latency relative to the first camera from the taps.
+latency relative to the first camera from the taps: from the hand's height, where the glove
+reports its wrist position, else from the impacts.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from collector.calibration.latency import (PHASE_COVERAGE_GOOD, decode_timecodes, glove_impacts,
-                                           motion_signal, tap_offset, timecode_latency)
+                                           motion_offset, motion_signal, tap_offset, timecode_latency)
 from collector.calibration.station import CALIBRATION_SCHEMA
 from collector.storage.interface import EpisodeReader
 from collector.storage.sync import fit_device_clock, sync_time_ns
@@ -30,6 +31,8 @@ DEFAULT_DISPLAY_DELAY_MS = 8.0
 DEFAULT_SECONDS = 20.0
 #: The field a glove's fingertip force is in, and the one a camera's colour image is in.
 FORCE_FIELD, IMAGE_FIELD = "pressure", "rgb"
+#: A glove's wrist position (table frame, z up): its height is what :func:`motion_offset` uses.
+POSITION_FIELD = "wrist_pos"
 
 
 class CalibrationError(ValueError):
@@ -47,6 +50,43 @@ def _fitted(reader: EpisodeReader, stream: str) -> tuple[np.ndarray, np.ndarray]
 
 def _node(stream: str) -> str:
     return stream.split("/", 1)[0]
+
+
+def _glove_entry(reader: EpisodeReader, stream: str, reference: str, camera: dict[str, Any],
+                 reference_taps: tuple) -> dict[str, Any]:
+    """A glove's latency relative to the ``reference`` camera: from the hand's motion when the
+    glove reports its wrist position (the impacts' estimate kept beside it as a check), else
+    from the impacts alone (:mod:`collector.calibration.latency`)."""
+    fitted, _ = _fitted(reader, stream)
+    cam_t, frames, box = reference_taps
+    fields = {f.name for f in reader.streams[stream].fields}
+    force = np.asarray(reader.frames(stream, FORCE_FIELD), float).reshape(len(fitted), -1).sum(axis=1)
+    advice = f"tap the table firmly, in view of {reference}, several times"
+    try:
+        taps = tap_offset(cam_t, motion_signal(list(frames), box), glove_impacts(fitted, force))
+    except ValueError as exc:
+        taps = {"error": str(exc)}
+    entry: dict[str, Any] = {"relative_to": reference}
+    if POSITION_FIELD in fields:
+        height = np.asarray(reader.frames(stream, POSITION_FIELD), float).reshape(len(fitted), -1)[:, 2]
+        try:
+            motion = motion_offset(cam_t, motion_signal(list(frames), box, continuous=True), fitted, height)
+        except ValueError as exc:
+            raise CalibrationError(f"{stream}: {exc}; {advice}") from None
+        entry.update(method="motion", offset_ms=motion["offset_ms"], frames=motion["frames"],
+                     offset_uncertainty_ms=motion["uncertainty_ms"])
+        if "offset_ms" in taps:
+            entry["taps_offset_ms"] = taps["offset_ms"]  # the impacts' estimate, ~1 ms: a check
+    elif "offset_ms" in taps:
+        entry.update(method="taps", offset_ms=taps["offset_ms"],
+                     offset_uncertainty_ms=taps["uncertainty_ms"])
+    else:
+        raise CalibrationError(f"{stream}: {taps['error']}; {advice}")
+    if "taps" in taps:
+        entry["taps"] = taps["taps"]
+    entry.update(latency_ms=camera["latency_ms"] + entry["offset_ms"],
+                 uncertainty_ms=math.hypot(camera["uncertainty_ms"], entry.pop("offset_uncertainty_ms")))
+    return entry
 
 
 def analyse_recording(reader: EpisodeReader, *, devices: dict[str, dict[str, str]] | None = None,
@@ -90,19 +130,7 @@ def analyse_recording(reader: EpisodeReader, *, devices: dict[str, dict[str, str
             reference, reference_taps = stream, (fitted, frames, box)
     for stream in sorted(gloves):
         progress(f"finding {stream}'s taps")
-        fitted, _ = _fitted(reader, stream)
-        force = np.asarray(reader.frames(stream, FORCE_FIELD), float).reshape(len(fitted), -1).sum(axis=1)
-        cam_t, frames, box = reference_taps
-        try:
-            taps = tap_offset(cam_t, motion_signal(list(frames), box), glove_impacts(fitted, force))
-        except ValueError as exc:
-            raise CalibrationError(f"{stream}: {exc}; tap the table firmly, in view of "
-                                   f"{reference}, several times") from None
-        cam = streams[reference]
-        streams[stream] = {"latency_ms": cam["latency_ms"] + taps["offset_ms"],
-                           "uncertainty_ms": math.hypot(cam["uncertainty_ms"], taps["uncertainty_ms"]),
-                           "offset_ms": taps["offset_ms"], "method": "taps", "taps": taps["taps"],
-                           "relative_to": reference}
+        streams[stream] = _glove_entry(reader, stream, reference, streams[reference], reference_taps)
     # A node's other streams (a camera's depth) share its capture: same latency.
     for stream in reader.streams:
         if stream in streams:
@@ -134,6 +162,12 @@ def report_lines(calibration: dict[str, Any]) -> list[str]:
         elif e["method"] == "taps":
             lines.append(f"{stream}: latency {e['latency_ms']:.2f} ± {e['uncertainty_ms']:.2f} ms "
                          f"= {e['relative_to']} {e['offset_ms']:+.2f} ms from {e['taps']} taps")
+        elif e["method"] == "motion":
+            check = (f"; the impacts alone say {e['taps_offset_ms']:+.2f} ms"
+                     if "taps_offset_ms" in e else "")
+            lines.append(f"{stream}: latency {e['latency_ms']:.2f} ± {e['uncertainty_ms']:.2f} ms "
+                         f"= {e['relative_to']} {e['offset_ms']:+.2f} ms from the hand's motion "
+                         f"({e['frames']} frames, {e.get('taps', 0)} taps{check})")
         else:
             lines.append(f"{stream}: latency {e['latency_ms']:.2f} ms ({e['method']})")
     d = calibration.get("display") or {}
