@@ -109,7 +109,7 @@ class QtCollectWindow(QtWidgets.QMainWindow):
         self.state_pill.setMinimumWidth(130)
         self.settings_button = QtWidgets.QPushButton("⚙ Settings")
         self.settings_button.clicked.connect(self.open_settings)
-        self.calibrate_button = QtWidgets.QPushButton("⏱ Calibrate latency")
+        self.calibrate_button = QtWidgets.QPushButton("Calibrate latency")
         self.calibrate_button.setToolTip("Measure each device's capture latency: the cameras film "
                                          "a time code, the gloved hand taps the table")
         self.calibrate_button.clicked.connect(self.open_calibration)

@@ -23,7 +23,7 @@ def test_calibrate_then_record_applies_the_station_calibration(tmp_path):
     calibrated = run("calibrate", "latency", env=env)
     assert calibrated.returncode == 0, calibrated.stderr
     assert "cam0/color: capture latency" in calibrated.stdout
-    assert "glove/hand: latency" in calibrated.stdout and "taps" in calibrated.stdout
+    assert "glove/hand: latency" in calibrated.stdout and "from the hand's motion" in calibrated.stdout
     assert (tmp_path / "data" / "collector" / "calibration" / "default.json").is_file()
     shown = run("calibrate", "show", env=env)
     assert shown.returncode == 0 and "skew to cam0/color" in shown.stdout, shown.stdout
