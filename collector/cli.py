@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 from collector import __version__
-from collector.config import (NEW_CONFIG_RECORDING, AppConfig, load_config, load_entry_point, save_config,
-                              sim_config)
+from collector.config import (AppConfig, load_config, load_entry_point, save_config,
+                              station_sim_config)
 from collector.wire.options import ConfigError
 
 log = logging.getLogger("collector")
@@ -51,7 +51,7 @@ def _app_config(args: argparse.Namespace) -> AppConfig:
         from collector.recording.supervisor import check_drivers
         check_drivers(config)  # unknown drivers and options: refused before any process starts
     else:
-        config = sim_config(seed=args.seed, cameras=args.cameras, glove_rate_hz=args.glove_rate)
+        config = station_sim_config(seed=args.seed, cameras=args.cameras, glove_rate_hz=args.glove_rate)
     rec, info = config.recording, config.session
     if args.output:
         rec.output = Path(args.output)
@@ -284,9 +284,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         print(f"error: {path} exists (use --force to overwrite)", file=sys.stderr)
         return 1
-    config = sim_config(seed=0, cameras=args.cameras, epoch_ns=0)
-    for key, value in NEW_CONFIG_RECORDING.items():
-        setattr(config.recording, key, value)
+    config = station_sim_config(seed=0, cameras=args.cameras, epoch_ns=0)
     save_config(config, path)
     print(f"wrote {path}: edit [[nodes]] to name your devices")
     return 0

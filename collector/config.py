@@ -307,6 +307,18 @@ def sim_config(seed: int = 0, cameras: int = 1, glove_rate_hz: float = 200.0,
     return AppConfig(nodes=nodes, session=SessionInfo(glove_record_button=False))
 
 
+def station_sim_config(seed: int = 0, cameras: int = 1, glove_rate_hz: float = 200.0,
+                       epoch_ns: int | None = None) -> AppConfig:
+    """The simulator as the app and ``collector record`` (without ``--config``) start it:
+    :func:`sim_config` recording as a new config does (:data:`NEW_CONFIG_RECORDING`: H.264 colour,
+    lossless depth). :func:`sim_config` itself keeps the dataclass defaults (raw) for the tests
+    and benchmarks built on it. ``collector config`` writes it (``epoch_ns=0``) as a starting point."""
+    config = sim_config(seed=seed, cameras=cameras, glove_rate_hz=glove_rate_hz, epoch_ns=epoch_ns)
+    for key, value in NEW_CONFIG_RECORDING.items():
+        setattr(config.recording, key, value)
+    return config
+
+
 #: Node options that name a file or folder (``from_file``, ``*_file``, ``*_dir``, ``*_path``): a
 #: relative one is relative to the config file, not to wherever the app was started.
 PATH_OPTION_SUFFIXES = ("_file", "_dir", "_path")

@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from collector.config import load_config, sim_config
+from collector.config import load_config, station_sim_config
 from collector.wire.options import ConfigError
 
 
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(args.config) if args.config else sim_config(seed=args.seed, cameras=args.cameras)
+        config = load_config(args.config) if args.config else station_sim_config(seed=args.seed,
+                                                                                         cameras=args.cameras)
         if args.config:  # unknown drivers and options: refused before any process starts
             from collector.recording.supervisor import check_drivers
 

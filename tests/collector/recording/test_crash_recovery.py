@@ -110,7 +110,12 @@ def test_sigkill_of_the_recorder_at_many_random_moments(tmp_path):
 
 def _app(output: Path, duration_s: float = 60) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # Raw colour: these tests hold the flush cadence to its 1 s bound. With `record --sim`'s
+    # H.264 + Zstd depth the writer first encodes the pre-roll's held frames in one burst, and
+    # on a 2-core machine at load 7-8 that backlog alone lost 1.03-1.39 s (H.264's own crash
+    # bound is tests/collector/storage/test_video.py's killed writer).
     return subprocess.Popen([sys.executable, "-m", "collector.cli", "record", "--sim", "-q",
+                             "--color-encoding", "raw", "--compression", "none",
                              "--glove-rate", "500", "--duration", str(duration_s),
                              "--output", str(output)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)

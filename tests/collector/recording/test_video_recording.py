@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from collector.cli import main
-from collector.config import NEW_CONFIG_RECORDING, RecordingConfig, load_config
+from collector.config import NEW_CONFIG_RECORDING, RecordingConfig, load_config, sim_config, station_sim_config
 from collector.recording.episode_sink import EpisodeSink
 from collector.recording.episode_window import EpisodeWindow
 from collector.storage import open_episode
@@ -59,3 +59,10 @@ def test_collector_config_writes_the_new_config_default(tmp_path):
     recording = load_config(path).recording
     assert {key: getattr(recording, key) for key in NEW_CONFIG_RECORDING} == NEW_CONFIG_RECORDING
     assert recording.color_encoding in ("h264", "hevc", "av1")
+
+
+def test_the_app_s_simulator_records_as_a_new_config_and_sim_config_stays_raw():
+    station = station_sim_config(cameras=2, glove_rate_hz=1000.0).recording
+    assert {key: getattr(station, key) for key in NEW_CONFIG_RECORDING} == NEW_CONFIG_RECORDING
+    assert (sim_config().recording.color_encoding, sim_config().recording.compression) == ("raw", "none")
+    assert [n.name for n in station_sim_config(cameras=2).nodes] == ["cam0", "cam1", "glove"]
