@@ -33,7 +33,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 from collector.calibration.latency import (decode_timecodes, glove_impacts, motion_offset,  # noqa: E402
-                                           motion_signal, tap_offset)
+                                           motion_signals, tap_offset)
 from collector.storage.sync import compute_sync_index, fit_device_clock, sync_time_ns  # noqa: E402
 from devices.sim_camera.node import SimCamera  # noqa: E402
 from devices.sim_glove.node import SimGlove  # noqa: E402
@@ -95,12 +95,13 @@ def measure(seed: int, seconds: float, width: int, height: int, height_noise_mm:
     # Each true impact on the glove's fitted clock, to compare with what force says.
     expected = true_impacts + np.interp(true_impacts, glove["true"], lat_glove).round().astype(np.int64)
     impact_err = np.abs(impacts[:, None] - expected[None, :]).min(axis=1) / 1e6
-    count = motion_signal(frames, box)
+    signals = motion_signals(frames, box)
+    count = signals["count"]
     taps = tap_offset(cam["fitted"], count, impacts)["offset_ms"]
     taps_cam = tap_offset(cam["true"], count, true_impacts)["offset_ms"]
     height_m = glove["fields"]["wrist_pos"][:, 2].astype(float)
     height_m = height_m + np.random.default_rng(seed).normal(0, height_noise_mm / 1000, height_m.size)
-    motion = motion_offset(cam["fitted"], motion_signal(frames, box, continuous=True), glove["fitted"], height_m)
+    motion = motion_offset(cam["fitted"], signals["change"], glove["fitted"], height_m)
     applied = round(motion["offset_ms"] * 1e6)
     share, p99 = pairing(cam["true"], glove["true"], cam["fitted"], glove["fitted"] - applied)
     ideal = pairing(cam["true"], glove["true"], cam["fitted"] - int(lat_cam.mean()), glove["fitted"] - int(lat_glove.mean()))

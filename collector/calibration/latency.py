@@ -123,13 +123,13 @@ def timecode_latency(fitted_ns: np.ndarray, codes_ns: np.ndarray, t_host_ns: np.
 NOISE_FLOOR = 12
 
 
-def motion_signal(frames: list[np.ndarray], exclude: tuple[int, int, int, int] | None = None,
-                  threshold: int = 60, continuous: bool = False) -> np.ndarray:
+def motion_signals(frames: list[np.ndarray], exclude: tuple[int, int, int, int] | None = None,
+                   threshold: int = 60) -> dict[str, np.ndarray]:
     """Per frame, how much of the image differs from the resting scene (the per-pixel median).
 
-    The hand rests most of the time, so the median is the hand at rest. The count of pixels
-    that differ by more than ``threshold`` falls to 0 as the hand comes down on the table;
-    ``continuous`` sums the differences above the sensor's :data:`NOISE_FLOOR` instead (/100),
+    The hand rests most of the time, so the median is the hand at rest. ``count``: the pixels
+    that differ by more than ``threshold``, which falls to 0 as the hand comes down on the
+    table. ``change``: the summed differences above the sensor's :data:`NOISE_FLOOR` (/100),
     which also follows the partly covered pixels along the hand's edges and moves in smaller
     steps. ``exclude`` (the screen) is ignored.
     """
@@ -138,19 +138,25 @@ def motion_signal(frames: list[np.ndarray], exclude: tuple[int, int, int, int] |
         x0, y0, x1, y1 = exclude
         stack[:, y0:y1, x0:x1] = 0
 
-    def changed(rest):
-        return np.array([(np.abs(f - rest).sum(axis=-1) > threshold).sum() for f in stack], float)
+    def differences(rest):
+        return (np.abs(f - rest).sum(axis=-1) for f in stack)
 
     # First guess of the resting scene: the median; then the median of the frames that differ
     # least from it (the hand resting), which the first is not when the hand rests < half
     # of the time.
-    first = changed(np.median(stack, axis=0).astype(np.int16))
+    first = np.array([(d > threshold).sum() for d in differences(np.median(stack, axis=0).astype(np.int16))], float)
     still = first <= np.percentile(first, 15)
-    rest = np.median(stack[still], axis=0).astype(np.int16)
-    if not continuous:
-        return changed(rest)
-    return np.array([np.maximum(np.abs(f - rest).sum(axis=-1) - NOISE_FLOOR, 0).sum() / 100.0
-                     for f in stack])
+    count, change = [], []
+    for d in differences(np.median(stack[still], axis=0).astype(np.int16)):
+        count.append((d > threshold).sum())
+        change.append(np.maximum(d - NOISE_FLOOR, 0).sum() / 100.0)
+    return {"count": np.array(count, float), "change": np.array(change, float)}
+
+
+def motion_signal(frames: list[np.ndarray], exclude: tuple[int, int, int, int] | None = None,
+                  threshold: int = 60, continuous: bool = False) -> np.ndarray:
+    """One of :func:`motion_signals`: ``change`` if ``continuous``, else ``count``."""
+    return motion_signals(frames, exclude, threshold)["change" if continuous else "count"]
 
 
 def glove_impacts(t_ns: np.ndarray, force: np.ndarray) -> np.ndarray:
@@ -238,7 +244,7 @@ def motion_offset(camera_t_ns: np.ndarray, signal: np.ndarray, glove_t_ns: np.nd
                   glove_height_m: np.ndarray) -> dict:
     """The glove's latency minus the camera's from the hand's motion; see the module docstring.
 
-    ``signal`` is :func:`motion_signal` (``continuous``) per camera frame, ``glove_height_m``
+    ``signal`` is :func:`motion_signals`' ``change`` per camera frame, ``glove_height_m``
     the glove's wrist height per glove sample; both on their fitted clocks. The offset is the
     shift of the glove's clock that puts the moving frames on one curve of signal against
     height (searched within :data:`MAX_OFFSET_NS`, then to 5 us). A frame falls between glove

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from collector.calibration.latency import (PHASE_COVERAGE_GOOD, decode_timecodes, glove_impacts,
-                                           motion_offset, motion_signal, tap_offset, timecode_latency)
+                                           motion_offset, motion_signals, tap_offset, timecode_latency)
 from collector.calibration.station import CALIBRATION_SCHEMA
 from collector.storage.interface import EpisodeReader
 from collector.storage.sync import fit_device_clock, sync_time_ns
@@ -62,15 +62,16 @@ def _glove_entry(reader: EpisodeReader, stream: str, reference: str, camera: dic
     fields = {f.name for f in reader.streams[stream].fields}
     force = np.asarray(reader.frames(stream, FORCE_FIELD), float).reshape(len(fitted), -1).sum(axis=1)
     advice = f"tap the table firmly, in view of {reference}, several times"
+    signals = motion_signals(list(frames), box)
     try:
-        taps = tap_offset(cam_t, motion_signal(list(frames), box), glove_impacts(fitted, force))
+        taps = tap_offset(cam_t, signals["count"], glove_impacts(fitted, force))
     except ValueError as exc:
         taps = {"error": str(exc)}
     entry: dict[str, Any] = {"relative_to": reference}
     if POSITION_FIELD in fields:
         height = np.asarray(reader.frames(stream, POSITION_FIELD), float).reshape(len(fitted), -1)[:, 2]
         try:
-            motion = motion_offset(cam_t, motion_signal(list(frames), box, continuous=True), fitted, height)
+            motion = motion_offset(cam_t, signals["change"], fitted, height)
         except ValueError as exc:
             raise CalibrationError(f"{stream}: {exc}; {advice}") from None
         entry.update(method="motion", offset_ms=motion["offset_ms"], frames=motion["frames"],
