@@ -91,7 +91,7 @@ def trainer_fine_tune(path: Path, paths: list[Path], steps: int | None = None):
     paths, the options and the result."""
     import os
 
-    from collector.wam.finetune import FineTuneOptions, fine_tune
+    from collector.wam.finetune import fine_tune, fine_tune_options
     from collector.wam.registry import HELD_OUT, SELECT, TRAIN, Registry
     from collector.wam.trainer_service import TrainerOptions
 
@@ -102,10 +102,7 @@ def trainer_fine_tune(path: Path, paths: list[Path], steps: int | None = None):
     sides = [registry.paths(side) for side in (TRAIN, SELECT, HELD_OUT)]
     os.nice(o.nice)
     torch.set_num_threads(o.threads)
-    result = fine_tune(path, *sides, options=FineTuneOptions(
-        steps=o.steps, batch_size=o.batch_size, max_minutes=o.max_minutes, lr=o.lr, trainable=o.trainable,
-        select_every=o.select_every, patience=o.patience, select_windows=o.select_windows,
-        val_windows=o.val_windows, device=o.device), say=lambda _: None)
+    result = fine_tune(path, *sides, options=fine_tune_options(o), say=lambda _: None)
     return sides, o, result
 
 

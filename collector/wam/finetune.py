@@ -27,18 +27,20 @@ from __future__ import annotations
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from collector.wam.checkpoint import Checkpoint, dequantize, quantize
-from collector.wam.data import WindowSet, load_clips
-from collector.wam.model import LossWeights, preview_loss
+import numpy as np
+
 from collector.wam.registry import skill_db
-from collector.wam.train import pick_device, to_tensors, validate
+
+if TYPE_CHECKING:  # torch is imported when a fine-tune runs: the trainer's options need none
+    import torch
+
+    from collector.wam.checkpoint import Checkpoint
 
 #: What ``trainable`` may name: every parameter, or all but the frame encoder.
 TRAINABLE = ("all", "decoder")
@@ -65,9 +67,8 @@ class FineTuneOptions:
     #: on the held-out episodes.
     select_windows: int = 128
     val_windows: int = 256
-    seed: int = 0
+    #: ``auto``: CUDA when torch sees it.
     device: str = "auto"
-    camera: str | None = None
 
     def validate(self) -> None:
         if self.trainable not in TRAINABLE:
@@ -76,6 +77,11 @@ class FineTuneOptions:
             raise ValueError("steps, batch_size, select_every and patience must be >= 1")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+def fine_tune_options(options: FineTuneOptions) -> FineTuneOptions:
+    """Just the fine-tune's fields of ``options`` (e.g. of the trainer's options, which extend them)."""
+    return FineTuneOptions(**{f.name: getattr(options, f.name) for f in fields(FineTuneOptions)})
 
 
 @dataclass
@@ -121,22 +127,33 @@ class FineTuneResult:
 def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths: Sequence[str | Path],
               held_out_paths: Sequence[str | Path], out: str | Path | None = None,
               options: FineTuneOptions | None = None, say: Callable[[str], None] = print, *,
+              camera: str | None = None, seed: int = 0,
               stop: threading.Event | None = None) -> FineTuneResult:
     """Fine-tune checkpoint ``init`` on ``train_paths``, keep the state that scores best on
     ``select_paths``, score it and ``init`` on ``held_out_paths`` (see the module docstring) and
-    save it to ``out`` when given (else the caller saves ``result.checkpoint`` if it keeps it). ``stop`` set: finish the step and wrap up with the best state so far.
-    Raises ``ValueError`` when a set of episodes gives no window."""
+    save it to ``out`` when given (else the caller saves ``result.checkpoint`` if it keeps it).
+    ``camera``: the color stream to learn (default: the checkpoint's, else the first). ``stop``
+    set: finish the step and wrap up with the best state so far. Raises ``ValueError`` when a set
+    of episodes gives no window."""
+    import torch
+
+    from collector.wam.checkpoint import Checkpoint, dequantize, quantize
+    from collector.wam.data import WindowSet, load_clips
+    from collector.wam.model import LossWeights, preview_loss
+    from collector.wam.train import pick_device, to_tensors, validate
+
     o = options or FineTuneOptions()
     o.validate()
     started, cpu_started = time.monotonic(), time.process_time()
     start = Checkpoint.load(init)
     config = start.config
     device = pick_device(o.device)
-    torch.manual_seed(o.seed)
-    rng = np.random.default_rng(o.seed)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     sets = {}
     for name, paths in (("training", train_paths), ("selection", select_paths), ("held-out", held_out_paths)):
-        clips = load_clips(paths, config.image_size, camera=o.camera, action_fields=start.action_fields)
+        clips = load_clips(paths, config.image_size, camera=camera or start.camera,
+                           action_fields=start.action_fields)
         windows = WindowSet(clips, config.context, config.horizon, config.dt_s, start.normalizer)
         if not len(windows):
             raise ValueError(f"the {name} episodes ({len(paths)}) give no window of {config.context} past "

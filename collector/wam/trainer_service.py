@@ -46,7 +46,7 @@ import zmq
 
 from collector.recording.supervisor import RECORDER_CTL_ENV
 from collector.storage import EpisodeError, read_attrs
-from collector.wam.finetune import TRAINABLE
+from collector.wam.finetune import FineTuneOptions, fine_tune_options
 from collector.wam.registry import HELD_OUT, SELECT, TRAIN, Registry, format_db, training_summary
 from collector.wire.bus import NodePublisher, node_endpoints, request
 from collector.wire.node import run_until_signalled
@@ -57,24 +57,16 @@ log = logging.getLogger("collector.wam.trainer")
 
 
 @dataclass
-class TrainerOptions:
-    """The service's ``options`` table."""
+class TrainerOptions(FineTuneOptions):
+    """The service's ``options`` table: how each fine-tune runs (the fields of
+    :class:`~collector.wam.finetune.FineTuneOptions`: at most ``steps`` steps of ``batch_size``
+    or ``max_minutes``, ``lr``, ``trainable``, early stopping every ``select_every`` steps with
+    ``patience``...), plus the following."""
 
     #: Name of the WAM node service whose checkpoint is fine-tuned and swapped.
     wam: str = "wam"
     #: Checkpoints and ``registry.json``; empty: ``.wam`` in the recordings folder.
     folder: str = ""
-    #: At most this many fine-tuning steps (batch ``batch_size``) after each saved episode...
-    steps: int = 300
-    batch_size: int = 16
-    #: ...or fewer when this many minutes have passed, or when ``patience`` selection scores
-    #: in a row (every ``select_every`` steps) found nothing better (collector/wam/finetune.py).
-    max_minutes: float = 10.0
-    select_every: int = 25
-    patience: int = 4
-    lr: float = 1e-4
-    #: ``decoder``: the frame encoder stays as shipped; ``all``: every weight learns.
-    trainable: str = "decoder"
     #: A new checkpoint replaces the running one only when its held-out skill is higher by this.
     min_gain_db: float = 0.05
     #: Fractions of the episodes held out (scored once, for the swap) and kept for selection
@@ -82,12 +74,8 @@ class TrainerOptions:
     #: is first seen.
     val_fraction: float = 0.2
     select_fraction: float = 0.2
-    #: Windows scored for selection and for the swap (evenly spaced over those episodes).
-    select_windows: int = 128
-    val_windows: int = 256
     #: Training episodes needed before the first fine-tune.
     min_episodes: int = 1
-    device: str = "auto"
     threads: int = 1
     #: CPU priority below capture, the recorder and the WAM node.
     nice: int = 15
@@ -95,16 +83,16 @@ class TrainerOptions:
     poll_s: float = 2.0
 
     def validate(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.threads < 1 or self.min_episodes < 1:
-            raise ConfigError("steps, batch_size, threads and min_episodes must be >= 1")
+        try:
+            super().validate()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.threads < 1 or self.min_episodes < 1:
+            raise ConfigError("threads and min_episodes must be >= 1")
         if not (0 < self.val_fraction < 1 and 0 < self.select_fraction < 1
                 and self.val_fraction + self.select_fraction < 1):
             raise ConfigError("val_fraction and select_fraction must be in (0, 1) and leave episodes "
                               f"to train on, got {self.val_fraction} and {self.select_fraction}")
-        if self.select_every < 1 or self.patience < 1 or not self.lr > 0:
-            raise ConfigError("select_every and patience must be >= 1 and lr > 0")
-        if self.trainable not in TRAINABLE:
-            raise ConfigError(f"trainable must be one of {', '.join(TRAINABLE)}, got {self.trainable!r}")
         if self.poll_s <= 0:
             raise ConfigError(f"poll_s must be > 0, got {self.poll_s}")
 
@@ -206,7 +194,7 @@ class TrainerService:
 
     def fine_tune(self) -> bool:
         """Fine-tune the running checkpoint, score it against the running one, swap if better."""
-        from collector.wam.finetune import FineTuneOptions, fine_tune
+        from collector.wam.finetune import fine_tune
 
         registry, o = self.registry, self.options
         try:
@@ -225,11 +213,8 @@ class TrainerService:
         out = registry.folder / f"wam-{number:04d}.pt"
         train_paths, select_paths, val_paths = (registry.paths(side) for side in (TRAIN, SELECT, HELD_OUT))
         try:
-            result = fine_tune(current, train_paths, select_paths, val_paths, options=FineTuneOptions(
-                steps=o.steps, batch_size=o.batch_size, max_minutes=o.max_minutes, lr=o.lr,
-                trainable=o.trainable, select_every=o.select_every, patience=o.patience,
-                select_windows=o.select_windows, val_windows=o.val_windows, seed=number,
-                device=o.device, camera=running.get("camera")), say=log.info, stop=self._stop)
+            result = fine_tune(current, train_paths, select_paths, val_paths, options=fine_tune_options(o),
+                               say=log.info, camera=running.get("camera"), seed=number, stop=self._stop)
         except (ValueError, OSError) as exc:  # unreadable episodes, too short for a window
             self.failures += 1
             self.state, self.message = "error", f"fine-tune failed: {exc}"
