@@ -346,7 +346,9 @@ def main() -> None:
                               f"{r['cpu_per_s']:>8.3f} {r['MB_s']:>7.0f} {r['file_MB']:>8.1f}", flush=True)
         return
     ceiling = disk_bandwidth_mb_s(out)
-    print(f"disk sequential write with fsync: {ceiling:.0f} MB/s ({out}); cores: {os.cpu_count()}")
+    print(f"disk sequential write with fsync: {ceiling:.0f} MB/s ({out}); cores: {os.cpu_count()}; "
+          f"load average before: {os.getloadavg()[0]:.1f} (the rig alone needs ~1.8 of 2 cores: "
+          "other load makes the recorder fall behind)")
     print("lat: capture to disk (the flush after a sample's append returned); recv: capture to the "
           "recorder's receive (t_recv - t_host; the rest is the writer's queue and flush cadence). "
           "CPU in CPU-seconds per recorded second: recorder (its receiver and writer threads), "
@@ -367,6 +369,7 @@ def main() -> None:
                   f"{r['writer_cpu']:>5.2f} {r['cameras_cpu']:>5.2f} {r['glove_cpu']:>5.2f} "
                   f"{r['rss_early_MB']:>8.0f}M {r['rss_late_MB']:>7.0f}M {r['stop_s']:>6.2f}",
                   flush=True)
+            print(f"     load average after: {os.getloadavg()[0]:.1f}", flush=True)
             for f in out.rglob("bench-*.h5"):
                 f.unlink()
 
