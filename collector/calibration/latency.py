@@ -228,6 +228,28 @@ MOVING_SHARE = 0.02
 BLOCKS = 4
 
 
+#: A wrist height noisier than this (m, sample to sample) is averaged over :data:`SMOOTH_S`: a
+#: tracker's noise would otherwise jumble the frames' order by height. A centred average does
+#: not shift the signal; it only rounds the corners of the motion, so a clean one is left alone.
+HEIGHT_NOISE_M = 2e-5
+SMOOTH_S = 0.021
+
+
+def smoothed_height(t_ns: np.ndarray, height_m: np.ndarray) -> np.ndarray:
+    """``height_m`` averaged over :data:`SMOOTH_S` (centred) if it is noisier than
+    :data:`HEIGHT_NOISE_M`, else as it is. The noise is estimated from second differences (white
+    noise: sqrt(6) sigma), which the hand's own motion barely moves at a glove's rate."""
+    h = np.asarray(height_m, float)
+    if h.size < 5:
+        return h
+    noise = 1.4826 * float(np.median(np.abs(np.diff(h, 2)))) / np.sqrt(6)
+    period = float(np.median(np.diff(np.asarray(t_ns, np.int64)))) / 1e9
+    width = int(round(SMOOTH_S / period)) | 1 if period > 0 else 1
+    if noise <= HEIGHT_NOISE_M or width < 3:
+        return h
+    return np.convolve(np.pad(h, width // 2, mode="edge"), np.ones(width) / width, mode="valid")
+
+
 def _spread(signal: np.ndarray, height: np.ndarray) -> float:
     """How far the (height, signal) points are from one curve: the total variation of the
     signal along increasing height. Rise and fall on one curve go up and down once."""
@@ -255,7 +277,7 @@ def motion_offset(camera_t_ns: np.ndarray, signal: np.ndarray, glove_t_ns: np.nd
     t0 = int(np.asarray(glove_t_ns, np.int64)[0])
     t = (np.asarray(camera_t_ns, np.int64) - t0).astype(float)
     glove_t = (np.asarray(glove_t_ns, np.int64) - t0).astype(float)
-    h = np.asarray(glove_height_m, float)
+    h = smoothed_height(glove_t_ns, glove_height_m)
     s = np.asarray(signal, float)
     moving = s > MOVING_SHARE * float(np.percentile(s, 95))
     if moving.sum() < 20 or np.ptp(h) < 0.01:
