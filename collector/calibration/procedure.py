@@ -53,36 +53,37 @@ def _node(stream: str) -> str:
 
 
 def _glove_entry(reader: EpisodeReader, stream: str, reference: str, camera: dict[str, Any],
-                 reference_taps: tuple) -> dict[str, Any]:
-    """A glove's latency relative to the ``reference`` camera: from the hand's motion when the
-    glove reports its wrist position (the impacts' estimate kept beside it as a check), else
-    from the impacts alone (:mod:`collector.calibration.latency`)."""
+                 cam_t: np.ndarray, signals: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A glove's latency relative to the ``reference`` camera (frames at ``cam_t``, their
+    :func:`motion_signals`): from the hand's motion when the glove reports its wrist position
+    (the impacts' estimate kept beside it as a check), else from the impacts alone
+    (:mod:`collector.calibration.latency`)."""
     fitted, _ = _fitted(reader, stream)
-    cam_t, frames, box = reference_taps
     fields = {f.name for f in reader.streams[stream].fields}
     force = np.asarray(reader.frames(stream, FORCE_FIELD), float).reshape(len(fitted), -1).sum(axis=1)
-    advice = f"tap the table firmly, in view of {reference}, several times"
-    signals = motion_signals(list(frames), box)
     try:
         taps = tap_offset(cam_t, signals["count"], glove_impacts(fitted, force))
     except ValueError as exc:
         taps = {"error": str(exc)}
     entry: dict[str, Any] = {"relative_to": reference}
+    motion_error = ""
     if POSITION_FIELD in fields:
         height = np.asarray(reader.frames(stream, POSITION_FIELD), float).reshape(len(fitted), -1)[:, 2]
         try:
             motion = motion_offset(cam_t, signals["change"], fitted, height)
+            entry.update(method="motion", offset_ms=motion["offset_ms"], frames=motion["frames"],
+                         offset_uncertainty_ms=motion["uncertainty_ms"])
         except ValueError as exc:
-            raise CalibrationError(f"{stream}: {exc}; {advice}") from None
-        entry.update(method="motion", offset_ms=motion["offset_ms"], frames=motion["frames"],
-                     offset_uncertainty_ms=motion["uncertainty_ms"])
+            motion_error = str(exc)  # the impacts may still do
+    if "offset_ms" in entry:
         if "offset_ms" in taps:
             entry["taps_offset_ms"] = taps["offset_ms"]  # the impacts' estimate, ~1 ms: a check
     elif "offset_ms" in taps:
         entry.update(method="taps", offset_ms=taps["offset_ms"],
                      offset_uncertainty_ms=taps["uncertainty_ms"])
     else:
-        raise CalibrationError(f"{stream}: {taps['error']}; {advice}")
+        raise CalibrationError(f"{stream}: {motion_error or taps['error']}; tap the table firmly, "
+                               f"in view of {reference}, several times")
     if "taps" in taps:
         entry["taps"] = taps["taps"]
     entry.update(latency_ms=camera["latency_ms"] + entry["offset_ms"],
@@ -129,9 +130,12 @@ def analyse_recording(reader: EpisodeReader, *, devices: dict[str, dict[str, str
                    "pipeline_ms_stated": cam["display_pipeline_ms_stated"]}
         if not reference:
             reference, reference_taps = stream, (fitted, frames, box)
+    signals = None
     for stream in sorted(gloves):
         progress(f"finding {stream}'s taps")
-        streams[stream] = _glove_entry(reader, stream, reference, streams[reference], reference_taps)
+        cam_t, frames, box = reference_taps
+        signals = signals or motion_signals(list(frames), box)  # once for every glove
+        streams[stream] = _glove_entry(reader, stream, reference, streams[reference], cam_t, signals)
     # A node's other streams (a camera's depth) share its capture: same latency.
     for stream in reader.streams:
         if stream in streams:
