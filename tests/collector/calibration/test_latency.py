@@ -6,11 +6,13 @@ through ``collector calibrate latency --from``; the simulator's device clocks gi
 """
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from collector.calibration.latency import PHASE_COVERAGE_GOOD, timecode_latency
+from collector.calibration.procedure import analyse_recording
 from collector.calibration.station import episode_calibration, load_calibration
 from collector.cli import main
 from collector.storage.reader import open_episode
@@ -206,3 +208,24 @@ def test_a_short_calibration_already_removes_most_of_the_skew(recording):
     glove = recording["calibration"]["streams"]["glove/hand"]
     assert abs(glove["offset_ms"] - true_offset_ms(recording)) < 0.6, (glove, true_offset_ms(recording))
     assert p99 < 1.5, (share, p99)
+
+
+class WithoutWristPosition:
+    """An episode reader whose glove does not report a wrist position (many gloves don't)."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.streams = {name: replace(spec, fields=[f for f in spec.fields if f.name != "wrist_pos"])
+                        for name, spec in reader.streams.items()}
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+
+def test_a_glove_without_a_wrist_position_is_calibrated_from_the_impacts(recording):
+    with open_episode(recording["path"]) as ep:
+        calibration = analyse_recording(WithoutWristPosition(ep), display_delay_ms=DISPLAY_DELAY_MS)
+    glove = calibration["streams"]["glove/hand"]
+    assert glove["method"] == "taps" and glove["taps"] >= 3, glove
+    # The impacts place the glove within a few ms (0.1-2.4 ms at 20 s: docs/time-sync.md).
+    assert abs(glove["offset_ms"] - true_offset_ms(recording)) < 3.0, glove
