@@ -139,8 +139,8 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
 
     from collector.wam.checkpoint import Checkpoint, dequantize, quantize
     from collector.wam.data import WindowSet, load_clips
-    from collector.wam.model import LossWeights, preview_loss
-    from collector.wam.train import pick_device, to_tensors, validate
+    from collector.wam.model import LossWeights
+    from collector.wam.train import pick_device, train_step, validate
 
     o = options or FineTuneOptions()
     o.validate()
@@ -179,19 +179,10 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
     warmup = max(1, min(20, o.steps // 10))
     limit_s = o.max_minutes * 60 if o.max_minutes else math.inf
     for step in range(1, o.steps + 1):
-        model.train()
-        items = rng.integers(0, len(train_set), o.batch_size)
-        past, past_a, future, future_a = to_tensors(*train_set.batch(items), config.context, device)
-        known = torch.rand(o.batch_size, device=device) >= config.action_mask_p
-        steps = torch.randperm(config.horizon, device=device)[:4]
-        pred, pred_a, masks = model(past, past_a, future_a, known, steps)
-        loss = preview_loss(pred, future[:, steps], past[:, -1], pred_a, future_a, masks, weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
         for group in optimizer.param_groups:
             group["lr"] = o.lr * min(1.0, step / warmup)
-        optimizer.step()
+        loss = train_step(model, optimizer, train_set, rng.integers(0, len(train_set), o.batch_size), device,
+                          weights)
         out_of_time = time.monotonic() - started > limit_s or (stop is not None and stop.is_set())
         if step % o.select_every == 0 or step == o.steps or out_of_time:
             skill = skill_db(validate(model, select_set, select_items, config, device))

@@ -138,29 +138,19 @@ def train_on(train_paths: Sequence[str | Path], val_paths: Sequence[str | Path],
                                              "previous_steps": previous_steps})
     if initial is not None:
         checkpoint.report["initial_validation"] = initial
+    weights = LossWeights(moving=options.moving_weight, squared=options.squared_weight, mask=options.mask_penalty)
     loop_started = time.monotonic()
     recent: list[float] = []
     step = 0
     try:
         for step in range(1, options.steps + 1):
-            model.train()
-            items = rng.integers(0, len(train_set), options.batch_size)
-            past, past_a, future, future_a = to_tensors(*train_set.batch(items), config.context, device)
-            known = torch.rand(options.batch_size, device=device) >= config.action_mask_p
-            steps = torch.randperm(config.horizon, device=device)[:options.decoded_steps]
-            pred, pred_a, masks = model(past, past_a, future_a, known, steps)
-            loss = preview_loss(pred, future[:, steps], past[:, -1], pred_a, future_a, masks,
-                                LossWeights(moving=options.moving_weight, squared=options.squared_weight,
-                                            mask=options.mask_penalty))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             # Cosine decay over the run's progress: steps done or time used, whichever is further,
             # so a run cut by --minutes still ends at a low learning rate.
             progress = min(1.0, max(step / options.steps, (time.monotonic() - loop_started) / limit_s))
             for group in optimizer.param_groups:
                 group["lr"] = options.lr * min(1.0, step / warmup) * 0.5 * (1 + math.cos(math.pi * progress))
-            optimizer.step()
+            loss = train_step(model, optimizer, train_set, rng.integers(0, len(train_set), options.batch_size),
+                              device, weights, options.decoded_steps)
             recent.append(loss.item())
             elapsed = time.monotonic() - loop_started
             over_time = (options.max_minutes and elapsed > options.max_minutes * 60) or \
@@ -184,6 +174,26 @@ def train_on(train_paths: Sequence[str | Path], val_paths: Sequence[str | Path],
         checkpoint.state_dict = model.state_dict()
         checkpoint.save(out)
     return checkpoint
+
+
+def train_step(model: WorldActionModel, optimizer: torch.optim.Optimizer, windows: WindowSet,
+               items: Sequence[int], device: torch.device, weights: LossWeights,
+               decoded_steps: int = 4) -> torch.Tensor:
+    """One optimisation step on the windows ``items``: future actions hidden from a random share
+    of them (``action_mask_p``), ``decoded_steps`` random future steps decoded, the gradient of
+    :func:`~collector.wam.model.preview_loss` clipped to norm 1. Returns the loss."""
+    config = model.config
+    model.train()
+    past, past_a, future, future_a = to_tensors(*windows.batch(items), config.context, device)
+    known = torch.rand(len(items), device=device) >= config.action_mask_p
+    steps = torch.randperm(config.horizon, device=device)[:decoded_steps]
+    pred, pred_a, masks = model(past, past_a, future_a, known, steps)
+    loss = preview_loss(pred, future[:, steps], past[:, -1], pred_a, future_a, masks, weights)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+    optimizer.step()
+    return loss.detach()
 
 
 @torch.no_grad()
