@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from collector.wam.checkpoint import Checkpoint
-from collector.wam.finetune import FineTuneOptions, fine_tune
+from collector.wam.finetune import FineTuneOptions, FineTuneResult, fine_tune
 from collector.wam.model import LossWeights
 from tests.collector.sim_episodes import write_sim_episode
 from tests.collector.test_wam import tiny_checkpoint
@@ -69,6 +69,17 @@ def test_the_kept_state_is_the_best_on_selection_and_the_encoder_stays_frozen(ep
     assert encoder and all(torch.equal(before[n].float(), after[n].float()) for n in encoder)
     if result.best_step:  # a later state was kept: the decoder learned
         assert any(not torch.equal(before[n].float(), after[n].float()) for n in before if n.startswith("decoder."))
+
+
+def test_the_swap_rule_needs_the_held_out_skill_above_the_running_one_by_the_margin():
+    def result(running_db, tuned_db):
+        figures = lambda db: {"psnr_1s": 30.0 + db, "psnr_1s_copy_last": 30.0}  # noqa: E731
+        return FineTuneResult(None, figures(running_db), figures(tuned_db), best_step=25, steps=50)
+
+    assert result(-0.15, 0.32).beats_running(0.05)
+    assert not result(0.50, 0.54).beats_running(0.05)  # better on held out, but within the margin
+    assert not result(0.50, 0.40).beats_running(0.05)
+    assert FineTuneResult(None, {}, {"psnr_1s": 30.0, "psnr_1s_copy_last": 29.0}, 1, 1).beats_running(0.05)
 
 
 def test_the_fine_tune_optimises_the_objective_its_checkpoint_was_trained_with():
