@@ -99,6 +99,7 @@ def test_bad_options_and_episodes_without_a_window_are_refused(episodes, tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the trainer's 10 min limit, on a busy CPU
 def test_on_a_view_it_never_saw_the_trainer_fine_tunes_the_shipped_model_and_swaps_it_in(tmp_path, one_thread):
     """The demonstration: episodes of a station whose view the shipped checkpoint was never
     trained on, saved in order; the background trainer (its default options, on the CPU) splits
