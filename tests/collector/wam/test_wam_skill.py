@@ -134,3 +134,23 @@ def test_after_a_swap_the_skill_restarts_and_old_predictions_are_not_credited():
     finally:
         node.close()
         station.close()
+
+
+def test_the_preview_follows_the_published_skill_with_the_same_hysteresis():
+    """The window's model reads the node's skill_db sample by sample: once a forecast, a skill
+    that dips to +0.1 dB keeps it one; below 0 dB it greys, and +0.2 dB does not ungrey it."""
+    from collector.wire.protocol import Sample
+
+    preview = WamPreview(default_endpoint(new_runtime_dir(), "wam"))
+    try:
+        def publish(seq: int, db: float) -> bool | None:
+            sample = Sample("wam", "wam/surprise", seq, seq, 10**18 + seq * 10**8, {
+                "score": np.float32(0.1), "baseline": np.float32(0.1), "skill_db": np.float32(db)})
+            with preview._lock:  # as the reader thread calls it
+                preview._on_sample(sample)
+            return preview.state().skill.better_than_still
+
+        said = [publish(i, db) for i, db in enumerate((math.nan, 0.5, 0.1, 0.25, -0.05, 0.2, 0.29, 0.35))]
+        assert said == [None, True, True, True, False, False, False, True]
+    finally:
+        preview.close()
