@@ -351,7 +351,8 @@ def main() -> None:
           "other load makes the recorder fall behind)")
     print("lat: capture to disk (the flush after a sample's append returned); recv: capture to the "
           "recorder's receive (t_recv - t_host; the rest is the writer's queue and flush cadence). "
-          "CPU in CPU-seconds per recorded second: recorder (its receiver and writer threads), "
+          "CPU in CPU-seconds per recorded second: recorder (its receiver and writer threads; video "
+          "encoding runs on a thread per stream, in the recorder's total only), "
           "the camera nodes together, the glove node")
     header = (f"{'cams':>4} {'codec':>5} {'color':>5} {'offered':>8} {'written':>8} {'dropped':>7} "
               f"{'file MB':>7} {'MB/s':>6} {'% disk':>6} {'lat p50':>8} {'lat p99':>8} {'recv p99':>8} "

@@ -5,8 +5,8 @@ packet per frame, in frame order: the encoders run without frame reordering (no 
 delay), so packet ``i`` is frame ``i`` and its presentation timestamp is ``i``. Every
 ``gop`` frames (``recording.video_gop_s``, default 1 s) is a keyframe that needs no earlier
 packet, so a reader seeks to the keyframe at or before a frame and decodes forward
-(docs/episode-format.md, "Video color frames"). Encoding happens in the episode writer, i.e. on
-the recorder's writer thread, never on the receive path.
+(docs/episode-format.md, "Video color frames"). Encoding happens in the episode writer, on a
+thread per stream (:mod:`collector.storage.encoder_thread`), never on the receive path.
 
 Codecs come from PyAV's bundled FFmpeg; hardware encoders (NVENC, Quick Sync) are used when
 chosen (``recording.video_encoder``) and present.

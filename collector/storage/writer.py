@@ -28,6 +28,7 @@ from collector.storage.schema import (COLOR_ENCODINGS, COMPRESSIONS, COUNTERS, E
                                       field_encodings, iso_utc, prepare_field, root_attrs,
                                       sample_stream, samples_before, schema_version, seq_counters,
                                       to_json)
+from collector.storage.encoder_thread import EncoderThread
 from collector.storage.video import VideoEncoder, check_video_options, is_video
 from collector.storage.video_h5 import append_packets, create_video_datasets
 from collector.wire.protocol import JPEG, RAW, Sample
@@ -118,9 +119,10 @@ class HDF5EpisodeWriter(EpisodeWriter):
         self.checksums = bool(checksums)
         self._buffers = {s.name: _StreamBuffer(s, field_encodings(s, color_encoding, stream_encodings))
                          for s in specs}
-        # Video-stored fields: one encoder each, fed in order on the writer thread (video.py).
+        # Video-stored fields: one encoder each, on a thread of its own, fed in order (video.py,
+        # encoder_thread.py).
         self.video_options = dict(encoder=video_encoder, crf=float(video_crf), gop_s=float(video_gop_s))
-        self._encoders: dict[tuple[str, str], VideoEncoder] = {}
+        self._encoders: dict[tuple[str, str], EncoderThread] = {}
         for buf in self._buffers.values():
             for codec in {e for e in buf.encodings.values() if is_video(e)}:
                 check_video_options(codec, **self.video_options)
@@ -151,6 +153,7 @@ class HDF5EpisodeWriter(EpisodeWriter):
                                       **checksum_options(self.checksums))
             self._h5.swmr_mode = True  # from here on: append and flush only, never create
         except BaseException:
+            self._stop_encoders()
             self._h5.close()
             self.path.unlink(missing_ok=True)
             self._lock.release(remove=True)
@@ -175,7 +178,7 @@ class HDF5EpisodeWriter(EpisodeWriter):
             if is_video(buf.encodings[fs.name]):
                 encoder = VideoEncoder(buf.encodings[fs.name], fs.shape[1], fs.shape[0],
                                        spec.rate_hz, **self.video_options)
-                self._encoders[spec.name, fs.name] = encoder
+                self._encoders[spec.name, fs.name] = EncoderThread(encoder, f"encoder {spec.name}")
                 create_video_datasets(g, fs.name, encoder, dict(attrs, dtype=fs.dtype,
                                       shape=list(fs.shape)), time_rows, check)
             elif buf.encodings[fs.name] == JPEG:
@@ -219,17 +222,16 @@ class HDF5EpisodeWriter(EpisodeWriter):
         values = {fs.name: self._prepare(name, fs, sample, buf.encodings[fs.name])
                   for fs in buf.spec.fields}
         for field_name, value in values.items():
-            encoder = self._encoders.get((name, field_name))
-            if encoder is not None:  # packets, possibly of earlier frames (encoder delay)
-                packets = encoder.encode(value)
-                buf.columns[field_name] += packets
-                buf.nbytes += sum(p.data.nbytes + 64 for p in packets)
-                continue
             # A writable array may be a producer's reused frame buffer: copy it. A read-only one
             # (a received ZeroMQ frame, which nobody writes to again) is kept as it is.
             original = sample.fields[field_name]
             keep = value is not original or not original.flags.writeable
-            buf.columns[field_name].append(value if keep else value.copy())
+            value = value if keep else value.copy()
+            encoder = self._encoders.get((name, field_name))
+            if encoder is not None:  # its packets are collected when the stream is written
+                encoder.submit(value)
+                continue
+            buf.columns[field_name].append(value)
             buf.nbytes += value.nbytes + 32
         for key, value in (("seq", sample.seq), ("t_device_ns", sample.t_device_ns),
                            ("t_host_ns", sample.t_host_ns), ("t_recv_ns", t_recv_ns)):
@@ -280,6 +282,7 @@ class HDF5EpisodeWriter(EpisodeWriter):
         # Packets lag their samples by the encoder's delay, and the last ones come after the
         # last sample: written whenever there are any. Readers count whole samples only.
         for name in (f for f, encoding in buf.encodings.items() if is_video(encoding)):
+            buf.columns[name] += self._encoders[buf.spec.name, name].packets()
             append_packets(g, name, buf.columns[name])
             buf.columns[name].clear()
         if not n:
@@ -359,6 +362,10 @@ class HDF5EpisodeWriter(EpisodeWriter):
         for (stream, field), encoder in self._encoders.items():
             self._buffers[stream].columns[field] += encoder.finish()
 
+    def _stop_encoders(self) -> None:
+        for encoder in self._encoders.values():
+            encoder.stop()
+
     @property
     def storage_folder(self) -> Path:
         return self.path.parent
@@ -377,6 +384,7 @@ class HDF5EpisodeWriter(EpisodeWriter):
             self.flush()
         except Exception as exc:  # the abort is often the reaction to a failing write
             log.warning("%s: flush on abort failed: %s", self.path, exc)
+        self._stop_encoders()
         self._closed = True
         try:
             self._h5.close()
