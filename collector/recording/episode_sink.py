@@ -74,6 +74,10 @@ class EpisodeSink:
         self._writers: dict[str, EpisodeWriter] = {}
         self._rejected: dict[str, dict[str, int]] = {}
         self._unflushed_t_host: list[int] = []
+        #: When each open episode started (its writer was created): a pre-roll sample's
+        #: capture-to-disk latency counts from then, not from its capture, which it was held
+        #: past by design before any episode existed.
+        self._opened_ns: dict[str, int] = {}
         self.disk_latency_ms: deque = deque(maxlen=200_000)
         self.flush_ms: deque = deque(maxlen=10_000)
         self.error: str | None = None
@@ -158,7 +162,7 @@ class EpisodeSink:
                 return
             try:
                 writer.append(sample, t_recv)
-                self._unflushed_t_host.append(sample.t_host_ns)
+                self._unflushed_t_host.append(max(sample.t_host_ns, self._opened_ns[uuid]))
             except ValueError as exc:  # a sample that does not match its declared spec
                 rejected = self._rejected[uuid]
                 rejected[sample.stream] = rejected.get(sample.stream, 0) + 1
@@ -207,16 +211,18 @@ class EpisodeSink:
                                       stream_encodings=rec.stream_encodings,
                                       video_encoder=rec.video_encoder, video_crf=rec.video_crf,
                                       video_gop_s=rec.video_gop_s)
-        self.submit("register", uuid=window.uuid, writer=writer)
+        self.submit("register", uuid=window.uuid, writer=writer, opened_ns=protocol.now_ns())
 
-    def _do_register(self, uuid: str, writer: EpisodeWriter) -> None:
+    def _do_register(self, uuid: str, writer: EpisodeWriter, opened_ns: int) -> None:
         self._writers[uuid] = writer
         self._rejected[uuid] = {}
+        self._opened_ns[uuid] = opened_ns
 
     def _do_close(self, window: EpisodeWindow, malformed: dict[str, dict[str, int]]) -> dict[str, Any]:
         """Flush, balance the ledger, finalize (or discard) the episode of ``window``."""
         writer = self._writers.pop(window.uuid, None)
         rejected = self._rejected.pop(window.uuid, {})
+        self._opened_ns.pop(window.uuid, None)
         if writer is None:
             return {"error": "episode was not open"}
         for stream in window.streams:
@@ -259,6 +265,7 @@ class EpisodeSink:
         paths = []
         for uuid, writer in list(self._writers.items()):
             self._writers.pop(uuid)
+            self._opened_ns.pop(uuid, None)
             paths.append(writer.path)
             try:
                 writer.close(status="complete", end_attrs={"end_reason": reason})
