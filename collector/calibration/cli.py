@@ -52,6 +52,14 @@ def calibration_config(config: AppConfig, output: Path) -> AppConfig:
                      services=[], security=config.security)
 
 
+def simulated_outside_the_scene(config: AppConfig) -> bool:
+    """Whether every node of ``config`` is simulated and some is not in the calibration scene
+    (the built-in simulated station as the collect window runs it)."""
+    twin = calibration_config(config, config.recording.output)
+    return (all(n.driver.startswith("sim_") for n in config.nodes)
+            and any(a.options != b.options for a, b in zip(config.nodes, twin.nodes)))
+
+
 def node_devices(config: AppConfig) -> dict[str, dict[str, str]]:
     """Each node's driver and configured serial (what a later check compares against)."""
     return {n.name: {"driver": n.driver, "serial": str(n.options.get("serial", ""))} for n in config.nodes}
@@ -86,10 +94,17 @@ def calibrate_in_session(session, seconds: float = DEFAULT_SECONDS,
                          display_delay_ms: float = DEFAULT_DISPLAY_DELAY_MS) -> tuple[dict[str, Any], Path]:
     """:func:`calibrate` with the devices of a running ``session`` (the collect window's): no
     second process opens a camera. Its nodes run as configured, so real cameras must face the
-    wizard's screen and simulated ones be in the calibration scene (:func:`calibration_config`).
+    wizard's screen; a simulated station outside the calibration scene is calibrated with a
+    twin of its nodes in that scene (:func:`calibration_config`).
     The calibration episode goes to the session's trash folder once analysed: it is no
     demonstration."""
     config = session.config
+    if simulated_outside_the_scene(config):
+        # Simulated devices are no exclusive hardware, and the running ones film the work
+        # scene, not the screen: a twin of them in the calibration scene measures the same
+        # simulated latencies.
+        progress("simulated devices: calibrating a twin of them in the calibration scene")
+        return calibrate(config, seconds, progress, output=output, display_delay_ms=display_delay_ms)
     path = film_calibration(session, seconds, progress)
     try:
         result = calibrate(config, seconds, progress, output=output,

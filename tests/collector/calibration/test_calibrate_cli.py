@@ -32,3 +32,4 @@ def test_calibrate_then_record_applies_the_station_calibration(tmp_path):
     info = run("info", recorded.stdout.split()[-1], env=env)
     assert "latency calibration: " in info.stdout and "latency calibration: none" not in info.stdout
     assert "not applied" not in info.stdout, info.stdout
+
