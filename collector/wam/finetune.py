@@ -84,6 +84,10 @@ def fine_tune_options(options: FineTuneOptions) -> FineTuneOptions:
     return FineTuneOptions(**{f.name: getattr(options, f.name) for f in fields(FineTuneOptions)})
 
 
+class FineTuneStopped(Exception):
+    """:func:`fine_tune` was asked to stop (its ``stop`` event): nothing was kept."""
+
+
 @dataclass
 class FineTuneResult:
     """What one fine-tune did; ``checkpoint`` is the kept state as it runs (after the int8 round
@@ -133,8 +137,8 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
     ``select_paths``, score it and ``init`` on ``held_out_paths`` (see the module docstring) and
     save it to ``out`` when given (else the caller saves ``result.checkpoint`` if it keeps it).
     ``camera``: the color stream to learn (default: the checkpoint's, else the first). ``stop``
-    set: finish the step and wrap up with the best state so far. Raises ``ValueError`` when a set
-    of episodes gives no window."""
+    set: finish the step and raise :class:`FineTuneStopped` (shutting down: nothing is scored or
+    saved). Raises ``ValueError`` when a set of episodes gives no window."""
     import torch
 
     from collector.wam.checkpoint import Checkpoint, dequantize, quantize
@@ -183,7 +187,10 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
             group["lr"] = o.lr * min(1.0, step / warmup)
         loss = train_step(model, optimizer, train_set, rng.integers(0, len(train_set), o.batch_size), device,
                           weights)
-        out_of_time = time.monotonic() - started > limit_s or (stop is not None and stop.is_set())
+        if stop is not None and stop.is_set():
+            # Shutting down: no more scoring or saving (seconds at nice 15); the next run starts over.
+            raise FineTuneStopped(f"stopped at step {step} of {o.steps}")
+        out_of_time = time.monotonic() - started > limit_s
         if step % o.select_every == 0 or step == o.steps or out_of_time:
             skill = skill_db(validate(model, select_set, select_items, config, device))
             selection.append((step, skill))

@@ -1,11 +1,13 @@
 """The station fine-tune: the starting model's objective, early stopping on selection episodes
 (never on the held-out ones that decide the swap), the kept state scored as it will run."""
 
+import threading
+
 import pytest
 import torch
 
 from collector.wam.checkpoint import Checkpoint
-from collector.wam.finetune import FineTuneOptions, FineTuneResult, fine_tune
+from collector.wam.finetune import FineTuneOptions, FineTuneResult, FineTuneStopped, fine_tune
 from collector.wam.model import LossWeights
 from tests.collector.sim_episodes import write_sim_episode
 from tests.collector.test_wam import tiny_checkpoint
@@ -69,6 +71,25 @@ def test_the_kept_state_is_the_best_on_selection_and_the_encoder_stays_frozen(ep
     assert encoder and all(torch.equal(before[n].float(), after[n].float()) for n in encoder)
     if result.best_step:  # a later state was kept: the decoder learned
         assert any(not torch.equal(before[n].float(), after[n].float()) for n in before if n.startswith("decoder."))
+
+
+def test_a_stop_ends_the_fine_tune_after_the_step_without_scoring_or_saving(episodes, tmp_path, one_thread):
+    """Shutting down mid fine-tune: the trainer must exit within the supervisor's grace period,
+    so the step in progress is the last thing it does (the episodes are trained on next time)."""
+    torch.manual_seed(0)
+    start = tiny_checkpoint(tmp_path / "start.pt")
+    stop = threading.Event()
+    said = []
+
+    def say(text):
+        said.append(text)
+        stop.set()  # the first message comes before step 1: the stop lands during the run
+
+    with pytest.raises(FineTuneStopped, match="stopped at step 1 of 50"):
+        fine_tune(start, [episodes[0]], [episodes[1]], [episodes[2]], tmp_path / "tuned.pt",
+                  FineTuneOptions(steps=50, batch_size=2, select_every=1, select_windows=4,
+                                  val_windows=4, device="cpu"), say=say, stop=stop)
+    assert said and not (tmp_path / "tuned.pt").exists()
 
 
 def test_the_swap_rule_needs_the_held_out_skill_above_the_running_one_by_the_margin():

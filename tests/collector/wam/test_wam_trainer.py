@@ -3,6 +3,9 @@ running checkpoint on the training side of a by-episode split, swaps it into the
 its held-out skill is higher, and keeps a registry that ``collector wam status`` prints."""
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -204,3 +207,18 @@ def test_a_damaged_episode_is_skipped_counted_and_left_alone(tmp_path):
     finally:
         trainer.close()
         recorder.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling classes")
+def test_the_trainer_runs_in_the_idle_cpu_class_below_capture():
+    """Nice 15 alone let the fine-tune take the capture path's CPU on 2 cores; the trainer
+    also asks for SCHED_IDLE (and idle I/O), here in a child so this process keeps its class."""
+    from collector.wam.trainer_service import lower_priority
+
+    code = ("import os, json; from collector.wam.trainer_service import TrainerOptions, lower_priority;"
+            "applied = lower_priority(TrainerOptions());"
+            "print(json.dumps([applied, os.sched_getscheduler(0) == os.SCHED_IDLE, os.nice(0)]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    applied, idle, niceness = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "SCHED_IDLE" in applied and idle and niceness >= 15
+    assert lower_priority(TrainerOptions(nice=0, idle_class=False)) == []
