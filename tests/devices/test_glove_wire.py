@@ -174,6 +174,23 @@ def test_clock_map_finds_offset_and_drift_under_jitter():
     assert raw_jitter > 10 * 60_000
 
 
+def test_clock_map_ignores_a_bin_the_busy_host_delayed_whole():
+    """A reader starved for a whole 0.25 s bin (a busy host) lifts that bin's minimum delay by
+    tens of ms; in the first seconds, least squares through it tilted the drift by thousands of
+    ppm and mapped times landed ~10 ms off (seen in the suite: wrist 5 mm from the world)."""
+    offset = 1_700_000_000_000_000_000
+    clock = OnlineClockMap()
+    errors = []
+    for i in range(4_000):  # 4 s at 1 kHz; every sample of 1.25-1.5 s arrives 30 ms late
+        device = i * 1_000_000
+        late = 30_000_000 if 1250 <= i < 1500 else 0
+        mapped = clock.map(device, offset + device + 300_000 + late)
+        if i >= 2_200:  # once drift is fitted (8 bins) with the late bin among them
+            errors.append(mapped - (offset + device + 300_000))
+    assert abs(clock.drift_ppm) < 5
+    assert np.abs(errors).max() < 100_000
+
+
 def test_calibration_closure_and_file_round_trip(tmp_path):
     names = ["a", "b", "c"]
     opened = np.array([[0.1, 0.2, 0.5]] * 10) + np.random.default_rng(0).normal(0, 0.001, (10, 3))
