@@ -309,9 +309,15 @@ def request(endpoint: str, cmd: str, timeout_s: float = 2.0, context: zmq.Contex
     ctx = context or zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
+    # A send can block too: after a refused CurveZMQ handshake the peer's pipe is gone until a
+    # reconnect, and a REQ socket without a pipe waits (seen: a 120 s hang on a busy machine).
+    sock.setsockopt(zmq.SNDTIMEO, max(1, int(timeout_s * 1000)))
     security.connect(sock, endpoint)
     try:
-        sock.send(json.dumps({"cmd": cmd, **params}).encode())
+        try:
+            sock.send(json.dumps({"cmd": cmd, **params}).encode())
+        except zmq.Again:
+            raise TimeoutError(f"could not send '{cmd}' to {endpoint} within {timeout_s} s") from None
         if not sock.poll(int(timeout_s * 1000)):
             raise TimeoutError(f"no reply from {endpoint} to '{cmd}' within {timeout_s} s")
         frames = sock.recv_multipart()

@@ -176,6 +176,9 @@ def test_device_lost_mid_episode_is_shown_and_recording_continues(window_factory
     qtbot.waitUntil(lambda: window.health_strip.tiles["cam0"].level != "bad", timeout=20_000)  # back
     click_when_enabled(qtbot, window.controls.record)
     wait_state(model, "idle")
+    # Stop returns at once; the episode drains and closes in the background (a busy machine
+    # had it still open, and locked, when read).
+    qtbot.waitUntil(lambda: model.last_episode["closed"], timeout=30_000)
     (path,) = episode_files(tmp_path)
     with open_episode(path) as episode:
         kinds = [(e["kind"], e.get("stream") or e.get("node")) for e in episode.events()]

@@ -456,3 +456,19 @@ def test_slow_live_subscriber_never_blocks_the_publisher(rundir, ctx):
         data_sub.close()
         pub.close()
 
+
+
+def test_a_request_whose_send_cannot_go_out_is_a_timeout_not_a_hang(ctx, monkeypatch):
+    """After a refused CurveZMQ handshake a REQ socket has no pipe and its send waits; seen as a
+    120 s hang under load. Made deterministic here: ZMQ_IMMEDIATE and nobody listening."""
+    from collector.wire import bus, security
+
+    real_connect = security.connect
+
+    def connect_immediate(sock, endpoint):
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # no pipe until a peer completes its handshake
+        real_connect(sock, endpoint)
+
+    monkeypatch.setattr(bus.security, "connect", connect_immediate)
+    with pytest.raises(TimeoutError, match="could not send 'ping'"):
+        request("tcp://127.0.0.1:9", "ping", 0.3, ctx)
