@@ -36,8 +36,8 @@ from collector.storage.schema import (COUNTERS, EVENT_DATASETS, TIME_DATASETS, a
                                       event_row, field_encodings, prepare_field, root_attrs,
                                       sample_stream, samples_before, schema_version, seq_counters)
 from collector.storage.video import check_video_options, is_video
-from collector.storage.sync import (SYNC_METHOD, calibrated_time_ns, compute_sync_index, episode_latencies_ms,
-                                    fit_device_clock, sync_time_ns)
+from collector.storage.sync import (SYNC_METHOD, compute_sync_index, episode_latencies_ms, fit_device_clock,
+                                    stream_sync_time_ns)
 from collector.wire.protocol import RAW, Sample
 from collector.wire.streams import StreamSpec
 
@@ -207,8 +207,8 @@ class MemoryEpisodeWriter(EpisodeWriter):
             ep.stream_attrs[name] = {"count": count, "late": 0, "overflow": 0,
                                      **seq_counters(np.asarray(cols["seq"], np.uint64)),
                                      **self._counters.get(name, {}), "clock_fit": fit}
-            times[name] = (spec.rate_hz, calibrated_time_ns(sync_time_ns(t_device, t_host, fit),
-                                                            episode_latencies_ms(ep.attrs).get(name)))
+            times[name] = (spec.rate_hz, stream_sync_time_ns(t_device, t_host, fit,
+                                                             episode_latencies_ms(ep.attrs).get(name)))
         end = end_attrs_at(end, int(ep.attrs["start_time_ns"]))
         if ledger is not None:
             end["ledger"] = json.dumps(ledger(written), separators=(",", ":"))

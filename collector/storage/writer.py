@@ -33,8 +33,8 @@ from collector.storage.video import VideoEncoder, check_video_options, is_video
 from collector.storage.video_h5 import append_packets, create_video_datasets
 from collector.wire.protocol import JPEG, RAW, Sample
 from collector.wire.streams import StreamSpec
-from collector.storage.sync import (SYNC_METHOD, calibrated_time_ns, episode_latencies_ms, fit_device_clock,
-                                    sync_time_ns, write_sync_group)
+from collector.storage.sync import (SYNC_METHOD, episode_latencies_ms, fit_device_clock, stream_sync_time_ns,
+                                    write_sync_group)
 from collector.storage.writer_lock import WriterLock, marker_path
 
 log = logging.getLogger(__name__)
@@ -466,8 +466,7 @@ def finalize_episode(f: h5py.File, *, status: str, end_attrs: dict[str, Any] | N
         t_device, t_host = group["t_device_ns"][:count], group["t_host_ns"][:count]
         fit = fit_device_clock(t_device, t_host)
         group.attrs["clock_fit"] = json.dumps(fit)
-        times[name] = (spec.rate_hz, calibrated_time_ns(sync_time_ns(t_device, t_host, fit),
-                                                        latencies.get(name)))
+        times[name] = (spec.rate_hz, stream_sync_time_ns(t_device, t_host, fit, latencies.get(name)))
     end = end_attrs_at(end, int(f.attrs["start_time_ns"]))
     if ledger is not None:
         end["ledger"] = json.dumps(ledger(written), separators=(",", ":"))
