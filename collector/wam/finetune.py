@@ -108,6 +108,8 @@ class FineTuneResult:
     cpu_seconds: float = 0.0
     #: Minutes of footage in the training episodes.
     trained_minutes: float = 0.0
+    #: Seconds spent waiting while the station recorded (``pause``).
+    paused_s: float = 0.0
 
     @property
     def running_skill(self) -> float | None:
@@ -132,13 +134,15 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
               held_out_paths: Sequence[str | Path], out: str | Path | None = None,
               options: FineTuneOptions | None = None, say: Callable[[str], None] = print, *,
               camera: str | None = None, seed: int = 0,
-              stop: threading.Event | None = None) -> FineTuneResult:
+              stop: threading.Event | None = None, pause: threading.Event | None = None) -> FineTuneResult:
     """Fine-tune checkpoint ``init`` on ``train_paths``, keep the state that scores best on
     ``select_paths``, score it and ``init`` on ``held_out_paths`` (see the module docstring) and
     save it to ``out`` when given (else the caller saves ``result.checkpoint`` if it keeps it).
     ``camera``: the color stream to learn (default: the checkpoint's, else the first). ``stop``
     set: finish the step and raise :class:`FineTuneStopped` (shutting down: nothing is scored or
-    saved). Raises ``ValueError`` when a set of episodes gives no window."""
+    saved). ``pause`` set (the station is recording): wait before the next step until it clears;
+    paused time does not count against ``max_minutes``. Raises ``ValueError`` when a set of
+    episodes gives no window."""
     import torch
 
     from collector.wam.checkpoint import Checkpoint, dequantize, quantize
@@ -182,7 +186,10 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
     selection, best_step, since_best, step = [(0, best)], 0, 0, 0
     warmup = max(1, min(20, o.steps // 10))
     limit_s = o.max_minutes * 60 if o.max_minutes else math.inf
+    paused_s = 0.0
     for step in range(1, o.steps + 1):
+        if pause is not None and pause.is_set():
+            paused_s += _wait_while_paused(pause, stop, say)
         for group in optimizer.param_groups:
             group["lr"] = o.lr * min(1.0, step / warmup)
         loss = train_step(model, optimizer, train_set, rng.integers(0, len(train_set), o.batch_size), device,
@@ -190,7 +197,7 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
         if stop is not None and stop.is_set():
             # Shutting down: no more scoring or saving (seconds at nice 15); the next run starts over.
             raise FineTuneStopped(f"stopped at step {step} of {o.steps}")
-        out_of_time = time.monotonic() - started > limit_s
+        out_of_time = time.monotonic() - started - paused_s > limit_s
         if step % o.select_every == 0 or step == o.steps or out_of_time:
             skill = skill_db(validate(model, select_set, select_items, config, device))
             selection.append((step, skill))
@@ -218,10 +225,22 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
     if out is not None:
         checkpoint.save(out)
     result = FineTuneResult(checkpoint, running, tuned, best_step, step, selection,
-                            time.monotonic() - started, time.process_time() - cpu_started, trained_minutes)
+                            time.monotonic() - started, time.process_time() - cpu_started, trained_minutes,
+                            paused_s)
     say(f"kept step {best_step} of {step}: held-out skill {result.tuned_skill:+.2f} dB "
         f"(running model {result.running_skill:+.2f} dB) in {result.seconds:.0f} s")
     return result
+
+
+def _wait_while_paused(pause: threading.Event, stop: threading.Event | None,
+                       say: Callable[[str], None]) -> float:
+    """Wait until ``pause`` clears (or ``stop`` is set); the seconds waited."""
+    began = time.monotonic()
+    say("paused while the station records")
+    while pause.is_set() and not (stop is not None and stop.is_set()):
+        time.sleep(0.1)
+    say("resumed")
+    return time.monotonic() - began
 
 
 def _spread(n: int, wanted: int) -> np.ndarray:

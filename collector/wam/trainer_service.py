@@ -23,7 +23,8 @@ it in (``swap_checkpoint`` on the node's control socket). Every fine-tune, kept 
 ``<folder>/registry.json``; ``collector wam status`` prints it. It starts once there is one
 episode on each side (the 1st is held out, the 2nd kept for selection, the 3rd trained on).
 
-It never costs a frame: it runs niced (``nice``, default 15, below the WAM node's 10) and in
+It never costs a frame: it holds the fine-tune while an episode records
+(``pause_while_recording``), runs niced (``nice``, default 15, below the WAM node's 10) and in
 Linux's idle scheduling class (``idle_class``: only on CPU time nothing else wants), on one
 torch thread (``threads``), on CUDA when torch sees it (``device = "auto"``), and reads episodes
 only after the recorder has closed them. Its control socket answers ``ping``, ``describe`` and
@@ -88,6 +89,10 @@ class TrainerOptions(FineTuneOptions):
     idle_class: bool = True
     #: Seconds between looks at the recorder's finished episodes.
     poll_s: float = 2.0
+    #: Hold the fine-tune while an episode records (asked every :data:`RECORDING_POLL_S`): on a
+    #: small CPU station even the idle class cost capture p99 (25 -> 39-56 ms, 2 cores). A GPU
+    #: station may set it false.
+    pause_while_recording: bool = True
 
     def validate(self) -> None:
         try:
@@ -102,6 +107,10 @@ class TrainerOptions(FineTuneOptions):
                               f"to train on, got {self.val_fraction} and {self.select_fraction}")
         if self.poll_s <= 0:
             raise ConfigError(f"poll_s must be > 0, got {self.poll_s}")
+
+
+#: How often a running fine-tune asks the recorder whether an episode is recording.
+RECORDING_POLL_S = 0.5
 
 
 def lower_priority(options: TrainerOptions) -> list[str]:
@@ -194,6 +203,21 @@ class TrainerService:
             return False
         return self.fine_tune()
 
+    def _watch_recording(self, recording: threading.Event, done: threading.Event) -> None:
+        """Keep ``recording`` set while the recorder records an episode, until ``done``."""
+        while not done.is_set() and not self._stop.is_set():
+            try:
+                status = request(self.recorder_ctl, "status", timeout_s=2.0)
+                busy = bool(status.get("recording"))
+            except (TimeoutError, OSError, ValueError):
+                busy = False  # a recorder that does not answer records nothing we could cost
+            if busy and not recording.is_set():
+                self.message = "fine-tune paused: an episode is recording"
+            elif not busy and recording.is_set():
+                self.message = "fine-tuning"
+            (recording.set if busy else recording.clear)()
+            done.wait(RECORDING_POLL_S)
+
     def _note_saved(self, status: dict[str, Any]) -> None:
         if self.registry is None and status.get("output") is not None:
             folder = Path(self.options.folder or Path(status["output"]) / ".wam")
@@ -240,9 +264,14 @@ class TrainerService:
         number = len(registry.checkpoints) + 1
         out = registry.folder / f"wam-{number:04d}.pt"
         train_paths, select_paths, val_paths = (registry.paths(side) for side in (TRAIN, SELECT, HELD_OUT))
+        recording, done = threading.Event(), threading.Event()
+        if o.pause_while_recording:
+            threading.Thread(target=self._watch_recording, args=(recording, done), daemon=True,
+                             name="recording-watch").start()
         try:
             result = fine_tune(current, train_paths, select_paths, val_paths, options=fine_tune_options(o),
-                               say=log.info, camera=running.get("camera"), seed=number, stop=self._stop)
+                               say=log.info, camera=running.get("camera"), seed=number, stop=self._stop,
+                               pause=recording)
         except FineTuneStopped as exc:  # shutting down: the episodes are trained on next time
             self.state, self.message = "stopped", f"fine-tune {exc}"
             return False
@@ -251,6 +280,8 @@ class TrainerService:
             self.state, self.message = "error", f"fine-tune failed: {exc}"
             log.warning("%s", self.message)
             return False
+        finally:
+            done.set()
         checkpoint = result.checkpoint
         new_skill, old_skill = result.tuned_skill, result.running_skill
         tasks = registry.tasks(TRAIN)

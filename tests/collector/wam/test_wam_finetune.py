@@ -10,6 +10,7 @@ from collector.wam.checkpoint import Checkpoint
 from collector.wam.finetune import FineTuneOptions, FineTuneResult, FineTuneStopped, fine_tune
 from collector.wam.model import LossWeights
 from tests.collector.sim_episodes import write_sim_episode
+from tests.waiting import wait_for
 from tests.collector.test_wam import tiny_checkpoint
 
 #: The slow demonstration's station: this many episodes of this many seconds (the first held
@@ -90,6 +91,29 @@ def test_a_stop_ends_the_fine_tune_after_the_step_without_scoring_or_saving(epis
                   FineTuneOptions(steps=50, batch_size=2, select_every=1, select_windows=4,
                                   val_windows=4, device="cpu"), say=say, stop=stop)
     assert said and not (tmp_path / "tuned.pt").exists()
+
+
+def test_while_the_station_records_the_fine_tune_waits_and_the_wait_is_not_its_time(episodes, tmp_path,
+                                                                                    one_thread):
+    """The trainer holds its fine-tune while an episode records (capture p99 rose even with the
+    trainer in the idle CPU class); it resumes after, and the paused time is not training time."""
+    torch.manual_seed(0)
+    start = tiny_checkpoint(tmp_path / "start.pt")
+    recording = threading.Event()
+    recording.set()
+    said, results = [], []
+    job = threading.Thread(target=lambda: results.append(fine_tune(
+        start, [episodes[0]], [episodes[1]], [episodes[2]], options=FineTuneOptions(
+            steps=2, batch_size=2, select_every=1, select_windows=4, val_windows=4, device="cpu"),
+        say=said.append, pause=recording)))
+    job.start()
+    wait_for(lambda: "paused while the station records" in said, timeout_s=60)
+    assert job.is_alive() and not any(text.startswith("step ") for text in said)
+    recording.clear()
+    job.join(120)
+    (result,) = results
+    assert result.steps == 2 and said.index("resumed") < said.index(next(t for t in said if t.startswith("step 1")))
+    assert result.paused_s > 0
 
 
 def test_the_swap_rule_needs_the_held_out_skill_above_the_running_one_by_the_margin():
