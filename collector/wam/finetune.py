@@ -153,6 +153,7 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
     o = options or FineTuneOptions()
     o.validate()
     started, cpu_started = time.monotonic(), time.process_time()
+    hold = _Hold(pause, stop, say)
     start = Checkpoint.load(init)
     config = start.config
     device = pick_device(o.device)
@@ -160,6 +161,7 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
     rng = np.random.default_rng(seed)
     sets = {}
     for name, paths in (("training", train_paths), ("selection", select_paths), ("held-out", held_out_paths)):
+        hold()
         clips = load_clips(paths, config.image_size, camera=camera or start.camera,
                            action_fields=start.action_fields)
         windows = WindowSet(clips, config.context, config.horizon, config.dt_s, start.normalizer)
@@ -175,21 +177,19 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
         f"{len(select_set)} selection, {len(held_set)} held out")
 
     model = start.build_model().to(device)
-    running = validate(model, held_set, held_items, config, device)
+    running = validate(model, held_set, held_items, config, device, between_batches=hold)
     if o.trainable == "decoder":
         model.encoder.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
     weights = LossWeights.of(start.report)
     best_state = _copy(model.state_dict())
-    best = skill_db(validate(model, select_set, select_items, config, device))
+    best = skill_db(validate(model, select_set, select_items, config, device, between_batches=hold))
     selection, best_step, since_best, step = [(0, best)], 0, 0, 0
     warmup = max(1, min(20, o.steps // 10))
     limit_s = o.max_minutes * 60 if o.max_minutes else math.inf
-    paused_s = 0.0
     for step in range(1, o.steps + 1):
-        if pause is not None and pause.is_set():
-            paused_s += _wait_while_paused(pause, stop, say)
+        hold()
         for group in optimizer.param_groups:
             group["lr"] = o.lr * min(1.0, step / warmup)
         loss = train_step(model, optimizer, train_set, rng.integers(0, len(train_set), o.batch_size), device,
@@ -197,9 +197,9 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
         if stop is not None and stop.is_set():
             # Shutting down: no more scoring or saving (seconds at nice 15); the next run starts over.
             raise FineTuneStopped(f"stopped at step {step} of {o.steps}")
-        out_of_time = time.monotonic() - started - paused_s > limit_s
+        out_of_time = time.monotonic() - started - hold.seconds > limit_s
         if step % o.select_every == 0 or step == o.steps or out_of_time:
-            skill = skill_db(validate(model, select_set, select_items, config, device))
+            skill = skill_db(validate(model, select_set, select_items, config, device, between_batches=hold))
             selection.append((step, skill))
             if skill > best:
                 best, best_step, since_best = skill, step, 0
@@ -220,27 +220,37 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
         "selection_episodes": [str(p) for p in select_paths],
         "val_episodes": [str(p) for p in held_out_paths],
         "previous_steps": int(start.report.get("steps", 0)) + int(start.report.get("previous_steps", 0))})
-    tuned = validate(checkpoint.build_model().to(device), held_set, held_items, config, device)
+    tuned = validate(checkpoint.build_model().to(device), held_set, held_items, config, device,
+                     between_batches=hold)
     checkpoint.report.update(validation=tuned, initial_validation=running)
     if out is not None:
         checkpoint.save(out)
     result = FineTuneResult(checkpoint, running, tuned, best_step, step, selection,
                             time.monotonic() - started, time.process_time() - cpu_started, trained_minutes,
-                            paused_s)
+                            hold.seconds)
     say(f"kept step {best_step} of {step}: held-out skill {result.tuned_skill:+.2f} dB "
         f"(running model {result.running_skill:+.2f} dB) in {result.seconds:.0f} s")
     return result
 
 
-def _wait_while_paused(pause: threading.Event, stop: threading.Event | None,
-                       say: Callable[[str], None]) -> float:
-    """Wait until ``pause`` clears (or ``stop`` is set); the seconds waited."""
-    began = time.monotonic()
-    say("paused while the station records")
-    while pause.is_set() and not (stop is not None and stop.is_set()):
-        time.sleep(0.1)
-    say("resumed")
-    return time.monotonic() - began
+class _Hold:
+    """Called between pieces of work: waits while ``pause`` is set (the station records) and
+    counts the seconds waited; returns at once when ``stop`` is set."""
+
+    def __init__(self, pause: threading.Event | None, stop: threading.Event | None,
+                 say: Callable[[str], None]) -> None:
+        self.pause, self.stop, self.say = pause, stop, say
+        self.seconds = 0.0
+
+    def __call__(self) -> None:
+        if self.pause is None or not self.pause.is_set():
+            return
+        began = time.monotonic()
+        self.say("paused while the station records")
+        while self.pause.is_set() and not (self.stop is not None and self.stop.is_set()):
+            time.sleep(0.1)
+        self.say("resumed")
+        self.seconds += time.monotonic() - began
 
 
 def _spread(n: int, wanted: int) -> np.ndarray:

@@ -198,12 +198,17 @@ def train_step(model: WorldActionModel, optimizer: torch.optim.Optimizer, window
 
 @torch.no_grad()
 def validate(model: WorldActionModel, windows: WindowSet, items: Sequence[int], config: WamConfig,
-             device: torch.device, batch_size: int = 32) -> dict[str, float]:
-    """PSNR at +1 s of the preview mode (future actions unknown) against copy-last."""
+             device: torch.device, batch_size: int = 32,
+             between_batches: Callable[[], None] | None = None) -> dict[str, float]:
+    """PSNR at +1 s of the preview mode (future actions unknown) against copy-last.
+    ``between_batches`` is called before each batch (the station fine-tune waits there while an
+    episode records)."""
     model.eval()
     k1 = min(config.horizon, max(1, round(1.0 / config.dt_s))) - 1
     model_psnr, copy_psnr = [], []
     for start in range(0, len(items), batch_size):
+        if between_batches is not None:
+            between_batches()
         chunk = items[start:start + batch_size]
         past, past_a, future, _ = to_tensors(*windows.batch(chunk), config.context, device)
         pred, _, _ = model(past, past_a)
