@@ -79,10 +79,15 @@ def test_streams_match_the_sim_camera_and_carry_the_recorded_calibration(rs_reco
     assert camera.info()["model"] == "Intel RealSense D435"
 
 
+#: Frames a playback may miss while its pipeline comes up (before the first read).
+STARTUP_LOSS = 5
+
+
 def assert_frames_are_the_recorded_ones(recording, kind: str, frames: list,
                                        contiguous: bool = True) -> None:
     """Every frame is exactly the recorded one with its number and timestamp, none missing after
-    the first; only the first two may be lost (the pipeline coming up, as with a camera).
+    the first; only the first few may be lost (the pipeline coming up, as with a camera: 3 were,
+    once, on a quiet machine; :data:`STARTUP_LOSS` allows ~170 ms of it).
 
     In real time, playback drops frames when its reader falls behind (a loaded machine): then
     ``contiguous=False`` only asks that gaps show in the numbers."""
@@ -92,7 +97,7 @@ def assert_frames_are_the_recorded_ones(recording, kind: str, frames: list,
         assert numbers == list(range(numbers[0], first + recording.frames)), (kind, numbers)
     else:
         assert np.all(np.diff(numbers) >= 1) and len(numbers) >= recording.frames // 2, numbers
-    assert numbers[0] <= first + 2, (kind, numbers)
+    assert numbers[0] <= first + STARTUP_LOSS, (kind, numbers)
     for r in frames:
         k = r.seq - first
         assert int(r.fields["frame_number"]) == r.seq
