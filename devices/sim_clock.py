@@ -34,10 +34,6 @@ from collector.wire.options import ConfigError
 from collector.wire.device import DeviceDisconnected, DeviceError
 from devices.sim_world.rng import unit
 
-#: Below this much time left, stop sleeping and yield instead. 0: the OS oversleeps by ~0.1 ms,
-#: which only delays a sample's delivery past its simulated host time, while yielding through
-#: the last 0.3 ms of every wait cost the 1 kHz glove ~0.1 of a core (a quarter of its CPU).
-SPIN_S = 0.0
 _DRIFT_DEN = 10 ** 12
 
 
@@ -281,7 +277,9 @@ class SimTicker:
 def sleep_until(deadline_ns: int, limit_ns: int) -> bool:
     """Sleep until host time ``deadline_ns``; give up at ``limit_ns`` (then return False).
 
-    Sleeps while far from the deadline and yields (``sleep(0)``) for the last :data:`SPIN_S`.
+    Sleeps the whole way: the OS oversleeps by ~0.1 ms, which only delays a sample's delivery
+    past its simulated host time, while yielding (``sleep(0)``) through the last 0.3 ms of every
+    wait cost the 1 kHz glove ~0.1 of a core (a quarter of its CPU).
     """
     while True:
         now = time.time_ns()
@@ -290,4 +288,4 @@ def sleep_until(deadline_ns: int, limit_ns: int) -> bool:
         if now >= limit_ns:
             return False
         remaining = (min(deadline_ns, limit_ns) - now) / 1e9
-        time.sleep(remaining - SPIN_S if remaining > SPIN_S else 0)
+        time.sleep(remaining)

@@ -29,9 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Sequence
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -140,8 +138,8 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
     save it to ``out`` when given (else the caller saves ``result.checkpoint`` if it keeps it).
     ``camera``: the color stream to learn (default: the checkpoint's, else the first). ``stop``
     set: finish the step and raise :class:`FineTuneStopped` (shutting down: nothing is scored or
-    saved). ``pause`` set (the station is recording): wait before the next step until it clears;
-    paused time does not count against ``max_minutes``. Raises ``ValueError`` when a set of
+    saved). ``pause`` set (the station is recording): wait until it clears before the next episode
+    load, step or validation batch; paused time does not count against ``max_minutes``. Raises ``ValueError`` when a set of
     episodes gives no window."""
     import torch
 

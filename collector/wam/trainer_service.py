@@ -205,6 +205,7 @@ class TrainerService:
 
     def _watch_recording(self, recording: threading.Event, done: threading.Event) -> None:
         """Keep ``recording`` set while the recorder records an episode, until ``done``."""
+        resume_message = self.message
         while not done.is_set() and not self._stop.is_set():
             try:
                 status = request(self.recorder_ctl, "status", timeout_s=2.0)
@@ -212,9 +213,9 @@ class TrainerService:
             except (TimeoutError, OSError, ValueError):
                 busy = False  # a recorder that does not answer records nothing we could cost
             if busy and not recording.is_set():
-                self.message = "fine-tune paused: an episode is recording"
+                resume_message, self.message = self.message, "fine-tune paused: an episode is recording"
             elif not busy and recording.is_set():
-                self.message = "fine-tuning"
+                self.message = resume_message
             (recording.set if busy else recording.clear)()
             done.wait(RECORDING_POLL_S)
 
