@@ -185,12 +185,17 @@ def bench_capture(path: Path, seconds: float) -> None:
                 missing = sum(summary[s]["missing"] for s in ("cam0/color", "glove/hand"))
                 t = episode.timestamps("cam0/color")
                 latency = (t["t_recv_ns"] - t["t_host_ns"]) / 1e6
+                trigger_ns = int(episode.attrs["trigger_ns"])
+                after = t["t_host_ns"] >= trigger_ns
+                early = after & (t["t_host_ns"] < trigger_ns + 2e9)
                 gaps = np.diff(t["t_host_ns"]) / 1e6
                 late = int((gaps > 1.5 * 1000 / 30).sum())
                 surprise = episode.count("wam/surprise") if "wam/surprise" in episode.streams else 0
         name = "with WAM node + trainer" if trainer else "with WAM node" if wam else "without"
         print(f"{name:26}{samples:>9}{missing:>9}{late:>13}"
               f"{np.percentile(latency, 50):>19.1f} / {np.percentile(latency, 99):.1f}"
+              + f"   pre-roll p99 {np.percentile(latency[~after], 99) if (~after).any() else float('nan'):.1f}"
+              + f", first 2 s {np.percentile(latency[early], 99):.1f}, rest {np.percentile(latency[after & ~early], 99):.1f}"
               + (f"   ({surprise} surprise samples recorded)" if wam else "")
               + (f"; trainer {' -> '.join(trainer_state)}" if trainer else ""))
 

@@ -13,7 +13,8 @@ already record. Four threads, so that neither ZeroMQ nor HDF5 nor a node ever wa
 * the finisher asks the nodes what they published at each start and stop instant (the
   integrity ledger, :mod:`collector.storage.ledger`) and queues the close;
 * the main thread answers control requests (``status``, ``start``, ``stop``, ``discard``,
-  ``tag``, ``meta``, ``hands_free``, ``shutdown``) on a REP socket.
+  ``tag``, ``meta``, ``hands_free``, ``shutdown``; ``recording``, a cheap "is an episode
+  recording?" for background jobs that hold while one does) on a REP socket.
 
 Nothing is dropped silently: gaps, restarts, malformed messages, unknown streams, queue overflows
 and undrained tails are counted in the status, the episode's events and its ledger.
@@ -431,6 +432,10 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
             return {"ok": True, **self.hands_free_status()}
         if cmd == "ping":
             return {"ok": True, "t_host_ns": protocol.now_ns()}
+        if cmd == "recording":  # the cheap question a background job asks ten times a second
+            current = self._current
+            return {"ok": True, "recording": current is not None,
+                    "uuid": current.uuid if current is not None else None}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def close(self, timeout_s: float | None = None) -> None:

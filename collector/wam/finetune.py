@@ -89,9 +89,10 @@ class FineTuneStopped(Exception):
 @dataclass
 class FineTuneResult:
     """What one fine-tune did; ``checkpoint`` is the kept state as it runs (after the int8 round
-    trip), its report holding the figures below."""
+    trip), its report holding the figures below (``None`` from a worker process, which saved it:
+    :mod:`collector.wam.finetune_worker`)."""
 
-    checkpoint: Checkpoint
+    checkpoint: Checkpoint | None
     #: Held-out +1 s PSNRs (``psnr_1s``, ``psnr_1s_copy_last``) of the starting model as it
     #: runs, and of the kept state after the int8 round trip, on the same windows.
     running: dict[str, float]
@@ -106,7 +107,7 @@ class FineTuneResult:
     cpu_seconds: float = 0.0
     #: Minutes of footage in the training episodes.
     trained_minutes: float = 0.0
-    #: Seconds spent waiting while the station recorded (``pause``).
+    #: Seconds spent waiting while the station recorded (``pause``), or frozen (``held_s``).
     paused_s: float = 0.0
 
     @property
@@ -132,15 +133,17 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
               held_out_paths: Sequence[str | Path], out: str | Path | None = None,
               options: FineTuneOptions | None = None, say: Callable[[str], None] = print, *,
               camera: str | None = None, seed: int = 0,
-              stop: threading.Event | None = None, pause: threading.Event | None = None) -> FineTuneResult:
+              stop: threading.Event | None = None, pause: threading.Event | None = None,
+              held_s: Callable[[], float] | None = None) -> FineTuneResult:
     """Fine-tune checkpoint ``init`` on ``train_paths``, keep the state that scores best on
     ``select_paths``, score it and ``init`` on ``held_out_paths`` (see the module docstring) and
     save it to ``out`` when given (else the caller saves ``result.checkpoint`` if it keeps it).
     ``camera``: the color stream to learn (default: the checkpoint's, else the first). ``stop``
     set: finish the step and raise :class:`FineTuneStopped` (shutting down: nothing is scored or
     saved). ``pause`` set (the station is recording): wait until it clears before the next episode
-    load, step or validation batch; paused time does not count against ``max_minutes``. Raises ``ValueError`` when a set of
-    episodes gives no window."""
+    load, step or validation batch; paused time does not count against ``max_minutes``, nor do
+    the seconds ``held_s()`` says this process was frozen from outside (the trainer's worker).
+    Raises ``ValueError`` when a set of episodes gives no window."""
     import torch
 
     from collector.wam.checkpoint import Checkpoint, dequantize, quantize
@@ -151,7 +154,7 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
     o = options or FineTuneOptions()
     o.validate()
     started, cpu_started = time.monotonic(), time.process_time()
-    hold = _Hold(pause, stop, say)
+    hold = _Hold(pause, stop, say, held_s)
     start = Checkpoint.load(init)
     config = start.config
     device = pick_device(o.device)
@@ -195,7 +198,7 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
         if stop is not None and stop.is_set():
             # Shutting down: no more scoring or saving (seconds at nice 15); the next run starts over.
             raise FineTuneStopped(f"stopped at step {step} of {o.steps}")
-        out_of_time = time.monotonic() - started - hold.seconds > limit_s
+        out_of_time = time.monotonic() - started - hold.paused_s > limit_s
         if step % o.select_every == 0 or step == o.steps or out_of_time:
             skill = skill_db(validate(model, select_set, select_items, config, device, between_batches=hold))
             selection.append((step, skill))
@@ -225,7 +228,7 @@ def fine_tune(init: str | Path, train_paths: Sequence[str | Path], select_paths:
         checkpoint.save(out)
     result = FineTuneResult(checkpoint, running, tuned, best_step, step, selection,
                             time.monotonic() - started, time.process_time() - cpu_started, trained_minutes,
-                            hold.seconds)
+                            hold.paused_s)
     say(f"kept step {best_step} of {step}: held-out skill {result.tuned_skill:+.2f} dB "
         f"(running model {result.running_skill:+.2f} dB) in {result.seconds:.0f} s")
     return result
@@ -236,9 +239,14 @@ class _Hold:
     counts the seconds waited; returns at once when ``stop`` is set."""
 
     def __init__(self, pause: threading.Event | None, stop: threading.Event | None,
-                 say: Callable[[str], None]) -> None:
-        self.pause, self.stop, self.say = pause, stop, say
+                 say: Callable[[str], None], held_s: Callable[[], float] | None = None) -> None:
+        self.pause, self.stop, self.say, self.held_s = pause, stop, say, held_s
         self.seconds = 0.0
+
+    @property
+    def paused_s(self) -> float:
+        """Seconds waited here and frozen from outside: not training time."""
+        return self.seconds + (self.held_s() if self.held_s is not None else 0.0)
 
     def __call__(self) -> None:
         if self.pause is None or not self.pause.is_set():

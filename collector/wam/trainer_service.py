@@ -23,8 +23,10 @@ it in (``swap_checkpoint`` on the node's control socket). Every fine-tune, kept 
 ``<folder>/registry.json``; ``collector wam status`` prints it. It starts once there is one
 episode on each side (the 1st is held out, the 2nd kept for selection, the 3rd trained on).
 
-It never costs a frame: it holds the fine-tune while an episode records
-(``pause_while_recording``), runs niced (``nice``, default 15, below the WAM node's 10) and in
+It never costs a frame: each fine-tune runs in a worker process of its own
+(:mod:`collector.wam.finetune_worker`) that it freezes within :data:`RECORDING_POLL_S` of an
+episode starting and thaws when it stops (``pause_while_recording``, asking the recorder's cheap
+``recording``), runs niced (``nice``, default 15, below the WAM node's 10) and in
 Linux's idle scheduling class (``idle_class``: only on CPU time nothing else wants), on one
 torch thread (``threads``), on CUDA when torch sees it (``device = "auto"``), and reads episodes
 only after the recorder has closed them. Its control socket answers ``ping``, ``describe`` and
@@ -37,6 +39,8 @@ import argparse
 import json
 import logging
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -49,8 +53,9 @@ import zmq
 
 from collector.recording.supervisor import RECORDER_CTL_ENV
 from collector.storage import EpisodeError, read_attrs
-from collector.wam.finetune import FineTuneOptions, FineTuneStopped, fine_tune_options
-from collector.wam.registry import HELD_OUT, SELECT, TRAIN, Registry, format_db, training_summary
+from collector.wam.finetune import FineTuneOptions, FineTuneResult, FineTuneStopped, fine_tune_options
+from collector.wam.finetune_worker import result_from_json, write_job
+from collector.wam.registry import HELD_OUT, SELECT, TRAIN, Registry, format_db
 from collector.wire.bus import NodePublisher, node_endpoints, request
 from collector.wire.node import run_until_signalled
 from collector.wire.options import ConfigError, from_mapping
@@ -109,8 +114,11 @@ class TrainerOptions(FineTuneOptions):
             raise ConfigError(f"poll_s must be > 0, got {self.poll_s}")
 
 
-#: How often a running fine-tune asks the recorder whether an episode is recording.
-RECORDING_POLL_S = 0.5
+#: How often the trainer asks the recorder whether an episode is recording while a fine-tune
+#: runs (the worker is frozen within this of a start).
+RECORDING_POLL_S = 0.1
+#: Seconds a stopped worker gets to finish its step before it is killed.
+WORKER_STOP_S = 5.0
 
 
 def lower_priority(options: TrainerOptions) -> list[str]:
@@ -153,6 +161,8 @@ class TrainerService:
         self.fine_tunes = 0
         self.pending = 0  # saved episodes not trained on yet
         self.failures = 0
+        #: The running fine-tune's worker process, if any.
+        self.worker_pid: int | None = None
         self._seen: set[str] = set()
         self._stop = threading.Event()
         self.publisher = NodePublisher(endpoint, Describe(node=name, streams=[], info={"driver": "wam-trainer"}),
@@ -203,21 +213,60 @@ class TrainerService:
             return False
         return self.fine_tune()
 
-    def _watch_recording(self, recording: threading.Event, done: threading.Event) -> None:
-        """Keep ``recording`` set while the recorder records an episode, until ``done``."""
-        resume_message = self.message
-        while not done.is_set() and not self._stop.is_set():
-            try:
-                status = request(self.recorder_ctl, "status", timeout_s=2.0)
-                busy = bool(status.get("recording"))
-            except (TimeoutError, OSError, ValueError):
-                busy = False  # a recorder that does not answer records nothing we could cost
-            if busy and not recording.is_set():
-                resume_message, self.message = self.message, "fine-tune paused: an episode is recording"
-            elif not busy and recording.is_set():
-                self.message = resume_message
-            (recording.set if busy else recording.clear)()
-            done.wait(RECORDING_POLL_S)
+    def _recording(self) -> bool:
+        """Whether the recorder records an episode now (a recorder that does not answer records
+        nothing this process could cost)."""
+        try:
+            return bool(request(self.recorder_ctl, "recording", timeout_s=1.0).get("recording"))
+        except (TimeoutError, OSError, ValueError):
+            return False
+
+    def _run_worker(self, job: Path, result: Path) -> tuple[FineTuneResult, str]:
+        """Run the fine-tune ``job`` in a worker process (:mod:`collector.wam.finetune_worker`),
+        frozen while an episode records; returns its result and the one-line summary of what the
+        kept state was trained on. Raises :class:`FineTuneStopped` on :meth:`stop` and
+        ``ValueError`` when the fine-tune failed."""
+        worker = subprocess.Popen([sys.executable, "-m", "collector.wam.finetune_worker", str(job)],
+                                  stdin=subprocess.DEVNULL)
+        self.worker_pid = worker.pid
+        frozen, resume_message = False, self.message
+        try:
+            while worker.poll() is None:
+                if self._stop.is_set():
+                    raise FineTuneStopped("stopped: the trainer is shutting down")
+                busy = self.options.pause_while_recording and self._recording()
+                if busy != frozen:
+                    try:  # SIGCONT after any SIGSTOP, so that a stop reaches it too
+                        os.kill(worker.pid, signal.SIGSTOP if busy else signal.SIGCONT)
+                    except ProcessLookupError:  # it just ended
+                        break
+                    frozen = busy
+                    if busy:
+                        resume_message, self.message = self.message, "fine-tune paused: an episode is recording"
+                    else:
+                        self.message = resume_message
+                self._stop.wait(RECORDING_POLL_S)
+        finally:
+            if worker.poll() is None:
+                worker.terminate()  # it finishes its step and exits ...
+                os.kill(worker.pid, signal.SIGCONT)  # ... once it runs again
+                try:
+                    worker.wait(WORKER_STOP_S)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                    worker.wait()
+            self.worker_pid = None
+            self.message = resume_message if frozen else self.message
+        try:
+            data = json.loads(result.read_text())
+        except (OSError, ValueError):
+            raise ValueError(f"the fine-tune worker exited with status {worker.returncode} "
+                             "and no result (see the log above)") from None
+        if "stopped" in data:
+            raise FineTuneStopped(data["stopped"])
+        if "error" in data:
+            raise ValueError(data["error"])
+        return result_from_json(data), str(data.get("summary", ""))
 
     def _note_saved(self, status: dict[str, Any]) -> None:
         if self.registry is None and status.get("output") is not None:
@@ -247,8 +296,6 @@ class TrainerService:
 
     def fine_tune(self) -> bool:
         """Fine-tune the running checkpoint, score it against the running one, swap if better."""
-        from collector.wam.finetune import fine_tune
-
         registry, o = self.registry, self.options
         try:
             running = request(self.wam_ctl, "status", timeout_s=5.0)
@@ -265,30 +312,32 @@ class TrainerService:
         number = len(registry.checkpoints) + 1
         out = registry.folder / f"wam-{number:04d}.pt"
         train_paths, select_paths, val_paths = (registry.paths(side) for side in (TRAIN, SELECT, HELD_OUT))
-        recording, done = threading.Event(), threading.Event()
-        if o.pause_while_recording:
-            threading.Thread(target=self._watch_recording, args=(recording, done), daemon=True,
-                             name="recording-watch").start()
+        tasks = registry.tasks(TRAIN)
+        candidate = out.with_name(out.name + ".candidate")
+        job, result_path = (out.with_name(f"{out.stem}.{kind}.json") for kind in ("job", "result"))
+        registry.folder.mkdir(parents=True, exist_ok=True)
+        write_job(job, init=current, train=[str(p) for p in train_paths], select=[str(p) for p in select_paths],
+                  held_out=[str(p) for p in val_paths],
+                  options=fine_tune_options(o), camera=running.get("camera"), seed=number, threads=o.threads,
+                  station={"episodes": len(train_paths), "tasks": tasks,
+                           "selection_episodes": len(select_paths), "held_out_episodes": len(val_paths)},
+                  out=candidate, result=result_path)
         try:
-            result = fine_tune(current, train_paths, select_paths, val_paths, options=fine_tune_options(o),
-                               say=log.info, camera=running.get("camera"), seed=number, stop=self._stop,
-                               pause=recording)
+            result, result_summary = self._run_worker(job, result_path)
         except FineTuneStopped as exc:  # shutting down: the episodes are trained on next time
+            candidate.unlink(missing_ok=True)
             self.state, self.message = "stopped", f"fine-tune {exc}"
             return False
         except (ValueError, OSError) as exc:  # unreadable episodes, too short for a window
+            candidate.unlink(missing_ok=True)
             self.failures += 1
             self.state, self.message = "error", f"fine-tune failed: {exc}"
             log.warning("%s", self.message)
             return False
         finally:
-            done.set()
-        checkpoint = result.checkpoint
+            job.unlink(missing_ok=True)
+            result_path.unlink(missing_ok=True)
         new_skill, old_skill = result.tuned_skill, result.running_skill
-        tasks = registry.tasks(TRAIN)
-        checkpoint.report["station"] = {"episodes": len(train_paths), "tasks": tasks,
-                                        "selection_episodes": len(select_paths),
-                                        "held_out_episodes": len(val_paths)}
         better = result.beats_running(o.min_gain_db)
         entry = {"path": str(out), "created_ns": time.time_ns(), "initialized_from": current,
                  "train_episodes": registry.uuids(TRAIN), "selection_episodes": registry.uuids(SELECT),
@@ -298,12 +347,13 @@ class TrainerService:
                  "cpu_seconds": round(result.cpu_seconds, 1),
                  "trained_minutes": round(result.trained_minutes, 2),
                  "skill_db": new_skill, "running_skill_db": old_skill,
-                 "validation": result.tuned, "summary": training_summary(checkpoint.report), "kept": False}
+                 "validation": result.tuned, "summary": result_summary, "kept": False}
         self.fine_tunes += 1
         if better:  # only kept checkpoints take disk space
-            checkpoint.save(out)
+            candidate.replace(out)
             entry["kept"], entry["swap"] = self._swap(str(out))
         else:
+            candidate.unlink(missing_ok=True)
             entry["reason"] = (f"held-out skill {format_db(new_skill)} not above the running "
                                f"{format_db(old_skill)} + {o.min_gain_db:g} dB"
                                + ("" if result.best_step else "; no step beat it on the selection episodes"))
@@ -353,10 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    lower_priority(options)
-    import torch  # its thread pool starts after, in the same classes
-
-    torch.set_num_threads(options.threads)
+    lower_priority(options)  # the fine-tune workers it starts inherit the classes
     try:
         service = TrainerService(args.name, args.endpoint, json.loads(args.nodes), options, args.recorder)
     except (ValueError, zmq.ZMQError) as exc:

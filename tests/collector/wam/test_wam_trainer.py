@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 import zmq
@@ -21,6 +22,7 @@ from collector.wam.trainer_service import TrainerOptions, TrainerService
 from collector.wire.bus import default_endpoint, new_runtime_dir, serve_requests
 from tests.collector.sim_episodes import write_sim_episode
 from tests.collector.test_wam import tiny_checkpoint
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -42,10 +44,12 @@ def saved(tmp_path_factory):
 
 
 class StandInRecorder:
-    """Answers ``status`` as the recorder does: its output folder and its finished episodes."""
+    """Answers ``status`` as the recorder does (its output folder and its finished episodes),
+    and ``recording`` (:attr:`recording`)."""
 
     def __init__(self, endpoint: str, output: Path) -> None:
         self.finished: dict = {}
+        self.recording = False
         self.output = output
         self._stop = threading.Event()
         sock = zmq.Context.instance().socket(zmq.REP)
@@ -55,10 +59,15 @@ class StandInRecorder:
 
     def _serve(self, sock) -> None:
         try:
-            serve_requests(sock, lambda _req: {"ok": True, "output": str(self.output),
-                                               "finished": dict(self.finished)}, self._stop)
+            serve_requests(sock, self._answer, self._stop)
         finally:
             sock.close(linger=0)
+
+    def _answer(self, request: dict) -> dict:
+        if request["cmd"] == "recording":
+            return {"ok": True, "recording": self.recording}
+        return {"ok": True, "output": str(self.output), "recording": self.recording,
+                "finished": dict(self.finished)}
 
     def close(self) -> None:
         self._stop.set()
@@ -130,6 +139,72 @@ def test_the_trainer_fine_tunes_after_saved_episodes_and_swaps_only_a_better_mod
     assert "wam-0002.pt: 2 episodes" in out and "not kept (held-out skill" in out
     assert main(["wam", "status", "--folder", str(folder), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["active"]["path"] == str(first)
+
+
+@pytest.fixture
+def recording_station(saved, tmp_path):
+    """A WAM node, a recorder that says an episode is recording and has three saved episodes
+    (enough for a fine-tune), and a trainer; the trainer's ``step`` runs on a thread."""
+    runtime = new_runtime_dir()
+    wam_base = default_endpoint(runtime, "wam")
+    node = InferenceNode("wam", wam_base, {}, Predictor.from_file(str(tiny_checkpoint(tmp_path / "start.pt"))))
+    recorder = StandInRecorder(f"ipc://{runtime}/recorder.ctl", tmp_path / "recordings")
+    recorder.recording = True
+    recorder.finished = {uuid: {"ok": True, "path": path} for uuid, path in list(saved.items())[:3]}
+    trainer = TrainerService("wam-trainer", default_endpoint(runtime, "wam-trainer"), {"wam": wam_base},
+                             TrainerOptions(steps=2, batch_size=4, val_windows=8, min_gain_db=-100.0,
+                                            device="cpu"), f"ipc://{runtime}/recorder.ctl")
+    outcome: list[bool] = []
+    thread = threading.Thread(target=lambda: outcome.append(trainer.step()), daemon=True)
+    thread.start()
+    try:
+        yield trainer, recorder, thread, outcome
+    finally:
+        trainer.stop()
+        thread.join(60)
+        trainer.close()
+        recorder.close()
+        node.close()
+
+
+def frozen_worker(trainer: TrainerService) -> psutil.Process:
+    """The trainer's fine-tune worker, once the kernel has it stopped (SIGSTOP)."""
+    def stopped():
+        pid = trainer.worker_pid
+        try:
+            return pid is not None and psutil.Process(pid).status() == psutil.STATUS_STOPPED and psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            return False
+    return wait_for(stopped, timeout_s=60, message="the fine-tune worker stopped by SIGSTOP")
+
+
+def test_a_fine_tune_is_frozen_while_an_episode_records_and_finishes_after(recording_station):
+    """Holding between steps let a step, an episode load or a validation pass in progress run on
+    while the station captured (capture p99 25 -> 39-66 ms, 2 cores): the fine-tune now runs in
+    a worker process that is frozen as soon as an episode records, and finishes once it stops."""
+    trainer, recorder, thread, outcome = recording_station
+    worker = frozen_worker(trainer)
+    assert trainer.status()["message"] == "fine-tune paused: an episode is recording"
+    assert thread.is_alive() and not outcome
+    recorder.recording = False
+    wait_for(lambda: worker.status() != psutil.STATUS_STOPPED if worker.is_running() else True,
+             message="the worker thawed")
+    thread.join(120)
+    assert outcome == [True]
+    entry = trainer.registry.checkpoints[0]
+    assert entry["kept"] and Path(entry["path"]).exists() and entry["steps"] == 2
+    assert not list(trainer.registry.folder.glob("*.candidate")) and not list(trainer.registry.folder.glob("*.json.*"))
+    assert trainer.worker_pid is None and not worker.is_running()
+
+
+def test_a_stop_ends_a_frozen_fine_tune_and_keeps_nothing(recording_station):
+    trainer, recorder, thread, outcome = recording_station
+    worker = frozen_worker(trainer)
+    trainer.stop()
+    thread.join(60)
+    assert outcome == [False] and trainer.status()["state"] == "stopped"
+    assert not worker.is_running() and trainer.registry.checkpoints == []
+    assert not [p for p in trainer.registry.folder.iterdir() if p.name != "registry.json"]
 
 
 def test_an_episode_keeps_its_side_of_the_split_as_episodes_accumulate(tmp_path):
