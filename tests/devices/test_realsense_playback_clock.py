@@ -43,8 +43,13 @@ def test_looping_playback_keeps_a_clock_fit_and_colour_and_depth_together(rs_rec
         # Device time keeps pace with host time across the rewinds: it used to gain a frame
         # period less the rewind's duration (~19 ms here) at each, so over an episode the
         # clock fit's residual passed its bound and the fit was dropped (clock_fit: null).
+        # Compared pass by pass on the least delayed frame of each (the lead's maximum): a busy
+        # machine delays arrivals, so the lead's spread over all frames measured the load
+        # (13 ms with two busy competitors), not the rewinds.
         lead = (device - device[0]) - (host - host[0])
-        assert np.ptp(lead) < 12_000_000, stream
+        passes = (seq - rs_recording.first_frame_number) // rs_recording.frames
+        per_pass = np.array([lead[passes == p].max() for p in np.unique(passes)])
+        assert len(per_pass) >= 3 and np.all(np.abs(np.diff(per_pass)) < 10_000_000), (stream, per_pass)
         device_of[stream] = device
     # One frameset: the same instant in the file, the same device time, in every pass (a frame
     # either stream dropped has no partner; none is a few ms off, as at the loop point before).
