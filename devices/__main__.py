@@ -1,6 +1,7 @@
 """Run one driver as a device node: ``python -m devices DRIVER --name NAME --endpoint ENDPOINT``.
 
     python -m devices sim_camera --name cam0 --endpoint ipc:///tmp/x/cam0 --options '{"fps": 30}'
+    python -m devices sim_glove --name glove --endpoint ipc:///tmp/x/glove --options '{"rate_hz": 1000}' --node-options '{"batch_window_ms": 2}'
 
 The driver comes from the registry (devices/registry.py); the node runtime is
 :class:`collector.wire.node.Node`. A driver whose SDK is missing or broken exits with status 2
@@ -18,7 +19,8 @@ import sys
 import zmq
 
 from collector.wire.device import DeviceError
-from collector.wire.node import RESTART_REASON_ENV, Node, run_until_signalled
+from collector.wire.node import RESTART_REASON_ENV, Node, NodeOptions, run_until_signalled
+from collector.wire.options import from_mapping
 from collector.wire.security import CurveServer
 from devices.registry import DRIVERS, driver_class
 
@@ -30,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", required=True, help="node name, the prefix of its streams")
     parser.add_argument("--endpoint", required=True, help="base endpoint, ipc://PATH or tcp://HOST:PORT")
     parser.add_argument("--options", default="{}", help="driver options as a JSON object")
+    parser.add_argument("--node-options", default="{}",
+                        help="how the node publishes, as a JSON object (collector.wire.node."
+                             "NodeOptions: batch_window_ms, batch_min_rate_hz, batch_max_samples)")
     parser.add_argument("--curve-secret", help="this node's CurveZMQ secret key file (collector keys): "
                         "encrypt, and admit only the clients in --curve-authorized")
     parser.add_argument("--curve-authorized", help="folder of the public keys (*.key) of the apps "
@@ -45,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             if not (args.curve_secret and args.curve_authorized):
                 raise ValueError("--curve-secret and --curve-authorized go together")
             curve = CurveServer(args.curve_secret, args.curve_authorized)
+        node_options = from_mapping(NodeOptions, json.loads(args.node_options),
+                                    where="--node-options")
         device = driver_class(args.driver)(args.name, json.loads(args.options))
         if args.endpoint.startswith("ipc://"):  # its folder, as a user would expect
             folder = os.path.dirname(args.endpoint[len("ipc://"):])
@@ -54,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"cannot create the folder {folder} of --endpoint "
                                  f"{args.endpoint} ({exc.strerror})") from None
         node = Node(device, args.endpoint, curve=curve, insecure=args.insecure,
-                    restart_reason=os.environ.pop(RESTART_REASON_ENV, ""))
+                    restart_reason=os.environ.pop(RESTART_REASON_ENV, ""), options=node_options)
     except (ValueError, DeviceError, zmq.ZMQError) as exc:  # SecurityError is a ValueError
         if curve is not None:
             curve.stop()

@@ -29,7 +29,8 @@ from collector.wire import protocol, security
 from collector.wire.publish_log import PublishLog
 from collector.wire.endpoints import (NodeEndpoints, default_endpoint,  # noqa: F401  (the bus's names)
                                       new_runtime_dir, node_endpoints)
-from collector.wire.protocol import Describe, Event, Message, ProtocolError, Sample, clip
+from collector.wire.protocol import (Describe, Event, Message, ProtocolError, Sample, SampleBatch,
+                                     clip)
 
 log = logging.getLogger(__name__)
 
@@ -171,16 +172,24 @@ class NodePublisher:
             sock.close()
 
     def send(self, message: Message) -> None:
+        """Publish ``message`` on the data and live sockets; a sample or batch is counted in
+        :attr:`published` (and the publish record) once per sample."""
         frames = protocol.encode(message)
         if isinstance(message, Sample):
-            self.published.note(message.stream, message.t_host_ns, message.seq)
-            if self._truth is not None:
-                self._truth.write(f"{message.stream} {message.seq} {message.t_host_ns}\n")
+            self._note(message.stream, message.seq, message.t_host_ns)
+        elif isinstance(message, SampleBatch):
+            for seq, t_host_ns in zip(message.seq, message.t_host_ns):
+                self._note(message.stream, seq, t_host_ns)
         self.data.send_multipart(frames, copy=False)
         try:
             self.live.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
         except zmq.Again:
             pass  # displays only want the newest sample
+
+    def _note(self, stream: str, seq: int, t_host_ns: int) -> None:
+        self.published.note(stream, t_host_ns, seq)
+        if self._truth is not None:
+            self._truth.write(f"{stream} {seq} {t_host_ns}\n")
 
     def close(self) -> None:
         self._stop.set()
@@ -417,7 +426,9 @@ class Subscriber:
     message may only speak for the node of the socket it came in on: a node publishing another
     node's samples, events or describe is rejected and counted as ``forged_sender``. Given a
     plain list of endpoints (displays, which do not care who says what), one socket reads them
-    all. Messages of one node keep their order; busy nodes do not starve quiet ones.
+    all. Messages of one node keep their order; busy nodes do not starve quiet ones. A batch
+    (:class:`collector.wire.protocol.SampleBatch`) comes out as its samples, one per
+    :meth:`receive`, in order, each counted by :attr:`tracker` as it is handed over.
     """
 
     def __init__(self, endpoints: Mapping[str, str] | Iterable[str] = (), *,
@@ -431,6 +442,8 @@ class Subscriber:
         self._node_of: dict[zmq.Socket, str | None] = {}
         self._socket_of: dict[str | None, zmq.Socket] = {}
         self._ready: deque[zmq.Socket] = deque()
+        #: The rest of the last batch received, handed out before anything else is read.
+        self._unbatched: deque[Sample] = deque()
         self.tracker = SeqTracker(counters)
         #: What :meth:`SeqTracker.update` said of the last sample received (None: in sequence).
         self.last_anomaly: tuple[str, int] | None = None
@@ -481,9 +494,11 @@ class Subscriber:
         """Read ``endpoint`` too; with ``node``, on that node's own socket, checked against it."""
         security.connect(self._socket(node), endpoint)  # as a CURVE client if the node is secured
 
-    def receive(self, timeout_ms: int | None = 100) -> Message | None:
-        """The next valid message, or ``None`` after ``timeout_ms`` without one (``None`` or a
-        negative value: wait for ever)."""
+    def receive(self, timeout_ms: int | None = 100) -> Sample | Describe | Event | None:
+        """The next valid message (a batch's samples one by one), or ``None`` after
+        ``timeout_ms`` without one (``None`` or a negative value: wait for ever)."""
+        if self._unbatched:
+            return self._track(self._unbatched.popleft())
         wait = None if timeout_ms is None or timeout_ms < 0 else timeout_ms
         deadline = time.monotonic() + wait / 1000 if wait else None
         while True:
@@ -511,9 +526,16 @@ class Subscriber:
             except ProtocolError as exc:
                 self._reject(exc, node)
                 continue
+            if isinstance(message, SampleBatch):
+                self._unbatched.extend(message.samples())
+                return self._track(self._unbatched.popleft())
             if isinstance(message, Sample):
-                self.last_anomaly = self.tracker.update(message)
+                return self._track(message)
             return message
+
+    def _track(self, sample: Sample) -> Sample:
+        self.last_anomaly = self.tracker.update(sample)
+        return sample
 
     def _reject(self, error: ProtocolError, node: str | None) -> None:
         reason = error.reason

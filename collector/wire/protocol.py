@@ -15,12 +15,20 @@ Message types:
     One sample of one stream: ``node``, ``stream``, ``seq`` (per stream, from 0, +1 per sample),
     ``t_device_ns`` (the device's own clock), ``t_host_ns`` (host capture time, ``time.time_ns``
     clock) and ``fields``: a list of ``{"name", "dtype", "shape", "encoding"}``, one per buffer.
+    Since version 2, a batch of ``count`` consecutive samples of one stream (:class:`SampleBatch`):
+    ``seq``, ``t_device_ns`` and ``t_host_ns`` are lists of ``count`` integers, ``fields`` gives
+    one sample's dtype and shape, and each buffer holds ``count`` samples of its field one after
+    the other. Raw fields only: an encoded field (JPEG) has a length of its own per sample.
 ``describe``
     A node's stream declarations (see :class:`collector.wire.streams.StreamSpec`), sent on request
     over the node's control socket and published when the node (re)connects.
 ``event``
     Something that happened to a node: ``kind`` (connected, disconnected, stalled, error, ...),
     ``stream`` (optional), ``t_host_ns`` and a free-form ``detail`` object.
+
+Versions: a writer marks each message with the oldest version that can say it (version 1 for a
+single sample, a describe or an event, so readers that speak only 1 keep reading them; version 2
+for a batch); a reader accepts :data:`SUPPORTED_VERSIONS`.
 
 ``docs/wire-protocol.md`` describes the same thing for people writing nodes in other languages.
 """
@@ -37,7 +45,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+#: The newest version this module speaks: 2 adds batched samples (``count``) to version 1.
+PROTOCOL_VERSION = 2
+#: What a writer puts in every message but a batch, so that version-1 readers still read them.
+BASE_VERSION = 1
+#: The first version with :class:`SampleBatch` (``"count"`` in a sample's header).
+BATCH_VERSION = 2
+#: Versions a reader accepts.
+SUPPORTED_VERSIONS = (1, 2)
 
 SAMPLE = "sample"
 DESCRIBE = "describe"
@@ -65,6 +80,8 @@ MAX_FIELDS = 64
 MAX_BUFFER_BYTES = 256 * 1024 * 1024
 #: Most streams one describe may declare.
 MAX_STREAMS = 64
+#: Most samples in one batch (three lists of this many int64 still fit in MAX_HEADER_BYTES).
+MAX_BATCH_SAMPLES = 512
 #: ``seq`` is an unsigned count that fits an int64; timestamps are int64 ns.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: Longest error text; a sender's strings are clipped well below it, never copied whole.
@@ -130,6 +147,77 @@ class Sample:
 
 
 @dataclass
+class SampleBatch:
+    """``len(seq)`` consecutive samples of one stream in one message (protocol version 2).
+
+    Each array of ``fields`` holds the samples along its first axis, shape ``(count,
+    *sample_shape)``; :meth:`samples` gives them back one by one. Raw fields only: an encoded
+    field (JPEG) has a length of its own per sample and is sent as single samples.
+    """
+
+    node: str
+    stream: str
+    seq: list[int]
+    t_device_ns: list[int]
+    t_host_ns: list[int]
+    fields: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def samples(self) -> list[Sample]:
+        """The samples in order; their arrays are views into :attr:`fields` (nothing copied)."""
+        fields = self.fields.items()
+        # ``array[i, ...]``, not ``array[i]``: a scalar field stays a 0-d array, as sent alone.
+        return [Sample(node=self.node, stream=self.stream, seq=seq, t_device_ns=t_device,
+                       t_host_ns=t_host, fields={name: array[i, ...] for name, array in fields},
+                       encodings={name: RAW for name in self.fields})
+                for i, (seq, t_device, t_host)
+                in enumerate(zip(self.seq, self.t_device_ns, self.t_host_ns))]
+
+    @classmethod
+    def of(cls, samples: Sequence[Sample]) -> "SampleBatch":
+        """Stack ``samples`` of one stream into a batch (the arrays are copied once).
+
+        Raises:
+            ProtocolError: no samples or more than :data:`MAX_BATCH_SAMPLES`, samples of
+                different streams, a field missing, of another dtype or shape than in the first
+                sample, or encoded (reason ``bad_field``).
+        """
+        if not 1 <= len(samples) <= MAX_BATCH_SAMPLES:
+            raise ProtocolError(f"a batch holds 1 .. {MAX_BATCH_SAMPLES} samples, got "
+                                f"{len(samples)}", TOO_LARGE if samples else OUT_OF_RANGE)
+        first = samples[0]
+        fields: dict[str, np.ndarray] = {}
+        for name, array in first.fields.items():
+            encoding = first.encodings.get(name, RAW)
+            if encoding != RAW:
+                raise ProtocolError(f"field {_show(name)} is {_show(encoding)}-encoded: encoded "
+                                    "fields have a length of their own per sample and cannot be "
+                                    "batched; send such samples one by one", BAD_FIELD)
+            array = np.asarray(array)
+            column = [array]
+            for sample in samples[1:]:
+                other = sample.fields.get(name)
+                if (sample.stream != first.stream or sample.node != first.node
+                        or other is None or len(sample.fields) != len(first.fields)):
+                    raise ProtocolError(f"a batch holds samples of one stream with the same "
+                                        f"fields; {_show(sample.stream)} seq {sample.seq} differs "
+                                        f"from {_show(first.stream)} seq {first.seq}", BAD_FIELD)
+                other = np.asarray(other)
+                if other.dtype != array.dtype or other.shape != array.shape:
+                    raise ProtocolError(f"field {_show(name)}: seq {sample.seq} is "
+                                        f"{other.dtype.str} {other.shape}, seq {first.seq} "
+                                        f"{array.dtype.str} {array.shape}: a batch's samples "
+                                        "share each field's dtype and shape", BAD_FIELD)
+                column.append(other)
+            fields[name] = np.stack(column)
+        return cls(node=first.node, stream=first.stream, seq=[s.seq for s in samples],
+                   t_device_ns=[s.t_device_ns for s in samples],
+                   t_host_ns=[s.t_host_ns for s in samples], fields=fields)
+
+
+@dataclass
 class Describe:
     """A node's declaration of its streams (a list of ``StreamSpec.to_dict()`` objects)."""
 
@@ -149,11 +237,19 @@ class Event:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
-Message = Sample | Describe | Event
+Message = Sample | SampleBatch | Describe | Event
 
 
 def _json(obj: dict) -> bytes:
     return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _wire_buffer(array: np.ndarray):
+    """``array``'s bytes for a buffer frame, without copying when it is C-contiguous."""
+    # A flat uint8 view, not ``array.data.cast("B")``: that fails for dtypes the buffer
+    # protocol cannot describe (datetime64) or cannot cast (non-native byte order, complex).
+    return (memoryview(array.reshape(-1).view(np.uint8)) if array.ndim and array.nbytes
+            else array.tobytes())
 
 
 def encode_sample(sample: Sample) -> list:
@@ -168,26 +264,53 @@ def encode_sample(sample: Sample) -> list:
         # An encoded field (e.g. JPEG) travels as its 1-D uint8 byte string.
         fields.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape),
                        "encoding": sample.encodings.get(name, RAW)})
-        # A flat uint8 view, not ``array.data.cast("B")``: that fails for dtypes the buffer
-        # protocol cannot describe (datetime64) or cannot cast (non-native byte order, complex).
-        buffers.append(memoryview(array.reshape(-1).view(np.uint8))
-                       if array.ndim and array.nbytes else array.tobytes())
+        buffers.append(_wire_buffer(array))
     header = {
-        "v": PROTOCOL_VERSION, "type": SAMPLE, "node": sample.node, "stream": sample.stream,
+        "v": BASE_VERSION, "type": SAMPLE, "node": sample.node, "stream": sample.stream,
         "seq": int(sample.seq), "t_device_ns": int(sample.t_device_ns),
         "t_host_ns": int(sample.t_host_ns), "fields": fields,
     }
     return [f"{SAMPLE}/{sample.stream}".encode(), _json(header), *buffers]
 
 
+def encode_batch(batch: SampleBatch) -> list:
+    """Frames for ``batch`` (version 2): one buffer per field holding every sample's array."""
+    count = len(batch.seq)
+    if not 1 <= count <= MAX_BATCH_SAMPLES:
+        raise ProtocolError(f"a batch holds 1 .. {MAX_BATCH_SAMPLES} samples, got {count}",
+                            TOO_LARGE if count else OUT_OF_RANGE)
+    if not len(batch.t_device_ns) == len(batch.t_host_ns) == count:
+        raise ProtocolError(f"a batch of {count} seq needs as many t_device_ns and t_host_ns, "
+                            f"got {len(batch.t_device_ns)} and {len(batch.t_host_ns)}")
+    fields = []
+    buffers: list = []
+    for name, array in batch.fields.items():
+        array = np.asarray(array, order="C")
+        if array.dtype.hasobject:
+            raise ProtocolError(f"field '{name}': object dtypes cannot be sent")
+        if array.ndim == 0 or array.shape[0] != count:
+            raise ProtocolError(f"field '{name}' has shape {array.shape}: a batch's field holds "
+                                f"its {count} samples along the first axis", BAD_FIELD)
+        fields.append({"name": name, "dtype": array.dtype.str, "shape": list(array.shape[1:]),
+                       "encoding": RAW})
+        buffers.append(_wire_buffer(array))
+    header = {
+        "v": BATCH_VERSION, "type": SAMPLE, "node": batch.node, "stream": batch.stream,
+        "count": count, "seq": [int(v) for v in batch.seq],
+        "t_device_ns": [int(v) for v in batch.t_device_ns],
+        "t_host_ns": [int(v) for v in batch.t_host_ns], "fields": fields,
+    }
+    return [f"{SAMPLE}/{batch.stream}".encode(), _json(header), *buffers]
+
+
 def encode_describe(describe: Describe) -> list[bytes]:
-    header = {"v": PROTOCOL_VERSION, "type": DESCRIBE, "node": describe.node,
+    header = {"v": BASE_VERSION, "type": DESCRIBE, "node": describe.node,
               "streams": describe.streams, "info": describe.info}
     return [f"{DESCRIBE}/{describe.node}".encode(), _json(header)]
 
 
 def encode_event(event: Event) -> list[bytes]:
-    header = {"v": PROTOCOL_VERSION, "type": EVENT, "node": event.node, "kind": event.kind,
+    header = {"v": BASE_VERSION, "type": EVENT, "node": event.node, "kind": event.kind,
               "stream": event.stream, "t_host_ns": int(event.t_host_ns), "detail": event.detail}
     return [f"{EVENT}/{event.node}".encode(), _json(header)]
 
@@ -196,6 +319,8 @@ def encode(message: Message) -> list:
     """Frames for any message."""
     if isinstance(message, Sample):
         return encode_sample(message)
+    if isinstance(message, SampleBatch):
+        return encode_batch(message)
     if isinstance(message, Describe):
         return encode_describe(message)
     if isinstance(message, Event):
@@ -280,9 +405,9 @@ def decode(frames: Sequence) -> Message:
     if not isinstance(header, dict):
         raise ProtocolError(f"header must be a JSON object, got {type(header).__name__}")
     version = _require(header, "v", int)
-    if version != PROTOCOL_VERSION:
+    if version not in SUPPORTED_VERSIONS:
         raise ProtocolError(f"unknown protocol version {clip(str(version), 30)} (this reader "
-                            f"speaks {PROTOCOL_VERSION})")
+                            f"speaks {' and '.join(map(str, SUPPORTED_VERSIONS))})")
     kind = _require(header, "type", str)
     if kind not in MESSAGE_TYPES:
         raise ProtocolError(f"unknown message type {_show(kind)}")
@@ -308,7 +433,7 @@ def decode(frames: Sequence) -> Message:
                      t_host_ns=_require_int64(header, "t_host_ns"),
                      stream=_optional(header, "stream", str),
                      detail=_optional(header, "detail", dict) or {})
-    return _decode_sample(header, node, topic, frames)
+    return _decode_sample(header, version, node, topic, frames)
 
 
 def _check_declarations(node: str, streams: list[dict]) -> None:
@@ -353,16 +478,61 @@ def _expect_frames(frames: Sequence, count: int) -> None:
         raise ProtocolError(f"expected {count} frames, got {len(frames)}", BAD_FRAMES)
 
 
-def _decode_sample(header: dict, node: str, topic: str, frames: Sequence) -> Sample:
+def _require_int64_list(header: dict, key: str, count: int, low: int = INT64_MIN) -> list[int]:
+    """A batch's list of ``count`` integers, each checked like :func:`_require_int64`."""
+    values = _require(header, key, list)
+    if len(values) != count:
+        raise ProtocolError(f"header '{key}' has {len(values)} values, 'count' says {count}")
+    for value in values:
+        if type(value) is not int:  # JSON gives int, float, bool, str ...: only int will do
+            raise ProtocolError(f"header '{key}' must be a list of integers, got "
+                                f"{type(value).__name__} {_show(value, 30)}")
+    if values and (min(values) < low or max(values) > INT64_MAX):
+        bad = next(v for v in values if not low <= v <= INT64_MAX)
+        bounds = "0 .. 2**63-1" if low == 0 else "-2**63 .. 2**63-1, a 64-bit signed integer"
+        raise ProtocolError(f"header '{key}' holds {clip(str(bad), 40)}, out of range ({bounds})",
+                            OUT_OF_RANGE)
+    return values
+
+
+def _decode_sample(header: dict, version: int, node: str, topic: str,
+                   frames: Sequence) -> Sample | SampleBatch:
     stream = _require(header, "stream", str)
     if not stream.startswith(f"{node}/"):
         # Stream names are "<node>/<name>": two nodes can never mix their seq counters.
         raise ProtocolError(f"stream {_show(stream)} does not belong to node {_show(node)}",
                             BAD_TOPIC)
     _expect_topic(topic, f"{SAMPLE}/{stream}")
-    seq = _require_int64(header, "seq", low=0)
-    t_device = _require_int64(header, "t_device_ns")
-    t_host = _require_int64(header, "t_host_ns")
+    if "count" not in header:
+        seq = _require_int64(header, "seq", low=0)
+        t_device = _require_int64(header, "t_device_ns")
+        t_host = _require_int64(header, "t_host_ns")
+        arrays, encodings = _decode_fields(header, frames, None)
+        return Sample(node=node, stream=stream, seq=seq, t_device_ns=t_device, t_host_ns=t_host,
+                      fields=arrays, encodings=encodings)
+    if version < BATCH_VERSION:
+        # A version-1 reader ignores unknown keys and would misread the lists: hence version 2.
+        raise ProtocolError(f"a batch ('count' in a sample) needs protocol version "
+                            f"{BATCH_VERSION}, the header says {version}")
+    count = _require(header, "count", int)
+    if count < 1:
+        raise ProtocolError(f"header 'count' = {clip(str(count), 40)} is out of range (a batch "
+                            f"holds 1 .. {MAX_BATCH_SAMPLES} samples)", OUT_OF_RANGE)
+    if count > MAX_BATCH_SAMPLES:
+        raise ProtocolError(f"header 'count' = {clip(str(count), 40)}: a batch holds at most "
+                            f"{MAX_BATCH_SAMPLES} samples", TOO_LARGE)
+    seq = _require_int64_list(header, "seq", count, low=0)
+    t_device = _require_int64_list(header, "t_device_ns", count)
+    t_host = _require_int64_list(header, "t_host_ns", count)
+    arrays, _ = _decode_fields(header, frames, count)
+    return SampleBatch(node=node, stream=stream, seq=seq, t_device_ns=t_device,
+                       t_host_ns=t_host, fields=arrays)
+
+
+def _decode_fields(header: dict, frames: Sequence,
+                   count: int | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The arrays of a sample's buffers (``count`` None) or a batch's (``count`` samples along
+    the first axis, raw only), sharing memory with the frames; and each field's encoding."""
     specs = _require(header, "fields", list)
     if len(specs) > MAX_FIELDS:
         raise ProtocolError(f"{len(specs)} fields, at most {MAX_FIELDS} fields", TOO_LARGE)
@@ -379,6 +549,10 @@ def _decode_sample(header: dict, node: str, topic: str, frames: Sequence) -> Sam
         encoding = spec.get("encoding", RAW)
         if not isinstance(encoding, str) or encoding not in ENCODINGS:
             raise ProtocolError(f"field {shown}: unknown encoding {_show(encoding)}", BAD_FIELD)
+        if count is not None and encoding != RAW:
+            raise ProtocolError(f"field {shown}: encoding '{encoding}' in a batch; encoded fields "
+                                "have a length of their own per sample and are sent one sample "
+                                "per message", BAD_FIELD)
         typestr = _require_field(spec, "dtype", str)
         if not _TYPESTR.fullmatch(typestr) or len(typestr) > 16:
             raise ProtocolError(f"field {shown}: bad dtype {_show(typestr)}: not an array-protocol "
@@ -392,9 +566,9 @@ def _decode_sample(header: dict, node: str, topic: str, frames: Sequence) -> Sam
         if dtype.itemsize == 0:
             raise ProtocolError(f"field {shown}: dtype '{typestr}' has no item size", BAD_FIELD)
         shape = _require_field(spec, "shape", list)
-        if len(shape) > MAX_NDIM:
-            raise ProtocolError(f"field {shown}: {len(shape)} dimensions, at most {MAX_NDIM}",
-                                BAD_FIELD)
+        if len(shape) > MAX_NDIM - (count is not None):
+            raise ProtocolError(f"field {shown}: {len(shape)} dimensions, at most "
+                                f"{MAX_NDIM - (count is not None)}", BAD_FIELD)
         if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
             raise ProtocolError(f"field {shown}: shape must be non-negative integers, "
                                 f"got {_show(shape)}", BAD_FIELD)
@@ -402,10 +576,13 @@ def _decode_sample(header: dict, node: str, topic: str, frames: Sequence) -> Sam
         if buffer.nbytes > MAX_BUFFER_BYTES:
             raise ProtocolError(f"field {shown}: {buffer.nbytes} bytes, at most {MAX_BUFFER_BYTES}",
                                 TOO_LARGE)
+        if count is not None:
+            shape = [count, *shape]
         expected = math.prod(shape) * dtype.itemsize
         if buffer.nbytes != expected:
+            per = "" if count is None else f" ({count} samples)"
             raise ProtocolError(f"field {shown}: buffer has {buffer.nbytes} bytes, dtype "
-                                f"{dtype.str} and shape {clip(str(tuple(shape)), 80)} need "
+                                f"{dtype.str} and shape {clip(str(tuple(shape)), 80)}{per} need "
                                 f"{clip(str(expected), 40)}", BAD_FIELD)
         try:
             arrays[name] = np.frombuffer(buffer, dtype=dtype).reshape(shape)
@@ -413,8 +590,7 @@ def _decode_sample(header: dict, node: str, topic: str, frames: Sequence) -> Sam
             raise ProtocolError(f"field {shown}: shape {clip(str(tuple(shape)), 80)}: {exc}",
                                 BAD_FIELD) from None
         encodings[name] = encoding
-    return Sample(node=node, stream=stream, seq=seq, t_device_ns=t_device, t_host_ns=t_host,
-                  fields=arrays, encodings=encodings)
+    return arrays, encodings
 
 
 def now_ns() -> int:

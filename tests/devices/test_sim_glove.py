@@ -218,3 +218,57 @@ def test_a_scripted_operator_wears_the_glove_and_a_bad_script_is_named():
         SimGlove("glove", {"script": [{"do": "jump", "s": 1.0}]})
     with pytest.raises(ConfigError, match="script drives the cubes scene"):
         SimGlove("glove", {"scene": "taps", "script": [{"do": "idle", "s": 1.0}]})
+
+
+def test_a_1khz_glove_node_in_batches_loses_nothing_up_to_its_stop():
+    import threading
+
+    import zmq
+
+    from collector.wire.node import Node
+    from collector.wire.protocol import Event, SampleBatch
+    from tests.waiting import wait_for
+
+    runtime = tempfile.mkdtemp(prefix="sgb", dir="/tmp")
+    context = zmq.Context()
+    node = Node(SimGlove("glove", {"rate_hz": 1000, "seed": 4}), f"ipc://{runtime}/glove")
+    sub = Subscriber({"glove": node_endpoints(f"ipc://{runtime}/glove").data}, context=context)
+    batches: list[int] = []
+    send = node.publisher.send
+
+    def counting_send(message) -> None:
+        if isinstance(message, SampleBatch):
+            batches.append(len(message))
+        send(message)
+    try:
+        def probe_seen() -> bool:  # past PUB/SUB's slow joiner, before the node's thread runs
+            node.publisher.send(Event(node="glove", kind="probe", t_host_ns=0))
+            return isinstance(sub.receive(20), Event)
+        wait_for(probe_seen, timeout_s=10, interval_s=0)
+        node.publisher.send = counting_send
+        thread = threading.Thread(target=node.run, daemon=True)
+        thread.start()
+        seqs: list[int] = []
+
+        def received(count: int):
+            def enough() -> bool:
+                message = sub.receive(50)
+                if isinstance(message, Sample):
+                    seqs.append(message.seq)
+                return len(seqs) >= count
+            return enough
+        wait_for(received(1000), timeout_s=30, interval_s=0, message="1000 samples")
+        node.stop()
+        thread.join(10)
+        node.close()  # what was held at the stop goes out, and the socket lingers until it has
+        published = node.publisher.published.query(2**62)["streams"]["glove/hand"]["count"]
+        wait_for(received(published), timeout_s=10, interval_s=0,
+                 message=f"all {published} published samples")
+        assert seqs == list(range(seqs[0], seqs[0] + published)) and len(seqs) == published
+        counters = sub.tracker.streams["glove/hand"]
+        assert (counters.gaps, counters.restarts) == (0, 0)
+        assert batches and sum(batches) > published / 2, "1 kHz goes out in batches"
+    finally:
+        sub.close()
+        context.destroy(linger=0)
+        shutil.rmtree(runtime, ignore_errors=True)

@@ -258,7 +258,7 @@ def test_subscriber_counts_malformed_and_keeps_going(rundir, ctx):
             [b"garbage"],
             [b"sample/rogue/x", b"{not json"],
             [b"sample/rogue/x", b"[1, 2, 3]"],
-            [b"sample/rogue/x", json.dumps({**header, "v": 2}).encode(), *good[2:]],
+            [b"sample/rogue/x", json.dumps({**header, "v": 3}).encode(), *good[2:]],
             [b"sample/rogue/x", good[1], *good[2:], b"extra"],
             [b"sample/rogue/x", good[1], b"\x00", good[3]],
             [b"\xff\xfe", b"\x00" * 100, b"\x01"],

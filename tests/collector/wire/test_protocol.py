@@ -9,7 +9,7 @@ import pytest
 
 from collector.wire import protocol
 from collector.wire.protocol import (
-    PROTOCOL_VERSION,
+    BASE_VERSION,
     Describe,
     Event,
     ProtocolError,
@@ -101,7 +101,8 @@ def test_header_dtype_strings_are_typestrs(rng):
     frames = encode(_sample(c=np.zeros((2, 2, 3), np.uint8), d=np.zeros((2, 2), np.uint16),
                             s=np.zeros(15, np.float32)))
     header = json.loads(bytes(frames[1]))
-    assert header["v"] == PROTOCOL_VERSION and header["type"] == "sample"
+    # A single sample stays version 1, so readers that speak only version 1 still read it.
+    assert header["v"] == BASE_VERSION == 1 and header["type"] == "sample"
     assert [f["dtype"] for f in header["fields"]] == ["|u1", "<u2", "<f4"]
     assert [f["shape"] for f in header["fields"]] == [[2, 2, 3], [2, 2], [15]]
     assert {f["encoding"] for f in header["fields"]} == {"raw"}
@@ -319,16 +320,16 @@ def test_duplicate_field_name(sample_frames):
             "field 'color' appears twice")
 
 
-@pytest.mark.parametrize("version", [0, 2, 99, -1])
+@pytest.mark.parametrize("version", [0, 3, 99, -1])
 def test_unknown_protocol_version(sample_frames, version):
     _raises(_frames_with_header(sample_frames, v=version),
-            rf"unknown protocol version {version} \(this reader speaks {PROTOCOL_VERSION}\)")
+            rf"unknown protocol version {version} \(this reader speaks 1 and 2\)")
 
 
 def test_unknown_version_is_rejected_before_anything_else(sample_frames):
     # a future version may change everything but "v": nothing else is looked at
-    header = json.dumps({"v": 2, "what": "ever"}).encode()
-    _raises([b"whatever", header], "unknown protocol version 2")
+    header = json.dumps({"v": 3, "what": "ever"}).encode()
+    _raises([b"whatever", header], "unknown protocol version 3")
 
 
 def test_unknown_message_type(sample_frames):
