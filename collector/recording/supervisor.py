@@ -321,9 +321,18 @@ def _wait_or_kill(process: subprocess.Popen, timeout_s: float) -> None:
     try:
         process.wait(timeout_s)
     except subprocess.TimeoutExpired:
-        log.error("pid %d did not stop within %s s; killing it", process.pid, timeout_s)
+        log.error("%s (pid %d) did not stop within %s s; killing it", _process_name(process),
+                  process.pid, timeout_s)
         process.kill()
         process.wait()
+
+
+def _process_name(process: subprocess.Popen) -> str:
+    """Which child ``process`` is, from its command line (``-m module --name name``)."""
+    args = [str(a) for a in process.args] if isinstance(process.args, (list, tuple)) else [str(process.args)]
+    module = args[args.index("-m") + 1] if "-m" in args[:-1] else args[0]
+    name = args[args.index("--name") + 1] if "--name" in args[:-1] else ""
+    return f"{module} {name}".strip()
 
 
 def check_node_options(nodes: list[NodeConfig], timeout_s: float = 30.0) -> list[str]:
