@@ -246,7 +246,7 @@ class Node:
             self._flush_due(time.monotonic())
 
     def close(self) -> None:
-        self.flush()  # nothing held is lost, even when run() was never called or did not end
+        self.flush()  # run() flushes as it ends; this is for a node closed without running
         self.device.close()
         self.publisher.close()
 

@@ -188,29 +188,28 @@ class SampleBatch:
             raise ProtocolError(f"a batch holds 1 .. {MAX_BATCH_SAMPLES} samples, got "
                                 f"{len(samples)}", TOO_LARGE if samples else OUT_OF_RANGE)
         first = samples[0]
+        for sample in samples:
+            if ((sample.node, sample.stream) != (first.node, first.stream)
+                    or sample.fields.keys() != first.fields.keys()):
+                raise ProtocolError(f"a batch holds samples of one stream with the same fields; "
+                                    f"{_show(sample.stream)} seq {sample.seq} differs from "
+                                    f"{_show(first.stream)} seq {first.seq}", BAD_FIELD)
+            for name in sample.fields:
+                encoding = sample.encodings.get(name, RAW)
+                if encoding != RAW:
+                    raise ProtocolError(f"field {_show(name)} is {_show(encoding)}-encoded: "
+                                        "encoded fields have a length of their own per sample "
+                                        "and cannot be batched; send such samples one by one",
+                                        BAD_FIELD)
         fields: dict[str, np.ndarray] = {}
-        for name, array in first.fields.items():
-            encoding = first.encodings.get(name, RAW)
-            if encoding != RAW:
-                raise ProtocolError(f"field {_show(name)} is {_show(encoding)}-encoded: encoded "
-                                    "fields have a length of their own per sample and cannot be "
-                                    "batched; send such samples one by one", BAD_FIELD)
-            array = np.asarray(array)
-            column = [array]
-            for sample in samples[1:]:
-                other = sample.fields.get(name)
-                if (sample.stream != first.stream or sample.node != first.node
-                        or other is None or len(sample.fields) != len(first.fields)):
-                    raise ProtocolError(f"a batch holds samples of one stream with the same "
-                                        f"fields; {_show(sample.stream)} seq {sample.seq} differs "
-                                        f"from {_show(first.stream)} seq {first.seq}", BAD_FIELD)
-                other = np.asarray(other)
-                if other.dtype != array.dtype or other.shape != array.shape:
+        for name in first.fields:
+            column = [np.asarray(sample.fields[name]) for sample in samples]
+            for sample, array in zip(samples, column):
+                if array.dtype != column[0].dtype or array.shape != column[0].shape:
                     raise ProtocolError(f"field {_show(name)}: seq {sample.seq} is "
-                                        f"{other.dtype.str} {other.shape}, seq {first.seq} "
-                                        f"{array.dtype.str} {array.shape}: a batch's samples "
-                                        "share each field's dtype and shape", BAD_FIELD)
-                column.append(other)
+                                        f"{array.dtype.str} {array.shape}, seq {first.seq} "
+                                        f"{column[0].dtype.str} {column[0].shape}: a batch's "
+                                        "samples share each field's dtype and shape", BAD_FIELD)
             fields[name] = np.stack(column)
         return cls(node=first.node, stream=first.stream, seq=[s.seq for s in samples],
                    t_device_ns=[s.t_device_ns for s in samples],

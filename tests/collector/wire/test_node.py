@@ -220,3 +220,21 @@ def test_devices_cli_refuses_bad_node_options(rundir, capsys):
     assert code == 2
     assert capsys.readouterr().err.strip() == (
         "error: --node-options: batch_window_ms must be 0 (no batches) .. 100 ms, got 500.0")
+
+
+def test_devices_cli_gives_the_node_its_options(rundir, monkeypatch):
+    import devices.__main__ as cli
+
+    started: list[Node] = []
+
+    def run_and_close(node: Node) -> int:
+        started.append(node)
+        node.close()
+        return 0
+    monkeypatch.setattr(cli, "run_until_signalled", run_and_close)
+    assert cli.main(["sim_glove", "--name", "glove", "--endpoint", f"ipc://{rundir}/glove",
+                     "--options", '{"rate_hz": 1000}',
+                     "--node-options", '{"batch_window_ms": 2, "batch_max_samples": 8}']) == 0
+    (node,) = started
+    assert node.options == NodeOptions(batch_window_ms=2.0, batch_max_samples=8)
+    assert node.batched == {"glove/hand"}

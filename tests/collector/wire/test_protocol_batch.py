@@ -166,9 +166,13 @@ def test_stacking_refuses_what_cannot_be_one_batch():
         SampleBatch.of([])
     jpeg = Sample(node="cam0", stream="cam0/color", seq=0, t_device_ns=0, t_host_ns=0,
                   fields={"rgb": np.zeros(10, np.uint8)}, encodings={"rgb": "jpeg"})
-    with pytest.raises(ProtocolError, match="field 'rgb' is 'jpeg'-encoded: encoded fields have "
-                                            "a length of their own per sample and cannot be batched"):
-        SampleBatch.of([jpeg, jpeg])
+    raw = Sample(node="cam0", stream="cam0/color", seq=1, t_device_ns=0, t_host_ns=0,
+                 fields={"rgb": np.zeros(10, np.uint8)})
+    for batch in ([jpeg, jpeg], [raw, jpeg]):  # wherever the encoded sample is
+        with pytest.raises(ProtocolError, match="field 'rgb' is 'jpeg'-encoded: encoded fields "
+                                                "have a length of their own per sample and "
+                                                "cannot be batched"):
+            SampleBatch.of(batch)
     samples[2].fields["joints"] = np.zeros(14, np.float32)
     with pytest.raises(ProtocolError, match=r"field 'joints': seq 7 is <f4 \(14,\), seq 5 <f4 "
                                             r"\(15,\): a batch's samples share"):
@@ -176,6 +180,11 @@ def test_stacking_refuses_what_cannot_be_one_batch():
     other = _samples(2) + _samples(1, stream="glove2/hand")
     with pytest.raises(ProtocolError, match="a batch holds samples of one stream"):
         SampleBatch.of(other)
+    fewer = _samples(2)
+    del fewer[1].fields["grip"]
+    with pytest.raises(ProtocolError, match="a batch holds samples of one stream with the same "
+                                            "fields; 'glove/hand' seq 6 differs"):
+        SampleBatch.of(fewer)
 
 
 def test_encoding_refuses_a_field_that_does_not_hold_count_samples():
