@@ -28,6 +28,10 @@ from collector.wire.streams import StreamSpec
 
 log = logging.getLogger("collector.recording.recorder")
 
+#: Seconds a flush waits for the video encoders to catch up (a frame or two in steady state):
+#: after a start they have the pre-roll's held frames to encode, and the other streams' rows
+#: must reach the disk meanwhile.
+FLUSH_WAIT_S = 0.1
 #: The writer queue holds at most this many bytes of samples before it counts overflows.
 QUEUE_LIMIT_BYTES = 2 * 1024**3
 #: After a backlog over this many bytes drains, freed memory is handed back to the OS.
@@ -73,7 +77,10 @@ class EpisodeSink:
         self._backlog_peak = 0
         self._writers: dict[str, EpisodeWriter] = {}
         self._rejected: dict[str, dict[str, int]] = {}
-        self._unflushed_t_host: list[int] = []
+        #: Capture times of the samples appended per episode and stream and not yet durable
+        #: (the writer's ``counts``), oldest first: capture-to-disk latency, sample by sample.
+        self._unflushed_t_host: dict[str, dict[str, deque]] = {}
+        self._durable_counted: dict[str, dict[str, int]] = {}
         #: When each open episode started (its writer was created): a pre-roll sample's
         #: capture-to-disk latency counts from then, not from its capture, which it was held
         #: past by design before any episode existed.
@@ -162,7 +169,10 @@ class EpisodeSink:
                 return
             try:
                 writer.append(sample, t_recv)
-                self._unflushed_t_host.append(max(sample.t_host_ns, self._opened_ns[uuid]))
+                # Keyed as the writer counts (a stand-alone sample may name its stream short).
+                stream = sample.stream if sample.stream in writer.specs else f"{sample.node}/{sample.stream}"
+                self._unflushed_t_host[uuid].setdefault(stream, deque()).append(
+                    max(sample.t_host_ns, self._opened_ns[uuid]))
             except ValueError as exc:  # a sample that does not match its declared spec
                 rejected = self._rejected[uuid]
                 rejected[sample.stream] = rejected.get(sample.stream, 0) + 1
@@ -179,13 +189,18 @@ class EpisodeSink:
                 future.set_exception(exc)
 
     def _flush_all(self) -> None:
-        for writer in list(self._writers.values()):
+        for uuid, writer in list(self._writers.items()):
             started = time.perf_counter()
-            writer.flush()
+            # Video encoders get a moment, not the time a backlog needs: rows of the other
+            # streams must not wait for them (they are written by a later flush).
+            writer.flush(wait_s=FLUSH_WAIT_S)
             self.flush_ms.append((time.perf_counter() - started) * 1e3)
-        now = protocol.now_ns()  # a sample is on disk once the flush after its append returns
-        self.disk_latency_ms.extend((now - t) / 1e6 for t in self._unflushed_t_host)
-        self._unflushed_t_host.clear()
+            now = protocol.now_ns()  # a sample is on disk once a flush has written it whole
+            durable, counted = writer.counts, self._durable_counted[uuid]
+            for stream, waiting in self._unflushed_t_host[uuid].items():
+                for _ in range(min(len(waiting), durable.get(stream, 0) - counted.get(stream, 0))):
+                    self.disk_latency_ms.append((now - waiting.popleft()) / 1e6)
+                counted[stream] = durable.get(stream, 0)
 
     def _check_disk(self) -> None:
         for writer in list(self._writers.values()):
@@ -213,16 +228,23 @@ class EpisodeSink:
                                       video_gop_s=rec.video_gop_s)
         self.submit("register", uuid=window.uuid, writer=writer, opened_ns=protocol.now_ns())
 
+    def _forget(self, uuid: str) -> None:
+        """An episode closes: its last samples are written by the close, not timed by a flush."""
+        self._opened_ns.pop(uuid, None)
+        self._unflushed_t_host.pop(uuid, None)
+        self._durable_counted.pop(uuid, None)
+
     def _do_register(self, uuid: str, writer: EpisodeWriter, opened_ns: int) -> None:
         self._writers[uuid] = writer
         self._rejected[uuid] = {}
         self._opened_ns[uuid] = opened_ns
+        self._unflushed_t_host[uuid], self._durable_counted[uuid] = {}, {}
 
     def _do_close(self, window: EpisodeWindow, malformed: dict[str, dict[str, int]]) -> dict[str, Any]:
         """Flush, balance the ledger, finalize (or discard) the episode of ``window``."""
         writer = self._writers.pop(window.uuid, None)
         rejected = self._rejected.pop(window.uuid, {})
-        self._opened_ns.pop(window.uuid, None)
+        self._forget(window.uuid)
         if writer is None:
             return {"error": "episode was not open"}
         for stream in window.streams:
@@ -256,7 +278,6 @@ class EpisodeSink:
                             ledger=ledger, end_attrs={
             **end_attrs, "end_time_ns": window.stop_ns, "end_reason": window.end_reason,
             "duration_s": (window.stop_ns - window.start_ns) / 1e9})
-        self._unflushed_t_host.clear()
         return {"counts": {s: b["written"] for s, b in books.get("streams", {}).items()},
                 "path": str(path), "status": status, "problems": ledger_problems(books or None)}
 
@@ -265,7 +286,7 @@ class EpisodeSink:
         paths = []
         for uuid, writer in list(self._writers.items()):
             self._writers.pop(uuid)
-            self._opened_ns.pop(uuid, None)
+            self._forget(uuid)
             paths.append(writer.path)
             try:
                 writer.close(status="complete", end_attrs={"end_reason": reason})

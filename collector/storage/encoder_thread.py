@@ -8,8 +8,11 @@ encoding every camera got a fraction of what the cameras needed (benchmarks/reco
 prints the writer's CPU per recorded second beside the other processes').
 
 Frames keep their order (one thread per stream, one FIFO queue). :meth:`EncoderThread.packets`
-waits until every frame submitted so far is encoded, so a flush still puts on disk everything
-appended before it (the promise of ``HDF5EpisodeWriter.flush``).
+waits until every frame submitted so far is encoded, or for at most ``wait_s``: a flush waits a
+moment for the frames appended before it (in steady state the encoder is a frame behind), but
+not for a backlog. At an episode's start the pre-roll's held frames (3 s: 90 a camera) arrive at
+once; a flush that waited for all of them held back every other stream's rows too, so a recorder
+killed 1 s into an H.264 episode lost all of it, pre-roll included (3.9-4.2 s, quiet 2 cores).
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ import numpy as np
 
 from collector.storage.video import EncodedPacket, VideoCodecError, VideoEncoder
 
-#: Frames waiting for the encoder thread at most; a writer that gets ahead waits (its own queue,
-#: which the recorder bounds and counts, holds the rest).
-MAX_WAITING_FRAMES = 60
+#: Seconds of frames (at the stream's rate; at least 60 frames) waiting for the encoder thread at
+#: most: room for the pre-roll's burst. A writer that gets further ahead waits (its own queue,
+#: which the recorder bounds and counts, holds the rest). Received frames are queued without a
+#: copy, so this holds no more memory than the pre-roll buffer already did.
+MAX_WAITING_S = 5.0
 
 
 class EncoderThread:
@@ -36,9 +41,10 @@ class EncoderThread:
 
     def __init__(self, encoder: VideoEncoder, name: str = "encoder") -> None:
         self.encoder = encoder
-        self._frames: queue.Queue = queue.Queue(MAX_WAITING_FRAMES)
+        self._frames: queue.Queue = queue.Queue(max(60, round(MAX_WAITING_S * float(encoder.rate))))
         self._packets: list[EncodedPacket] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._submitted = self._encoded = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -49,14 +55,18 @@ class EncoderThread:
         self._raise()
         if not self._thread.is_alive():
             raise VideoCodecError(f"{self.encoder.encoder}: the encoder thread has stopped")
+        with self._lock:
+            self._submitted += 1
         self._frames.put(rgb)
 
-    def packets(self) -> list[EncodedPacket]:
-        """The packets of every frame submitted so far (waits until they are encoded)."""
-        self._frames.join()
-        self._raise()
+    def packets(self, wait_s: float | None = None) -> list[EncodedPacket]:
+        """The packets encoded since the last call: of every frame submitted so far, or of those
+        encoded within ``wait_s`` seconds (``None``: wait for all of them)."""
         with self._lock:
+            self._lock.wait_for(lambda: self._encoded >= self._submitted or self._error is not None
+                                or not self._thread.is_alive(), wait_s)
             out, self._packets = self._packets, []
+        self._raise()
         return out
 
     def finish(self) -> list[EncodedPacket]:
@@ -88,4 +98,7 @@ class EncoderThread:
             except BaseException as exc:  # raised on the writer's thread, by the next call
                 self._error = exc
             finally:
+                with self._lock:
+                    self._encoded += rgb is not None
+                    self._lock.notify_all()
                 self._frames.task_done()

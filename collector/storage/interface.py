@@ -62,9 +62,11 @@ class EpisodeWriter(ABC):
         ``late``, ``overflow``); they replace the counts derived from ``seq``."""
 
     @abstractmethod
-    def flush(self) -> None:
+    def flush(self, wait_s: float | None = None) -> None:
         """Make every buffered sample and event durable: an abort or crash after this returns
-        loses nothing appended before the call."""
+        loses nothing appended before the call. A writer that encodes on threads of its own
+        may leave what they had not encoded within ``wait_s`` seconds (``None``: wait for all)
+        to a later flush; :attr:`counts` says what is durable."""
 
     @abstractmethod
     def close(self, status: str = "complete", end_attrs: dict[str, Any] | None = None,

@@ -170,7 +170,7 @@ class MemoryEpisodeWriter(EpisodeWriter):
     def buffered_bytes(self) -> int:
         return sum(self._nbytes.values())
 
-    def flush(self) -> None:
+    def flush(self, wait_s: float | None = None) -> None:
         self._check_open()
         for name, buf in self._buffers.items():
             for column, values in buf.items():

@@ -9,6 +9,7 @@ the file plainly to write the final attributes and the synchronized index.
 from __future__ import annotations
 
 import json
+import time
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -94,6 +95,8 @@ class _StreamBuffer:
         #: Datasets the per-sample CRC covers (empty: no checksums); see collector.storage.checksums.
         self.crc_fields: list[str] = []
         self.datasets: _DatasetCache | None = None  # set at the first write
+        #: Packets written per video-stored field: a row is a whole sample once its packet is.
+        self.packets_written: dict[str, int] = {name: 0 for name, e in encodings.items() if is_video(e)}
 
     n = property(lambda self: len(self.columns["seq"]))
 
@@ -237,7 +240,7 @@ class HDF5EpisodeWriter(EpisodeWriter):
                            ("t_host_ns", sample.t_host_ns), ("t_recv_ns", t_recv_ns)):
             buf.columns[key].append(int(value))
         if buf.nbytes >= EARLY_WRITE_BYTES:
-            self._write_stream(buf)
+            self._write_stream(buf, wait_s=0.0)
 
     def _prepare(self, stream: str, fs: Any, sample: Sample, stored: str) -> np.ndarray:
         return prepare_field(stream, fs, sample, stored, self.jpeg_quality)
@@ -262,8 +265,10 @@ class HDF5EpisodeWriter(EpisodeWriter):
 
     @property
     def counts(self) -> dict[str, int]:
-        """Samples per stream written to the file so far (buffered ones not included)."""
-        return {name: buf.written for name, buf in self._buffers.items()}
+        """Whole samples per stream written to the file so far (buffered ones, and rows whose
+        video packet is not written yet, not included)."""
+        return {name: min([buf.written, *buf.packets_written.values()])
+                for name, buf in self._buffers.items()}
 
     @property
     def buffered_bytes(self) -> int:
@@ -275,15 +280,17 @@ class HDF5EpisodeWriter(EpisodeWriter):
         """Samples per stream waiting for the next flush."""
         return {name: buf.n for name, buf in self._buffers.items()}
 
-    def _write_stream(self, buf: _StreamBuffer) -> None:
+    def _write_stream(self, buf: _StreamBuffer, wait_s: float | None = None) -> None:
         if buf.datasets is None:
             buf.datasets = _DatasetCache(self._h5["streams"][buf.spec.name])
         n, start, g = buf.n, buf.written, buf.datasets
-        # Packets lag their samples by the encoder's delay, and the last ones come after the
-        # last sample: written whenever there are any. Readers count whole samples only.
-        for name in (f for f, encoding in buf.encodings.items() if is_video(encoding)):
-            buf.columns[name] += self._encoders[buf.spec.name, name].packets()
+        # Packets lag their samples by the encoder's delay (a frame in steady state, the
+        # pre-roll's backlog after a start), and the last ones come after the last sample:
+        # written whenever there are any. Readers count whole samples only.
+        for name in buf.packets_written:
+            buf.columns[name] += self._encoders[buf.spec.name, name].packets(wait_s)
             append_packets(g, name, buf.columns[name])
+            buf.packets_written[name] += len(buf.columns[name])
             buf.columns[name].clear()
         if not n:
             buf.nbytes = 0
@@ -316,12 +323,15 @@ class HDF5EpisodeWriter(EpisodeWriter):
             g[SAMPLE_CRC][start:] = row_crc32([covered[name] for name in buf.crc_fields])
         buf.written, buf.nbytes = start + n, 0
 
-    def flush(self) -> None:
+    def flush(self, wait_s: float | None = None) -> None:
         """Write every buffered sample and event and flush the file: after this returns, a crash
-        loses nothing appended before the call."""
+        loses nothing appended before the call, except video frames the encoders had not
+        encoded within ``wait_s`` (``None``: waits for all); they are written by a later flush
+        (:attr:`counts` counts whole samples only)."""
         self._check_open()
+        deadline = None if wait_s is None else time.monotonic() + wait_s
         for buf in self._buffers.values():
-            self._write_stream(buf)
+            self._write_stream(buf, None if deadline is None else max(0.0, deadline - time.monotonic()))
         if self._events:
             events, n = self._h5["events"], len(self._events)
             start = events["t_ns"].shape[0]

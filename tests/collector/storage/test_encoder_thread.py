@@ -47,3 +47,30 @@ def test_an_encoding_error_is_raised_on_the_caller_s_thread_and_stops_encoding()
         worker.submit(color_frame(3))
     worker.stop()  # returns: the thread ends after an error too
     worker.stop()
+
+
+def test_a_flush_waits_for_the_encoder_a_moment_not_for_its_backlog(tmp_path, monkeypatch):
+    """After a start the encoders have the pre-roll's held frames to encode (3 s: 90 a camera);
+    a flush that waited for all of them held back every other stream's rows too. Now it waits
+    ``wait_s`` at most: depth rows are written, colour frames count once their packets are."""
+    from collector.storage.video import VideoEncoder as Encoder
+    from collector.storage.writer import HDF5EpisodeWriter
+    from tests.collector.storage.test_video import GOP, T0, sample, specs
+
+    hold = threading.Event()
+    encode = Encoder.encode
+    monkeypatch.setattr(Encoder, "encode", lambda self, rgb: hold.wait(30) and encode(self, rgb))
+    w = HDF5EpisodeWriter(tmp_path / "ep.h5", specs(), {"start_time_ns": T0}, color_encoding="h264",
+                          video_gop_s=GOP / RATE)
+    try:
+        for i in range(6):
+            w.append(sample(i), 0)
+            w.append(sample(i, "cam0/depth"), 0)
+        w.flush(wait_s=0.05)  # returns with the encoder still held
+        assert w.counts == {"cam0/color": 0, "cam0/depth": 6}
+        hold.set()
+        w.flush()  # waits for every frame appended before it
+        assert w.counts == {"cam0/color": 6, "cam0/depth": 6}
+    finally:
+        hold.set()
+        w.close()
