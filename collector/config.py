@@ -35,8 +35,15 @@ class NodeConfig:
     #: Liveness watchdog: a node that is alive but has published no sample for this many
     #: seconds while its streams are expected is restarted by the supervisor (0: off).
     liveness_timeout_s: float = 5.0
+    #: How the node publishes (:class:`collector.wire.node.NodeOptions`), e.g.
+    #: ``{ batch_window_ms = 2 }``: a 1 kHz glove's samples go out in batches of at most this
+    #: many ms (default 5; 0: one message per sample), latency its live readers (teleop) see.
+    publish: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
+        from collector.wire.node import NodeOptions  # the node runtime owns these settings
+
+        from_mapping(NodeOptions, self.publish, where="publish")
         if self.liveness_timeout_s != 0 and not 1.0 <= self.liveness_timeout_s <= 3600:
             raise ConfigError("liveness_timeout_s must be 0 (off) or 1..3600 s: a node that "
                               "publishes no sample for this long is restarted, got "

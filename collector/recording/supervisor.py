@@ -130,6 +130,8 @@ class Supervisor:
         self.node_bases[node.name] = base
         argv = [sys.executable, "-m", "devices", node.driver, "--name", node.name,
                 "--endpoint", base, "--options", json.dumps(node.options)]
+        if node.publish:
+            argv += ["--node-options", json.dumps(node.publish)]
         if node.server_key and not node.remote:  # a local node that must speak CURVE
             sec = self.config.security
             authorized = sec.authorized_keys or str(Path(sec.client_secret).parent)

@@ -124,6 +124,22 @@ def test_liveness_timeout_is_validated():
     NodeConfig(name="cam0", driver="sim_camera", liveness_timeout_s=0).validate()
 
 
+def test_a_node_s_publish_table_reaches_its_node_and_is_checked_when_the_config_loads(tmp_path):
+    config = from_mapping(AppConfig, {"nodes": [
+        {"name": "glove", "driver": "sim_glove", "publish": {"batch_window_ms": 2}},
+        {"name": "cam0", "driver": "sim_camera"}]})
+    supervisor = Supervisor(config, runtime_dir=str(tmp_path))
+    glove, cam = (supervisor._node_child(node) for node in config.nodes)
+    assert glove.argv[glove.argv.index("--node-options") + 1] == '{"batch_window_ms": 2}'
+    assert "--node-options" not in cam.argv  # the node runtime's defaults
+    with pytest.raises(ConfigError, match=r"nodes\[0\]: publish: unknown option 'batch_ms'"):
+        from_mapping(AppConfig, {"nodes": [{"name": "glove", "driver": "sim_glove",
+                                            "publish": {"batch_ms": 2}}]})
+    with pytest.raises(ConfigError, match="batch_window_ms must be 0"):
+        from_mapping(AppConfig, {"nodes": [{"name": "glove", "driver": "sim_glove",
+                                            "publish": {"batch_window_ms": 500}}]})
+
+
 def test_a_paused_recorder_does_not_make_the_watchdog_restart_live_nodes(tmp_path):
     """After a SIGSTOP of the recorder, its first status shows every stream stale (it has not
     read its backlog yet): the watchdog must not take that for silent nodes."""
