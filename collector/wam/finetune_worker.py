@@ -16,9 +16,10 @@ The job is a JSON object::
 
 The kept state (int8, its report's ``station`` set) is saved to ``out`` and a JSON result to
 ``result`` (:func:`result_to_json`); exit status 0. Episodes that give no window or cannot be
-read: the result holds ``{"error": text}``, exit status 2. ``SIGTERM``: the fine-tune stops
-after its current step, ``{"stopped": text}``, exit status 3. Time frozen (or starved of CPU
-for longer than :data:`StallMeter.GAP_S`) does not count against ``max_minutes``.
+read: the result holds ``{"error": text}``, exit status 2. ``SIGTERM`` ends it at once (a stop
+keeps nothing of a fine-tune, and the app closing must not wait for a step, an episode load or a
+validation pass on a niced thread). Time frozen (or starved of CPU for longer than
+:data:`StallMeter.GAP_S`) does not count against ``max_minutes``.
 """
 
 from __future__ import annotations
@@ -26,20 +27,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from collector.wam.finetune import FineTuneOptions, FineTuneResult, FineTuneStopped, fine_tune
+from collector.wam.finetune import FineTuneOptions, FineTuneResult, fine_tune
 from collector.wire.options import ConfigError, from_mapping, to_mapping
 
 log = logging.getLogger("collector.wam.finetune_worker")
 
-#: Exit statuses besides 0.
-FAILED, STOPPED = 2, 3
+#: Exit status of a fine-tune that failed (its result says why).
+FAILED = 2
 
 
 class StallMeter:
@@ -100,7 +100,7 @@ def write_job(path: Path, *, init: str, train: list[str], select: list[str], hel
         "station": station, "out": str(out), "result": str(result)}))
 
 
-def run_job(job: dict[str, Any], stop: threading.Event) -> tuple[int, dict[str, Any]]:
+def run_job(job: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """Run one job; returns the exit status and the result object."""
     import torch
 
@@ -110,9 +110,7 @@ def run_job(job: dict[str, Any], stop: threading.Event) -> tuple[int, dict[str, 
     try:
         result = fine_tune(job["init"], job["train"], job["select"], job["held_out"], options=options,
                            say=log.info, camera=job.get("camera"), seed=int(job.get("seed", 0)),
-                           stop=stop, held_s=meter)
-    except FineTuneStopped as exc:
-        return STOPPED, {"stopped": str(exc)}
+                           held_s=meter)
     except (ValueError, OSError, ConfigError) as exc:
         return FAILED, {"error": f"{type(exc).__name__}: {exc}"}
     finally:
@@ -129,9 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s wam-finetune %(levelname)s %(message)s")
     job = json.loads(args.job.read_text())
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    code, result = run_job(job, stop)
+    code, result = run_job(job)
     tmp = Path(job["result"] + ".tmp")
     tmp.write_text(json.dumps(result))
     tmp.replace(job["result"])

@@ -117,8 +117,8 @@ class TrainerOptions(FineTuneOptions):
 #: How often the trainer asks the recorder whether an episode is recording while a fine-tune
 #: runs (the worker is frozen within this of a start).
 RECORDING_POLL_S = 0.1
-#: Seconds a stopped worker gets to finish its step before it is killed.
-WORKER_STOP_S = 5.0
+#: Seconds a terminated worker gets to exit before it is killed.
+WORKER_STOP_S = 2.0
 
 
 def lower_priority(options: TrainerOptions) -> list[str]:
@@ -248,7 +248,7 @@ class TrainerService:
                 self._stop.wait(RECORDING_POLL_S)
         finally:
             if worker.poll() is None:
-                worker.terminate()  # it finishes its step and exits ...
+                worker.terminate()  # a stop keeps nothing: it ends at once ...
                 os.kill(worker.pid, signal.SIGCONT)  # ... once it runs again
                 try:
                     worker.wait(WORKER_STOP_S)
@@ -262,8 +262,6 @@ class TrainerService:
         except (OSError, ValueError):
             raise ValueError(f"the fine-tune worker exited with status {worker.returncode} "
                              "and no result (see the log above)") from None
-        if "stopped" in data:
-            raise FineTuneStopped(data["stopped"])
         if "error" in data:
             raise ValueError(data["error"])
         return result_from_json(data), str(data.get("summary", ""))
@@ -325,11 +323,11 @@ class TrainerService:
         try:
             result, result_summary = self._run_worker(job, result_path)
         except FineTuneStopped as exc:  # shutting down: the episodes are trained on next time
-            candidate.unlink(missing_ok=True)
+            _remove(candidate)
             self.state, self.message = "stopped", f"fine-tune {exc}"
             return False
         except (ValueError, OSError) as exc:  # unreadable episodes, too short for a window
-            candidate.unlink(missing_ok=True)
+            _remove(candidate)
             self.failures += 1
             self.state, self.message = "error", f"fine-tune failed: {exc}"
             log.warning("%s", self.message)
@@ -382,6 +380,12 @@ class TrainerService:
         except TimeoutError as exc:
             return False, f"the WAM node did not answer ({exc})"
         return False, "the WAM node did not finish loading within 60 s"
+
+
+def _remove(candidate: Path) -> None:
+    """A worker's checkpoint that is not kept, and what a worker killed while saving it left."""
+    candidate.unlink(missing_ok=True)
+    candidate.with_name(candidate.name + ".tmp").unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:
