@@ -117,6 +117,10 @@ class Predictor:
         self.normalizer = checkpoint.normalizer
         self.device = torch.device(device)
         self.model = checkpoint.build_model().to(self.device)
+        if self.device.type == "cpu":
+            # oneDNN's convolutions then skip reordering activations: one thread, 64x64, p50
+            # 52.4 -> 45.3 ms over 120 interleaved calls each, the same uint8 frames.
+            self.model = self.model.to(memory_format=torch.channels_last)
         #: The file it was loaded from, if any (the node reports it).
         self.path = str(path) if path is not None else None
         c = checkpoint.config
