@@ -353,9 +353,9 @@ def main() -> None:
         return
     ceiling = disk_bandwidth_mb_s(out)
     print(f"disk sequential write with fsync: {ceiling:.0f} MB/s ({out}); cores: {os.cpu_count()}; "
-          f"load average before: {os.getloadavg()[0]:.1f} (the rig alone needs ~1.8 of 2 cores: "
+          f"load average before: {os.getloadavg()[0]:.1f} (the 2-camera rig alone needs ~1.1 of 2 cores: "
           "other load makes the recorder fall behind)")
-    print("lat: capture to disk (the flush after a sample's append returned); recv: capture to the "
+    print("lat: capture to disk (the flush that wrote the sample whole: a video frame once its packet is); recv: capture to the "
           "recorder's receive (t_recv - t_host; the rest is the writer's queue and flush cadence). "
           "CPU in CPU-seconds per recorded second: recorder (its receiver and writer threads; video "
           "encoding runs on a thread per stream, in the recorder's total only), "
