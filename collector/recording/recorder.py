@@ -296,11 +296,13 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
                 "trigger_ns": trigger_ns, "trigger": trigger}
 
     def stop(self, discard: bool = False, t_ns: int | None = None, wait: bool = True,
-             timeout_s: float = 120.0, *, trigger: str = MANUAL) -> dict[str, Any]:
+             timeout_s: float = 120.0, *, trigger: str = MANUAL,
+             drain_timeout_s: float | None = None) -> dict[str, Any]:
         """End the running episode at instant ``t_ns`` (default: now). It drains (keeps every
         sample captured before the instant, whenever it arrives) and closes with its ledger;
         ``wait`` returns only then, else at once (the next episode can start meanwhile).
-        ``trigger`` is what stopped it (its ``end_trigger`` attribute)."""
+        ``trigger`` is what stopped it (its ``end_trigger`` attribute); ``drain_timeout_s``
+        replaces ``recording.drain_timeout_s`` for this stop."""
         window = self._current
         if window is None:
             return {"ok": False, "error": self.error or "not recording"}
@@ -317,7 +319,8 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
         with self._lock:
             self._current = None
             window.discard = discard
-            window.begin_drain(stop_ns, set() if discard else expected, self.recording.drain_timeout_s)
+            window.begin_drain(stop_ns, set() if discard else expected,
+                               drain_timeout_s or self.recording.drain_timeout_s)
             self._last_stop_ns = max(self._last_stop_ns, window.stop_ns)
         self._last = None if discard else window
         if discard:
@@ -467,6 +470,11 @@ def thread_cpu_seconds(thread: threading.Thread) -> float | None:
         return None
 
 
+#: Seconds an orphaned recorder (its app is gone, and the nodes with it) waits for samples
+#: captured before the app was last seen.
+ORPHAN_DRAIN_S = 2.0
+
+
 def serve(recorder: Recorder, ctl_endpoint: str, stop: threading.Event) -> None:
     """Answer control requests on ``ctl_endpoint`` until ``shutdown``, a signal, or the parent
     process exiting (then the episode is finished rather than orphaned)."""
@@ -491,7 +499,10 @@ def serve(recorder: Recorder, ctl_endpoint: str, stop: threading.Event) -> None:
         # not when this loop noticed (up to a poll later, after the nodes' last samples).
         log.warning("parent process exited; finishing and stopping")
         recorder.hands_free_enabled = False
-        recorder.stop(t_ns=parent_seen_ns[0], wait=False)
+        # Their samples from before that instant are a receive away; no tail proves it, since
+        # the nodes are gone: a short drain, not the 10 s one that waits for the next sample.
+        recorder.stop(t_ns=parent_seen_ns[0], wait=False,
+                      drain_timeout_s=min(ORPHAN_DRAIN_S, recorder.recording.drain_timeout_s))
         stop.set()
 
     try:
