@@ -171,6 +171,7 @@ def run(cameras: int, compression: str, seconds: float, out: Path, color_encodin
             data_bytes += ep.count(stream) * ep.streams[stream].bytes_per_sample
     third = max(1, len(rss) // 3)
     latency = status.get("disk_latency_ms") or {}
+    live = status.get("live_disk_latency_ms") or {}
     lag = np.concatenate(receive_lag_ms) if receive_lag_ms else np.array([np.nan])
     threads = {name: (status["thread_cpu_s"][name] - threads0[name]) / (t1 - t0)
                if status["thread_cpu_s"].get(name) is not None and threads0.get(name) is not None
@@ -182,6 +183,7 @@ def run(cameras: int, compression: str, seconds: float, out: Path, color_encodin
         "data_MB_s": data_bytes / 2**20 / (t1 - t0),
         "file_MB_s": path.stat().st_size / 2**20 / (t1 - t0), "file_MB": path.stat().st_size / 2**20,
         "lat_p50_ms": latency.get("p50", float("nan")), "lat_p99_ms": latency.get("p99", float("nan")),
+        "live_p99_ms": live.get("p99", float("nan")),
         "recv_p50_ms": float(np.percentile(lag, 50)), "recv_p99_ms": float(np.percentile(lag, 99)),
         "recorder_cpu": (cpu1["recorder"] - cpu0["recorder"]) / (t1 - t0),
         "cameras_cpu": (cpu1["cameras"] - cpu0["cameras"]) / (t1 - t0),
@@ -355,13 +357,15 @@ def main() -> None:
     print(f"disk sequential write with fsync: {ceiling:.0f} MB/s ({out}); cores: {os.cpu_count()}; "
           f"load average before: {os.getloadavg()[0]:.1f} (the 2-camera rig alone needs ~1.1 of 2 cores: "
           "other load makes the recorder fall behind)")
-    print("lat: capture to disk (the flush that wrote the sample whole: a video frame once its packet is); recv: capture to the "
+    print("lat: capture to disk (the flush that wrote the sample whole: a video frame once its packet is; "
+          "a pre-roll sample counts from the Start); live: the same for samples captured after the Start "
+          "(not the pre-roll, written in one burst after it); recv: capture to the "
           "recorder's receive (t_recv - t_host; the rest is the writer's queue and flush cadence). "
           "CPU in CPU-seconds per recorded second: recorder (its receiver and writer threads; video "
           "encoding runs on a thread per stream, in the recorder's total only), "
           "the camera nodes together, the glove node")
     header = (f"{'cams':>4} {'codec':>5} {'color':>5} {'offered':>8} {'written':>8} {'dropped':>7} "
-              f"{'file MB':>7} {'MB/s':>6} {'% disk':>6} {'lat p50':>8} {'lat p99':>8} {'recv p99':>8} "
+              f"{'file MB':>7} {'MB/s':>6} {'% disk':>6} {'lat p50':>8} {'lat p99':>8} {'live p99':>8} {'recv p99':>8} "
               f"{'rec CPU':>7} {'recv':>5} {'write':>5} {'cams':>5} {'glove':>5} "
               f"{'RSS early':>9} {'RSS late':>8} {'stop s':>6}")
     print(header)
@@ -371,7 +375,7 @@ def main() -> None:
             r = run(cameras, compression, args.seconds, out, encoding, args.pre_roll)
             print(f"{r['cameras']:>4} {r['compression']:>5} {r['color']:>5} {r['offered']:>8} {r['written']:>8} "
                   f"{r['dropped']:>7} {r['file_MB']:>7.1f} {r['file_MB_s']:>6.1f} "
-                  f"{100 * r['file_MB_s'] / ceiling:>5.1f}% {r['lat_p50_ms']:>6.0f}ms {r['lat_p99_ms']:>6.0f}ms "
+                  f"{100 * r['file_MB_s'] / ceiling:>5.1f}% {r['lat_p50_ms']:>6.0f}ms {r['lat_p99_ms']:>6.0f}ms {r['live_p99_ms']:>6.0f}ms "
                   f"{r['recv_p99_ms']:>6.0f}ms {r['recorder_cpu']:>7.2f} {r['receiver_cpu']:>5.2f} "
                   f"{r['writer_cpu']:>5.2f} {r['cameras_cpu']:>5.2f} {r['glove_cpu']:>5.2f} "
                   f"{r['rss_early_MB']:>8.0f}M {r['rss_late_MB']:>7.0f}M {r['stop_s']:>6.2f}",

@@ -86,6 +86,9 @@ class EpisodeSink:
         #: past by design before any episode existed.
         self._opened_ns: dict[str, int] = {}
         self.disk_latency_ms: deque = deque(maxlen=200_000)
+        #: The same for the samples captured after their episode started (not its pre-roll,
+        #: which reaches the disk in one burst after the Start).
+        self.live_disk_latency_ms: deque = deque(maxlen=200_000)
         self.flush_ms: deque = deque(maxlen=10_000)
         self.error: str | None = None
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
@@ -171,8 +174,9 @@ class EpisodeSink:
                 writer.append(sample, t_recv)
                 # Keyed as the writer counts (a stand-alone sample may name its stream short).
                 stream = sample.stream if sample.stream in writer.specs else f"{sample.node}/{sample.stream}"
+                opened = self._opened_ns[uuid]
                 self._unflushed_t_host[uuid].setdefault(stream, deque()).append(
-                    max(sample.t_host_ns, self._opened_ns[uuid]))
+                    (max(sample.t_host_ns, opened), sample.t_host_ns >= opened))
             except ValueError as exc:  # a sample that does not match its declared spec
                 rejected = self._rejected[uuid]
                 rejected[sample.stream] = rejected.get(sample.stream, 0) + 1
@@ -199,7 +203,10 @@ class EpisodeSink:
             durable, counted = writer.counts, self._durable_counted[uuid]
             for stream, waiting in self._unflushed_t_host[uuid].items():
                 for _ in range(min(len(waiting), durable.get(stream, 0) - counted.get(stream, 0))):
-                    self.disk_latency_ms.append((now - waiting.popleft()) / 1e6)
+                    t_host, live = waiting.popleft()
+                    self.disk_latency_ms.append((now - t_host) / 1e6)
+                    if live:
+                        self.live_disk_latency_ms.append((now - t_host) / 1e6)
                 counted[stream] = durable.get(stream, 0)
 
     def _check_disk(self) -> None:

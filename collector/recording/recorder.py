@@ -404,6 +404,7 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
                 "draining": [w.summary() for w in self._windows if w.state in (DRAINING, CLOSING)],
                 "finished": dict(self.finished),
                 "disk_latency_ms": percentiles(self.sink.disk_latency_ms),
+                "live_disk_latency_ms": percentiles(self.sink.live_disk_latency_ms),
                 "flush_ms": percentiles(self.sink.flush_ms),
                 "clocks": {n: c.estimate.to_dict() for n, c in self.clocks.items() if c.estimate},
                 "output": str(self.recording.output),

@@ -82,3 +82,4 @@ def test_capture_to_disk_of_pre_roll_samples_counts_from_the_start_not_from_thei
     # From the Start (or the capture, for the live one) to the flush: well under the 2-3 s the
     # pre-roll samples were held before the episode existed.
     assert max(sink.disk_latency_ms) < 1900, list(sink.disk_latency_ms)
+    assert len(sink.live_disk_latency_ms) == 1  # only the one captured after the Start
