@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 
@@ -32,21 +30,6 @@ SYNC_TIMEOUT_S = 5.0
 
 
 # ----------------------------------------------------------------------------- fixtures/helpers
-
-
-@pytest.fixture
-def rundir():
-    # ipc:// paths are limited to ~100 characters; pytest's tmp_path can be longer.
-    path = tempfile.mkdtemp(prefix="cb", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def ctx():
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
 
 
 def _describe(node: str = "cam0") -> Describe:

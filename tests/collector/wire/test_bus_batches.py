@@ -8,28 +8,12 @@ import shutil
 import tempfile
 
 import numpy as np
-import pytest
-import zmq
 
 from collector.wire import protocol
 from collector.wire.bus import LatestSubscriber, NodePublisher, Subscriber
 from collector.wire.protocol import Describe, Event, Sample, SampleBatch
 from collector.wire.streams import FieldSpec, StreamSpec
 from tests.waiting import wait_for
-
-
-@pytest.fixture
-def rundir():
-    path = tempfile.mkdtemp(prefix="cbb", dir="/tmp")  # ipc:// paths are short
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def ctx():
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
 
 
 def _describe(node: str = "glove") -> Describe:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,20 +24,6 @@ from collector.wire.streams import FieldSpec, StreamSpec
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def rundir():
-    path = tempfile.mkdtemp(prefix="ch", dir="/tmp")  # ipc:// paths are limited to ~100 chars
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def ctx():
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
 
 
 def _describe(node: str) -> Describe:

@@ -4,8 +4,6 @@ event and when the node stops; encoded and slow streams are never batched."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -72,13 +70,6 @@ def _readings(first: int, count: int, stream: str = "dev/hand", **encodings) -> 
                     fields={"x": np.full(3, seq, np.float32)}, seq=seq,
                     encodings=dict(encodings))
             for seq in range(first, first + count)]
-
-
-@pytest.fixture
-def rundir():
-    path = tempfile.mkdtemp(prefix="cbn", dir="/tmp")  # ipc:// paths are short
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class Running:

@@ -18,6 +18,7 @@ from collector.wire.protocol import (
     decode,
     encode,
 )
+from tests.collector.wire.test_protocol import _frames_with_header
 
 T0 = 1_700_000_000_000_000_000
 
@@ -35,17 +36,6 @@ def _samples(count: int, first_seq: int = 5, stream: str = "glove/hand") -> list
 @pytest.fixture
 def batch_frames() -> list:
     return encode(SampleBatch.of(_samples(4)))
-
-
-def _with_header(frames: list, **changes) -> list:
-    """``frames`` with the header's keys replaced (``None`` deletes a key)."""
-    header = json.loads(bytes(frames[1]))
-    for key, value in changes.items():
-        if value is None:
-            header.pop(key, None)
-        else:
-            header[key] = value
-    return [frames[0], json.dumps(header).encode(), *frames[2:]]
 
 
 def _raises(frames: list, reason: str, match: str) -> None:
@@ -97,7 +87,7 @@ def test_a_header_without_count_is_a_single_sample_in_either_version():
     frames = encode(_samples(1)[0])
     assert json.loads(bytes(frames[1]))["v"] == 1
     for version in (1, 2):
-        message = decode(_with_header(frames, v=version))
+        message = decode(_frames_with_header(frames, v=version))
         assert isinstance(message, Sample) and message.seq == 5
 
 
@@ -137,7 +127,7 @@ BAD_BATCHES = [
                          ids=[f"{i}-{next(iter(c))}" for i, (c, _, _) in enumerate(BAD_BATCHES)])
 def test_every_malformed_batch_header_is_refused_with_its_reason(batch_frames, changes, reason,
                                                                  message):
-    _raises(_with_header(batch_frames, **changes), reason, message)
+    _raises(_frames_with_header(batch_frames, **changes), reason, message)
 
 
 def test_a_buffer_that_is_not_count_samples_is_refused(batch_frames):
