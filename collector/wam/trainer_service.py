@@ -94,9 +94,9 @@ class TrainerOptions(FineTuneOptions):
     idle_class: bool = True
     #: Seconds between looks at the recorder's finished episodes.
     poll_s: float = 2.0
-    #: Hold the fine-tune while an episode records (asked every :data:`RECORDING_POLL_S`): on a
-    #: small CPU station even the idle class cost capture p99 (25 -> 39-56 ms, 2 cores). A GPU
-    #: station may set it false.
+    #: Freeze the fine-tune's worker while an episode records (the recorder is asked every
+    #: :data:`RECORDING_POLL_S`): on a small CPU station even the idle class cost capture p99
+    #: (25 -> 39-56 ms, 2 cores). A GPU station may set it false.
     pause_while_recording: bool = True
 
     def validate(self) -> None:
