@@ -39,6 +39,7 @@ QPushButton:hover {{ border-color: {ACCENT}; }}
 QPushButton:disabled {{ color: #5c6370; border-color: #2a2e36; }}
 QPushButton#record {{ background: {RECORD_RED}; border: none; font-size: 18px; padding: 14px 18px; }}
 QPushButton#record[recording="true"] {{ background: #3a3f4b; border: 2px solid {RECORD_RED}; }}
+QPushButton#record:disabled {{ background: #4a2a2e; color: #8a7f84; }}
 QPushButton#success {{ background: #1f3b2a; border-color: #2f6f43; }}
 QPushButton#failure {{ background: #45201f; border-color: #8a2f2c; }}
 QProgressBar {{ background: {PANEL_RAISED}; border: 1px solid {BORDER}; border-radius: 4px;

@@ -81,10 +81,14 @@ def test_the_collect_window_calibrates_with_its_running_session(window_factory, 
     wizard.model.seconds = 6.0  # ~4 taps: enough for the procedure, not for accuracy
     wizard.start_button.click()
     qtbot.waitUntil(lambda: wizard.model.state == FILMING)
+    # The window says what the devices are doing, and records nothing meanwhile.
+    qtbot.waitUntil(lambda: window.state_pill.text() == "CALIBRATING")
+    assert not window.controls.record.isEnabled()
     drawn = window._tick
     qtbot.waitUntil(lambda: window._tick > drawn + 10)  # the live view is not blocked
     qtbot.waitUntil(lambda: wizard.model.state in (DONE, FAILED), timeout=120_000)
     assert wizard.model.state == DONE, wizard.model.error
+    qtbot.waitUntil(lambda: window.state_pill.text() == "READY" and window.controls.record.isEnabled())
     qtbot.waitUntil(lambda: "glove/hand: latency" in wizard.log.toPlainText())
     assert Path(wizard.model.saved_to).is_file()
     episodes = [p for p in (tmp_path / "out").rglob("*.h5")]

@@ -49,7 +49,7 @@ class QtRecordControls(QtWidgets.QFrame):
     def set_state(self, state: str) -> None:
         ready = self.model.opened
         recording = state == "recording"
-        busy = state in ("starting", "stopping", "starting-devices")
+        busy = state in ("starting", "stopping", "starting-devices", "calibrating")
         self.record.setText("■  Stop   [Space]" if recording else "●  Record   [Space]")
         self.record.setProperty("recording", "true" if recording else "false")
         self.record.style().unpolish(self.record)

@@ -37,7 +37,8 @@ COMPACT_HEIGHT = 880
 BANNER_S = 8.0
 STATE_LABELS = {"idle": ("READY", theme.LEVEL_COLORS["ok"]), "starting": ("STARTING", theme.TEXT_DIM),
                 "recording": ("● REC", theme.RECORD_RED), "stopping": ("SAVING", theme.TEXT_DIM),
-                "reset": ("RESET", theme.LEVEL_COLORS["warn"])}
+                "reset": ("RESET", theme.LEVEL_COLORS["warn"]),
+                "calibrating": ("CALIBRATING", theme.LEVEL_COLORS["warn"])}
 
 
 class QtCollectWindow(QtWidgets.QMainWindow):
@@ -209,12 +210,28 @@ class QtCollectWindow(QtWidgets.QMainWindow):
                 lambda seconds, progress: calibrate_in_session(self.model.session, seconds, progress)),
                 self)
             self.calibration_wizard.resize(self.size() * 0.9)
+            # While it films (an episode of its own) the window says so and records nothing.
+            self._wizard_events = ModelEvents(self.calibration_wizard.model, self)
+            self._wizard_events.event.connect(self._on_wizard_event)
         self.calibration_wizard.show()
         self.calibration_wizard.raise_()
 
     def _if_ready(self, action) -> None:
-        if self.model.opened:
+        if self._calibrating():
+            self.statusBar().showMessage("The latency calibration is filming: record once it is done", 5000)
+        elif self.model.opened:
             action()
+
+    def _on_wizard_event(self, name: str, _data: object) -> None:
+        if name == "state":
+            self._on_state(self.model.state)
+
+    def _calibrating(self) -> bool:
+        """The calibration wizard is filming or analysing (through this window's session)."""
+        from collector.calibration.wizard import ANALYSING, FILMING
+
+        wizard = self.calibration_wizard
+        return wizard is not None and wizard.model.state in (FILMING, ANALYSING)
 
     def _on_tab(self, index: int) -> None:
         collecting = index == 0
@@ -311,6 +328,8 @@ class QtCollectWindow(QtWidgets.QMainWindow):
         self.previews = []
 
     def _on_state(self, state: str) -> None:
+        if state == "idle" and self._calibrating():
+            state = "calibrating"
         label, color = STATE_LABELS.get(state, ("STARTING DEVICES", theme.TEXT_DIM))
         self.state_pill.setText(label)
         self.state_pill.setStyleSheet(f"border: 2px solid {color}; color: {color}; border-radius: 6px;"
