@@ -11,8 +11,8 @@ Frames keep their order (one thread per stream, one FIFO queue). :meth:`EncoderT
 waits until every frame submitted so far is encoded, or for at most ``wait_s``: a flush waits a
 moment for the frames appended before it (in steady state the encoder is a frame behind), but
 not for a backlog. At an episode's start the pre-roll's held frames (3 s: 90 a camera) arrive at
-once; a flush that waited for all of them held back every other stream's rows too, so a recorder
-killed 1 s into an H.264 episode lost all of it, pre-roll included (3.9-4.2 s, quiet 2 cores).
+once; a flush that waited for all of them held every other stream's rows back with them. (The
+burst itself still takes ~1.5 s to reach the disk: docs/reliability.md, "Known limits".)
 """
 
 from __future__ import annotations
@@ -101,4 +101,3 @@ class EncoderThread:
                 with self._lock:
                     self._encoded += rgb is not None
                     self._lock.notify_all()
-                self._frames.task_done()
