@@ -1,0 +1,167 @@
+"""Image chunks compressed outside HDF5, byte for byte as its filter pipeline would store them.
+
+The recorder compresses frames as they arrive, on a thread of its own, and the writer stores the
+prepared bytes with ``write_direct_chunk`` (:func:`write_chunks`), so that writing the pre-roll at
+an episode's Start costs no compression on the writer thread. Every reader (h5py, SWMR readers,
+``collector verify``, recovery) reads such chunks unchanged: they are what HDF5 would have written.
+
+Byte-exact because the compressors are HDF5's own: :func:`chunk_encoder` reads the pipeline the
+dataset really has and runs each hdf5plugin filter's own filter function (the plugin's
+``H5PLget_plugin_info`` entry, the one HDF5 calls) with the parameters stored in the dataset.
+Fletcher-32, a filter built into HDF5, is computed here. ctypes releases the GIL for the length
+of each compression, so the encoder thread runs beside the writer.
+
+Example::
+
+    encode = chunk_encoder(dataset)           # None: some filter cannot be reproduced here
+    chunks = [encode(frame) for frame in frames]
+    write_chunks(dataset, dataset.shape[0], chunks)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import sys
+from typing import Callable, Sequence
+
+import h5py
+import hdf5plugin
+import numpy as np
+
+#: Turns bytes into the bytes one filter of a pipeline stores.
+_Stage = Callable[[np.ndarray], bytes]
+
+# HDF5's filter callback (H5Z_func_t) and the start of its plugin descriptor (H5Z_class2_t).
+_FILTER_FUNCTION = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_uint, ctypes.c_size_t,
+                                    ctypes.POINTER(ctypes.c_uint), ctypes.c_size_t,
+                                    ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_void_p))
+_H5Z_CLASS_T_VERS = 1
+
+
+class _FilterClass(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_int), ("id", ctypes.c_int), ("encoder_present", ctypes.c_uint),
+                ("decoder_present", ctypes.c_uint), ("name", ctypes.c_char_p),
+                ("can_apply", ctypes.c_void_p), ("set_local", ctypes.c_void_p),
+                ("filter", ctypes.c_void_p)]
+
+
+#: Plugins whose filter function, once the library is initialised, touches nothing of HDF5 and
+#: allocates with the C library's malloc/free (read in their sources and checked by the tests);
+#: the value names the plugin's one-time initialisation, which is not thread-safe.
+_PLUGINS = {hdf5plugin.FILTERS["blosc2"]: "blosc2_init", hdf5plugin.FILTERS["lz4"]: None,
+            hdf5plugin.FILTERS["zstd"]: None}
+
+_libc = ctypes.CDLL(None)
+_libc.malloc.argtypes, _libc.malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
+_libc.free.argtypes, _libc.free.restype = [ctypes.c_void_p], None
+
+
+def chunk_encoder(dataset: h5py.Dataset) -> Callable[[np.ndarray], bytes] | None:
+    """A function that turns one frame into the bytes HDF5 stores for its chunk in ``dataset``.
+
+    ``dataset`` must hold one frame per chunk (chunks ``(1, *frame shape)``); the function takes
+    a frame of ``dataset.shape[1:]`` and ``dataset.dtype`` and may run on any thread. Returns
+    ``None`` when the dataset is chunked otherwise, or its pipeline has a filter other than
+    Fletcher-32, Blosc2, LZ4 and Zstd (from hdf5plugin): the caller then writes plainly.
+
+    Call it on the thread that writes the file, before frames are encoded elsewhere: it may
+    initialise a plugin's library, which must not race with HDF5 using the same plugin.
+    """
+    frame_shape = dataset.shape[1:]
+    if sys.platform == "win32" or dataset.chunks != (1, *frame_shape):
+        return None  # Windows: a plugin's free() may belong to another C runtime than ours
+    plist = dataset.id.get_create_plist()
+    stages: list[_Stage] = []
+    for index in range(plist.get_nfilters()):
+        filter_id, _flags, values, _name = plist.get_filter(index)
+        if filter_id == h5py.h5z.FILTER_FLETCHER32:
+            stages.append(_with_fletcher32)
+        else:
+            function = _plugin_filter(filter_id)
+            if function is None:
+                return None
+            parameters = (ctypes.c_uint * len(values))(*values)
+            stages.append(functools.partial(_run_filter, function, parameters))
+    name, dtype = dataset.name, dataset.dtype  # read now: the encoder runs without HDF5
+
+    def encode(frame: np.ndarray) -> bytes:
+        if frame.shape != frame_shape or frame.dtype != dtype:
+            raise ValueError(f"{name}: a frame of shape {frame_shape} and dtype {dtype} is "
+                             f"expected, got {frame.shape} {frame.dtype}")
+        stored = np.ascontiguousarray(frame).tobytes()
+        for stage in stages:
+            stored = stage(np.frombuffer(stored, np.uint8))
+        return stored
+
+    return encode
+
+
+def write_chunks(dataset: h5py.Dataset, first_row: int, chunks: Sequence[bytes]) -> None:
+    """Store ``chunks`` (from :func:`chunk_encoder`) as rows ``first_row...`` of ``dataset``,
+    growing it as needed; works in SWMR mode, where readers see the rows after the next flush."""
+    end = first_row + len(chunks)
+    if dataset.shape[0] < end:
+        dataset.resize(end, axis=0)
+    inner = (0,) * (dataset.ndim - 1)
+    for row, chunk in enumerate(chunks, first_row):
+        dataset.id.write_direct_chunk((row, *inner), chunk, 0)  # mask 0: every filter applied
+
+
+def fletcher32(data: np.ndarray) -> int:
+    """HDF5's Fletcher-32 (``H5_checksum_fletcher32``) of the bytes ``data`` (``uint8``).
+
+    HDF5 sums big-endian 16-bit words (an odd last byte counts as its word's high byte) and folds
+    the sums into 16 bits as it goes, which leaves each sum congruent to the plain sum modulo
+    65535 and zero only when all words are: 65535 stands for a nonzero multiple of 65535."""
+    if len(data) % 2:
+        data = np.concatenate([data, np.zeros(1, np.uint8)])
+    words = data.view(">u2").astype(np.uint64)
+    if not words.any():
+        return 0
+    # sum2 adds the running sum1 after every word: word i counts (n - i) times. The weights are
+    # reduced first so that the dot product cannot overflow 64 bits, whatever the chunk size.
+    weights = (len(words) - np.arange(len(words), dtype=np.uint64)) % 65535
+    sum1 = int(words.sum()) % 65535 or 65535
+    sum2 = int(np.dot(words, weights)) % 65535 or 65535
+    return sum2 << 16 | sum1
+
+
+def _with_fletcher32(data: np.ndarray) -> bytes:
+    # HDF5 appends the checksum little-endian (UINT32ENCODE in H5Zfletcher32.c).
+    return data.tobytes() + fletcher32(data).to_bytes(4, "little")
+
+
+@functools.cache
+def _plugin_filter(filter_id: int) -> Callable | None:
+    """The filter function of hdf5plugin's plugin for ``filter_id``, or ``None``."""
+    names = {number: name for name, number in hdf5plugin.FILTERS.items()}
+    path = hdf5plugin.get_config().registered_filters.get(names.get(filter_id, ""))
+    if filter_id not in _PLUGINS or path is None:
+        return None
+    library = ctypes.CDLL(path)  # the library HDF5 already loaded: same file, same handle
+    library.H5PLget_plugin_info.restype = ctypes.c_void_p
+    descriptor = _FilterClass.from_address(library.H5PLget_plugin_info())
+    if descriptor.version != _H5Z_CLASS_T_VERS or descriptor.id != filter_id or not descriptor.filter:
+        return None
+    if _PLUGINS[filter_id]:
+        getattr(library, _PLUGINS[filter_id])()
+    return _FILTER_FUNCTION(descriptor.filter)
+
+
+def _run_filter(function: Callable, values: ctypes.Array, data: np.ndarray) -> bytes:
+    """Run a plugin's filter forward over ``data``, as HDF5 does when it writes a chunk."""
+    # The filter frees the buffer it is given and returns one it allocated, both with malloc/free.
+    size = len(data)
+    buffer = ctypes.c_void_p(_libc.malloc(max(1, size)))
+    if not buffer.value:
+        raise MemoryError(f"cannot allocate {size} bytes for a chunk")
+    try:
+        ctypes.memmove(buffer, data.ctypes.data, size)
+        buffer_size = ctypes.c_size_t(size)
+        stored = function(0, len(values), values, size, ctypes.byref(buffer_size), ctypes.byref(buffer))
+        if stored == 0:
+            raise RuntimeError(f"a chunk filter failed on {size} bytes")
+        return ctypes.string_at(buffer, stored)
+    finally:
+        _libc.free(buffer)
