@@ -49,14 +49,19 @@ class _FilterClass(ctypes.Structure):
 
 
 #: Plugins whose filter function, once the library is initialised, touches nothing of HDF5 and
-#: allocates with the C library's malloc/free (read in their sources and checked by the tests);
-#: the value names the plugin's one-time initialisation, which is not thread-safe.
+#: allocates with the C library's malloc/free (read in their sources; hdf5plugin's builds link no
+#: HDF5 symbol); the value names the plugin's one-time initialisation, which is not thread-safe.
+#: Blosc2's filter also shares a static scratch header between calls: calls racing on it for
+#: chunks of different sizes could choose another block size, still valid but not HDF5's bytes.
 _PLUGINS = {hdf5plugin.FILTERS["blosc2"]: "blosc2_init", hdf5plugin.FILTERS["lz4"]: None,
             hdf5plugin.FILTERS["zstd"]: None}
 
-_libc = ctypes.CDLL(None)
-_libc.malloc.argtypes, _libc.malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
-_libc.free.argtypes, _libc.free.restype = [ctypes.c_void_p], None
+# The process's C library, whose malloc/free the plugins use. None on Windows, where each DLL
+# may have a C runtime of its own: there the caller writes plainly.
+_libc = None if sys.platform == "win32" else ctypes.CDLL(None)
+if _libc is not None:
+    _libc.malloc.argtypes, _libc.malloc.restype = [ctypes.c_size_t], ctypes.c_void_p
+    _libc.free.argtypes, _libc.free.restype = [ctypes.c_void_p], None
 
 
 def chunk_encoder(dataset: h5py.Dataset) -> Callable[[np.ndarray], bytes] | None:
@@ -65,14 +70,16 @@ def chunk_encoder(dataset: h5py.Dataset) -> Callable[[np.ndarray], bytes] | None
     ``dataset`` must hold one frame per chunk (chunks ``(1, *frame shape)``); the function takes
     a frame of ``dataset.shape[1:]`` and ``dataset.dtype`` and may run on any thread. Returns
     ``None`` when the dataset is chunked otherwise, or its pipeline has a filter other than
-    Fletcher-32, Blosc2, LZ4 and Zstd (from hdf5plugin): the caller then writes plainly.
+    Fletcher-32, Blosc2, LZ4 and Zstd (from hdf5plugin): the caller then writes plainly. The
+    function raises ``ValueError`` for a frame of another shape or dtype, and ``RuntimeError``
+    if a filter fails (HDF5 would skip that optional filter): write such a frame plainly too.
 
     Call it on the thread that writes the file, before frames are encoded elsewhere: it may
     initialise a plugin's library, which must not race with HDF5 using the same plugin.
     """
     frame_shape = dataset.shape[1:]
-    if sys.platform == "win32" or dataset.chunks != (1, *frame_shape):
-        return None  # Windows: a plugin's free() may belong to another C runtime than ours
+    if _libc is None or dataset.chunks != (1, *frame_shape):
+        return None
     plist = dataset.id.get_create_plist()
     stages: list[_Stage] = []
     for index in range(plist.get_nfilters()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import h5py
 import hdf5plugin
@@ -61,6 +62,23 @@ def test_prepared_chunks_are_the_bytes_hdf5_stores(tmp_path, sim_frames, compres
             mask, stored = prepared.id.read_direct_chunk(offset)
             assert (mask, stored) == written.id.read_direct_chunk(offset)  # so the ratio is the same
             np.testing.assert_array_equal(prepared[row], frame)
+
+
+def test_encoding_beside_hdf5_compressing_gives_the_same_bytes(tmp_path, sim_frames):
+    # As in the recorder: frames encoded on a thread of their own while HDF5 compresses with the
+    # same plugin on the writing thread.
+    depth = np.concatenate([sim_frames["depth"]] * 4)
+    options = {**compression_options("zstd", depth.dtype), **checksum_options(True)}
+    with h5py.File(tmp_path / "episode.h5", "w", libver=LIBVER) as h5:
+        written = _image_dataset(h5, "written", depth, options)
+        encode = chunk_encoder(_image_dataset(h5, "prepared", depth, options))
+        with ThreadPoolExecutor(1) as encoder_thread:
+            chunks = encoder_thread.map(encode, depth)
+            for row, frame in enumerate(depth):
+                written.resize(row + 1, axis=0)
+                written[row] = frame
+            chunks = list(chunks)
+        assert chunks == [written.id.read_direct_chunk((row, 0, 0))[1] for row in range(len(depth))]
 
 
 def test_fletcher32_matches_hdf5_on_odd_lengths_zeros_and_ones(tmp_path):
