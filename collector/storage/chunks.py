@@ -14,23 +14,26 @@ of each compression, so the encoder thread runs beside the writer.
 Example::
 
     encode = chunk_encoder(dataset)           # None: some filter cannot be reproduced here
-    chunks = [encode(frame) for frame in frames]
-    write_chunks(dataset, dataset.shape[0], chunks)
+    chunks = [encode(frame) for frame in frames]               # on any thread
+    write_chunks(dataset, dataset.shape[0], chunks)            # on the writing thread
 """
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import io
 import sys
 from typing import Callable, Sequence
 
 import h5py
 import hdf5plugin
 import numpy as np
+import numpy.typing as npt
 
 #: Turns bytes into the bytes one filter of a pipeline stores.
 _Stage = Callable[[np.ndarray], bytes]
+_Pipeline = tuple[tuple[int, tuple[int, ...]], ...]
 
 # HDF5's filter callback (H5Z_func_t) and the start of its plugin descriptor (H5Z_class2_t).
 _FILTER_FUNCTION = ctypes.CFUNCTYPE(ctypes.c_size_t, ctypes.c_uint, ctypes.c_size_t,
@@ -64,46 +67,70 @@ if _libc is not None:
     _libc.free.argtypes, _libc.free.restype = [ctypes.c_void_p], None
 
 
-def chunk_encoder(dataset: h5py.Dataset) -> Callable[[np.ndarray], bytes] | None:
-    """A function that turns one frame into the bytes HDF5 stores for its chunk in ``dataset``.
+class ChunkEncoder:
+    """Turns one frame into the bytes HDF5 stores for its chunk in a dataset with the encoder's
+    filter pipeline (:func:`chunk_encoder`, :func:`chunk_encoder_for`). Callable on any thread:
+    it uses no HDF5, and ctypes releases the GIL while a plugin compresses."""
 
-    ``dataset`` must hold one frame per chunk (chunks ``(1, *frame shape)``); the function takes
-    a frame of ``dataset.shape[1:]`` and ``dataset.dtype`` and may run on any thread. Returns
-    ``None`` when the dataset is chunked otherwise, or its pipeline has a filter other than
-    Fletcher-32, Blosc2, LZ4 and Zstd (from hdf5plugin): the caller then writes plainly. The
-    function raises ``ValueError`` for a frame of another shape or dtype, and ``RuntimeError``
-    if a filter fails (HDF5 would skip that optional filter): write such a frame plainly too.
+    def __init__(self, frame_shape: tuple[int, ...], dtype: np.dtype, pipeline: _Pipeline,
+                 stages: list[_Stage]):
+        self.frame_shape, self.dtype = frame_shape, dtype
+        #: The filters as ``(id, parameters)``, in the order HDF5 applies them when writing.
+        self.pipeline = pipeline
+        self._stages = stages
 
-    Call it on the thread that writes the file, before frames are encoded elsewhere: it may
+    def __call__(self, frame: np.ndarray) -> bytes:
+        """The chunk of ``frame``; raises ``ValueError`` for a frame of another shape or dtype
+        and ``RuntimeError`` if a filter fails (HDF5 would skip that optional filter): write
+        such a frame plainly."""
+        if frame.shape != self.frame_shape or frame.dtype != self.dtype:
+            raise ValueError(f"a frame of shape {self.frame_shape} and dtype {self.dtype} is "
+                             f"expected, got {frame.shape} {frame.dtype}")
+        stored = np.ascontiguousarray(frame).reshape(-1).view(np.uint8)
+        for stage in self._stages:
+            stored = np.frombuffer(stage(stored), np.uint8)
+        return stored.tobytes()
+
+    def fits(self, dataset: h5py.Dataset) -> bool:
+        """Whether this encoder's chunks are ``dataset``'s: same frames, chunks and pipeline."""
+        return (dataset.shape[1:] == self.frame_shape and dataset.dtype == self.dtype
+                and dataset.chunks == (1, *self.frame_shape) and _pipeline(dataset) == self.pipeline)
+
+
+def chunk_encoder(dataset: h5py.Dataset) -> ChunkEncoder | None:
+    """The encoder of ``dataset``'s chunks, read from the filter pipeline it really has.
+
+    ``dataset`` must hold one frame per chunk (chunks ``(1, *frame shape)``). Returns ``None``
+    when it is chunked otherwise, or its pipeline has a filter other than Fletcher-32, Blosc2,
+    LZ4 and Zstd (from hdf5plugin): the caller then writes plainly.
+
+    Call it on the thread that writes files, before frames are encoded elsewhere: it may
     initialise a plugin's library, which must not race with HDF5 using the same plugin.
     """
     frame_shape = dataset.shape[1:]
     if _libc is None or dataset.chunks != (1, *frame_shape):
         return None
-    plist = dataset.id.get_create_plist()
+    pipeline = _pipeline(dataset)
     stages: list[_Stage] = []
-    for index in range(plist.get_nfilters()):
-        filter_id, _flags, values, _name = plist.get_filter(index)
+    for filter_id, values in pipeline:
         if filter_id == h5py.h5z.FILTER_FLETCHER32:
             stages.append(_with_fletcher32)
-        else:
-            function = _plugin_filter(filter_id)
-            if function is None:
-                return None
-            parameters = (ctypes.c_uint * len(values))(*values)
-            stages.append(functools.partial(_run_filter, function, parameters))
-    name, dtype = dataset.name, dataset.dtype  # read now: the encoder runs without HDF5
+            continue
+        function = _plugin_filter(filter_id)
+        if function is None:
+            return None
+        stages.append(functools.partial(_run_filter, function, (ctypes.c_uint * len(values))(*values)))
+    return ChunkEncoder(frame_shape, dataset.dtype, pipeline, stages)
 
-    def encode(frame: np.ndarray) -> bytes:
-        if frame.shape != frame_shape or frame.dtype != dtype:
-            raise ValueError(f"{name}: a frame of shape {frame_shape} and dtype {dtype} is "
-                             f"expected, got {frame.shape} {frame.dtype}")
-        stored = np.ascontiguousarray(frame).reshape(-1).view(np.uint8)
-        for stage in stages:
-            stored = np.frombuffer(stage(stored), np.uint8)
-        return stored.tobytes()
 
-    return encode
+def chunk_encoder_for(frame_shape: tuple[int, ...], dtype: npt.DTypeLike, options: dict) -> ChunkEncoder | None:
+    """:func:`chunk_encoder` before any episode file exists (frames held for the pre-roll): of a
+    one-frame-per-chunk dataset made with ``options`` (h5py ``create_dataset`` keywords, as the
+    writer passes them) in a file in memory. Check :meth:`ChunkEncoder.fits` on the real one."""
+    with h5py.File(io.BytesIO(), "w") as h5:
+        template = h5.create_dataset("frames", (0, *frame_shape), dtype=dtype,
+                                     maxshape=(None, *frame_shape), chunks=(1, *frame_shape), **options)
+        return chunk_encoder(template)
 
 
 def write_chunks(dataset: h5py.Dataset, first_row: int, chunks: Sequence[bytes]) -> None:
@@ -140,6 +167,12 @@ def fletcher32(data: np.ndarray) -> int:
     sum2 = (int(np.dot(row_sums % 65535, row_weights))
             - int(np.dot(column_sums, np.arange(_FLETCHER_ROW, dtype=np.uint64)))) % 65535
     return (sum2 or 65535) << 16 | (sum1 % 65535 or 65535)
+
+
+def _pipeline(dataset: h5py.Dataset) -> _Pipeline:
+    plist = dataset.id.get_create_plist()
+    filters = [plist.get_filter(index) for index in range(plist.get_nfilters())]
+    return tuple((filter_id, values) for filter_id, _flags, values, _name in filters)
 
 
 def _with_fletcher32(data: np.ndarray) -> bytes:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from collector.storage.checksums import raw_frame_problems
-from collector.storage.chunks import chunk_encoder, fletcher32, write_chunks
+from collector.storage.chunks import chunk_encoder, chunk_encoder_for, fletcher32, write_chunks
 from collector.storage.crc import checksum_options
 from collector.storage.layout import LIBVER
 from collector.storage.writer import compression_options
@@ -79,6 +79,21 @@ def test_encoding_beside_hdf5_compressing_gives_the_same_bytes(tmp_path, sim_fra
                 written[row] = frame
             chunks = list(chunks)
         assert chunks == [written.id.read_direct_chunk((row, 0, 0))[1] for row in range(len(depth))]
+
+
+def test_an_encoder_made_before_the_file_exists_fits_the_dataset_made_later(tmp_path, sim_frames):
+    # The pre-roll is compressed between episodes, before the episode's file and datasets exist.
+    depth = sim_frames["depth"]
+    options = {**compression_options("zstd", depth.dtype), **checksum_options(True)}
+    encode = chunk_encoder_for(depth.shape[1:], depth.dtype, options)
+    chunks = [encode(frame) for frame in depth]
+    with h5py.File(tmp_path / "episode.h5", "w", libver=LIBVER) as h5:
+        dataset = _image_dataset(h5, "depth", depth, options)
+        unchecked = _image_dataset(h5, "unchecked", depth, compression_options("zstd", depth.dtype))
+        assert encode.fits(dataset) and not encode.fits(unchecked)
+        assert encode.pipeline == chunk_encoder(dataset).pipeline
+        write_chunks(dataset, 0, chunks)
+        np.testing.assert_array_equal(dataset[:], depth)
 
 
 def test_fletcher32_matches_hdf5_on_odd_lengths_zeros_and_ones(tmp_path):
