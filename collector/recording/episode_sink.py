@@ -22,6 +22,7 @@ from collector.storage import EpisodeWriter, create_episode
 from collector.recording.episode_window import EpisodeWindow
 from collector.recording.health import StreamHealth
 from collector.storage.ledger import build_ledger, ledger_problems
+from collector.storage.preparing import ChunkCompressor
 from collector.storage.library import format_free_space
 from collector.config import RecordingConfig
 from collector.wire.streams import StreamSpec
@@ -90,6 +91,8 @@ class EpisodeSink:
         #: which reaches the disk in one burst after the Start).
         self.live_disk_latency_ms: deque = deque(maxlen=200_000)
         self.flush_ms: deque = deque(maxlen=10_000)
+        #: Compresses frames held for a pre-roll, on this thread (collector.storage.preparing).
+        self.chunks = ChunkCompressor(recording.compression, recording.checksums)
         self.error: str | None = None
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self._thread.start()
@@ -108,6 +111,11 @@ class EpisodeSink:
             self.queued_bytes += size
             self._backlog_peak = max(self._backlog_peak, self.queued_bytes)
         self._queue.put((item, size))
+
+    def prepare_chunks(self, sample: Any, fields: list[str], prepared: dict) -> None:
+        """Compress ``fields`` of a sample held for the pre-roll into ``prepared``, on the
+        writer thread, before any later item (the sample's own, once a Start adopts it)."""
+        self.put(("prepare", sample, fields, prepared))
 
     def submit(self, action: str, **args: Any) -> Future:
         """Queue ``_do_<action>(**args)`` for the writer thread, after everything queued before."""
@@ -166,12 +174,12 @@ class EpisodeSink:
     def _apply(self, item: tuple) -> None:
         kind = item[0]
         if kind == "sample":
-            _, uuid, sample, t_recv = item
+            _, uuid, sample, t_recv, prepared = item
             writer = self._writers.get(uuid)
             if writer is None:
                 return
             try:
-                writer.append(sample, t_recv)
+                writer.append(sample, t_recv, prepared)
                 # Keyed as the writer counts (a stand-alone sample may name its stream short).
                 stream = sample.stream if sample.stream in writer.specs else f"{sample.node}/{sample.stream}"
                 opened = self._opened_ns[uuid]
@@ -181,6 +189,9 @@ class EpisodeSink:
                 rejected = self._rejected[uuid]
                 rejected[sample.stream] = rejected.get(sample.stream, 0) + 1
                 writer.add_event(sample.t_host_ns, "rejected", sample.stream, {"reason": str(exc)[:200]})
+        elif kind == "prepare":
+            _, sample, fields, prepared = item
+            self.chunks.compress(sample, fields, prepared)
         elif kind == "event":
             _, uuid, t_ns, event_kind, stream, detail = item
             if uuid in self._writers:

@@ -105,18 +105,21 @@ class EpisodeReceiver:
             window.note_arrival(sample.stream, sample.t_host_ns)
         self._adopt_unrouted()
         window = self._window_for(sample.t_host_ns)
+        # Colour is encoded as it arrives, held for a pre-roll or not (collector.storage.preparing).
+        prepared = self.preparer.prepare(sample, self.specs[sample.stream], held=window is None) \
+            if self.preparer is not None and sample.stream in self.specs else None
         if window is None:
-            self._hold_unrouted(sample, t_recv)
+            self._hold_unrouted(sample, t_recv, prepared)
         else:
-            self._route(window, sample, t_recv, anomaly)
+            self._route(window, sample, t_recv, anomaly, prepared)
         self._feed_triggers(sample)  # hands-free: may start or stop an episode
 
-    def _hold_unrouted(self, sample: Sample, t_recv: int) -> None:
+    def _hold_unrouted(self, sample: Sample, t_recv: int, prepared: dict | None) -> None:
         """Keep a sample captured outside every episode for a while: a start may yet arrive
         whose instant lies before it."""
         if any(sample.t_host_ns < w.stop_ns for w in self._windows):
             return  # before or inside a finished window: never part of a later episode
-        self._unrouted.append((sample, t_recv))
+        self._unrouted.append((sample, t_recv, prepared))
         self._unrouted_bytes += sample.nbytes()
         horizon = sample.t_host_ns - int((self.recording.pre_roll_s + UNROUTED_S) * 1e9)
         limit = self.recording.pre_roll_max_mb * 2**20
@@ -133,7 +136,7 @@ class EpisodeReceiver:
         # Held in order of arrival: a stream that lags (a busy node) arrives after newer
         # captures of the others, so the span is from the earliest capture to the latest.
         try:
-            times = [sample.t_host_ns for sample, _ in list(held)]
+            times = [item[0].t_host_ns for item in list(held)]
         except (IndexError, RuntimeError):  # changed by the receiver meanwhile
             times = []
         span = (max(times) - min(times)) / 1e9 if times else 0.0
@@ -149,12 +152,12 @@ class EpisodeReceiver:
             return
         current.adopted = True
         held, self._unrouted, self._unrouted_bytes = self._unrouted, deque(), 0
-        for sample, t_recv in held:
+        for sample, t_recv, prepared in held:
             if current.holds(sample.t_host_ns):
-                self._route(current, sample, t_recv, None)
+                self._route(current, sample, t_recv, None, prepared)
 
     def _route(self, window: EpisodeWindow, sample: Sample, t_recv: int,
-               anomaly: tuple[str, int] | None) -> None:
+               anomaly: tuple[str, int] | None, prepared: dict | None = None) -> None:
         if sample.stream not in window.streams:
             self.unknown_streams[sample.stream] = self.unknown_streams.get(sample.stream, 0) + 1
             return
@@ -175,7 +178,7 @@ class EpisodeReceiver:
                           self.sink.queued_bytes >> 20, self.overflow)
             return
         tally.add(sample.t_host_ns, sample.seq)
-        self.sink.put(("sample", window.uuid, sample, t_recv), size)
+        self.sink.put(("sample", window.uuid, sample, t_recv, prepared), size)
 
     def _check_drains(self) -> None:
         now = time.monotonic()

@@ -55,6 +55,7 @@ from collector.recording.receiving import EpisodeReceiver
 from collector.recording.triggers import MANUAL
 from collector.recording.triggers_recorder import HandsFreeTriggers
 from collector.recording.health import StreamHealth, percentiles
+from collector.storage.preparing import SamplePreparer
 from collector.storage.library import editable_attr_values, episode_path, move_to_trash, update_episode_attrs
 from collector.wire.protocol import Describe, Sample
 from collector.wire.streams import StreamSpec
@@ -92,7 +93,7 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
         self._current: EpisodeWindow | None = None
         self._last: EpisodeWindow | None = None
         self.finished: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._unrouted: deque[tuple[Sample, int]] = deque()
+        self._unrouted: deque[tuple[Sample, int, dict | None]] = deque()
         self._unrouted_bytes = 0
         #: Capture time of the newest sample the held buffer let go (a pre-roll starts after it).
         self._unrouted_floor_ns = 0
@@ -109,6 +110,14 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
         self._first_seen_ns: dict[str, int] = {}
         self.health: dict[str, StreamHealth] = self._subscriber.tracker.streams
         self.sink = EpisodeSink(recording, self.health, self._on_write_failure)
+        # Colour is encoded as it arrives, between episodes too, and held frames are compressed,
+        # so that a Start writes its pre-roll without a burst (collector.storage.preparing).
+        # Without a pre-roll nothing is held and the episodes' own encoders keep up.
+        self.preparer = SamplePreparer(
+            color_encoding=recording.color_encoding, stream_encodings=recording.stream_encodings,
+            video_encoder=recording.video_encoder, video_crf=recording.video_crf,
+            video_gop_s=recording.video_gop_s, compress=self.sink.prepare_chunks,
+        ) if recording.pre_roll_s > 0 else None
         # Nodes on tcp:// may run on another host with its own clock: estimate offset and drift
         # before the first sample, keep estimating, and map their timestamps onto ours.
         self.clocks = {name: ClockEstimator() for name, ep in self.endpoints.items()
@@ -401,6 +410,7 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
                 "unknown_streams": dict(self.unknown_streams), "overflow": self.overflow,
                 "queued_mb": self.sink.queued_bytes / 2**20, "error": self.error or self.sink.error,
                 "threads": threads, "thread_cpu_s": thread_cpu_s, "pre_roll": self.pre_roll_status(),
+                "continuous_encoding": self.preparer.status() if self.preparer else None,
                 "draining": [w.summary() for w in self._windows if w.state in (DRAINING, CLOSING)],
                 "finished": dict(self.finished),
                 "disk_latency_ms": percentiles(self.sink.disk_latency_ms),
@@ -455,6 +465,8 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
         self.sink.stop(30)
         self._stop.set()
         self._receiver.join(5)
+        if self.preparer is not None:
+            self.preparer.close()
         if self._clock_thread.is_alive():
             self._clock_thread.join(5)
 

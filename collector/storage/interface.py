@@ -46,10 +46,11 @@ class EpisodeWriter(ABC):
     specs: dict[str, StreamSpec]
 
     @abstractmethod
-    def append(self, sample: Sample, t_recv_ns: int) -> None:
+    def append(self, sample: Sample, t_recv_ns: int, prepared: dict[str, Any] | None = None) -> None:
         """Buffer one sample; it reaches the episode at the next :meth:`flush`. Raises
         ``ValueError`` (keeping nothing of it) for an unknown stream or a field that does not
-        match the stream's spec."""
+        match the stream's spec. ``prepared``: work done on its fields before it was routed
+        (collector.storage.preparing), used where the backend stores them that way."""
 
     @abstractmethod
     def add_event(self, t_ns: int, kind: str, stream: str = "", detail: dict | None = None) -> None:

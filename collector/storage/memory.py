@@ -136,8 +136,8 @@ class MemoryEpisodeWriter(EpisodeWriter):
         if self._closed:
             raise RuntimeError(f"{self.path}: the episode writer is closed")
 
-    def append(self, sample: Sample, t_recv_ns: int) -> None:
-        self._check_open()
+    def append(self, sample: Sample, t_recv_ns: int, prepared: dict[str, Any] | None = None) -> None:
+        self._check_open()  # frames are kept decoded: nothing prepared is of use here
         name = sample_stream(sample, self.specs)
         spec, buf = self.specs[name], self._buffers[name]
         # Checked exactly as the file backend does; JPEG input is kept decoded.

@@ -65,6 +65,8 @@ DECODERS = {"h264": ("h264",), "hevc": ("hevc",), "av1": ("libdav1d", "av1")}
 DEFAULT_CRF = {"h264": 18.5, "hevc": 20, "av1": 24}
 #: Quality ranges of the encoders' constant-quality modes.
 CRF_RANGE = {"h264": (0, 51), "hevc": (0, 51), "av1": (1, 63)}
+#: An encoder whose keyframes its caller places still makes one after this many GOPs without.
+MAX_KEYINT_GOPS = 4
 #: Decoded frames a reader keeps (at most this many bytes): a GOP of 640x480 at 30 fps is 27 MB.
 CACHE_BYTES = 96 << 20
 
@@ -131,23 +133,27 @@ def check_encoder_opens(codecs: Iterable[str], encoder: str) -> None:
                 "'hardware' (a hardware encoder when one opens, else software)") from None
 
 
-def _encoder_options(encoder: str, crf: float, gop: int) -> dict[str, str]:
-    # No reordering anywhere (packet i is frame i), a fixed GOP, and as little look-ahead as
-    # the encoder allows: what a killed recorder had not yet received from the encoder is lost.
+def _encoder_options(encoder: str, crf: float, gop: int, keyint: int) -> dict[str, str]:
+    # min-keyint: x265 ignores a forced keyframe closer than it to the last one; when the
+    # caller places keyframes (keyint > gop) every one it asks for must be honoured.
+    min_keyint = gop if keyint == gop else 1
+    # No reordering anywhere (packet i is frame i), a keyframe at least every ``keyint`` frames
+    # (the fixed GOP, or the caller's own keyframes: see VideoEncoder), and as little look-ahead
+    # as the encoder allows: what a killed recorder had not yet received from the encoder is lost.
     # x264 "ultrafast": on camera-noisy frames it is smaller at equal PSNR/SSIM than "veryfast"
     # (which spends bits on the noise) at under half the CPU (benchmarks/video_storage.py).
     if encoder == "libx264":
         # "zerolatency": x264 otherwise holds one frame back (measured: the same bytes and PSNR).
         return {"preset": "ultrafast", "tune": "zerolatency", "crf": f"{crf:g}", "bframes": "0",
                 "rc-lookahead": "0",
-                "sc_threshold": "0", "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
+                "sc_threshold": "0", "x264-params": f"keyint={keyint}:min-keyint={min_keyint}:scenecut=0"}
     if encoder == "libx265":
         return {"preset": "ultrafast", "crf": f"{crf:g}",
-                "x265-params": f"bframes=0:rc-lookahead=0:keyint={gop}:min-keyint={gop}:"
+                "x265-params": f"bframes=0:rc-lookahead=0:keyint={keyint}:min-keyint={min_keyint}:"
                                "scenecut=0:open-gop=0:log-level=error"}
     if encoder == "libsvtav1":
         return {"preset": "10", "crf": str(round(crf)),
-                "svtav1-params": f"pred-struct=1:keyint={gop}:scd=0:irefresh-type=2"}
+                "svtav1-params": f"pred-struct=1:keyint={keyint}:scd=0:irefresh-type=2"}
     if encoder.endswith("_nvenc"):
         return {"preset": "p4", "rc": "vbr", "cq": str(round(crf)), "bf": "0", "delay": "0",
                 "zerolatency": "1", "forced-idr": "1"}
@@ -172,10 +178,15 @@ class VideoEncoder:
     ``encoder``: ``""`` the codec's software encoder; ``"hardware"`` the first hardware encoder
     that opens, else the software one; or an FFmpeg encoder name (``"h264_nvenc"``), which must
     open. Call :meth:`finish` for the packets still inside the encoder.
+
+    Keyframes come every ``gop`` frames (``gop_s`` of frames at ``rate_hz``) unless the caller
+    places them: ``keyframes_by_caller`` makes :meth:`encode`'s ``keyframe`` decide, with one
+    at least every :data:`MAX_KEYINT_GOPS` GOPs whatever the caller asks (the recorder's
+    continuous encoders key on capture time: collector.recording.preparing).
     """
 
     def __init__(self, codec: str, width: int, height: int, rate_hz: float, *, encoder: str = "",
-                 crf: float = 0, gop_s: float = 1.0) -> None:
+                 crf: float = 0, gop_s: float = 1.0, keyframes_by_caller: bool = False) -> None:
         import av
 
         check_video_options(codec, encoder, crf, gop_s)
@@ -185,6 +196,7 @@ class VideoEncoder:
         self.codec, self.width, self.height = codec, int(width), int(height)
         self.crf = float(crf or DEFAULT_CRF[codec])
         self.gop = max(1, round(gop_s * rate_hz))
+        self.keyint = self.gop * (MAX_KEYINT_GOPS if keyframes_by_caller else 1)
         self.rate = Fraction(rate_hz).limit_denominator(1001) if rate_hz > 0 else Fraction(30)
         candidates = {"": [software_encoder(codec)],
                       "hardware": [*HARDWARE_ENCODERS[codec], software_encoder(codec)]}.get(
@@ -221,12 +233,12 @@ class VideoEncoder:
         context.pix_fmt = "yuv420p" if not name.endswith("_qsv") else "nv12"
         context.time_base = 1 / self.rate
         context.framerate = self.rate
-        context.gop_size = self.gop
+        context.gop_size = self.keyint
         context.max_b_frames = 0
         # One thread: frame threads add one frame of delay each and fight the capture processes
         # for the two cores this has to run on.
         context.thread_count = 1
-        context.options = _encoder_options(name, self.crf, self.gop)
+        context.options = _encoder_options(name, self.crf, self.gop, self.keyint)
         with scheduling_kept():
             context.open()
         return context
@@ -239,8 +251,10 @@ class VideoEncoder:
                 "time_base": f"{self.rate.denominator}/{self.rate.numerator}",
                 "extradata": self.extradata.hex()}
 
-    def encode(self, rgb: np.ndarray) -> list[EncodedPacket]:
-        """Encode the next frame (``(H, W, 3)`` uint8 RGB); the packets the encoder let out."""
+    def encode(self, rgb: np.ndarray, keyframe: bool | None = None) -> list[EncodedPacket]:
+        """Encode the next frame (``(H, W, 3)`` uint8 RGB); the packets the encoder let out.
+        ``keyframe``: make it one (``True``), or not unless the encoder must (``False``);
+        ``None``: the fixed GOP decides. The first frame always is one."""
         import av
 
         # One reformatter for the stream keeps swscale's context: a new one per frame costs
@@ -256,8 +270,10 @@ class VideoEncoder:
         np.copyto(self._rgb_view, rgb)
         frame = self._reformatter.reformat(self._rgb_frame, format=self._context.pix_fmt)
         frame.pts = self._next_pts
-        if self._next_pts % self.gop == 0:
-            frame.pict_type = av.video.frame.PictureType.I  # the fixed GOP, whatever the encoder thinks
+        if keyframe is None:
+            keyframe = self._next_pts % self.gop == 0
+        if keyframe or self._next_pts == 0:  # placed here, whatever the encoder thinks
+            frame.pict_type = av.video.frame.PictureType.I
         self._next_pts += 1
         with scheduling_kept():
             return self._packets(self._context.encode(frame))

@@ -29,7 +29,10 @@ from collector.storage.schema import (COLOR_ENCODINGS, COMPRESSIONS, COUNTERS, E
                                       field_encodings, iso_utc, prepare_field, root_attrs,
                                       sample_stream, samples_before, schema_version, seq_counters,
                                       to_json)
-from collector.storage.encoder_thread import EncoderThread
+from collector.storage.encoder_thread import EncoderThread, Ticket
+from collector.storage.chunks import ChunkEncoder, chunk_encoder, write_chunks
+from collector.storage.packet_feed import PacketFeed
+from collector.storage.preparing import PreparedChunk, chunked_frames
 from collector.storage.video import VideoEncoder, check_video_options, is_video
 from collector.storage.video_h5 import append_packets, create_video_datasets
 from collector.wire.protocol import JPEG, RAW, Sample
@@ -97,6 +100,10 @@ class _StreamBuffer:
         self.datasets: _DatasetCache | None = None  # set at the first write
         #: Packets written per video-stored field: a row is a whole sample once its packet is.
         self.packets_written: dict[str, int] = {name: 0 for name, e in encodings.items() if is_video(e)}
+        #: Per one-frame-per-chunk field: each buffered frame's chunk compressed ahead, or None
+        #: (collector.storage.preparing); and the field's chunk encoder, made at the first write.
+        self.prepared: dict[str, list] = {name: [] for name in chunked_frames(spec, encodings)}
+        self.chunk_encoders: dict[str, ChunkEncoder | None] = {}
 
     n = property(lambda self: len(self.columns["seq"]))
 
@@ -122,10 +129,10 @@ class HDF5EpisodeWriter(EpisodeWriter):
         self.checksums = bool(checksums)
         self._buffers = {s.name: _StreamBuffer(s, field_encodings(s, color_encoding, stream_encodings))
                          for s in specs}
-        # Video-stored fields: one encoder each, on a thread of its own, fed in order (video.py,
-        # encoder_thread.py).
+        # Video-stored fields: packets from the recorder's continuous encoders or from the
+        # episode's own, on a thread of its own, fed in order (packet_feed.py, encoder_thread.py).
         self.video_options = dict(encoder=video_encoder, crf=float(video_crf), gop_s=float(video_gop_s))
-        self._encoders: dict[tuple[str, str], EncoderThread] = {}
+        self._feeds: dict[tuple[str, str], PacketFeed] = {}
         for buf in self._buffers.values():
             for codec in {e for e in buf.encodings.values() if is_video(e)}:
                 check_video_options(codec, **self.video_options)
@@ -181,7 +188,8 @@ class HDF5EpisodeWriter(EpisodeWriter):
             if is_video(buf.encodings[fs.name]):
                 encoder = VideoEncoder(buf.encodings[fs.name], fs.shape[1], fs.shape[0],
                                        spec.rate_hz, **self.video_options)
-                self._encoders[spec.name, fs.name] = EncoderThread(encoder, f"encoder {spec.name}")
+                self._feeds[spec.name, fs.name] = PacketFeed(
+                    self._own_encoders(encoder, spec.name), encoder, f"{spec.name}/{fs.name}")
                 create_video_datasets(g, fs.name, encoder, dict(attrs, dtype=fs.dtype,
                                       shape=list(fs.shape)), time_rows, check)
             elif buf.encodings[fs.name] == JPEG:
@@ -213,8 +221,21 @@ class HDF5EpisodeWriter(EpisodeWriter):
                                    chunks=(time_rows,), **check)
             crc.attrs["fields"] = json.dumps(buf.crc_fields)
 
-    def append(self, sample: Sample, t_recv_ns: int) -> None:
-        """Buffer one sample; it reaches the file at the next :meth:`flush`.
+    def _own_encoders(self, first: VideoEncoder, stream: str) -> Callable[[], EncoderThread]:
+        """Starts the episode's own encoder threads for one field: ``first`` (opened to read
+        its attributes when the file was created), then fresh ones like it."""
+        spare = [first]
+
+        def open_own() -> EncoderThread:
+            encoder = spare.pop() if spare else VideoEncoder(
+                first.codec, first.width, first.height, float(first.rate), **self.video_options)
+            return EncoderThread(encoder, f"encoder {stream}")
+        return open_own
+
+    def append(self, sample: Sample, t_recv_ns: int, prepared: dict[str, Any] | None = None) -> None:
+        """Buffer one sample; it reaches the file at the next :meth:`flush`. ``prepared``: the
+        tickets of fields encoded already (collector.storage.preparing); a ticket from an
+        encoder with other settings than this episode's is not used.
 
         Raises ``ValueError`` (and keeps nothing of the sample) when its stream is unknown or a
         field's name, encoding, dtype or shape differs from the stream's spec.
@@ -230,12 +251,14 @@ class HDF5EpisodeWriter(EpisodeWriter):
             original = sample.fields[field_name]
             keep = value is not original or not original.flags.writeable
             value = value if keep else value.copy()
-            encoder = self._encoders.get((name, field_name))
-            if encoder is not None:  # its packets are collected when the stream is written
-                encoder.submit(value)
+            feed = self._feeds.get((name, field_name))
+            if feed is not None:  # its packets are collected when the stream is written
+                feed.add(value, (prepared or {}).get(field_name))
                 continue
             buf.columns[field_name].append(value)
             buf.nbytes += value.nbytes + 32
+            if field_name in buf.prepared:
+                buf.prepared[field_name].append((prepared or {}).get(field_name))
         for key, value in (("seq", sample.seq), ("t_device_ns", sample.t_device_ns),
                            ("t_host_ns", sample.t_host_ns), ("t_recv_ns", t_recv_ns)):
             buf.columns[key].append(int(value))
@@ -288,7 +311,7 @@ class HDF5EpisodeWriter(EpisodeWriter):
         # pre-roll's backlog after a start), and the last ones come after the last sample:
         # written whenever there are any. Readers count whole samples only.
         for name in buf.packets_written:
-            buf.columns[name] += self._encoders[buf.spec.name, name].packets(wait_s)
+            buf.columns[name] += self._feeds[buf.spec.name, name].ready(wait_s)
             append_packets(g, name, buf.columns[name])
             buf.packets_written[name] += len(buf.columns[name])
             buf.columns[name].clear()
@@ -310,6 +333,9 @@ class HDF5EpisodeWriter(EpisodeWriter):
                 if name + CRC_SUFFIX in g:
                     g[name + CRC_SUFFIX].resize((start + n,))
                     g[name + CRC_SUFFIX][start:] = frame_crc32(column)
+            elif name in buf.prepared and self._write_prepared(buf, name, g[name], start, column):
+                if name in buf.crc_fields:
+                    covered[name] = np.stack(column)
             else:
                 g[name].resize(start + n, axis=0)
                 values = np.asarray(column, dtype=g[name].dtype) if name in TIME_DATASETS \
@@ -322,6 +348,32 @@ class HDF5EpisodeWriter(EpisodeWriter):
             g[SAMPLE_CRC].resize((start + n,))
             g[SAMPLE_CRC][start:] = row_crc32([covered[name] for name in buf.crc_fields])
         buf.written, buf.nbytes = start + n, 0
+
+    def _write_prepared(self, buf: _StreamBuffer, name: str, dataset: h5py.Dataset, start: int,
+                        frames: list[np.ndarray]) -> bool:
+        """Write frames of which some were compressed ahead as direct chunks (the others are
+        compressed here, by the same filters): whether they were. When none was, or the field's
+        filters cannot be run outside HDF5, HDF5 writes them as usual."""
+        chunks = buf.prepared[name]
+        try:
+            if not any(chunks):
+                return False
+            if name not in buf.chunk_encoders:
+                encoder = chunk_encoder(dataset)
+                buf.chunk_encoders[name] = encoder if encoder is not None and encoder.fits(dataset) else None
+            encoder = buf.chunk_encoders[name]
+            if encoder is None:
+                return False
+            try:
+                stored = [c.data if isinstance(c, PreparedChunk) and c.pipeline == encoder.pipeline
+                          else encoder(frame) for c, frame in zip(chunks, frames)]
+            except (ValueError, RuntimeError) as exc:  # HDF5 compresses them instead
+                log.warning("%s/%s: frames written plainly: %s", buf.spec.name, name, exc)
+                return False
+            write_chunks(dataset, start, stored)
+            return True
+        finally:
+            chunks.clear()
 
     def flush(self, wait_s: float | None = None) -> None:
         """Write every buffered sample and event and flush the file: after this returns, a crash
@@ -369,12 +421,12 @@ class HDF5EpisodeWriter(EpisodeWriter):
 
     def _finish_encoders(self) -> None:
         """Move the packets the video encoders still hold into the buffers (at the end only)."""
-        for (stream, field), encoder in self._encoders.items():
-            self._buffers[stream].columns[field] += encoder.finish()
+        for (stream, field), feed in self._feeds.items():
+            self._buffers[stream].columns[field] += feed.finish()
 
     def _stop_encoders(self) -> None:
-        for encoder in self._encoders.values():
-            encoder.stop()
+        for feed in self._feeds.values():
+            feed.stop()
 
     @property
     def storage_folder(self) -> Path:

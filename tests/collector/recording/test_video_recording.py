@@ -39,7 +39,7 @@ def test_the_sink_encodes_each_stream_as_the_config_chooses(tmp_path):
             t = T0 + i * 100_000_000
             for spec in STREAMS:
                 node = spec.name.split("/")[0]
-                sink.put(("sample", "u1", Sample(node, "color", i, t, t, {"rgb": frame(i)}), t + 1))
+                sink.put(("sample", "u1", Sample(node, "color", i, t, t, {"rgb": frame(i)}), t + 1, None))
         window.stop_ns = T0 + 10**9
         result = sink.call("close", window=window, malformed={})
     finally:

@@ -34,7 +34,7 @@ def run_episode(tmp_path, *, discard=False):
                                baseline={})
         sink.open(window, [HAND], {"uuid": "u1" * 16, "task": "pick", "start_time_ns": T0})
         for i in range(20):
-            sink.put(("sample", "u1", sample(i), T0 + i * 10_000_000 + 1))
+            sink.put(("sample", "u1", sample(i), T0 + i * 10_000_000 + 1, None))
         sink.put(("event", "u1", T0, "marker", "", {"n": 1}))
         window.stop_ns, window.discard = T0 + 15 * 10_000_000, discard
         result = sink.call("close", window=window, malformed={})
@@ -74,7 +74,7 @@ def test_capture_to_disk_of_pre_roll_samples_counts_from_the_start_not_from_thei
         sink.open(window, [HAND], {"uuid": "u1" * 16, "task": "pick", "start_time_ns": now})
         # Held for the pre-roll since 3 s before the Start, then one captured live.
         for i, t in enumerate([now - 3 * 10**9, now - 2 * 10**9, time.time_ns()]):
-            sink.put(("sample", "u1", Sample("glove", "hand", i, t, t, {"q": np.zeros(3, np.float32)}), t))
+            sink.put(("sample", "u1", Sample("glove", "hand", i, t, t, {"q": np.zeros(3, np.float32)}), t, None))
         wait_for(lambda: len(sink.disk_latency_ms) == 3)
     finally:
         sink.stop()
