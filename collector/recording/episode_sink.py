@@ -136,6 +136,11 @@ class EpisodeSink:
         self._thread.join(timeout_s)
 
     # ---- the writer thread -------------------------------------------------------------------
+    def flush_soon(self) -> None:
+        """Flush every open episode once the items queued so far are written (a Start's adopted
+        pre-roll: on disk at once, not up to a flush interval later)."""
+        self.put(("flush",))
+
     def _run(self) -> None:
         last_flush = time.monotonic()
         try:
@@ -154,6 +159,8 @@ class EpisodeSink:
                 if item is not None:
                     if item[0] == "quit":
                         return
+                    if item[0] == "flush":
+                        last_flush = 0.0  # now, below
                     try:
                         self._apply(item)
                     except Exception as exc:  # a failing disk must not kill the receiver

@@ -155,6 +155,8 @@ class EpisodeReceiver:
         for sample, t_recv, prepared in held:
             if current.holds(sample.t_host_ns):
                 self._route(current, sample, t_recv, None, prepared)
+        if held:
+            self.sink.flush_soon()  # the pre-roll on disk now: a crash loses at most the last second
 
     def _route(self, window: EpisodeWindow, sample: Sample, t_recv: int,
                anomaly: tuple[str, int] | None, prepared: dict | None = None) -> None:

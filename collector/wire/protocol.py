@@ -584,7 +584,12 @@ def _decode_fields(header: dict, frames: Sequence,
                                 f"{dtype.str} and shape {clip(str(tuple(shape)), 80)}{per} need "
                                 f"{clip(str(expected), 40)}", BAD_FIELD)
         try:
-            arrays[name] = np.frombuffer(buffer, dtype=dtype).reshape(shape)
+            array = np.frombuffer(buffer, dtype=dtype).reshape(shape)
+            # Read-only: the buffer is the received message's own (pyzmq >= 26 hands out writable
+            # views of it), and whoever keeps a frame (the episode writer, the pre-roll) may then
+            # keep it as it is instead of copying it in case its producer reuses it.
+            array.flags.writeable = False
+            arrays[name] = array
         except ValueError as exc:  # e.g. an empty array with a dimension numpy cannot index
             raise ProtocolError(f"field {shown}: shape {clip(str(tuple(shape)), 80)}: {exc}",
                                 BAD_FIELD) from None

@@ -162,3 +162,32 @@ def test_the_held_span_is_from_the_earliest_capture_to_the_latest():
     receiver._unrouted = deque((sample(t), 0) for t in (10.0, 12.5, 7.5, 8.0))
     receiver._unrouted_bytes = 0
     assert receiver.pre_roll_status()["held_s"] == 5.0
+
+
+def test_a_video_pre_roll_is_encoded_as_it_arrives_and_every_frame_decodes(rig):
+    """Colour is encoded while it is held, keyframes on a 0.5 s capture-time grid; an episode
+    encodes its own frames only up to its first grid keyframe, and the next episode, started at
+    once, begins between keyframes and still decodes frame by frame."""
+    recorder = rig({"fps": 30, "width": 64, "height": 48}, pre_roll_s=1.0, color_encoding="h264",
+                   video_gop_s=0.5)
+    held_s(recorder, 1.2)
+    first = recorder.start({"task": "video"})
+    wait_for(lambda: recorder.status()["streams"]["cam0/color"]["last_t_host_ns"]
+             > first["trigger_ns"] + 6e8)
+    recorder.stop(wait=False)
+    second = recorder.start({"task": "video"})
+    wait_for(lambda: recorder.status()["streams"]["cam0/color"]["last_t_host_ns"]
+             > second["trigger_ns"] + 6e8)
+    second_path = recorder.stop()["path"]
+    assert recorder.status()["continuous_encoding"]["fields"] == ["cam0/color/rgb"]
+    for path in (first["path"], second_path):
+        assert validate_episode(path) == []
+        with open_episode(path) as ep:
+            host = ep.timestamps("cam0/color")["t_host_ns"].astype(np.int64)
+            keys = np.flatnonzero(ep.h5["streams/cam0/color/rgb.key"][:])
+            frames = ep.frames("cam0/color", "rgb")  # every frame decodes, in order
+        assert len(frames) == len(host) >= 30 and keys[0] == 0
+        slot = host // 500_000_000
+        on_grid = np.flatnonzero(np.diff(slot)) + 1  # the first frame of each 0.5 s slot
+        # Own encoding ends at the first grid keyframe; from there the continuous packets.
+        assert keys[1] == on_grid[0] and set(on_grid) <= set(keys)

@@ -83,3 +83,26 @@ def test_capture_to_disk_of_pre_roll_samples_counts_from_the_start_not_from_thei
     # pre-roll samples were held before the episode existed.
     assert max(sink.disk_latency_ms) < 1900, list(sink.disk_latency_ms)
     assert len(sink.live_disk_latency_ms) == 1  # only the one captured after the Start
+
+
+def test_an_adopted_pre_roll_is_flushed_once_written_not_an_interval_later(tmp_path):
+    """A Start adopts seconds of held samples; the receiver asks for a flush right after them,
+    so a crash moments after the Start does not lose the pre-roll with the unflushed tail."""
+    store = EpisodeStore()
+    # An interval no flush ever reaches (not a valid config): only the request flushes.
+    recording = RecordingConfig(output=str(tmp_path), flush_interval_s=3600.0)
+    sink = EpisodeSink(recording, {}, [].append,
+                       writer_factory=functools.partial(MemoryEpisodeWriter, store=store))
+    try:
+        window = EpisodeWindow(uuid="u1", path=Path(tmp_path / "ep.h5"), streams=["glove/hand"],
+                               master="glove/hand", start_ns=T0, node_of={"glove/hand": "glove"},
+                               baseline={})
+        sink.open(window, [HAND], {"uuid": "u1" * 16, "task": "pick", "start_time_ns": T0})
+        for i in range(30):
+            sink.put(("sample", "u1", sample(i), T0 + i * 10_000_000 + 1, None))
+        wait_for(lambda: sink.queued_bytes == 0 and "u1" in sink._writers)
+        assert sink._writers["u1"].counts == {"glove/hand": 0}  # appended, not yet flushed
+        sink.flush_soon()
+        wait_for(lambda: sink._writers["u1"].counts == {"glove/hand": 30})
+    finally:
+        sink.stop()

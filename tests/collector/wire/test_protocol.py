@@ -179,6 +179,9 @@ def test_decode_of_zmq_frames_shares_memory():
     back = decode(zframes)
     np.testing.assert_array_equal(back.fields["depth"], np.arange(40_000, dtype=np.uint16))
     assert np.shares_memory(back.fields["depth"], np.frombuffer(zframes[2].buffer, np.uint8))
+    # Read-only although pyzmq's buffer is writable: whoever keeps a received frame (the episode
+    # writer, the pre-roll) keeps it as it is instead of copying it.
+    assert zframes[2].buffer.readonly is False and not back.fields["depth"].flags.writeable
 
 
 def test_non_contiguous_arrays_are_sent_correctly(rng):
