@@ -131,10 +131,12 @@ def _cpu_seconds(processes: list[psutil.Process]) -> float:
 
 
 def run(cameras: int, compression: str, seconds: float, out: Path, color_encoding: str = "raw",
-        pre_roll_s: float | None = None) -> dict:
+        pre_roll_s: float | None = None, flush_interval_s: float | None = None) -> dict:
     config = sim_config(seed=0, cameras=cameras, glove_rate_hz=1000.0)
     if pre_roll_s is not None:
         config.recording.pre_roll_s = pre_roll_s
+    if flush_interval_s is not None:
+        config.recording.flush_interval_s = flush_interval_s
     config.recording.output = out
     config.recording.compression = compression
     config.recording.color_encoding = color_encoding
@@ -321,6 +323,8 @@ def main() -> None:
     parser.add_argument("--cameras", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--compression", nargs="+", default=["none", "lz4"])
     parser.add_argument("--out", help="folder to record into (default: a temporary folder)")
+    parser.add_argument("--flush-interval", type=float, default=None,
+                        help="seconds between the recorder's flushes (default: the config's)")
     parser.add_argument("--pre-roll", type=float, default=None,
                         help="seconds held before each Start (default: the config's, 3 s); the "
                              "held frames are written in one burst at the Start")
@@ -372,7 +376,7 @@ def main() -> None:
     for cameras in args.cameras:
         for compression, encoding in [(c, e) for c in args.compression
                                       for e in args.color_encoding or ["raw"]]:
-            r = run(cameras, compression, args.seconds, out, encoding, args.pre_roll)
+            r = run(cameras, compression, args.seconds, out, encoding, args.pre_roll, args.flush_interval)
             print(f"{r['cameras']:>4} {r['compression']:>5} {r['color']:>5} {r['offered']:>8} {r['written']:>8} "
                   f"{r['dropped']:>7} {r['file_MB']:>7.1f} {r['file_MB_s']:>6.1f} "
                   f"{100 * r['file_MB_s'] / ceiling:>5.1f}% {r['lat_p50_ms']:>6.0f}ms {r['lat_p99_ms']:>6.0f}ms {r['live_p99_ms']:>6.0f}ms "

@@ -76,7 +76,9 @@ class RecordingConfig:
     video_crf: float = 0.0
     #: Seconds between video keyframes: the most a reader decodes to reach any frame.
     video_gop_s: float = 1.0
-    flush_interval_s: float = 0.5
+    #: Seconds between the recorder's flushes: what a killed recorder loses is about this plus
+    #: one flush (0.25 against 0.5 s: kills lost 0.2-0.3 s against 0.3-1.2 s, for +0.01 CPU s/s).
+    flush_interval_s: float = 0.25
     #: Stream whose samples define the synchronized index ("" = the first color stream).
     master_stream: str = ""
     #: Refuse to start an episode with less free disk space than this.

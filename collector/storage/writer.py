@@ -382,7 +382,8 @@ class HDF5EpisodeWriter(EpisodeWriter):
         (:attr:`counts` counts whole samples only)."""
         self._check_open()
         deadline = None if wait_s is None else time.monotonic() + wait_s
-        for buf in self._buffers.values():
+        # Streams with video packets last: their encoders get the others' write time to finish.
+        for buf in sorted(self._buffers.values(), key=lambda buf: bool(buf.packets_written)):
             self._write_stream(buf, None if deadline is None else max(0.0, deadline - time.monotonic()))
         if self._events:
             events, n = self._h5["events"], len(self._events)

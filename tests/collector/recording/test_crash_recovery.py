@@ -26,7 +26,8 @@ from collector.wire.streams import FieldSpec, StreamSpec
 from collector.storage.writer_lock import marker_path, writer_alive
 
 ROOT = Path(__file__).resolve().parents[3]
-#: Flushes come every 0.5 s (the default): a kill loses at most that, plus the queue's latency.
+#: Flushes come every 0.25 s (the default): a kill loses about that plus one flush, and the
+#: queue's latency; the bound is the promise.
 MAX_LOSS_S = 1.0
 
 

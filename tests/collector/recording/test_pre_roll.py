@@ -186,7 +186,7 @@ def test_a_video_pre_roll_is_encoded_as_it_arrives_and_every_frame_decodes(rig):
             host = ep.timestamps("cam0/color")["t_host_ns"].astype(np.int64)
             keys = np.flatnonzero(ep.h5["streams/cam0/color/rgb.key"][:])
             frames = ep.frames("cam0/color", "rgb")  # every frame decodes, in order
-        assert len(frames) == len(host) >= 30 and keys[0] == 0
+        assert len(frames) == len(host) >= 15 and keys[0] == 0  # the second: 0.6 s at least
         slot = host // 500_000_000
         on_grid = np.flatnonzero(np.diff(slot)) + 1  # the first frame of each 0.5 s slot
         # Own encoding ends at the first grid keyframe; from there the continuous packets.
