@@ -35,7 +35,7 @@ import numpy as np
 
 from collector.storage.chunks import ChunkEncoder, chunk_encoder_for
 from collector.storage.crc import checksum_options
-from collector.storage.encoder_thread import EncoderThread, Ticket
+from collector.storage.encoder_thread import EncoderThread
 from collector.storage.schema import field_encodings
 from collector.storage.video import VideoCodecError, VideoEncoder, is_video
 from collector.wire.protocol import RAW, Sample

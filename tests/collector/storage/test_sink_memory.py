@@ -24,15 +24,21 @@ def sample(i):
     return Sample("glove", "hand", i, t, t, {"q": np.full(3, i, np.float32)})
 
 
+def open_window(sink, tmp_path):
+    """Open episode ``u1`` (the glove's hand stream) on ``sink``: its window."""
+    window = EpisodeWindow(uuid="u1", path=Path(tmp_path / "ep.h5"), streams=["glove/hand"],
+                           master="glove/hand", start_ns=T0, node_of={"glove/hand": "glove"},
+                           baseline={})
+    sink.open(window, [HAND], {"uuid": "u1" * 16, "task": "pick", "start_time_ns": T0})
+    return window
+
+
 def run_episode(tmp_path, *, discard=False):
     store, failures = EpisodeStore(), []
     sink = EpisodeSink(RecordingConfig(output=str(tmp_path)), {}, failures.append,
                        writer_factory=functools.partial(MemoryEpisodeWriter, store=store))
     try:
-        window = EpisodeWindow(uuid="u1", path=Path(tmp_path / "ep.h5"), streams=["glove/hand"],
-                               master="glove/hand", start_ns=T0, node_of={"glove/hand": "glove"},
-                               baseline={})
-        sink.open(window, [HAND], {"uuid": "u1" * 16, "task": "pick", "start_time_ns": T0})
+        window = open_window(sink, tmp_path)
         for i in range(20):
             sink.put(("sample", "u1", sample(i), T0 + i * 10_000_000 + 1, None))
         sink.put(("event", "u1", T0, "marker", "", {"n": 1}))
@@ -94,13 +100,10 @@ def test_an_adopted_pre_roll_is_flushed_once_written_not_an_interval_later(tmp_p
     sink = EpisodeSink(recording, {}, [].append,
                        writer_factory=functools.partial(MemoryEpisodeWriter, store=store))
     try:
-        window = EpisodeWindow(uuid="u1", path=Path(tmp_path / "ep.h5"), streams=["glove/hand"],
-                               master="glove/hand", start_ns=T0, node_of={"glove/hand": "glove"},
-                               baseline={})
-        sink.open(window, [HAND], {"uuid": "u1" * 16, "task": "pick", "start_time_ns": T0})
+        open_window(sink, tmp_path)
         for i in range(30):
             sink.put(("sample", "u1", sample(i), T0 + i * 10_000_000 + 1, None))
-        wait_for(lambda: sink.queued_bytes == 0 and "u1" in sink._writers)
+        wait_for(lambda: "u1" in sink._writers and sink._writers["u1"].buffered == {"glove/hand": 30})
         assert sink._writers["u1"].counts == {"glove/hand": 0}  # appended, not yet flushed
         sink.flush_soon()
         wait_for(lambda: sink._writers["u1"].counts == {"glove/hand": 30})
