@@ -261,9 +261,15 @@ class Recorder(EpisodeReceiver, EpisodeFinisher, HandsFreeTriggers):
             # never before what was received and is still held.
             # (Just after a stream's first sample, not on it: a start on a frame would leave
             # that frame without the other streams' samples before it.)
-            start_ns = min(start_ns, max([start_ns - pre_roll_ns, *previous, self._listening_ns,
-                                          self._unrouted_floor_ns + 1,
-                                          *(t + 1 for t in list(self._first_seen_ns.values()))]))
+            floor = max([*previous, self._listening_ns, self._unrouted_floor_ns + 1,
+                         *(t + 1 for t in list(self._first_seen_ns.values()))])
+            start_ns = min(start_ns, max(start_ns - pre_roll_ns, floor))
+            # With colour encoded as it is held, a pre-roll that begins on a keyframe instant
+            # (up to one GOP earlier than asked) takes every packet from the continuous
+            # encoders: nothing is encoded at the Start (collector.storage.preparing).
+            grid = self.preparer.keyframe_grid_ns(streams) if self.preparer and pre_roll_ns else None
+            if grid and start_ns - start_ns % grid >= floor:
+                start_ns -= start_ns % grid
         uuid = str(uuidlib.uuid4())
         now = datetime.now(timezone.utc)
         path = episode_path(self.recording.output, self.recording.path_pattern, meta, uuid, now)

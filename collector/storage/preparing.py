@@ -181,6 +181,13 @@ class SamplePreparer:
             tickets[name] = ticket
         return tickets if tickets or (held and chunked) else None
 
+    def keyframe_grid_ns(self, streams: list[str]) -> int | None:
+        """The spacing of the continuous encoders' keyframes on capture time (they fall on its
+        multiples) when one of ``streams`` is encoded continuously, else ``None``: an episode
+        whose pre-roll begins on a multiple takes every packet from them, encoding none itself."""
+        active = any(c is not None and s in streams for (s, _), c in list(self._encoders.items()))
+        return max(1, int(self.video_options["gop_s"] * 1e9)) if active else None
+
     def _continuous(self, spec: StreamSpec, name: str, encoding: str) -> _Continuous | None:
         key = (spec.name, name)
         if key not in self._encoders:

@@ -165,12 +165,13 @@ def test_the_held_span_is_from_the_earliest_capture_to_the_latest():
 
 
 def test_a_video_pre_roll_is_encoded_as_it_arrives_and_every_frame_decodes(rig):
-    """Colour is encoded while it is held, keyframes on a 0.5 s capture-time grid; an episode
-    encodes its own frames only up to its first grid keyframe, and the next episode, started at
-    once, begins between keyframes and still decodes frame by frame."""
+    """Colour is encoded while it is held, keyframes on a 0.5 s capture-time grid; a pre-roll
+    begins on a grid instant (up to a GOP more than asked), so the episode takes every packet
+    from the continuous encoder. The next episode, started at once, begins between keyframes,
+    encodes its frames up to the first grid keyframe itself and still decodes frame by frame."""
     recorder = rig({"fps": 30, "width": 64, "height": 48}, pre_roll_s=1.0, color_encoding="h264",
                    video_gop_s=0.5)
-    held_s(recorder, 1.2)
+    held_s(recorder, 1.6)  # room for the pre-roll and the GOP it may begin earlier
     first = recorder.start({"task": "video"})
     wait_for(lambda: recorder.status()["streams"]["cam0/color"]["last_t_host_ns"]
              > first["trigger_ns"] + 6e8)
@@ -180,7 +181,10 @@ def test_a_video_pre_roll_is_encoded_as_it_arrives_and_every_frame_decodes(rig):
              > second["trigger_ns"] + 6e8)
     second_path = recorder.stop()["path"]
     assert recorder.status()["continuous_encoding"]["fields"] == ["cam0/color/rgb"]
-    for path in (first["path"], second_path):
+    assert first["start_ns"] % 500_000_000 == 0
+    assert 1.0 <= (first["trigger_ns"] - first["start_ns"]) / 1e9 < 1.5
+    assert second["start_ns"] % 500_000_000  # back to back: at the first one's stop
+    for path, aligned in ((first["path"], True), (second_path, False)):
         assert validate_episode(path) == []
         with open_episode(path) as ep:
             host = ep.timestamps("cam0/color")["t_host_ns"].astype(np.int64)
@@ -189,5 +193,7 @@ def test_a_video_pre_roll_is_encoded_as_it_arrives_and_every_frame_decodes(rig):
         assert len(frames) == len(host) >= 15 and keys[0] == 0  # the second: 0.6 s at least
         slot = host // 500_000_000
         on_grid = np.flatnonzero(np.diff(slot)) + 1  # the first frame of each 0.5 s slot
-        # Own encoding ends at the first grid keyframe; from there the continuous packets.
+        # Own encoding (if any) ends at the first grid keyframe; from there continuous packets.
         assert keys[1] == on_grid[0] and set(on_grid) <= set(keys)
+        if aligned:  # every packet continuous: keyframes on the grid only
+            assert keys.tolist() == [0, *on_grid.tolist()]
