@@ -93,7 +93,8 @@ class RecordingConfig:
     #: so `collector validate --deep` names damaged samples. Off only to measure their cost.
     checksums: bool = True
     #: Seconds of every stream kept in memory while not recording: an episode begins this long
-    #: before its trigger (never before the previous episode's stop), so a late press loses nothing.
+    #: before its trigger (never before the previous episode's stop), so a late press loses nothing;
+    #: with video colour, from the keyframe instant at or before that (up to a GOP more).
     pre_roll_s: float = 3.0
     #: Memory the pre-roll may hold (MiB); past it the oldest samples go and the pre-roll is
     #: shorter (the status says how long it is).
