@@ -111,11 +111,8 @@ class PacketFeed:
         if self._own is not None:
             self._own.close()
             self._own = None
-        for ticket, rgb in waiting:
-            if _among(ticket.source, self._failed):
-                ticket = self._own_ticket(rgb)
-            self._pending.append((ticket, rgb))
-            self._last = ticket
+        for ticket, rgb in waiting:  # as if added anew: the failed encoder's tickets refused
+            self.add(rgb, ticket)
         if self._finishing and self._own is not None:
             self._own.close()  # nothing more comes: drain it
 

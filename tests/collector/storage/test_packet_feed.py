@@ -95,3 +95,15 @@ def test_packets_of_another_quality_are_not_mixed_in():
         assert packets_feed.reused == 0
     finally:
         shared.stop()
+
+
+def test_a_continuous_encoder_failing_mid_run_hands_the_rest_to_the_episode():
+    shared, tickets = continuous()
+    packets_feed, opened = feed()
+    assert shared.wait(tickets[8], 30)
+    shared.stop()  # the frames after those it encoded never get their packets from it
+    frames = list(range(3, 22))  # 3, 4 own; 5 on continuous
+    for i in frames:
+        packets_feed.add(color_frame(i), tickets[i])
+    check(packets_feed.finish(), frames)
+    assert 4 <= packets_feed.reused <= 17 and len(opened) == 2
