@@ -4,6 +4,7 @@ streaming on host time; the serial reader thread never dies silently (issue 13, 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -82,8 +83,10 @@ def test_a_glove_at_030x_real_time_keeps_streaming_and_says_why(tmp_path):
             assert glove._thread.is_alive()
         finally:
             glove.close()
-    assert error[1]["message"].startswith("glove clock runs at 0.3")
-    assert "x real time" in error[1]["message"]
+    # The rate is measured against host receive times, which a busy machine delays unevenly:
+    # 0.3x on a quiet machine, 0.24x seen under the full suite.
+    match = re.match(r"glove clock runs at ([\d.]+)x real time", error[1]["message"])
+    assert match and 0.2 <= float(match.group(1)) <= 0.4, error[1]["message"]
     seqs = np.array([r.seq for r in readings])
     assert np.all(np.diff(seqs) == 1), "samples lost around the clock fault"
     assert readings[-1].seq - readings[0].seq > 1500  # > 3 s at 500 Hz without a break
