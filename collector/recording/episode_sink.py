@@ -35,6 +35,10 @@ log = logging.getLogger("collector.recording.recorder")
 FLUSH_WAIT_S = 0.1
 #: The writer queue holds at most this many bytes of samples before it counts overflows.
 QUEUE_LIMIT_BYTES = 2 * 1024**3
+#: Held frames waiting to be compressed ahead at most: each job keeps its frame alive, so a
+#: writer busy elsewhere (closing a long episode, a slow disk) must not let them pile up; a
+#: frame not compressed ahead is compressed when it is written, as without a pre-roll.
+MAX_PREPARING = 600
 #: After a backlog over this many bytes drains, freed memory is handed back to the OS.
 TRIM_AFTER_BYTES = 256 << 20
 
@@ -93,6 +97,8 @@ class EpisodeSink:
         self.flush_ms: deque = deque(maxlen=10_000)
         #: Compresses frames held for a pre-roll, on this thread (collector.storage.preparing).
         self.chunks = ChunkCompressor(recording.compression, recording.checksums)
+        # Jobs queued (counted by the receiver) and done (by the writer): one writer each.
+        self._prepare_queued = self._prepare_done = 0
         self.error: str | None = None
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self._thread.start()
@@ -114,7 +120,11 @@ class EpisodeSink:
 
     def prepare_chunks(self, sample: Any, fields: list[str], prepared: dict) -> None:
         """Compress ``fields`` of a sample held for the pre-roll into ``prepared``, on the
-        writer thread, before any later item (the sample's own, once a Start adopts it)."""
+        writer thread, before any later item (the sample's own, once a Start adopts it).
+        Skipped while :data:`MAX_PREPARING` jobs wait."""
+        if self._prepare_queued - self._prepare_done >= MAX_PREPARING:
+            return
+        self._prepare_queued += 1
         self.put(("prepare", sample, fields, prepared))
 
     def submit(self, action: str, **args: Any) -> Future:
@@ -198,7 +208,10 @@ class EpisodeSink:
                 writer.add_event(sample.t_host_ns, "rejected", sample.stream, {"reason": str(exc)[:200]})
         elif kind == "prepare":
             _, sample, fields, prepared = item
-            self.chunks.compress(sample, fields, prepared)
+            try:
+                self.chunks.compress(sample, fields, prepared)
+            finally:
+                self._prepare_done += 1
         elif kind == "event":
             _, uuid, t_ns, event_kind, stream, detail = item
             if uuid in self._writers:

@@ -1,6 +1,7 @@
 """The recorder's writer thread (EpisodeSink) on the in-memory backend: no disk, no processes."""
 
 import functools
+import threading
 import time
 from pathlib import Path
 
@@ -108,4 +109,26 @@ def test_an_adopted_pre_roll_is_flushed_once_written_not_an_interval_later(tmp_p
         sink.flush_soon()
         wait_for(lambda: sink._writers["u1"].counts == {"glove/hand": 30})
     finally:
+        sink.stop()
+
+
+def test_frames_waiting_to_be_compressed_ahead_are_bounded(tmp_path, monkeypatch):
+    """Each job keeps its held frame alive: a writer busy elsewhere must not let them pile up."""
+    from collector.recording import episode_sink
+
+    monkeypatch.setattr(episode_sink, "MAX_PREPARING", 3)
+    sink = EpisodeSink(RecordingConfig(output=str(tmp_path), compression="lz4"), {}, [].append)
+    hold = threading.Event()
+    try:
+        compress = sink.chunks.compress
+        monkeypatch.setattr(sink.chunks, "compress", lambda *a: hold.wait(30) and compress(*a))
+        prepared = [{} for _ in range(5)]
+        for i, out in enumerate(prepared):
+            frame = np.full((48, 64), i, np.uint16)
+            sink.prepare_chunks(Sample("cam0", "depth", i, T0, T0, {"depth": frame}), ["depth"], out)
+        hold.set()
+        wait_for(lambda: all(prepared[:3]))
+        assert not any(prepared[3:])  # refused while three waited: compressed when written
+    finally:
+        hold.set()
         sink.stop()
