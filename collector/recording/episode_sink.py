@@ -30,8 +30,8 @@ from collector.wire.streams import StreamSpec
 log = logging.getLogger("collector.recording.recorder")
 
 #: Seconds a flush waits for the video encoders to catch up (a frame or two in steady state):
-#: after a start they have the pre-roll's held frames to encode, and the other streams' rows
-#: must reach the disk meanwhile.
+#: an encoder may be further behind (a busy machine; an episode started between keyframes
+#: encodes its head itself), and the other streams' rows must reach the disk meanwhile.
 FLUSH_WAIT_S = 0.1
 #: The writer queue holds at most this many bytes of samples before it counts overflows.
 QUEUE_LIMIT_BYTES = 2 * 1024**3
@@ -92,7 +92,7 @@ class EpisodeSink:
         self._opened_ns: dict[str, int] = {}
         self.disk_latency_ms: deque = deque(maxlen=200_000)
         #: The same for the samples captured after their episode started (not its pre-roll,
-        #: which reaches the disk in one burst after the Start).
+        #: which reaches the disk all at once after the Start).
         self.live_disk_latency_ms: deque = deque(maxlen=200_000)
         self.flush_ms: deque = deque(maxlen=10_000)
         #: Compresses frames held for a pre-roll, on this thread (collector.storage.preparing).

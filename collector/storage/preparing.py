@@ -11,8 +11,10 @@ of the frames routed to it (:mod:`collector.storage.packet_feed`).
 
 An episode's packets must start at a keyframe. The continuous encoders place keyframes on
 capture time: the first frame at or after each multiple of ``recording.video_gop_s`` on the
-host clock, the same instants for every camera. An episode that starts between two of them
-encodes its frames up to the next one itself (on average half a GOP, at the Start).
+host clock, the same instants for every camera. A pre-roll begins on one of them when enough
+is held (collector.recording.recorder), so its episode takes every packet; one that starts
+between two (back to back with the previous episode) encodes its frames up to the next itself
+(collector.storage.packet_feed).
 
 Image fields stored raw (depth, and colour when not encoded) are one chunk per frame, compressed
 by HDF5's filters as the writer writes them. For frames held for the pre-roll the compression
@@ -119,8 +121,8 @@ class _Continuous:
 
 class SamplePreparer:
     """Encodes every video-stored colour field of every sample it is given, on one thread per
-    field; :meth:`prepare` returns the fields' tickets for the episode writer
-    (``EpisodeWriter.append(..., prepared=...)``).
+    field, and has ``compress`` compress the chunked fields of held ones; :meth:`prepare`
+    returns what it prepared for the episode writer (``EpisodeWriter.append(..., prepared=...)``).
 
     Settings are the recording's: ``color_encoding``, ``stream_encodings`` and the
     ``video_*`` options, as the episode writer gets them. Call from one thread (the
@@ -156,9 +158,9 @@ class SamplePreparer:
         chunked, video = self._chunked[spec.name], self._video[spec.name]
         if not video and not (held and chunked):
             return None  # most samples (the glove's): nothing to do
-        tickets: dict[str, Any] = {}
+        prepared: dict[str, Any] = {}  # tickets now, compressed chunks later
         if held and chunked and self._compress is not None:
-            self._compress(sample, chunked, tickets)  # filled in on the writer thread
+            self._compress(sample, chunked, prepared)  # filled in on the writer thread
         for name, encoding in video:
             continuous = self._continuous(spec, name, encoding)
             array = sample.fields.get(name)
@@ -180,8 +182,8 @@ class SamplePreparer:
                 self.skipped += 1
                 continuous.last_slot = None  # the next frame it takes must start a new run
                 continue
-            tickets[name] = ticket
-        return tickets if tickets or (held and chunked) else None
+            prepared[name] = ticket
+        return prepared if prepared or (held and chunked) else None
 
     def keyframe_grid_ns(self, streams: list[str]) -> int | None:
         """The spacing of the continuous encoders' keyframes on capture time (they fall on its
